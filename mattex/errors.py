@@ -1,0 +1,67 @@
+"""The typed errors mattex raises for user mistakes.
+
+Every error a user can cause derives from `MattexError`; assertions are kept for internal
+invariants only. Messages name the offending tensor, key or file.
+"""
+
+from __future__ import annotations
+
+
+class MattexError(Exception):
+    """Base class of every error caused by user input."""
+
+
+class InputShapeError(MattexError, ValueError):
+    """An input tensor has the wrong rank, shape or size (e.g. H or W not divisible by 4)."""
+
+
+class ConfigError(MattexError, ValueError):
+    """A constructor or command option is outside what the model supports."""
+
+
+class CheckpointError(MattexError):
+    """A checkpoint file cannot be used."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file would need arbitrary Python objects unpickled; mattex refuses to run its code."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint's keys or shapes differ from the model's state_dict.
+
+    Attributes list every difference so that one error tells the whole story.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+        source: str = "checkpoint",
+    ) -> None:
+        self.backbone = backbone
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+        super().__init__(self._describe(source))
+
+    def _describe(self, source: str, limit: int = 20) -> str:
+        lines = [f"{source} does not match MattingRefine({self.backbone!r}):"]
+
+        def section(title: str, items: list[str]) -> None:
+            if not items:
+                return
+            lines.append(f"  {title} ({len(items)}):")
+            lines.extend(f"    {item}" for item in items[:limit])
+            if len(items) > limit:
+                lines.append(f"    ... and {len(items) - limit} more")
+
+        section("missing keys", self.missing)
+        section("unexpected keys", self.unexpected)
+        section(
+            "shape mismatches (checkpoint vs model)",
+            [f"{k}: {tuple(got)} vs {tuple(want)}" for k, got, want in self.mismatched],
+        )
+        return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Reading the published BGMv2 checkpoints safely and checking them against the model.
+
+`.pth` state_dicts load with `torch.load(weights_only=True)`: tensors only, no Python objects,
+so a checkpoint can never run code. TorchScript archives (`torchscript_<backbone>_fp32.pth`)
+load through `torch.jit.load`, whose unpickler only rebuilds TorchScript types; mattex keeps
+only their state_dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mattex.errors import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
+
+from .backbones import BACKBONES
+from .matting import MattingRefine
+
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a `.pth` state_dict or TorchScript archive, as float32 on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if is_torchscript_archive(path):
+        state = _read_torchscript(path)
+    else:
+        state = _read_weights_only(path)
+    # The published fp16 TorchScript files hold half weights; the reference model is fp32.
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _read_weights_only(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch names a refused global on one line ("... unsupported GLOBAL posix.system ...");
+        # any other unpickling failure is a corrupt or foreign file.
+        culprit = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln), None)
+        if culprit is None:
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint") from None
+        raise UnsafeCheckpointError(
+            f"{path} pickles Python objects, not just tensors; mattex loads checkpoints with "
+            "torch.load(weights_only=True) and never runs code from them. Re-save a plain "
+            f"state_dict: torch.save(model.state_dict(), path). ({culprit})"
+        ) from None
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a state_dict of tensors "
+            "(save one with torch.save(model.state_dict(), path))"
+        )
+    return dict(obj)
+
+
+def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} is not a loadable TorchScript archive: {e}") from None
+    return dict(module.state_dict())
+
+
+def infer_backbone(state: dict[str, torch.Tensor]) -> str:
+    """Tell the backbone from state_dict keys (the published checkpoints carry no other hint)."""
+    if "backbone.features.0.0.weight" in state:
+        return "mobilenetv2"
+    if "backbone.layer1.0.conv1.weight" in state:
+        # resnet101's layer3 has 23 blocks, resnet50's 6.
+        return "resnet101" if "backbone.layer3.22.conv1.weight" in state else "resnet50"
+    raise CheckpointError(
+        "cannot tell the backbone from the checkpoint's keys (no backbone.features.* or "
+        f"backbone.layer*.*); pass the backbone explicitly (one of {', '.join(BACKBONES)})"
+    )
+
+
+@dataclass
+class KeyReport:
+    """How a state_dict compares with MattingRefine(backbone)'s."""
+
+    backbone: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def raise_if_mismatched(self, source: str = "checkpoint") -> None:
+        if not self.ok:
+            raise CheckpointMismatchError(
+                self.backbone, self.missing, self.unexpected, self.mismatched, source
+            )
+
+
+def compare_keys(state: dict[str, torch.Tensor], backbone: str) -> KeyReport:
+    expected = {k: tuple(v.shape) for k, v in MattingRefine(backbone).state_dict().items()}
+    report = KeyReport(backbone)
+    report.missing = [k for k in expected if k not in state]
+    report.unexpected = [k for k in state if k not in expected]
+    report.mismatched = [
+        (k, tuple(state[k].shape), shape)
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    return report
+
+
+def count_parameters(state: dict[str, torch.Tensor]) -> int:
+    """Learnable parameters of a state_dict (BatchNorm statistics are buffers, not counted)."""
+    return sum(v.numel() for k, v in state.items() if not k.endswith(_BUFFER_SUFFIXES))
+
+
+def load_matting_refine(
+    path: str | Path, backbone: str | None = None, **refine_kwargs
+) -> MattingRefine:
+    """MattingRefine in eval mode with the checkpoint's weights; the backbone is inferred from
+    the keys unless given. Raises CheckpointMismatchError listing every key difference."""
+    state = read_state_dict(path)
+    backbone = backbone or infer_backbone(state)
+    compare_keys(state, backbone).raise_if_mismatched(str(path))
+    model = MattingRefine(backbone, **refine_kwargs)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def describe_checkpoint(path: str | Path, backbone: str | None = None) -> dict:
+    """What `mattex info` shows: format, sha256, backbone, parameter count and the key check."""
+    path = Path(path)
+    state = read_state_dict(path)
+    inferred = backbone is None
+    backbone = backbone or infer_backbone(state)
+    report = compare_keys(state, backbone)
+    return {
+        "file": str(path),
+        "format": "torchscript" if is_torchscript_archive(path) else "state_dict",
+        "sha256": sha256_of(path),
+        "backbone": backbone,
+        "backbone_inferred": inferred,
+        "keys": len(state),
+        "parameters": count_parameters(state),
+        "keys_match": report.ok,
+        "missing": report.missing,
+        "unexpected": report.unexpected,
+        "mismatched": [
+            {"key": k, "checkpoint": list(got), "model": list(want)}
+            for k, got, want in report.mismatched
+        ],
+    }

@@ -1,0 +1,63 @@
+"""Test helpers: the golden weight rule, manifests and parsing of golden file names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+
+
+def manifest(backbone: str) -> dict:
+    """The published checkpoint's state_dict manifest: keys (in file order) and shapes."""
+    return json.loads((DATA / f"state_dict_{backbone}.json").read_text())
+
+
+def golden_state_dict(backbone: str, seed: int = 1234) -> dict[str, torch.Tensor]:
+    """Rebuild the golden weights: one default_rng(seed), keys in manifest order (golden README)."""
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, shape in manifest(backbone)["keys"].items():
+        kind = key.rsplit(".", 1)[-1]
+        if kind == "num_batches_tracked":
+            state[key] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        if kind == "running_mean":
+            value = rng.normal(0.0, 0.1, shape)
+        elif kind == "running_var":
+            value = rng.uniform(0.5, 1.5, shape)
+        elif kind == "weight" and len(shape) == 1:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif kind == "bias":
+            value = rng.normal(0.0, 0.1, shape)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+    return state
+
+
+# Constructor arguments that golden file names spell after the mode.
+_GOLDEN_ARGS = {
+    "sample_pixels": ("refine_sample_pixels", int),
+    "threshold": ("refine_threshold", float),
+    "backbone_scale": ("backbone_scale", float),
+}
+
+
+def golden_config(path: Path) -> tuple[str, dict]:
+    """`resnet50_mode-sampling_sample_pixels-16000` -> ("resnet50", {refine_mode: ..., ...})."""
+    backbone, rest = path.stem.split("_mode-", 1)
+    kwargs: dict = {"refine_mode": rest.split("_", 1)[0]}
+    for name, (arg, cast) in _GOLDEN_ARGS.items():
+        if f"{name}-" in rest:
+            kwargs[arg] = cast(rest.split(f"{name}-", 1)[1].split("_", 1)[0])
+    return backbone, kwargs
+
+
+def golden_files() -> list[Path]:
+    return sorted(GOLDEN.glob("*.npz"))
