@@ -1,0 +1,169 @@
+"""Trace MattingRefine to one ONNX graph that ONNX Runtime runs and TensorRT builds."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+import mattex
+from mattex.errors import MattexError
+
+from .config import DYNAMIC_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
+from .lint import CheckReport, check_model
+from .passes import PASSES
+from .weights import WeightsSource, build_model, resolve_weights
+
+# Order matters: fold first so TopK's K and shapes are constants the rewrite can match.
+EXPORT_PASSES = ["fold_constants", "replace_unordered_topk", "cleanup", "toposort"]
+
+
+class ExportCheckError(MattexError):
+    """The exported graph breaks a rule of the export target; nothing was written."""
+
+    def __init__(self, report: CheckReport) -> None:
+        self.report = report
+        lines = [f"exported graph fails `mattex check --target {report.target}`:"]
+        lines += [f"  [{f.rule}] {f.node}: {f.message}" for f in report.findings]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    size_bytes: int
+    nodes: int
+    op_histogram: dict[str, int]
+    metadata: dict[str, str]
+    passes: dict[str, int]
+    check: CheckReport
+
+
+class _Outputs(nn.Module):
+    """Returns the contract's outputs (pha, fgr and, with debug outputs, the rest)."""
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.keep = [MODEL_OUTPUT_ORDER.index(n) for n in names]
+
+    def forward(self, src: torch.Tensor, bgr: torch.Tensor):
+        outputs = self.model(src, bgr)
+        return tuple(outputs[i] for i in self.keep)
+
+
+def export_onnx(
+    config: ExportConfig,
+    output: str | Path,
+    checkpoint: str | Path | None = None,
+    weights: WeightsSource | None = None,
+    progress: Callable[[str], None] = lambda step: None,
+) -> ExportResult:
+    """Export, rewrite, check and write `output` atomically. Raises before writing anything
+    when the configuration, the checkpoint or the target check is wrong."""
+    config.validate()
+    output = Path(output)
+    progress("resolving weights")
+    weights = weights or resolve_weights(config.backbone, Path(checkpoint) if checkpoint else None)
+    if weights.kind == "random":
+        warnings.warn(
+            f"no checkpoint or demo weights for {config.backbone}: exporting RANDOM weights "
+            f"(seed {weights.seed}); fine for speed tests, meaningless mattes", stacklevel=2)
+    model = build_model(weights, **config.model_kwargs())
+
+    progress("tracing")
+    traced = _trace(model, config)
+    progress("rewriting graph")
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
+    pass_counts = PASSES.run(graph, EXPORT_PASSES)
+    exported = onnx.shape_inference.infer_shapes(gs.export_onnx(graph), strict_mode=True)
+    onnx.checker.check_model(exported, full_check=True)
+
+    progress(f"checking for {config.target}")
+    report = check_model(exported, config.target)
+    if not report.passed:
+        raise ExportCheckError(report)
+
+    metadata = export_metadata(config, weights)
+    onnx.helper.set_model_props(exported, metadata)
+    progress("writing")
+    write_atomically(exported, output)
+    histogram = collections.Counter(n.op_type for n in exported.graph.node)
+    return ExportResult(output, output.stat().st_size, len(exported.graph.node),
+                        dict(histogram.most_common()), metadata, pass_counts, report)
+
+
+def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
+    wrapper = _Outputs(model, config.output_names).eval()
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(1, 3, config.height, config.width, generator=g)
+    bgr = torch.rand(1, 3, config.height, config.width, generator=g)
+    names = config.output_names
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
+        # Shape checks in forward() become trace-time constants; that is intended.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        path = Path(tmp) / "traced.onnx"
+        torch.onnx.export(
+            wrapper, (src, bgr), str(path), dynamo=False, opset_version=config.opset,
+            input_names=list(INPUT_NAMES), output_names=list(names),
+            dynamic_axes={n: DYNAMIC_AXES[n] for n in (*INPUT_NAMES, *names)},
+            do_constant_folding=True,
+        )
+        return onnx.load(str(path))
+
+
+def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, str]:
+    """ONNX metadata_props: everything needed to rebuild the PyTorch side for verification."""
+    contract = {
+        "inputs": {n: {"dtype": "float32", "shape": ["batch", 3, "height", "width"],
+                       "range": [0.0, 1.0]} for n in INPUT_NAMES},
+        "outputs": list(config.output_names),
+        "height_width_multiple": 4,
+    }
+    return {
+        "mattex_version": mattex.__version__,
+        "torch_version": torch.__version__,
+        "backbone": config.backbone,
+        "backbone_scale": repr(config.backbone_scale),
+        "refine_mode": config.refine_mode,
+        "refine_sample_pixels": str(config.sample_pixels),
+        "refine_k": str(config.k),
+        "refine_threshold": repr(config.threshold),
+        "refine_kernel_size": str(config.kernel_size),
+        "refine_prevent_oversampling": str(config.prevent_oversampling).lower(),
+        "weights": weights.describe(),
+        "precision": "fp32",
+        "opset": str(config.opset),
+        "target": config.target,
+        "trace_size": f"{config.height}x{config.width}",
+        "io_contract": json.dumps(contract),
+        "export_config": json.dumps(asdict(config)),
+    }
+
+
+def write_atomically(model: onnx.ModelProto, output: Path) -> None:
+    """Write to a temporary name beside `output` and rename: a failure leaves nothing half-written."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}

@@ -1,0 +1,311 @@
+"""`mattex check`: a static linter of the rules TensorRT's ONNX parser and builder impose.
+
+Each rule is a small function over the model that yields findings; `RULES` is their registry
+(unknown or duplicate names fail loudly). Rules come from TensorRT 10/11's parser support
+matrix and builder limits (see the README's "TensorRT rules" section).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from mattex.errors import ConfigError
+
+TENSORRT_MAX_TOPK = 3840  # "K input must be less than 3840" (TensorRT 10.15 parser table)
+
+UNSUPPORTED_OPS = {
+    "If": "conditional subgraphs: BGMv2 needs none; bake the branch at export",
+    "Loop": "loops: use a fixed unrolled computation",
+    "Scan": "scan loops",
+    "Unique": "no TensorRT implementation",
+    "RoiAlign": "needs a plugin; crop patches with Gather instead",
+    "Col2Im": "no TensorRT implementation (unfold/fold)",
+    "SequenceConstruct": "sequences", "SequenceAt": "sequences", "SequenceInsert": "sequences",
+    "SequenceEmpty": "sequences", "SplitToSequence": "sequences", "ConcatFromSequence": "sequences",
+    "StringNormalizer": "strings", "Optional": "optionals", "OptionalGetElement": "optionals",
+}
+DATA_DEPENDENT_OPS = {"NonZero", "Unique", "Compress", "NonMaxSuppression"}
+RESIZE_MODES = {"nearest", "linear"}
+RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners",
+                      "tf_half_pixel_for_nn"}
+# Inputs (by position) that set an output's shape: they must not depend on tensor values.
+SHAPE_INPUTS = {
+    "Reshape": (1,), "Expand": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2), "Tile": (1,),
+    "Slice": (1, 2, 3, 4), "Resize": (2, 3), "Upsample": (1,), "Pad": (1,), "TopK": (1,),
+    "OneHot": (1,), "Squeeze": (1,), "Unsqueeze": (1,),
+}
+SHAPE_ONLY_OPS = {"Shape", "Size"}  # outputs depend on shapes, never on values
+FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16}
+
+
+@dataclass
+class Finding:
+    rule: str
+    node: str
+    message: str
+    severity: str = "error"
+
+
+@dataclass
+class CheckReport:
+    target: str
+    findings: list[Finding] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "passed": self.passed, "rules": self.rules,
+                "findings": [asdict(f) for f in self.findings]}
+
+
+class ModelView:
+    """What rules need to know about a model, computed once: producers, constants, dtypes."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        try:
+            model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        except onnx.shape_inference.InferenceError:
+            pass  # rules then see fewer dtypes; the checker reports the inconsistency itself
+        self.model = model
+        self.graph = model.graph
+        self.nodes = list(model.graph.node)
+        self.initializers = {t.name: t for t in self.graph.initializer}
+        self.producer = {out: n for n in self.nodes for out in n.output}
+        self.dtypes: dict[str, int] = {}
+        for info in [*self.graph.input, *self.graph.output, *self.graph.value_info]:
+            self.dtypes[info.name] = info.type.tensor_type.elem_type
+        for t in self.graph.initializer:
+            self.dtypes[t.name] = t.data_type
+        self.inputs = [i for i in self.graph.input if i.name not in self.initializers]
+        self._value_sources = self._trace_value_sources()
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant node output, else None."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+                if a.name in ("value_int", "value_float"):
+                    return np.asarray(onnx.helper.get_attribute_value(a))
+                if a.name in ("value_ints", "value_floats"):
+                    return np.asarray(onnx.helper.get_attribute_value(a))
+        return None
+
+    def _trace_value_sources(self) -> dict[str, frozenset[str]]:
+        """For each tensor, the graph inputs whose *values* (not just shapes) flow into it."""
+        sources: dict[str, frozenset[str]] = {i.name: frozenset([i.name]) for i in self.inputs}
+        for node in self.nodes:  # ONNX requires topological order
+            if node.op_type in SHAPE_ONLY_OPS:
+                found: frozenset[str] = frozenset()
+            else:
+                found = frozenset().union(*(sources.get(i, frozenset()) for i in node.input if i))
+                if node.op_type in DATA_DEPENDENT_OPS:
+                    found = found | {f"<{node.op_type}>"}
+            for out in node.output:
+                sources[out] = found
+        return sources
+
+    def value_sources(self, name: str) -> frozenset[str]:
+        return self._value_sources.get(name, frozenset())
+
+
+def node_label(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} '{node.name or node.output[0]}'"
+
+
+Rule = Callable[[ModelView], Iterator[Finding]]
+
+
+class RuleRegistry:
+    def __init__(self) -> None:
+        self._rules: dict[str, tuple[Rule, tuple[str, ...]]] = {}
+
+    def register(self, name: str, targets: tuple[str, ...] = ("tensorrt",)):
+        def add(fn: Rule) -> Rule:
+            if name in self._rules:
+                raise ValueError(f"lint rule {name!r} is already registered")
+            self._rules[name] = (fn, targets)
+            return fn
+
+        return add
+
+    def for_target(self, target: str) -> dict[str, Rule]:
+        known = {t for _, targets in self._rules.values() for t in targets} | {"onnxruntime"}
+        if target not in known:
+            raise ConfigError(f"unknown check target {target!r}; choose one of {', '.join(sorted(known))}")
+        return {name: fn for name, (fn, targets) in self._rules.items() if target in targets}
+
+    def __getitem__(self, name: str) -> Rule:
+        if name not in self._rules:
+            raise ConfigError(f"unknown lint rule {name!r}; known: {', '.join(self._rules)}")
+        return self._rules[name][0]
+
+    def names(self) -> list[str]:
+        return list(self._rules)
+
+
+RULES = RuleRegistry()
+
+
+@RULES.register("unsupported-op")
+def unsupported_ops(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type in UNSUPPORTED_OPS:
+            yield Finding("unsupported-op", node_label(node),
+                          f"TensorRT cannot build {node.op_type}: {UNSUPPORTED_OPS[node.op_type]}")
+
+
+@RULES.register("topk-limits")
+def topk_limits(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type != "TopK":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("sorted", 1) != 1:
+            yield Finding("topk-limits", node_label(node), "TopK must have sorted=1 for TensorRT")
+        k = view.constant(node.input[1]) if len(node.input) > 1 else None
+        if k is None:
+            yield Finding("topk-limits", node_label(node), "TopK K must be a build-time constant")
+        elif int(np.asarray(k).reshape(-1)[0]) >= TENSORRT_MAX_TOPK:
+            yield Finding("topk-limits", node_label(node),
+                          f"TopK K = {int(np.asarray(k).reshape(-1)[0])} but TensorRT requires "
+                          f"K < {TENSORRT_MAX_TOPK} (mattex rewrites unordered TopK exactly)")
+
+
+@RULES.register("scatternd-reduction")
+def scatternd_reduction(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type == "ScatterND":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            reduction = attrs.get("reduction", b"none")
+            reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+            if reduction != "none":
+                yield Finding("scatternd-reduction", node_label(node),
+                              f"ScatterND reduction must be 'none', got {reduction!r}")
+
+
+@RULES.register("qdq-zero-point")
+def qdq_zero_point(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        if not node.input[2]:
+            continue
+        zero_point = view.constant(node.input[2])
+        if zero_point is None:
+            yield Finding("qdq-zero-point", node_label(node), "zero point must be a constant 0")
+        elif np.any(zero_point != 0):
+            yield Finding("qdq-zero-point", node_label(node),
+                          f"zero point must be 0 (symmetric int8), got {np.unique(zero_point)[:4]}")
+
+
+@RULES.register("resize-mode")
+def resize_mode(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type != "Resize":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        text = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        mode = text.get("mode", "nearest")
+        coords = text.get("coordinate_transformation_mode", "half_pixel")
+        if mode not in RESIZE_MODES:
+            yield Finding("resize-mode", node_label(node), f"Resize mode {mode!r} is not nearest/linear")
+        if coords not in RESIZE_COORDINATES:
+            yield Finding("resize-mode", node_label(node),
+                          f"Resize coordinate_transformation_mode {coords!r} is unsupported")
+        if text.get("antialias", 0):
+            yield Finding("resize-mode", node_label(node), "Resize antialias is unsupported")
+
+
+@RULES.register("float64")
+def float64(view: ModelView) -> Iterator[Finding]:
+    for name, dtype in view.dtypes.items():
+        if dtype == TensorProto.DOUBLE:
+            yield Finding("float64", f"tensor '{name}'", "float64 tensors are not supported")
+    for node in view.nodes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Cast" and attrs.get("to") == TensorProto.DOUBLE:
+            yield Finding("float64", node_label(node), "Cast to float64 is not supported")
+
+
+@RULES.register("data-dependent-shape")
+def data_dependent_shape(view: ModelView) -> Iterator[Finding]:
+    image_inputs = {i.name for i in view.inputs if _rank(i) > 1}
+    for node in view.nodes:
+        if node.op_type in DATA_DEPENDENT_OPS:
+            yield Finding("data-dependent-shape", node_label(node),
+                          f"{node.op_type} has a data-dependent output shape (no static engine)")
+        for pos in SHAPE_INPUTS.get(node.op_type, ()):
+            if pos < len(node.input) and node.input[pos]:
+                sources = view.value_sources(node.input[pos])
+                bad = sorted((sources & image_inputs) | {s for s in sources if s.startswith("<")})
+                if bad:
+                    yield Finding("data-dependent-shape", node_label(node),
+                                  f"input {pos} sets a shape from tensor values of {', '.join(bad)}")
+
+
+@RULES.register("shape-tensor-input")
+def shape_tensor_input(view: ModelView) -> Iterator[Finding]:
+    for inp in view.inputs:
+        dtype = inp.type.tensor_type.elem_type
+        if dtype not in FLOAT_TYPES:
+            yield Finding("shape-tensor-input", f"input '{inp.name}'",
+                          f"non-float network input ({TensorProto.DataType.Name(dtype)}): TensorRT "
+                          "treats it as a shape tensor; bake the parameter into the graph")
+            continue
+        if _rank(inp) > 1:
+            continue
+        for node in view.nodes:
+            for pos in SHAPE_INPUTS.get(node.op_type, ()):
+                if pos < len(node.input) and inp.name in view.value_sources(node.input[pos]):
+                    yield Finding("shape-tensor-input", f"input '{inp.name}'",
+                                  f"its value sets a shape ({node_label(node)} input {pos}); bake "
+                                  "the parameter into the graph at export")
+
+
+@RULES.register("cumsum-float")
+def cumsum_float(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type != "CumSum":
+            continue
+        dtype = view.dtypes.get(node.input[0])
+        if dtype is not None and dtype not in FLOAT_TYPES:
+            yield Finding("cumsum-float", node_label(node),
+                          f"CumSum on {TensorProto.DataType.Name(dtype)}: TensorRT has float CumSum only")
+        if view.constant(node.input[1]) is None:
+            yield Finding("cumsum-float", node_label(node), "CumSum axis must be a constant")
+
+
+@RULES.register("reduce-axes-constant")
+def reduce_axes_constant(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type.startswith("Reduce") and len(node.input) > 1 and node.input[1]:
+            if view.constant(node.input[1]) is None:
+                yield Finding("reduce-axes-constant", node_label(node),
+                              f"{node.op_type} axes must be a constant")
+
+
+def _rank(info: onnx.ValueInfoProto) -> int:
+    return len(info.type.tensor_type.shape.dim)
+
+
+def check_model(model: onnx.ModelProto, target: str = "tensorrt") -> CheckReport:
+    """Run every rule of `target` ('tensorrt' or 'onnxruntime', which has none beyond the
+    ONNX checker the exporter runs) and collect the findings."""
+    rules = RULES.for_target(target)
+    view = ModelView(model)
+    report = CheckReport(target=target, rules=list(rules))
+    for fn in rules.values():
+        report.findings.extend(fn(view))
+    return report

@@ -1,0 +1,127 @@
+"""Export-time graph passes, each a small named function over an onnx-graphsurgeon Graph.
+
+Every pass takes a Graph, changes it in place, returns how many places it changed, and leaves
+a graph it does not match untouched. `PASSES` is the registry the exporter runs from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from mattex.errors import ConfigError
+
+from .graph_builder import GraphBuilder
+from .topk_select import build_threshold_select
+
+GraphPass = Callable[[gs.Graph], int]
+
+TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: K < 3840 and sorted = 1
+
+
+class PassRegistry:
+    """Named passes; unknown or duplicate names fail loudly."""
+
+    def __init__(self) -> None:
+        self._passes: dict[str, GraphPass] = {}
+
+    def register(self, name: str):
+        def add(fn: GraphPass) -> GraphPass:
+            if name in self._passes:
+                raise ValueError(f"graph pass {name!r} is already registered")
+            self._passes[name] = fn
+            return fn
+
+        return add
+
+    def __getitem__(self, name: str) -> GraphPass:
+        if name not in self._passes:
+            raise ConfigError(f"unknown graph pass {name!r}; known: {', '.join(self._passes)}")
+        return self._passes[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._passes
+
+    def names(self) -> list[str]:
+        return list(self._passes)
+
+    def run(self, graph: gs.Graph, names: list[str]) -> dict[str, int]:
+        return {name: self[name](graph) for name in names}
+
+
+PASSES = PassRegistry()
+
+
+@PASSES.register("fold_constants")
+def fold_constants(graph: gs.Graph) -> int:
+    """Evaluate subgraphs whose inputs are all constants (shape arithmetic, weight transposes)."""
+    before = len(graph.nodes)
+    graph.fold_constants(error_ok=False).cleanup()
+    return before - len(graph.nodes)
+
+
+@PASSES.register("cleanup")
+def cleanup(graph: gs.Graph) -> int:
+    """Remove nodes and tensors that no graph output depends on."""
+    before = len(graph.nodes)
+    graph.cleanup(remove_unused_graph_inputs=False)
+    return before - len(graph.nodes)
+
+
+@PASSES.register("toposort")
+def toposort(graph: gs.Graph) -> int:
+    """Order nodes so each comes after its producers (onnx.checker requires it)."""
+    order = [id(n) for n in graph.nodes]
+    graph.toposort()
+    return sum(a != id(b) for a, b in zip(order, graph.nodes))
+
+
+def is_unordered_topk(node: gs.Node) -> bool:
+    """A TopK whose output order does not matter (sorted=0), largest, over the last axis of a
+    2-D tensor, with a constant K: the shape the refiner's patch selection exports to."""
+    if node.op != "TopK" or len(node.inputs) != 2:
+        return False
+    x, k = node.inputs
+    rank = len(x.shape) if x.shape is not None else None
+    axis = node.attrs.get("axis", -1)
+    return (
+        node.attrs.get("sorted", 1) == 0
+        and node.attrs.get("largest", 1) == 1
+        and isinstance(k, gs.Constant)
+        and rank == 2
+        and axis in (-1, 1)
+    )
+
+
+def replace_unordered_topk(graph: gs.Graph, steps: int = 64) -> int:
+    """Replace each unordered TopK by the exact threshold select of `topk_select` (any K)."""
+    matches = [n for n in graph.nodes if is_unordered_topk(n)]
+    for i, node in enumerate(matches):
+        x, k = node.inputs
+        b = GraphBuilder(graph, prefix=f"{node.name or 'TopK'}_select{i}")
+        indices = build_threshold_select(b, x, int(np.asarray(k.values).reshape(-1)[0]), steps)
+        values_out, indices_out = node.outputs
+        _redirect(graph, indices_out, indices)
+        if values_out.outputs or values_out in graph.outputs:
+            values = b.op("GatherElements", [x, indices], {"axis": 1})
+            _redirect(graph, values_out, values)
+        node.outputs.clear()
+        node.inputs.clear()
+    if matches:
+        graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return len(matches)
+
+
+PASSES.register("replace_unordered_topk")(replace_unordered_topk)
+
+
+def _redirect(graph: gs.Graph, old: gs.Variable, new: gs.Variable) -> None:
+    """Make every consumer of `old` (and the graph outputs) read `new` instead."""
+    new.dtype, new.shape = old.dtype, old.shape
+    for consumer in list(old.outputs):
+        consumer.inputs = [new if t is old else t for t in consumer.inputs]
+    graph.outputs = [new if t is old else t for t in graph.outputs]
+    if new in graph.outputs:
+        new.name, old.name = old.name, old.name + "_replaced"
