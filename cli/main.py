@@ -6,6 +6,7 @@ Heavy imports (torch, onnx) happen inside commands so that `mattex --help` stays
 from __future__ import annotations
 
 import json
+import warnings
 from functools import wraps
 from pathlib import Path
 from typing import Optional
@@ -104,6 +105,172 @@ def _print_info(facts: dict) -> None:
     for m in facts["mismatched"]:
         console.print(f"  [red]shape[/] {m['key']}: checkpoint {m['checkpoint']} vs model {m['model']}")
 
+
+
+def _emit_json(data: dict, json_output: bool) -> bool:
+    if json_output:
+        print(json.dumps(data, indent=2, default=str))
+    return json_output
+
+
+@app.command(short_help="Export BGMv2 to one ONNX graph that ONNX Runtime runs and TensorRT builds.")
+@user_errors_exit()
+def export(
+    backbone: str = typer.Option("mobilenetv2", help="resnet50 | resnet101 | mobilenetv2."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Official .pth. Default: pytorch_<backbone>.pth in . or $MATTEX_HOME, then "
+        "the shipped demo weights, then random weights (with a warning)."),
+    resolution: str = typer.Option("hd", help="Preset: hd (backbone_scale 0.25, sample_pixels "
+                                   "80,000) or 4k (0.125, 320,000)."),
+    backbone_scale: Optional[float] = typer.Option(None, help="Override the preset's scale."),
+    sample_pixels: Optional[int] = typer.Option(None, help="Override: k = sample_pixels // 16."),
+    refine_mode: str = typer.Option("sampling", help="sampling | full | thresholding."),
+    refine_threshold: float = typer.Option(0.1, help="Error threshold of thresholding mode."),
+    kernel_size: int = typer.Option(3, help="Refiner kernel size, 3 or 1."),
+    height: Optional[int] = typer.Option(None, help="Trace height (the file runs at any H % 4 == 0)."),
+    width: Optional[int] = typer.Option(None, help="Trace width."),
+    opset: int = typer.Option(17, help="ONNX opset (13..20)."),
+    debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
+    target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | onnxruntime."),
+    output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Example: mattex export --backbone resnet50 --resolution hd -o bgm_resnet50_hd.onnx
+
+    Trace MattingRefine with its top-k patch refinement to ONNX (batch, height and width
+    dynamic), rewrite TopK into TensorRT-buildable ops, check it for TensorRT and write it
+    atomically with its metadata.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from mattex.exporter.config import ExportConfig
+    from mattex.exporter.export import export_onnx
+
+    config = ExportConfig.from_preset(
+        resolution, backbone=backbone, backbone_scale=backbone_scale, sample_pixels=sample_pixels,
+        refine_mode=refine_mode, threshold=refine_threshold, kernel_size=kernel_size,
+        height=height, width=width, opset=opset, debug_outputs=debug_outputs, target=target)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=json_output) as bar:
+        task = bar.add_task("exporting", total=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = export_onnx(config, output, checkpoint,
+                                 progress=lambda step: bar.update(task, description=step))
+    for w in caught:
+        err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
+    summary = {
+        "file": str(result.path), "size_bytes": result.size_bytes, "nodes": result.nodes,
+        "op_histogram": result.op_histogram, "passes": result.passes,
+        "check": result.check.to_dict(), "metadata": result.metadata,
+        "next": [f"mattex check {result.path} --target {config.target}",
+                 f"mattex verify {result.path}" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
+                 f"mattex build {result.path}  # on the TensorRT machine"],
+    }
+    if _emit_json(summary, json_output):
+        return
+    table = Table(title=f"exported {result.path}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("size", f"{result.size_bytes / 2**20:.1f} MiB")
+    table.add_row("nodes", str(result.nodes))
+    table.add_row("ops", ", ".join(f"{op} {n}" for op, n in list(result.op_histogram.items())[:12]))
+    table.add_row("weights", result.metadata["weights"])
+    table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale {config.backbone_scale}")
+    table.add_row("check", f"[green]passes {config.target} rules[/]")
+    console.print(table)
+    console.print("next:\n  " + "\n  ".join(summary["next"]), highlight=False)
+
+
+@app.command(short_help="Lint an ONNX file against TensorRT's rules.")
+@user_errors_exit()
+def check(
+    model: Path = typer.Argument(..., help="The ONNX file."),
+    target: str = typer.Option("tensorrt", help="tensorrt | onnxruntime."),
+    json_output: bool = typer.Option(False, "--json", help="Print findings as JSON."),
+) -> None:
+    """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt
+
+    Statically check the graph (unsupported ops, TopK K/sorted, ScatterND reduction, Q/DQ zero
+    points, Resize modes, float64, data-dependent shapes, shape-tensor inputs). Exits 1 on any
+    error finding.
+    """
+    import onnx
+
+    from mattex.exporter.lint import check_model
+
+    if not model.is_file():
+        raise typer.BadParameter(f"no such file: {model}")
+    try:
+        proto = onnx.load(str(model))
+        onnx.checker.check_model(proto)
+    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError,
+            google_protobuf_errors()) as e:
+        err_console.print(f"[bold red]error:[/] {model} is not a valid ONNX model: {e}")
+        raise typer.Exit(2) from None
+    report = check_model(proto, target)
+    if not _emit_json(report.to_dict(), json_output):
+        if report.findings:
+            table = Table(title=f"mattex check {model} ({target})")
+            for column in ("rule", "where", "problem"):
+                table.add_column(column, overflow="fold")
+            for f in report.findings:
+                table.add_row(f.rule, f.node, f.message)
+            console.print(table)
+        verdict = "[green]passes[/]" if report.passed else "[red]fails[/]"
+        console.print(f"{model}: {verdict} {len(report.rules)} {target} rules, "
+                      f"{len(report.findings)} findings")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def google_protobuf_errors():
+    from google.protobuf.message import DecodeError
+
+    return DecodeError
+
+
+@app.command(short_help="Compare an ONNX file with the PyTorch model; exit 1 over budget.")
+@user_errors_exit()
+def verify(
+    model: Path = typer.Argument(..., help="The exported ONNX file."),
+    checkpoint: Optional[Path] = typer.Option(None, help="The checkpoint it was exported from."),
+    samples: int = typer.Option(2, help="Random input pairs (ignored with --images)."),
+    batch: int = typer.Option(1, help="Batch size of random inputs."),
+    height: Optional[int] = typer.Option(None, help="Random input height (default: trace size)."),
+    width: Optional[int] = typer.Option(None, help="Random input width."),
+    images: Optional[Path] = typer.Option(None, help="Folder of frames (use with --background)."),
+    background: Optional[Path] = typer.Option(None, help="The captured background image."),
+    json_report: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
+) -> None:
+    """Example: mattex verify bgm_resnet50_hd.onnx --checkpoint pytorch_resnet50.pth --json report.json
+
+    Run the file on ONNX Runtime and the PyTorch model on the same inputs; report per-output max
+    and mean absolute differences and the share of patches selected differently, and exit 1 when
+    they exceed the budget declared for the file's precision.
+    """
+    from mattex.exporter.verify import frame_pairs, verify_onnx
+
+    if (images is None) != (background is None):
+        raise typer.BadParameter("--images and --background go together")
+    pairs = frame_pairs(images, background) if images is not None else None
+    report = verify_onnx(model, pairs, checkpoint, samples, batch, height, width)
+    if json_report:
+        report.save(json_report)
+    table = Table(title=f"mattex verify {model} ({report.precision}, {report.samples} x {report.shape})")
+    for column in ("output", "max abs", "budget", "mean abs", "budget", "ok"):
+        table.add_column(column)
+    for name, d in report.outputs.items():
+        table.add_row(name, f"{d.max_abs:.3g}", f"{d.budget_max_abs:.3g}", f"{d.mean_abs:.3g}",
+                      f"{d.budget_mean_abs:.3g}", "[green]yes[/]" if d.ok else "[red]no[/]")
+    console.print(table)
+    console.print(f"patches selected or refined differently: {report.patch_mismatch:.4%} "
+                  f"(budget {report.patch_budget:.4%})")
+    if not report.passed:
+        for failure in report.failures:
+            err_console.print(f"[red]over budget:[/] {failure}", highlight=False)
+        raise typer.Exit(1)
+    console.print("[green]within budget[/]")
 
 if __name__ == "__main__":
     app()

@@ -113,6 +113,7 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
         # Shape checks in forward() become trace-time constants; that is intended.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         path = Path(tmp) / "traced.onnx"
         torch.onnx.export(
             wrapper, (src, bgr), str(path), dynamo=False, opset_version=config.opset,

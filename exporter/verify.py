@@ -1,0 +1,225 @@
+"""`mattex verify`: run an exported file and the PyTorch model on the same inputs and hold the
+differences to the budget declared for the file's precision (names, then shapes, then values)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from mattex.errors import CheckpointError, ConfigError, MattexError
+from mattex.model.checkpoint import sha256_of
+
+from .config import BUDGETS, ExportConfig, PrecisionBudget
+from .export import read_metadata
+from .weights import WeightsSource, build_model, demo_weights_path, find_checkpoint
+
+
+class VerifyError(MattexError):
+    """The file's interface does not match the PyTorch model (names or shapes)."""
+
+
+@dataclass
+class OutputDiff:
+    max_abs: float
+    mean_abs: float
+    budget_max_abs: float
+    budget_mean_abs: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.budget_max_abs and self.mean_abs <= self.budget_mean_abs
+
+
+@dataclass
+class VerifyReport:
+    file: str
+    precision: str
+    samples: int
+    shape: list[int]
+    outputs: dict[str, OutputDiff] = field(default_factory=dict)
+    patch_mismatch: float = 0.0
+    patch_budget: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["passed"] = self.passed
+        for name, diff in self.outputs.items():
+            out["outputs"][name]["ok"] = diff.ok
+        return out
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def config_from_metadata(meta: dict[str, str]) -> ExportConfig:
+    if "export_config" not in meta:
+        raise VerifyError("the file has no mattex export metadata (export_config); was it "
+                          "exported by `mattex export`?")
+    return ExportConfig(**json.loads(meta["export_config"]))
+
+
+def weights_for(meta: dict[str, str], checkpoint: Path | None) -> WeightsSource:
+    """The weights the file was exported with; a checkpoint must match the recorded sha256."""
+    recorded = WeightsSource.parse(meta["weights"])
+    if recorded.kind == "random":
+        if meta.get("torch_version") != torch.__version__:
+            raise ConfigError(
+                f"the file holds random weights drawn by torch {meta.get('torch_version')}; this "
+                f"is torch {torch.__version__}, so they cannot be redrawn: pass --checkpoint")
+        return recorded
+    if recorded.kind == "demo":
+        path = demo_weights_path(config_from_metadata(meta).backbone)
+    else:
+        path = checkpoint or find_checkpoint(config_from_metadata(meta).backbone)
+    if path is None:
+        raise CheckpointError("the file was exported from a checkpoint: pass it with --checkpoint")
+    digest = sha256_of(path)
+    if digest != recorded.sha256:
+        raise CheckpointError(
+            f"{path} (sha256 {digest[:12]}...) is not the checkpoint the file was exported "
+            f"from (sha256 {recorded.sha256[:12]}...)")
+    return WeightsSource(recorded.kind, Path(path), digest)
+
+
+def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
+    """Frames and backgrounds that differ like a capture: src uniform, bgr = src + noise."""
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        src = rng.random((batch, 3, height, width), dtype=np.float32)
+        noise = rng.normal(0, 0.25, src.shape).astype(np.float32)
+        yield src, np.clip(src + noise, 0, 1).astype(np.float32)
+
+
+def verify_onnx(
+    path: str | Path,
+    inputs=None,
+    checkpoint: Path | None = None,
+    samples: int = 2,
+    batch: int = 1,
+    height: int | None = None,
+    width: int | None = None,
+    providers: list[str] | None = None,
+) -> VerifyReport:
+    """Compare the file against PyTorch fp32 on `inputs` (an iterable of (src, bgr) numpy
+    pairs) or on `samples` random pairs at `height`x`width` (default: the trace size)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    model_proto = onnx.load(str(path), load_external_data=False)
+    meta = read_metadata(model_proto)
+    config = config_from_metadata(meta)
+    precision = meta.get("precision", "fp32")
+    if precision not in BUDGETS:
+        raise ConfigError(f"no accuracy budget declared for precision {precision!r}")
+    budget = BUDGETS[precision]
+    reference = build_model(weights_for(meta, checkpoint), **config.model_kwargs())
+    session = ort.InferenceSession(str(path), providers=providers or ["CPUExecutionProvider"])
+    _check_names(session, config)
+
+    if inputs is None:
+        inputs = random_pairs(samples, batch, height or config.height, width or config.width)
+    diffs: dict[str, list[np.ndarray]] = {}
+    mismatched_patches, total_patches, count, shape = 0, 0, 0, []
+    names = [o.name for o in session.get_outputs()]
+    for src, bgr in inputs:
+        got = dict(zip(names, session.run(None, {"src": src, "bgr": bgr})))
+        with torch.no_grad():
+            want = dict(zip(("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm"),
+                            (t.numpy() for t in reference(torch.from_numpy(src), torch.from_numpy(bgr)))))
+        _check_shapes(got, want)
+        for name in names:
+            diffs.setdefault(name, []).append(np.abs(got[name].astype(np.float64) - want[name]))
+        bad, total = _patch_mismatch(got, want, budget)
+        mismatched_patches, total_patches = mismatched_patches + bad, total_patches + total
+        count, shape = count + 1, list(src.shape)
+    if not count:
+        raise ConfigError("no input pairs to verify with")
+    return _judge(path, precision, budget, diffs, mismatched_patches / total_patches, count, shape)
+
+
+def _check_names(session, config: ExportConfig) -> None:
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if inputs != ["src", "bgr"]:
+        raise VerifyError(f"inputs are {inputs}, expected ['src', 'bgr']")
+    if outputs[:2] != ["pha", "fgr"]:
+        raise VerifyError(f"outputs are {outputs}, expected pha and fgr first")
+
+
+def _check_shapes(got: dict, want: dict) -> None:
+    for name, value in got.items():
+        if value.shape != want[name].shape:
+            raise VerifyError(f"output {name} has shape {value.shape}, PyTorch gives {want[name].shape}")
+
+
+def _patch_mismatch(got: dict, want: dict, budget: PrecisionBudget) -> tuple[int, int]:
+    """Patches (4x4 blocks) selected differently or whose alpha differs beyond the budget."""
+    pha_diff = np.abs(got["pha"] - want["pha"])
+    B, _, H, W = pha_diff.shape
+    block = pha_diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4))
+    bad = block > budget.outputs["pha"].max_abs
+    if "ref_sm" in got:
+        bad |= got["ref_sm"][:, 0] != want["ref_sm"][:, 0]
+    return int(bad.sum()), bad.size
+
+
+def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyReport:
+    report = VerifyReport(str(path), precision, count, shape,
+                          patch_mismatch=patch_share, patch_budget=budget.patch_mismatch)
+    for name, parts in diffs.items():
+        b = budget.outputs[name]
+        report.outputs[name] = OutputDiff(
+            max_abs=float(max(p.max() for p in parts)),
+            mean_abs=float(np.mean([p.mean() for p in parts])),
+            budget_max_abs=b.max_abs, budget_mean_abs=b.mean_abs)
+    for name, diff in report.outputs.items():
+        if not diff.ok:
+            report.failures.append(
+                f"{name}: max abs diff {diff.max_abs:.3g} (budget {diff.budget_max_abs:.3g}), "
+                f"mean {diff.mean_abs:.3g} (budget {diff.budget_mean_abs:.3g})")
+    if patch_share > budget.patch_mismatch:
+        report.failures.append(
+            f"patches: {patch_share:.3%} selected or refined differently "
+            f"(budget {budget.patch_mismatch:.3%})")
+    return report
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(3, H, W) float32 RGB in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"cannot read image {path}: {e}") from None
+    return rgb.transpose(2, 0, 1)
+
+
+def frame_pairs(images: Path, background: Path):
+    """(src, bgr) pairs, batch 1, from every image in `images` over one captured background,
+    cropped to a multiple of 4 (the model's requirement)."""
+    files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {images}")
+    bgr = read_rgb(Path(background))
+    for file in files:
+        src = read_rgb(file)
+        if src.shape != bgr.shape:
+            raise ConfigError(f"{file.name} is {src.shape[2]}x{src.shape[1]} but the background "
+                              f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match")
+        h, w = src.shape[1] // 4 * 4, src.shape[2] // 4 * 4
+        yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()

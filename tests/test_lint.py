@@ -1,0 +1,171 @@
+"""Each TensorRT lint rule: a tiny graph that breaks it and one that passes it."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from onnx_graphs import const, model, tensor, topk_model
+from typer.testing import CliRunner
+
+from mattex.cli.main import app
+from mattex.errors import ConfigError
+from mattex.exporter.lint import RULES, RuleRegistry, check_model
+
+IMG = ("B", 3, "H", "W")
+
+
+def rule_findings(m: onnx.ModelProto, rule: str):
+    return [f for f in check_model(m, "tensorrt").findings if f.rule == rule]
+
+
+def relu(inp="x", out="y"):
+    return helper.make_node("Relu", [inp], [out])
+
+
+def resize_model(**attrs):
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], **attrs)
+    return model([node], [tensor("x", shape=IMG)], [tensor("y", shape=IMG)],
+                 [const("scales", [1, 1, 2, 2])])
+
+
+def qdq_model(zero_point):
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])]
+    return model(nodes, [tensor("x")], [tensor("y")],
+                 [const("s", 0.1), const("zp", zero_point, np.int8)])
+
+
+def scatternd_model(reduction):
+    node = helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=reduction)
+    return model([node], [tensor("x", shape=(4,))], [tensor("y", shape=(4,))],
+                 [const("i", [[1]], np.int64), const("u", [2.0])], opset=18)
+
+
+def cumsum_model(dtype, axis_from_input=False):
+    axis = "a_in" if axis_from_input else "a"
+    node = helper.make_node("CumSum", ["x", axis], ["y"])
+    inputs = [tensor("x", dtype, ("N",))] + ([tensor("a_in", TensorProto.INT64, ())] if axis_from_input else [])
+    return model([node], inputs, [tensor("y", dtype, ("N",))], [const("a", 0, np.int64)])
+
+
+def reduce_model(axes_from_input):
+    axes = "ax_in" if axes_from_input else "ax"
+    node = helper.make_node("ReduceSum", ["x", axes], ["y"])
+    inputs = [tensor("x")] + ([tensor("ax_in", TensorProto.INT64, (1,))] if axes_from_input else [])
+    return model([node], inputs, [tensor("y", shape=("B", 1))], [const("ax", [1], np.int64)])
+
+
+def data_dependent_model():
+    # Reshape to a shape computed from pixel values: no static engine can hold it.
+    nodes = [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+             helper.make_node("Cast", ["m"], ["mi"], to=TensorProto.INT64),
+             helper.make_node("Reshape", ["mi", "one"], ["shape"]),
+             helper.make_node("ConstantOfShape", ["shape"], ["y"])]
+    return model(nodes, [tensor("x", shape=IMG)], [tensor("y", shape=("N",))],
+                 [const("one", [1], np.int64)])
+
+
+def shape_derived_model():
+    # The same op chain from Shape: sizes depend on the input's shape only.
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["y"])]
+    return model(nodes, [tensor("x", shape=IMG)], [tensor("y", shape=IMG)])
+
+
+def ratio_input_model(dtype=TensorProto.FLOAT):
+    # RobustVideoMatting's downsample_ratio: a scalar input that sets Resize's scales.
+    nodes = [helper.make_node("Cast", ["ratio"], ["r"], to=TensorProto.FLOAT),
+             helper.make_node("Concat", ["ones", "r", "r"], ["scales"], axis=0),
+             helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear")]
+    return model(nodes, [tensor("x", shape=IMG), tensor("ratio", dtype, (1,))],
+                 [tensor("y", shape=IMG)], [const("ones", [1, 1])])
+
+
+CASES = {
+    "unsupported-op": (
+        model([helper.make_node("Unique", ["x"], ["y"])], [tensor("x", shape=("N",))], [tensor("y", shape=("M",))]),
+        model([relu()], [tensor("x")], [tensor("y")])),
+    "topk-limits": (topk_model(5000, sorted_=0), topk_model(100, sorted_=1)),
+    "scatternd-reduction": (scatternd_model("add"), scatternd_model("none")),
+    "qdq-zero-point": (qdq_model(3), qdq_model(0)),
+    "resize-mode": (resize_model(mode="cubic"), resize_model(mode="linear",
+                                                             coordinate_transformation_mode="half_pixel")),
+    "float64": (model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)],
+                      [tensor("x")], [tensor("y", TensorProto.DOUBLE)]),
+                model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)],
+                      [tensor("x")], [tensor("y", TensorProto.FLOAT16)])),
+    "data-dependent-shape": (data_dependent_model(), shape_derived_model()),
+    "shape-tensor-input": (ratio_input_model(), model([relu()], [tensor("x", shape=IMG)], [tensor("y", shape=IMG)])),
+    "cumsum-float": (cumsum_model(TensorProto.INT32), cumsum_model(TensorProto.FLOAT)),
+    "reduce-axes-constant": (reduce_model(True), reduce_model(False)),
+}
+
+
+def test_every_registered_rule_has_a_case():
+    assert sorted(CASES) == sorted(RULES.names())
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_flags_the_breaking_graph(rule):
+    breaking, _ = CASES[rule]
+    assert rule_findings(breaking, rule), f"{rule} missed its breaking graph"
+    assert not check_model(breaking, "tensorrt").passed
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule_passes_the_conforming_graph(rule):
+    _, passing = CASES[rule]
+    assert rule_findings(passing, rule) == []
+
+
+def test_more_breaking_variants():
+    assert any("K = 5000" in f.message for f in rule_findings(topk_model(5000, sorted_=1), "topk-limits"))
+    assert rule_findings(resize_model(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+                         "resize-mode")
+    assert rule_findings(ratio_input_model(TensorProto.INT64), "shape-tensor-input")
+    nonzero = model([helper.make_node("NonZero", ["x"], ["y"])], [tensor("x")],
+                    [tensor("y", TensorProto.INT64, (2, "N"))])
+    assert rule_findings(nonzero, "data-dependent-shape")
+    assert rule_findings(cumsum_model(TensorProto.FLOAT, axis_from_input=True), "cumsum-float")
+
+
+def test_onnxruntime_target_has_no_tensorrt_rules():
+    report = check_model(topk_model(5000, sorted_=0), "onnxruntime")
+    assert report.passed and report.rules == []
+
+
+def test_registry_fails_loudly():
+    with pytest.raises(ConfigError, match="unknown check target 'tflite'"):
+        check_model(topk_model(5), "tflite")
+    with pytest.raises(ConfigError, match="unknown lint rule"):
+        RULES["nope"]
+    registry = RuleRegistry()
+    registry.register("r")(lambda view: iter(()))
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("r")(lambda view: iter(()))
+
+
+def reference_style_graph():
+    """What the published BGMv2 ONNX files do: TopK K=5000 sorted=0, then NonZero."""
+    nodes = [helper.make_node("TopK", ["x", "k"], ["vals", "idx"], axis=1, sorted=0),
+             helper.make_node("NonZero", ["x"], ["nz"])]
+    return model(nodes, [tensor("x")], [tensor("idx", TensorProto.INT64, ("B", 5000)),
+                                         tensor("nz", TensorProto.INT64, (2, "N"))],
+                 [const("k", [5000], np.int64)])
+
+
+def test_check_cli_fails_the_reference_style_graph(tmp_path):
+    path = tmp_path / "reference.onnx"
+    onnx.save(reference_style_graph(), path)
+    result = CliRunner().invoke(app, ["check", str(path), "--json"])
+    assert result.exit_code == 1
+    import json
+    rules = {f["rule"] for f in json.loads(result.output)["findings"]}
+    assert rules == {"topk-limits", "data-dependent-shape"}
+
+
+def test_check_cli_rejects_a_file_that_is_not_onnx(tmp_path):
+    path = tmp_path / "junk.onnx"
+    path.write_bytes(b"\x00\x01 not a protobuf")
+    result = CliRunner().invoke(app, ["check", str(path)])
+    assert result.exit_code == 2 and "not a valid ONNX model" in result.output
