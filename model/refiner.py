@@ -16,39 +16,43 @@ REFINE_MODES = ("sampling", "thresholding", "full")
 
 
 def window_pixels(
-    ids: Tensor, grid: tuple[int, int], stride: int, size: int, map_hw: tuple[int, int]
-) -> Tensor:
+    ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int, map_hw: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
     """Flat pixel indices of each patch's `size` x `size` window in a batch of maps.
 
-    ids: (N,) flat ids on the (H/4, W/4) patch `grid`; the window of patch (b, i, j) has its
-    top-left at (stride*i, stride*j) in maps of size `map_hw`. Returns (N * size * size,)
-    indices into the maps flattened as (B * map_h * map_w,).
+    ids: (N,) flat ids on the (H/4, W/4) patch `grid`. The window of patch (b, i, j) has its
+    top-left at (stride*i - pad, stride*j - pad) in maps of size `map_hw`, as if they were
+    zero-padded by `pad`. Returns indices (N * size * size,) into the maps flattened as
+    (B * map_h * map_w,), clamped into the map, and (N * size * size,) True where the window
+    lies inside the map (outside it the padded map is zero).
     """
     grid_h, grid_w = grid
     map_h, map_w = map_hw
     b = ids // (grid_h * grid_w)
     i = (ids // grid_w) % grid_h
     j = ids % grid_w
-    top_left = b * (map_h * map_w) + i * (stride * map_w) + j * stride        # (N,)
     r = torch.arange(size, device=ids.device)
-    offsets = (r[:, None] * map_w + r[None, :]).flatten()                      # (size*size,)
-    return (top_left[:, None] + offsets).flatten()
+    rows = (i * stride - pad)[:, None, None] + r[None, :, None]                # (N, size, 1)
+    cols = (j * stride - pad)[:, None, None] + r[None, None, :]                # (N, 1, size)
+    inside = (rows >= 0) & (rows < map_h) & (cols >= 0) & (cols < map_w)       # (N, size, size)
+    pixels = (b[:, None, None] * (map_h * map_w)
+              + rows.clamp(0, map_h - 1) * map_w + cols.clamp(0, map_w - 1))
+    return pixels.flatten(), inside.flatten()
 
 
 def crop_windows(
     x: Tensor, ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int
 ) -> Tensor:
-    """Crop each patch's window from `x` (B, C, Hx, Wx) zero-padded by `pad`.
-
-    Returns (N, C, size, size).
-    """
-    if pad:
-        x = F.pad(x, (pad, pad, pad, pad))
-    B, C, Hp, Wp = x.shape
-    pixels = window_pixels(ids, grid, stride, size, (Hp, Wp))
+    """Crop each patch's window from `x` (B, C, Hx, Wx) as if zero-padded by `pad`, without
+    padding the whole map. Returns (N, C, size, size)."""
+    B, C, Hx, Wx = x.shape
+    pixels, inside = window_pixels(ids, grid, stride, size, pad, (Hx, Wx))
     # Channels first, batch folded into the pixel axis: one Gather serves every image.
-    flat = x.transpose(0, 1).reshape(C, B * Hp * Wp)
-    return flat.index_select(1, pixels).view(C, -1, size, size).transpose(0, 1)
+    flat = x.transpose(0, 1).reshape(C, B * Hx * Wx)
+    crops = flat.index_select(1, pixels)                                       # (C, N*size*size)
+    if pad:
+        crops = torch.where(inside, crops, torch.zeros((), dtype=x.dtype, device=x.device))
+    return crops.view(C, -1, size, size).transpose(0, 1)
 
 
 def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None) -> Tensor:
@@ -58,7 +62,7 @@ def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None
     patches be written when some of them must not change the image.
     """
     B, C, H, W = out.shape
-    pixels = window_pixels(ids, (H // 4, W // 4), 4, 4, (H, W))                # (N*16,)
+    pixels, _ = window_pixels(ids, (H // 4, W // 4), 4, 4, 0, (H, W))          # (N*16,)
     flat = out.transpose(0, 1).reshape(C, B * H * W)
     values = patches.transpose(0, 1).reshape(C, -1)                            # (C, N*16)
     if keep is not None:
@@ -153,14 +157,15 @@ class Refiner(nn.Module):
         H, W = src_bgr.shape[2:]
         grid = (H // 4, W // 4)
         k3 = self.kernel_size == 3
-        # Stage 1, half resolution: 8x8 windows (2x2 for kernel size 1) around each patch.
-        half = torch.cat([
-            F.interpolate(torch.cat([hid, pha, fgr], dim=1), (H // 2, W // 2),
-                          mode="bilinear", align_corners=False),
-            F.interpolate(src_bgr, (H // 2, W // 2), mode="bilinear", align_corners=False),
-        ], dim=1)                                                               # (B, 42, H/2, W/2)
-        x = crop_windows(half, ids, grid,
-                         stride=2, size=8 if k3 else 2, pad=3 if k3 else 0)      # (N, 42, 8, 8)
+        # Stage 1, half resolution: 8x8 windows (2x2 for kernel size 1) around each patch,
+        # cropped from each map separately so no whole map is padded or concatenated.
+        window = dict(grid=grid, stride=2, size=8 if k3 else 2, pad=3 if k3 else 0)
+        x = torch.cat([
+            crop_windows(F.interpolate(torch.cat([hid, pha, fgr], dim=1), (H // 2, W // 2),
+                                       mode="bilinear", align_corners=False), ids, **window),
+            crop_windows(F.interpolate(src_bgr, (H // 2, W // 2), mode="bilinear",
+                                       align_corners=False), ids, **window),
+        ], dim=1)                                                               # (N, 42, 8, 8)
         x = self.relu(self.bn1(self.conv1(x)))                                  # (N, 24, 6, 6)
         x = self.relu(self.bn2(self.conv2(x)))                                  # (N, 16, 4, 4)
         x = F.interpolate(x, 8 if k3 else 4, mode="nearest")                    # (N, 16, 8, 8)
