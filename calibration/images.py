@@ -1,0 +1,60 @@
+"""Reading and writing images as float arrays, and fitting them to a size without distortion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mattex.errors import MattexError
+
+
+class DataError(MattexError, ValueError):
+    """A dataset folder or file cannot be used (empty, unreadable, wrong mode, unpaired)."""
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"not a folder: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+
+
+def open_image(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+        return image
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def to_float(image: Image.Image, mode: str) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1]."""
+    array = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def fit(image: Image.Image, size: tuple[int, int], resample=Image.BILINEAR) -> Image.Image:
+    """Scale to cover `size` = (height, width), keeping the aspect ratio, then centre-crop."""
+    height, width = size
+    scale = max(height / image.height, width / image.width)
+    resized = image.resize((max(width, round(image.width * scale)),
+                            max(height, round(image.height * scale))), resample)
+    left = (resized.width - width) // 2
+    top = (resized.height - height) // 2
+    return resized.crop((left, top, left + width, top + height))
+
+
+def save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
+    """rgb (3, H, W), alpha (1, H, W) in [0, 1] -> an 8-bit RGBA PNG."""
+    rgba = np.concatenate([rgb, alpha], axis=0).transpose(1, 2, 0)
+    Image.fromarray(np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8), "RGBA").save(path)
+
+
+def save_rgb(path: Path, rgb: np.ndarray) -> None:
+    Image.fromarray(np.round(np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), "RGB").save(path)

@@ -1,0 +1,77 @@
+"""PhotoMatte85 as users have it: RGBA PNGs (RGB = foreground, A = alpha), or the BGMv2
+training layout of `fgr/` and `pha/` folders with matching file names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .images import DataError, fit, image_files, open_image, to_float
+
+
+@dataclass
+class Matte:
+    name: str
+    fgr: np.ndarray  # (3, H, W) float32 in [0, 1]
+    pha: np.ndarray  # (1, H, W) float32 in [0, 1]
+
+
+class PhotoMatteFolder:
+    """The mattes of a folder, each fitted to `size` (height, width) without distortion
+    (scale to cover, centre-crop). `size=None` keeps the original size."""
+
+    def __init__(self, folder: str | Path, size: tuple[int, int] | None = None) -> None:
+        self.folder = Path(folder)
+        self.size = size
+        if size is not None and (size[0] % 4 or size[1] % 4):
+            raise DataError(f"target size must be divisible by 4, got {size[0]}x{size[1]}")
+        if (self.folder / "fgr").is_dir() or (self.folder / "pha").is_dir():
+            self.pairs = self._paired_layout()
+        else:
+            files = [p for p in image_files(self.folder) if p.suffix.lower() == ".png"]
+            if not files:
+                raise DataError(f"no PNG images in {self.folder}: PhotoMatte85 is a folder of "
+                                "RGBA PNGs (or fgr/ and pha/ folders)")
+            self.pairs = [(p, None) for p in files]
+
+    def _paired_layout(self) -> list[tuple[Path, Path]]:
+        fgr_dir, pha_dir = self.folder / "fgr", self.folder / "pha"
+        for d in (fgr_dir, pha_dir):
+            if not d.is_dir():
+                raise DataError(f"{self.folder} has {'pha' if d == fgr_dir else 'fgr'}/ but no {d.name}/")
+        fgr = {p.stem: p for p in image_files(fgr_dir)}
+        pha = {p.stem: p for p in image_files(pha_dir)}
+        if not fgr:
+            raise DataError(f"no images in {fgr_dir}")
+        if fgr.keys() != pha.keys():
+            only_fgr, only_pha = sorted(fgr.keys() - pha.keys()), sorted(pha.keys() - fgr.keys())
+            raise DataError(f"fgr/ and pha/ do not pair up: only in fgr/: {only_fgr[:5]}, "
+                            f"only in pha/: {only_pha[:5]}")
+        return [(fgr[k], pha[k]) for k in sorted(fgr)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Matte:
+        fgr_path, pha_path = self.pairs[index]
+        image = open_image(fgr_path)
+        if pha_path is None:
+            if image.mode != "RGBA":
+                raise DataError(f"{fgr_path.name} is {image.mode}, not RGBA: PhotoMatte85 "
+                                "images carry alpha in their fourth channel")
+            rgb, alpha = image.convert("RGB"), image.getchannel("A")
+        else:
+            rgb, alpha = image.convert("RGB"), open_image(pha_path).convert("L")
+            if rgb.size != alpha.size:
+                raise DataError(f"{fgr_path.name}: foreground {rgb.size} and alpha {alpha.size} differ in size")
+        if self.size is not None:
+            rgb, alpha = fit(rgb, self.size), fit(alpha, self.size)
+        return Matte(fgr_path.stem, to_float(rgb, "RGB"), to_float(alpha, "L"))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+__all__ = ["PhotoMatteFolder", "Matte", "DataError"]
