@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # reflow docstring paragraphs
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -39,7 +40,8 @@ def user_errors_exit(code: int = 2):
             try:
                 return command(*args, **kwargs)
             except MattexError as e:
-                err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}", highlight=False,
+                                  soft_wrap=True)
                 raise typer.Exit(code) from None
 
         return run
@@ -133,6 +135,7 @@ def export(
     debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
     target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | onnxruntime."),
     output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
+    no_engine: bool = typer.Option(False, "--no-engine", help="Do not build a TensorRT engine even where TensorRT and a GPU are present."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Example: mattex export --backbone resnet50 --resolution hd -o bgm_resnet50_hd.onnx
@@ -159,13 +162,22 @@ def export(
                                  progress=lambda step: bar.update(task, description=step))
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
+    from mattex.exporter.build import build_engine, parse_profile, tensorrt_ready
+
+    engine = None
+    build_command = f"mattex build {result.path} --profile {config.height}x{config.width}"
+    if not no_engine and config.target == "tensorrt" and tensorrt_ready():
+        engine = result.path.with_suffix(".engine")
+        build_engine(result.path, engine, [parse_profile(f"{config.height}x{config.width}")],
+                     log=lambda m: err_console.print(m, highlight=False))
     summary = {
-        "file": str(result.path), "size_bytes": result.size_bytes, "nodes": result.nodes,
+        "file": str(result.path), "engine": str(engine) if engine else None,
+        "size_bytes": result.size_bytes, "nodes": result.nodes,
         "op_histogram": result.op_histogram, "passes": result.passes,
         "check": result.check.to_dict(), "metadata": result.metadata,
         "next": [f"mattex check {result.path} --target {config.target}",
                  f"mattex verify {result.path}" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
-                 f"mattex build {result.path}  # on the TensorRT machine"],
+                 *([] if engine else [f"{build_command}  # on the machine with TensorRT and the GPU"])],
     }
     if _emit_json(summary, json_output):
         return
@@ -178,6 +190,7 @@ def export(
     table.add_row("weights", result.metadata["weights"])
     table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale {config.backbone_scale}")
     table.add_row("check", f"[green]passes {config.target} rules[/]")
+    table.add_row("engine", str(engine) if engine else "not built (no TensorRT or GPU here, or --no-engine)")
     console.print(table)
     console.print("next:\n  " + "\n  ".join(summary["next"]), highlight=False)
 
@@ -358,6 +371,38 @@ def _parse_size(resolution: str) -> tuple[int, int]:
     if height % 4 or width % 4:
         raise typer.BadParameter(f"height and width must be divisible by 4, got {resolution}")
     return height, width
+
+
+@app.command(short_help="Build a TensorRT engine (raw plan + JSON sidecar) from an exported ONNX.")
+@user_errors_exit()
+def build(
+    model: Path = typer.Argument(..., help="The exported ONNX file."),
+    profile: list[str] = typer.Option(["hd"], help="hd | 4k | HxW | HxW-HxW (min-max); repeat for several profiles."),
+    batch: int = typer.Option(1, help="Largest batch of every profile (batch 1..N)."),
+    workspace: float = typer.Option(4.0, help="Builder workspace in GiB."),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, created if missing and reused (same TensorRT version only)."),
+    version_compatible: bool = typer.Option(False, help="Runs on later TensorRT versions of the same major (slower)."),
+    hardware_compat: str = typer.Option("none", help="none | ampere+ (any GPU from Ampere on) | same-cc (same compute capability)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
+) -> None:
+    """Example: mattex build bgm_resnet50_hd.onnx --profile hd --batch 2 --timing-cache trt.cache -o bgm_resnet50_hd.engine
+
+    Parse the ONNX with TensorRT's parser into a strongly typed network (precision comes from
+    the file), build a plan for this GPU with the given optimization profiles, and write it
+    beside a JSON sidecar recording the TensorRT version, GPU, profiles, I/O, precision and the
+    ONNX's and plan's sha256. The plan stays raw: trtexec --loadEngine and C++ load it.
+    """
+    from mattex.exporter.build import build_engine, parse_profile
+
+    profiles = [parse_profile(p, batch) for p in profile]
+    output = output or model.with_suffix(".engine")
+    sidecar = build_engine(model, output, profiles, workspace, timing_cache, version_compatible,
+                           hardware_compat, log=lambda m: err_console.print(m, highlight=False))
+    if _emit_json(sidecar.to_dict(), json_output):
+        return
+    console.print(f"built {output} for {sidecar.gpu_name} with TensorRT {sidecar.tensorrt_version}; "
+                  f"sidecar {output}.json")
 
 if __name__ == "__main__":
     app()

@@ -65,3 +65,16 @@ class CheckpointMismatchError(CheckpointError):
             [f"{k}: {tuple(got)} vs {tuple(want)}" for k, got, want in self.mismatched],
         )
         return "\n".join(lines)
+
+
+class BackendUnavailableError(MattexError):
+    """A requested backend (TensorRT, a CUDA GPU, an execution provider) is not available here.
+    mattex never falls back silently to another device."""
+
+
+class EngineMismatchError(MattexError):
+    """An engine was built for another TensorRT version or GPU than the one running it."""
+
+
+class CorruptEngineError(MattexError):
+    """An engine file or its sidecar is unreadable, foreign, or changed since it was built."""

@@ -1,0 +1,74 @@
+"""What the runtime accepts: input names, dtypes, ranks, sizes divisible by 4, profile ranges.
+Checked before anything runs, with messages that name the tensor and the mismatch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mattex.errors import InputShapeError
+
+INPUTS = ("src", "bgr")
+OUTPUTS = ("pha", "fgr")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Inclusive min/max of (batch, height, width) one engine profile accepts."""
+
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    def accepts(self, bhw: tuple[int, int, int]) -> bool:
+        return all(lo <= v <= hi for lo, v, hi in zip(self.min, bhw, self.max))
+
+    def describe(self) -> str:
+        (b0, h0, w0), (b1, h1, w1) = self.min, self.max
+        return f"batch {b0}..{b1}, height {h0}..{h1}, width {w0}..{w1}"
+
+    def to_dict(self) -> dict:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Profile":
+        return cls(tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
+
+
+def array_shape_dtype(value) -> tuple[tuple[int, ...], np.dtype, str]:
+    """Shape, dtype and memory kind ('host' or 'device') of a numpy array or a CUDA array
+    (anything with __cuda_array_interface__, e.g. CuPy or a CUDA tensor)."""
+    if isinstance(value, np.ndarray):
+        return value.shape, value.dtype, "host"
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if interface is not None:
+        return tuple(interface["shape"]), np.dtype(interface["typestr"]), "device"
+    raise InputShapeError(
+        f"inputs must be numpy arrays or CUDA arrays (__cuda_array_interface__), got {type(value).__name__}")
+
+
+def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None = None) -> tuple[int, int, int]:
+    """Validate {'src', 'bgr'}; return (batch, height, width). Raises InputShapeError."""
+    missing = [n for n in INPUTS if n not in feeds]
+    extra = [n for n in feeds if n not in INPUTS]
+    if missing or extra:
+        raise InputShapeError(f"inputs must be exactly {list(INPUTS)}; missing {missing}, unexpected {extra}")
+    shapes = {}
+    for name in INPUTS:
+        shape, got_dtype, _ = array_shape_dtype(feeds[name])
+        if got_dtype != np.dtype(dtype):
+            raise InputShapeError(f"{name} must be {np.dtype(dtype).name}, got {got_dtype.name}")
+        if len(shape) != 4 or shape[1] != 3:
+            raise InputShapeError(f"{name} must be (B, 3, H, W) RGB, got shape {tuple(shape)}")
+        shapes[name] = tuple(shape)
+    if shapes["src"] != shapes["bgr"]:
+        raise InputShapeError(f"src {shapes['src']} and bgr {shapes['bgr']} must have the same shape")
+    b, _, h, w = shapes["src"]
+    if h % 4 or w % 4:
+        raise InputShapeError(f"src and bgr height and width must be divisible by 4, got {h}x{w}")
+    if profiles and not any(p.accepts((b, h, w)) for p in profiles):
+        raise InputShapeError(
+            f"src/bgr shape (batch {b}, height {h}, width {w}) is outside the engine's profiles: "
+            + "; ".join(p.describe() for p in profiles))
+    return b, h, w

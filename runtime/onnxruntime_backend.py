@@ -1,0 +1,64 @@
+"""The ONNX Runtime backend: TensorRT EP -> CUDA EP -> CPU, or exactly the providers asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mattex.errors import BackendUnavailableError, CorruptEngineError
+
+from .io_spec import INPUTS, OUTPUTS, check_inputs
+
+PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
+
+
+def choose_providers(requested: list[str] | None, available: list[str]) -> list[str]:
+    """The providers to run with. Asked-for providers must all exist: a missing GPU provider
+    is an error, never a silent move to the CPU."""
+    if requested is None:
+        return [p for p in PREFERRED if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise BackendUnavailableError(
+            f"execution providers {missing} are not available in this onnxruntime "
+            f"(available: {available}); for CUDA/TensorRT install onnxruntime-gpu on a GPU machine")
+    return list(requested)
+
+
+class OnnxRuntimeBackend:
+    kind = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        chosen = choose_providers(providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            raise CorruptEngineError(f"{self.path} is not a loadable ONNX model: {e}") from None
+        active = self.session.get_providers()
+        # ONNX Runtime drops a GPU provider it cannot initialise and carries on: refuse that.
+        dropped = [p for p in chosen if p in GPU_PROVIDERS and p not in active]
+        if providers is not None and dropped:
+            raise BackendUnavailableError(f"{dropped} failed to initialise (no usable GPU?); active: {active}")
+        self.providers = active
+        names = [i.name for i in self.session.get_inputs()]
+        if names != list(INPUTS):
+            raise CorruptEngineError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.dtype = np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32
+
+    def __call__(self, src, bgr) -> tuple[np.ndarray, np.ndarray]:
+        check_inputs({"src": src, "bgr": bgr}, self.dtype)
+        if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
+            raise BackendUnavailableError("the ONNX Runtime backend takes numpy arrays; pass device "
+                                          "memory to a TensorRT engine")
+        pha, fgr = self.session.run(list(OUTPUTS), {"src": src, "bgr": bgr})
+        return pha, fgr

@@ -1,0 +1,140 @@
+"""The JSON sidecar beside an engine: what it was built from, for and with.
+
+The engine itself stays a raw TensorRT plan (trtexec --loadEngine and C++
+deserializeCudaEngine load it); everything mattex needs to know travels in `<engine>.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mattex.errors import CorruptEngineError, EngineMismatchError
+
+from .io_spec import Profile
+
+FORMAT = "mattex-engine-sidecar/1"
+HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    return Path(str(engine) + ".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The TensorRT version and GPU an engine meets at run time."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: tuple[int, int]
+
+
+@dataclass
+class Sidecar:
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: tuple[int, int]
+    profiles: list[Profile]
+    io: list[dict]
+    precision: str
+    onnx_sha256: str
+    plan_sha256: str
+    mattex_version: str
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    export_metadata: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["compute_capability"] = list(self.compute_capability)
+        d["profiles"] = [p.to_dict() for p in self.profiles]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sidecar":
+        d = dict(d)
+        d["compute_capability"] = tuple(d["compute_capability"])
+        d["profiles"] = [Profile.from_dict(p) for p in d["profiles"]]
+        return cls(**d)
+
+    def save(self, engine: str | Path) -> Path:
+        path = sidecar_path(engine)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+        os.replace(tmp, path)
+        return path
+
+
+def load_sidecar(engine: str | Path) -> Sidecar:
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise CorruptEngineError(
+            f"no sidecar {path.name} beside {Path(engine).name}: mattex engines are built with "
+            "`mattex build`, which writes it (the plan alone does not say what it was built for)")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise CorruptEngineError(f"{path} is not a mattex sidecar (format {data.get('format')!r})")
+        return Sidecar.from_dict(data)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CorruptEngineError(f"{path} is not a readable mattex sidecar: {e}") from None
+
+
+def check_plan(engine: str | Path, sidecar: Sidecar) -> None:
+    """The plan must be the very file the sidecar describes."""
+    digest = sha256_file(engine)
+    if digest != sidecar.plan_sha256:
+        raise CorruptEngineError(
+            f"{Path(engine).name} changed since it was built (sha256 {digest[:12]}... but the "
+            f"sidecar recorded {sidecar.plan_sha256[:12]}...): rebuild it with `mattex build`")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+
+
+def check_environment(sidecar: Sidecar, env: Environment) -> None:
+    """Raise EngineMismatchError unless `env` can run the engine the sidecar describes."""
+    built, running = _version_tuple(sidecar.tensorrt_version), _version_tuple(env.tensorrt_version)
+    if sidecar.version_compatible:
+        ok = running[:1] == built[:1] and running >= built
+        rule = "a version-compatible engine runs on the same major version, same or newer"
+    else:
+        ok = running[:3] == built[:3]
+        rule = "rebuild it here, or build with --version-compatible"
+    if not ok:
+        raise EngineMismatchError(
+            f"engine built with TensorRT {sidecar.tensorrt_version}, running TensorRT "
+            f"{env.tensorrt_version}: {rule}")
+    built_cc, cc = tuple(sidecar.compute_capability), tuple(env.compute_capability)
+    compat = sidecar.hardware_compatibility
+    if compat == "ampere+":
+        ok = cc >= (8, 0)
+        rule = "an ampere+ engine needs compute capability 8.0 or newer"
+    else:
+        ok = cc == built_cc
+        rule = "rebuild it on this GPU, or build with --hardware-compat ampere+"
+    if not ok:
+        raise EngineMismatchError(
+            f"engine built for {sidecar.gpu_name} (compute capability {built_cc[0]}.{built_cc[1]}), "
+            f"running on {env.gpu_name} ({cc[0]}.{cc[1]}): {rule}")
+    if compat == "none" and sidecar.gpu_name != env.gpu_name:
+        # Same architecture, other model: TensorRT's tactics were timed on the other GPU.
+        raise EngineMismatchError(
+            f"engine built on {sidecar.gpu_name}, running on {env.gpu_name}: TensorRT plans are "
+            "tuned to the GPU model; rebuild here or build with --hardware-compat same-cc")
