@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from mattex.errors import CheckpointError
 from mattex.model import MattingRefine
 from mattex.model.checkpoint import compare_keys, read_state_dict, sha256_of
 
@@ -73,8 +74,15 @@ def build_model(source: WeightsSource, **model_kwargs) -> MattingRefine:
     if source.kind == "random":
         torch.manual_seed(source.seed)
         return MattingRefine(**model_kwargs).eval()
-    state = read_state_dict(source.path)
-    compare_keys(state, backbone).raise_if_mismatched(str(source.path))
+    path = source.path
+    if path is None and source.kind == "demo":
+        path = demo_weights_path(backbone)
+    if path is None:
+        raise CheckpointError(f"the {source.kind} weights' file is not known; pass the checkpoint")
+    if source.sha256 is not None and sha256_of(path) != source.sha256:
+        raise CheckpointError(f"{path} is not the {source.kind} weights recorded (sha256 {source.sha256[:12]}...)")
+    state = read_state_dict(path)
+    compare_keys(state, backbone).raise_if_mismatched(str(path))
     model = MattingRefine(**model_kwargs)
     model.load_state_dict(state)
     return model.eval()

@@ -35,7 +35,8 @@ def test_matter_mattes_a_batch_of_two_hd_frames_like_pytorch(hd_onnx):
     matter = Matter.open(hd_onnx)
     assert matter.kind == "onnxruntime"
     pha, fgr = matter(src, bgr)
-    model = build_model(WeightsSource("random", seed=0), **ExportConfig.from_preset("hd").model_kwargs())
+    meta = matter.backend.metadata
+    model = build_model(WeightsSource.parse(meta["weights"]), **ExportConfig.from_preset("hd").model_kwargs())
     with torch.no_grad():
         want_pha, want_fgr = model(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
     budget = BUDGETS["fp32"].outputs
@@ -222,7 +223,10 @@ def test_tensorrt_engine_builds_runs_and_matches_pytorch(tmp_path):
     src = rng.random((2, 3, 256, 320), dtype=np.float32)
     bgr = np.clip(src + rng.normal(0, 0.2, src.shape), 0, 1).astype(np.float32)
     pha, fgr = matter(src, bgr)
-    model = build_model(WeightsSource("random", seed=0), **config.model_kwargs())
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    model = build_model(WeightsSource.parse(meta["weights"]), **config.model_kwargs())
     with torch.no_grad():
         want = model(torch.from_numpy(src), torch.from_numpy(bgr))
     assert np.abs(pha - want[0].numpy()).max() <= 1e-3
