@@ -1,0 +1,63 @@
+"""The C++ runtime's sidecar reader and plan hash (no TensorRT needed), compiled here when g++,
+nlohmann_json and OpenSSL headers exist; the TensorRT half of the C++ runtime builds in CI only
+where TensorRT's headers exist."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mattex.runtime import Profile
+from mattex.runtime.sidecar import Sidecar, sha256_file
+
+CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
+
+
+def _missing() -> str | None:
+    if shutil.which("g++") is None:
+        return "no g++"
+    for header in ("/usr/include/nlohmann/json.hpp", "/usr/include/openssl/evp.h"):
+        if not Path(header).is_file():
+            return f"{header} is missing (apt-get install nlohmann-json3-dev libssl-dev)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+@pytest.fixture(scope="module")
+def sidecar_check(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("cpp") / "sidecar_check"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(CPP / "include"),
+                    str(CPP / "src" / "sidecar.cpp"), str(CPP / "tests" / "sidecar_check.cpp"),
+                    "-lcrypto", "-o", str(exe)], check=True, capture_output=True)
+    return exe
+
+
+def write_engine(tmp_path, content=b"a raw TensorRT plan"):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(content)
+    Sidecar(tensorrt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability=(8, 9),
+            profiles=[Profile((1, 1080, 1920), (2, 1080, 1920), (2, 1080, 1920))], io=[],
+            precision="fp32", onnx_sha256="0" * 64, plan_sha256=sha256_file(engine),
+            mattex_version="0.1.0").save(engine)
+    return engine
+
+
+def test_cpp_reads_the_python_sidecar_and_hashes_the_plan_alike(sidecar_check, tmp_path):
+    engine = write_engine(tmp_path)
+    out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["10.13.0", "8.9", "1", "match", "accepts"]
+    engine.write_bytes(b"a raw TensorRT plan, corrupted")
+    out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[3] == "mismatch"
+
+
+def test_cpp_refuses_a_missing_or_foreign_sidecar(sidecar_check, tmp_path):
+    (tmp_path / "x.engine").write_bytes(b"plan")
+    out = subprocess.run([sidecar_check, tmp_path / "x.engine"], capture_output=True, text=True)
+    assert out.returncode == 1 and "no sidecar" in out.stderr
+    (tmp_path / "x.engine.json").write_text('{"format": "something-else"}')
+    out = subprocess.run([sidecar_check, tmp_path / "x.engine"], capture_output=True, text=True)
+    assert out.returncode == 1 and "not a mattex sidecar" in out.stderr
