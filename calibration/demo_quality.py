@@ -49,6 +49,17 @@ def error_concentration(model, composites) -> dict:
     return {"err_mean_fractional": f, "err_mean_solid": s, "ratio": f / max(s, 1e-12)}
 
 
+def whole_image_errors(matter, composites) -> dict:
+    """SAD (/1000) and MSE (x1e3) of alpha over every pixel, not only the trimap's band."""
+    sads, mses = [], []
+    for item in composites:
+        pha = matter(item["src"], item["bgr"])[0]
+        diff = pha - item["pha"]
+        sads.append(float(np.abs(diff).sum() / 1000))
+        mses.append(float((diff ** 2).mean() * 1000))
+    return {"sad": float(np.mean(sads)), "mse": float(np.mean(mses))}
+
+
 def measure(count: int = 20, size: int = 512, tuning_count: int = 20, weights: Path | None = None) -> dict:
     weights = weights or demo_weights_path("mobilenetv2")
     model = load_matting_refine(weights)
@@ -64,11 +75,16 @@ def measure(count: int = 20, size: int = 512, tuning_count: int = 20, weights: P
 
         demo_scores = evaluate(demo, held_out, "demo weights", (size, size)).mean
         naive_scores = evaluate(difference_matter(gain), held_out, "difference matte", (size, size)).mean
+        whole = {"demo": whole_image_errors(demo, held_out),
+                 "difference_matte": whole_image_errors(difference_matter(gain), held_out)}
         concentration = error_concentration(model, held_out)
     return {
         "count": count, "size": size, "difference_gain": gain,
         "demo": demo_scores.to_dict(), "difference_matte": naive_scores.to_dict(),
         "sad_ratio": naive_scores.sad / demo_scores.sad, "mse_ratio": naive_scores.mse / demo_scores.mse,
+        "whole_image": {**whole,
+                        "sad_ratio": whole["difference_matte"]["sad"] / whole["demo"]["sad"],
+                        "mse_ratio": whole["difference_matte"]["mse"] / whole["demo"]["mse"]},
         "error_map": concentration,
     }
 
