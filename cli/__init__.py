@@ -1,1 +1,1 @@
-"""mattex.cli."""
+"""mattex.cli: the `mattex` command (Typer), a thin layer over the library."""
