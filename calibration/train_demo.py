@@ -38,13 +38,24 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel)
 
 
-def matting_loss(outputs, true_pha, true_fgr) -> torch.Tensor:
+def soft_band(true_pha: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Pixels within `radius` of fractional alpha: where mattes are won or lost."""
+    fractional = ((true_pha > 0.02) & (true_pha < 0.98)).float()
+    return F.max_pool2d(fractional, 2 * radius + 1, stride=1, padding=radius)
+
+
+def matting_loss(outputs, true_pha, true_fgr, edge_weight: float = 0.0) -> torch.Tensor:
+    """The paper's losses; `edge_weight` > 0 adds an alpha L1 term restricted to the soft band."""
     pha, fgr, pha_sm, fgr_sm, err_sm, _ = outputs
     true_pha_sm = F.interpolate(true_pha, pha_sm.shape[2:], mode="bilinear", align_corners=False)
     true_fgr_sm = F.interpolate(true_fgr, pha_sm.shape[2:], mode="bilinear", align_corners=False)
     mask, mask_sm = (true_pha > 0).float(), (true_pha_sm > 0).float()
     true_err_sm = (pha_sm - true_pha_sm).abs().detach()
-    return (F.l1_loss(pha, true_pha) + F.l1_loss(sobel(pha), sobel(true_pha))
+    edges = 0.0
+    if edge_weight:
+        band = soft_band(true_pha)
+        edges = edge_weight * ((pha - true_pha).abs() * band).sum() / band.sum().clamp(min=1.0)
+    return edges + (F.l1_loss(pha, true_pha) + F.l1_loss(sobel(pha), sobel(true_pha))
             + F.l1_loss(pha_sm, true_pha_sm) + F.l1_loss(sobel(pha_sm), sobel(true_pha_sm))
             + F.l1_loss(fgr * mask, true_fgr * mask) + F.l1_loss(fgr_sm * mask_sm, true_fgr_sm * mask_sm)
             + F.mse_loss(err_sm, true_err_sm))
@@ -94,7 +105,7 @@ def save_fp16(model: torch.nn.Module, out: Path) -> None:
 
 
 def train(out: Path, minutes: float, pool_size: int, size: int, batch: int, lr: float,
-          seed: int = TRAIN_SEED, log=print) -> MattingRefine:
+          seed: int = TRAIN_SEED, edge_weight: float = 0.0, log=print) -> MattingRefine:
     torch.manual_seed(seed)
     start = time.time()
     pool = Pool(pool_size, size, seed)
@@ -109,7 +120,7 @@ def train(out: Path, minutes: float, pool_size: int, size: int, batch: int, lr: 
             group["lr"] = lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * elapsed / budget)))
         src, bgr, pha, fgr = pool.batch(batch)
         model.train()
-        loss = matting_loss(model(src, bgr), pha, fgr)
+        loss = matting_loss(model(src, bgr), pha, fgr, edge_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -132,10 +143,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--edge-weight", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train(args.out, args.minutes, args.pool, args.size, args.batch, args.lr)
+    train(args.out, args.minutes, args.pool, args.size, args.batch, args.lr, edge_weight=args.edge_weight)
 
 
 if __name__ == "__main__":
