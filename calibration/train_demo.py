@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mattex.files import atomic_path
 from mattex.model import MattingRefine
 
 from .composite import composite, perturb_background
@@ -97,11 +97,9 @@ class Pool:
 
 def save_fp16(model: torch.nn.Module, out: Path) -> None:
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    out.chmod(0o644)
 
 
 def train(out: Path, minutes: float, pool_size: int, size: int, batch: int, lr: float,

@@ -6,15 +6,14 @@ Q/DQ nodes), never from builder flags (TensorRT 11 removed them).
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import mattex
 from mattex.errors import ConfigError, MattexError
+from mattex.files import atomic_write_bytes, sha256_file
 from mattex.runtime.io_spec import INPUTS, Profile
-from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar, sha256_file
+from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar
 from mattex.runtime.tensorrt_backend import current_environment, import_tensorrt
 
 PROFILE_PRESETS = {"hd": (1080, 1920), "4k": (2160, 3840)}
@@ -47,14 +46,6 @@ def parse_profile(text: str, max_batch: int = 1) -> Profile:
     if low[0] > high[0] or low[1] > high[1]:
         raise ConfigError(f"profile {text!r}: the minimum exceeds the maximum")
     return Profile((1, *low), (max_batch, *high), (max_batch, *high))
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _onnx_metadata(path: Path) -> dict:
@@ -113,9 +104,9 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(f"TensorRT could not build {onnx_path.name} (see its log above)")
-    _write_atomically(output, bytes(plan))
+    atomic_write_bytes(output, bytes(plan))
     if cache_path:
-        _write_atomically(cache_path, bytes(config.get_timing_cache().serialize()))
+        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
 
     def io(tensor, mode):
         import numpy as np

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from torch import nn
 
 import mattex
 from mattex.errors import MattexError
+from mattex.files import atomic_path
 
 from .config import DYNAMIC_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
 from .lint import CheckReport, check_model
@@ -155,15 +155,8 @@ def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, s
 
 def write_atomically(model: onnx.ModelProto, output: Path) -> None:
     """Write to a temporary name beside `output` and rename: a failure leaves nothing half-written."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(output) as tmp:
+        onnx.save(model, str(tmp))
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:

@@ -12,7 +12,7 @@ import onnx
 import torch
 
 from mattex.errors import CheckpointError, ConfigError, MattexError
-from mattex.model.checkpoint import sha256_of
+from mattex.files import sha256_file
 
 from .config import BUDGETS, ExportConfig, PrecisionBudget
 from .export import read_metadata
@@ -83,7 +83,7 @@ def weights_for(meta: dict[str, str], checkpoint: Path | None) -> WeightsSource:
         path = checkpoint or find_checkpoint(config_from_metadata(meta).backbone)
     if path is None:
         raise CheckpointError("the file was exported from a checkpoint: pass it with --checkpoint")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != recorded.sha256:
         raise CheckpointError(
             f"{path} (sha256 {digest[:12]}...) is not the checkpoint the file was exported "
@@ -196,32 +196,20 @@ def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyR
     return report
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """(3, H, W) float32 RGB in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise ConfigError(f"cannot read image {path}: {e}") from None
-    return rgb.transpose(2, 0, 1)
-
 
 def frame_pairs(images: Path, background: Path):
     """(src, bgr) pairs, batch 1, from every image in `images` over one captured background,
     cropped to a multiple of 4 (the model's requirement)."""
-    files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    from mattex.calibration.images import DataError, image_files, open_image, to_float
+
+    files = image_files(Path(images))
     if not files:
-        raise ConfigError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {images}")
-    bgr = read_rgb(Path(background))
+        raise DataError(f"no images in {images}")
+    bgr = to_float(open_image(Path(background)), "RGB")
     for file in files:
-        src = read_rgb(file)
+        src = to_float(open_image(file), "RGB")
         if src.shape != bgr.shape:
-            raise ConfigError(f"{file.name} is {src.shape[2]}x{src.shape[1]} but the background "
-                              f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match")
+            raise DataError(f"{file.name} is {src.shape[2]}x{src.shape[1]} but the background "
+                            f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match")
         h, w = src.shape[1] // 4 * 4, src.shape[2] // 4 * 4
         yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()

@@ -10,7 +10,8 @@ import torch
 
 from mattex.errors import CheckpointError
 from mattex.model import MattingRefine
-from mattex.model.checkpoint import compare_keys, read_state_dict, sha256_of
+from mattex.files import sha256_file
+from mattex.model.checkpoint import compare_keys, read_state_dict
 
 RANDOM_SEED = 0
 
@@ -60,10 +61,10 @@ def resolve_weights(backbone: str, checkpoint: Path | None = None) -> WeightsSou
     if checkpoint is None:
         checkpoint = find_checkpoint(backbone)
     if checkpoint is not None:
-        return WeightsSource("checkpoint", Path(checkpoint), sha256_of(checkpoint))
+        return WeightsSource("checkpoint", Path(checkpoint), sha256_file(checkpoint))
     demo = demo_weights_path(backbone)
     if demo is not None:
-        return WeightsSource("demo", demo, sha256_of(demo))
+        return WeightsSource("demo", demo, sha256_file(demo))
     return WeightsSource("random", seed=RANDOM_SEED)
 
 
@@ -79,7 +80,7 @@ def build_model(source: WeightsSource, **model_kwargs) -> MattingRefine:
         path = demo_weights_path(backbone)
     if path is None:
         raise CheckpointError(f"the {source.kind} weights' file is not known; pass the checkpoint")
-    if source.sha256 is not None and sha256_of(path) != source.sha256:
+    if source.sha256 is not None and sha256_file(path) != source.sha256:
         raise CheckpointError(f"{path} is not the {source.kind} weights recorded (sha256 {source.sha256[:12]}...)")
     state = read_state_dict(path)
     compare_keys(state, backbone).raise_if_mismatched(str(path))

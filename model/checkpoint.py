@@ -8,7 +8,6 @@ only their state_dict.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -17,19 +16,12 @@ from pathlib import Path
 import torch
 
 from mattex.errors import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
+from mattex.files import sha256_file
 
 from .backbones import BACKBONES
 from .matting import MattingRefine
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -160,7 +152,7 @@ def describe_checkpoint(path: str | Path, backbone: str | None = None) -> dict:
     return {
         "file": str(path),
         "format": "torchscript" if is_torchscript_archive(path) else "state_dict",
-        "sha256": sha256_of(path),
+        "sha256": sha256_file(path),
         "backbone": backbone,
         "backbone_inferred": inferred,
         "keys": len(state),

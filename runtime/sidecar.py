@@ -6,14 +6,12 @@ deserializeCudaEngine load it); everything mattex needs to know travels in `<eng
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mattex.errors import CorruptEngineError, EngineMismatchError
+from mattex.files import atomic_path, sha256_file
 
 from .io_spec import Profile
 
@@ -23,14 +21,6 @@ HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
 
 def sidecar_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".json")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,10 +63,8 @@ class Sidecar:
 
     def save(self, engine: str | Path) -> Path:
         path = sidecar_path(engine)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
         return path
 
 

@@ -11,7 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mattex.cli.main import app
-from mattex.errors import CheckpointError, ConfigError
+from mattex.calibration.images import DataError
+from mattex.errors import CheckpointError
 from mattex.exporter.config import BUDGETS, ExportConfig
 from mattex.exporter.export import export_onnx
 from mattex.exporter.verify import VerifyError, verify_onnx
@@ -104,10 +105,10 @@ def test_verify_on_real_frames_with_their_background(faithful, tmp_path):
 def test_verify_frame_errors_are_clear(faithful, tmp_path):
     (tmp_path / "empty").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "bgr.png")
-    with pytest.raises(ConfigError, match="no images"):
+    with pytest.raises(DataError, match="no images"):
         from mattex.exporter.verify import frame_pairs
         list(frame_pairs(tmp_path / "empty", tmp_path / "bgr.png"))
     (tmp_path / "frames").mkdir()
     Image.fromarray(np.zeros((12, 8, 3), np.uint8)).save(tmp_path / "frames" / "a.png")
-    with pytest.raises(ConfigError, match="must match"):
+    with pytest.raises(DataError, match="must match"):
         list(frame_pairs(tmp_path / "frames", tmp_path / "bgr.png"))
