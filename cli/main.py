@@ -209,6 +209,7 @@ def check(
     error finding.
     """
     import onnx
+    from google.protobuf.message import DecodeError
 
     from mattex.exporter.lint import check_model
 
@@ -217,8 +218,7 @@ def check(
     try:
         proto = onnx.load(str(model))
         onnx.checker.check_model(proto)
-    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError,
-            google_protobuf_errors()) as e:
+    except (onnx.checker.ValidationError, DecodeError) as e:
         err_console.print(f"[bold red]error:[/] {model} is not a valid ONNX model: {e}")
         raise typer.Exit(2) from None
     report = check_model(proto, target)
@@ -235,12 +235,6 @@ def check(
                       f"{len(report.findings)} findings")
     if not report.passed:
         raise typer.Exit(1)
-
-
-def google_protobuf_errors():
-    from google.protobuf.message import DecodeError
-
-    return DecodeError
 
 
 @app.command(short_help="Compare an ONNX file with the PyTorch model; exit 1 over budget.")

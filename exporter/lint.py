@@ -96,9 +96,7 @@ class ModelView:
             for a in node.attribute:
                 if a.name == "value":
                     return numpy_helper.to_array(a.t)
-                if a.name in ("value_int", "value_float"):
-                    return np.asarray(onnx.helper.get_attribute_value(a))
-                if a.name in ("value_ints", "value_floats"):
+                if a.name in ("value_int", "value_float", "value_ints", "value_floats"):
                     return np.asarray(onnx.helper.get_attribute_value(a))
         return None
 
@@ -118,6 +116,12 @@ class ModelView:
 
     def value_sources(self, name: str) -> frozenset[str]:
         return self._value_sources.get(name, frozenset())
+
+
+def node_attrs(node: onnx.NodeProto) -> dict:
+    """A node's attributes as Python values, strings decoded."""
+    values = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
 
 def node_label(node: onnx.NodeProto) -> str:
@@ -171,8 +175,7 @@ def topk_limits(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type != "TopK":
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if attrs.get("sorted", 1) != 1:
+        if node_attrs(node).get("sorted", 1) != 1:
             yield Finding("topk-limits", node_label(node), "TopK must have sorted=1 for TensorRT")
         k = view.constant(node.input[1]) if len(node.input) > 1 else None
         if k is None:
@@ -187,9 +190,7 @@ def topk_limits(view: ModelView) -> Iterator[Finding]:
 def scatternd_reduction(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type == "ScatterND":
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            reduction = attrs.get("reduction", b"none")
-            reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+            reduction = node_attrs(node).get("reduction", "none")
             if reduction != "none":
                 yield Finding("scatternd-reduction", node_label(node),
                               f"ScatterND reduction must be 'none', got {reduction!r}")
@@ -215,8 +216,7 @@ def resize_mode(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type != "Resize":
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        text = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        text = node_attrs(node)
         mode = text.get("mode", "nearest")
         coords = text.get("coordinate_transformation_mode", "half_pixel")
         if mode not in RESIZE_MODES:
@@ -234,8 +234,7 @@ def float64(view: ModelView) -> Iterator[Finding]:
         if dtype == TensorProto.DOUBLE:
             yield Finding("float64", f"tensor '{name}'", "float64 tensors are not supported")
     for node in view.nodes:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Cast" and attrs.get("to") == TensorProto.DOUBLE:
+        if node.op_type == "Cast" and node_attrs(node).get("to") == TensorProto.DOUBLE:
             yield Finding("float64", node_label(node), "Cast to float64 is not supported")
 
 
