@@ -40,9 +40,11 @@ def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
+    dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+
     def run(src, bgr):
-        pha, fgr = session.run(["pha", "fgr"], {"src": src, "bgr": bgr})
-        return pha, fgr
+        pha, fgr = session.run(["pha", "fgr"], {"src": src.astype(dtype), "bgr": bgr.astype(dtype)})
+        return pha.astype(np.float32), fgr.astype(np.float32)
 
     return run
 
@@ -100,3 +102,48 @@ def evaluate(matter: Matter, composites: Iterable[dict], name: str, size: tuple[
     if not report.per_image:
         raise ConfigError("no composites to evaluate")
     return report
+
+
+METRIC_NAMES = ("sad", "mse", "grad", "conn", "fgr_mse")
+
+
+@dataclass
+class MetricBudgetCheck:
+    """A reduced-precision file's metrics against those of PyTorch fp32 on the same composites."""
+
+    precision: str
+    ratio_budget: float
+    floor: float
+    reference: MatteScores
+    ratios: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "ratio_budget": self.ratio_budget,
+                "floor": self.floor, "reference_fp32": self.reference.to_dict(),
+                "ratios": self.ratios, "failures": self.failures, "passed": self.passed}
+
+
+def check_metric_budget(report: EvaluationReport, reference: EvaluationReport,
+                        precision: str) -> MetricBudgetCheck:
+    """Each mean metric must stay within budget.ratio x fp32's (plus `floor`, for metrics
+    near zero)."""
+    from mattex.exporter.config import BUDGETS
+
+    if precision not in BUDGETS:
+        raise ConfigError(f"no accuracy budget declared for precision {precision!r}")
+    budget = BUDGETS[precision].metrics
+    got, want = report.mean.to_dict(), reference.mean.to_dict()
+    check = MetricBudgetCheck(precision, budget.ratio, budget.floor, reference.mean)
+    for name in METRIC_NAMES:
+        if got.get(name) is None or want.get(name) is None:
+            continue
+        check.ratios[name] = got[name] / want[name] if want[name] else float("inf") * (got[name] > 0)
+        if got[name] > want[name] * budget.ratio + budget.floor:
+            check.failures.append(f"{name} {got[name]:.4g} vs fp32 {want[name]:.4g} "
+                                  f"(ratio {check.ratios[name]:.4f}, budget {budget.ratio})")
+    return check

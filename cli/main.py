@@ -134,32 +134,61 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset (13..20)."),
     debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
     target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | onnxruntime."),
+    fp16: bool = typer.Option(False, "--fp16", help="Mixed fp16/fp32 graph (strongly typed TensorRT FP16)."),
+    io_dtype: str = typer.Option("float32", help="With --fp16: float32 (callers unchanged) or float16 I/O."),
+    int8: bool = typer.Option(False, "--int8", help="Q/DQ int8 graph calibrated on --calibration-data."),
+    calibration_data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder for --int8."),
+    backgrounds: Optional[Path] = typer.Option(None, help="Background images for calibration composites "
+                                               "(default: procedural)."),
+    calibration_samples: int = typer.Option(32, help="Composites to calibrate on."),
+    calibration_method: str = typer.Option("minmax", help="minmax | entropy | percentile."),
+    calibration_cache: Optional[Path] = typer.Option(None, help="Ranges cache (default: beside the "
+                                                     "output); reused while model, data and settings match."),
     output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
     no_engine: bool = typer.Option(False, "--no-engine", help="Do not build a TensorRT engine even where TensorRT and a GPU are present."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Example: mattex export --backbone resnet50 --resolution hd -o bgm_resnet50_hd.onnx
+    """Example: mattex export --backbone resnet50 --resolution hd --fp16 -o bgm_resnet50_hd_fp16.onnx
 
     Trace MattingRefine with its top-k patch refinement to ONNX (batch, height and width
     dynamic), rewrite TopK into TensorRT-buildable ops, check it for TensorRT and write it
-    atomically with its metadata.
+    atomically with its metadata. --fp16 and --int8 put the precision in the graph itself, as
+    strongly typed TensorRT (10 and 11) wants: fp16 tensors, or symmetric int8 Q/DQ nodes
+    calibrated on PhotoMatte85 composites at the trace size
+    (--int8 --calibration-data PhotoMatte85/).
     """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from mattex.exporter.config import ExportConfig
     from mattex.exporter.export import export_onnx
+    from mattex.exporter.quantize import CalibrationSettings
 
+    if fp16 and int8:
+        raise typer.BadParameter("choose --fp16 or --int8, not both")
+    if calibration_data is not None and not int8:
+        raise typer.BadParameter("--calibration-data is for --int8")
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     config = ExportConfig.from_preset(
         resolution, backbone=backbone, backbone_scale=backbone_scale, sample_pixels=sample_pixels,
         refine_mode=refine_mode, threshold=refine_threshold, kernel_size=kernel_size,
-        height=height, width=width, opset=opset, debug_outputs=debug_outputs, target=target)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err_console, transient=True, disable=json_output) as bar:
+        height=height, width=width, opset=opset, debug_outputs=debug_outputs, target=target,
+        precision=precision, io_dtype=io_dtype)
+    calibration = None
+    if int8 and calibration_data is not None:
+        calibration = CalibrationSettings(calibration_data, backgrounds, calibration_samples,
+                                          calibration_method)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=json_output) as bar:
         task = bar.add_task("exporting", total=None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            result = export_onnx(config, output, checkpoint,
-                                 progress=lambda step: bar.update(task, description=step))
+            result = export_onnx(
+                config, output, checkpoint,
+                progress=lambda step: bar.update(task, description=step),
+                calibration=calibration, calibration_cache=calibration_cache,
+                calibration_progress=lambda i, n: bar.update(
+                    task, description=f"calibrating int8 ({i}/{n})", completed=i, total=n))
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
     from mattex.exporter.build import build_engine, parse_profile, tensorrt_ready
@@ -188,11 +217,25 @@ def export(
     table.add_row("nodes", str(result.nodes))
     table.add_row("ops", ", ".join(f"{op} {n}" for op, n in list(result.op_histogram.items())[:12]))
     table.add_row("weights", result.metadata["weights"])
+    table.add_row("precision", _precision_summary(result))
     table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale {config.backbone_scale}")
     table.add_row("check", f"[green]passes {config.target} rules[/]")
     table.add_row("engine", str(engine) if engine else "not built (no TensorRT or GPU here, or --no-engine)")
     console.print(table)
     console.print("next:\n  " + "\n  ".join(summary["next"]), highlight=False)
+
+
+def _precision_summary(result) -> str:
+    precision = result.metadata["precision"]
+    if precision == "fp16":
+        info = json.loads(result.metadata["fp16"])
+        return f"fp16 ({info['fp16_nodes']} nodes fp16, I/O {info['io_dtype']})"
+    if precision == "int8":
+        q = result.quantization
+        cache = "reused" if q.cache_reused else "written"
+        return (f"int8 (symmetric Q/DQ, {q.samples} calibration composites; "
+                f"ranges {cache}: {q.cache_path})")
+    return "fp32"
 
 
 @app.command(short_help="Lint an ONNX file against TensorRT's rules.")
@@ -248,20 +291,32 @@ def verify(
     width: Optional[int] = typer.Option(None, help="Random input width."),
     images: Optional[Path] = typer.Option(None, help="Folder of frames (use with --background)."),
     background: Optional[Path] = typer.Option(None, help="The captured background image."),
+    data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder: verify on its composites."),
+    backgrounds: Optional[Path] = typer.Option(None, help="Background images for --data composites."),
+    budget: Optional[str] = typer.Option(None, help="Hold the file to another precision's budget "
+                                         "(fp32, fp16, int8); default: the file's own."),
     json_report: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
 ) -> None:
     """Example: mattex verify bgm_resnet50_hd.onnx --checkpoint pytorch_resnet50.pth --json report.json
 
     Run the file on ONNX Runtime and the PyTorch model on the same inputs; report per-output max
     and mean absolute differences and the share of patches selected differently, and exit 1 when
-    they exceed the budget declared for the file's precision.
+    they exceed the budget declared for the file's precision (README: accuracy budgets).
+    Inputs: random pairs, real frames (--images with --background), or PhotoMatte85-layout
+    composites (--data, at the trace size or --height/--width).
     """
-    from mattex.exporter.verify import frame_pairs, verify_onnx
+    from mattex.exporter.verify import composite_pairs, frame_pairs, verify_onnx
 
     if (images is None) != (background is None):
         raise typer.BadParameter("--images and --background go together")
-    pairs = frame_pairs(images, background) if images is not None else None
-    report = verify_onnx(model, pairs, checkpoint, samples, batch, height, width)
+    if images is not None and data is not None:
+        raise typer.BadParameter("choose --images or --data, not both")
+    pairs = None
+    if images is not None:
+        pairs = frame_pairs(images, background)
+    elif data is not None:
+        pairs = composite_pairs(model, data, backgrounds, height, width)
+    report = verify_onnx(model, pairs, checkpoint, samples, batch, height, width, budget=budget)
     if json_report:
         report.save(json_report)
     table = Table(title=f"mattex verify {model} ({report.precision}, {report.samples} x {report.shape})")
@@ -320,12 +375,17 @@ def evaluate(
     resolution: str = typer.Option("hd", help="hd (1080x1920), 4k (2160x3840) or HxW, e.g. 512x512."),
     limit: Optional[int] = typer.Option(None, help="Evaluate the first N images only."),
     seed: int = typer.Option(0, help="Seed of backgrounds and perturbations."),
+    checkpoint: Optional[Path] = typer.Option(None, help="For an fp16/int8 ONNX exported from a "
+                                              "checkpoint: that checkpoint (the fp32 reference)."),
+    budget: bool = typer.Option(True, help="For an fp16/int8 ONNX: also score PyTorch fp32 and "
+                                "exit 1 when the metrics exceed the precision's budget."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Example: mattex evaluate bgm_mobilenetv2_hd.onnx --data PhotoMatte85 --resolution hd --json
 
     Composite each foreground over a background with the paper's capture perturbations, matte
-    it with the model, and score alpha inside the trimap's unknown region.
+    it with the model, and score alpha inside the trimap's unknown region. An fp16 or int8 file
+    is also held to its precision's metric budget against PyTorch fp32 on the same composites.
     """
     from rich.progress import Progress
 
@@ -339,19 +399,43 @@ def evaluate(
     else:
         backbone_scale = 0.125 if size[0] * size[1] >= 2160 * 3840 else 0.25
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
+    reference, precision = None, "fp32"
+    if model is not None and model.suffix == ".onnx" and budget:
+        from mattex.exporter.verify import reference_matter
+
+        reference, precision = reference_matter(model, checkpoint)
     with Progress(console=err_console, transient=True, disable=json_output) as bar:
         task = bar.add_task("evaluating", total=len(composites))
         report = run_evaluation(matter, composites, str(model or "demo weights"), size,
                                 progress=lambda: bar.advance(task))
-    if _emit_json(report.to_dict(), json_output):
-        return
-    mean = report.mean
-    table = Table(title=f"{report.model} on {len(report.per_image)} composites at {size[0]}x{size[1]}")
-    for column in ("SAD", "MSE (x1e3)", "Grad", "Conn", "FG MSE (x1e3)"):
-        table.add_column(column, justify="right")
-    table.add_row(f"{mean.sad:.3f}", f"{mean.mse:.3f}", f"{mean.grad:.4f}", f"{mean.conn:.3f}",
-                  f"{mean.fgr_mse:.3f}" if mean.fgr_mse is not None else "-")
-    console.print(table)
+        check = None
+        if precision != "fp32":
+            from mattex.calibration.evaluate import check_metric_budget
+
+            task = bar.add_task("scoring PyTorch fp32", total=len(composites))
+            fp32 = run_evaluation(reference, composites, "pytorch fp32", size,
+                                  progress=lambda: bar.advance(task))
+            check = check_metric_budget(report, fp32, precision)
+    out = report.to_dict()
+    if check is not None:
+        out["budget"] = check.to_dict()
+    if not _emit_json(out, json_output):
+        table = Table(title=f"{report.model} on {len(report.per_image)} composites at {size[0]}x{size[1]}")
+        for column in ("model", "SAD", "MSE (x1e3)", "Grad", "Conn", "FG MSE (x1e3)"):
+            table.add_column(column, justify="right")
+        rows = [(precision, report.mean)] + ([("pytorch fp32", check.reference)] if check else [])
+        for name, mean in rows:
+            table.add_row(name, f"{mean.sad:.3f}", f"{mean.mse:.3f}", f"{mean.grad:.4f}",
+                          f"{mean.conn:.3f}", f"{mean.fgr_mse:.3f}" if mean.fgr_mse is not None else "-")
+        console.print(table)
+        if check is not None:
+            verdict = "[green]within[/]" if check.passed else "[red]over[/]"
+            console.print(f"{verdict} the {precision} metric budget (<= {check.ratio_budget}x fp32): "
+                          + ", ".join(f"{k} {v:.4f}x" for k, v in check.ratios.items()))
+    if check is not None and not check.passed:
+        for failure in check.failures:
+            err_console.print(f"[red]over budget:[/] {failure}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _parse_size(resolution: str) -> tuple[int, int]:

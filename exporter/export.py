@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 import mattex
-from mattex.errors import MattexError
+from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_path
 
-from .config import DYNAMIC_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
+from .config import DYNAMIC_AXES, FP16_KEEP_FP32, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
 from .lint import CheckReport, check_model
+from .mixed_precision import convert_to_fp16
 from .passes import PASSES
+from .quantize import CalibrationSettings, QuantizationResult, default_cache_path, quantize_int8
 from .weights import WeightsSource, build_model, resolve_weights
 
 # Order matters: fold first so TopK's K and shapes are constants the rewrite can match.
@@ -47,6 +49,7 @@ class ExportResult:
     metadata: dict[str, str]
     passes: dict[str, int]
     check: CheckReport
+    quantization: QuantizationResult | None = None
 
 
 class _Outputs(nn.Module):
@@ -68,11 +71,19 @@ def export_onnx(
     checkpoint: str | Path | None = None,
     weights: WeightsSource | None = None,
     progress: Callable[[str], None] = lambda step: None,
+    calibration: CalibrationSettings | None = None,
+    calibration_cache: Path | None = None,
+    calibration_progress: Callable[[int, int], None] = lambda i, n: None,
 ) -> ExportResult:
     """Export, rewrite, check and write `output` atomically. Raises before writing anything
-    when the configuration, the checkpoint or the target check is wrong."""
+    when the configuration, the checkpoint, the calibration data or the target check is wrong.
+    int8 needs `calibration` (its ranges are cached at `calibration_cache`, by default beside
+    the output)."""
     config.validate()
     output = Path(output)
+    if config.precision == "int8" and calibration is None:
+        raise ConfigError("--int8 needs calibration data: pass --calibration-data DIR "
+                          "(PhotoMatte85, or `mattex data synth` for a stand-in)")
     progress("resolving weights")
     weights = weights or resolve_weights(config.backbone, Path(checkpoint) if checkpoint else None)
     if weights.kind == "random":
@@ -86,21 +97,46 @@ def export_onnx(
     progress("rewriting graph")
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
     pass_counts = PASSES.run(graph, EXPORT_PASSES)
-    exported = onnx.shape_inference.infer_shapes(gs.export_onnx(graph), strict_mode=True)
-    onnx.checker.check_model(exported, full_check=True)
+    exported = _checked(gs.export_onnx(graph))
+    precision_metadata: dict[str, str] = {}
+    quantization = None
+    if config.precision == "fp16":
+        progress("converting to fp16")
+        exported, precision_metadata = _to_fp16(exported, config)
+    elif config.precision == "int8":
+        progress("calibrating int8")
+        quantization = quantize_int8(exported, calibration, (config.height, config.width),
+                                     calibration_cache or default_cache_path(output),
+                                     calibration_progress)
+        exported, precision_metadata = _checked(quantization.model), quantization.metadata
 
     progress(f"checking for {config.target}")
     report = check_model(exported, config.target)
     if not report.passed:
         raise ExportCheckError(report)
 
-    metadata = export_metadata(config, weights)
+    metadata = {**export_metadata(config, weights), **precision_metadata}
+    del exported.metadata_props[:]
     onnx.helper.set_model_props(exported, metadata)
     progress("writing")
     write_atomically(exported, output)
     histogram = collections.Counter(n.op_type for n in exported.graph.node)
     return ExportResult(output, output.stat().st_size, len(exported.graph.node),
-                        dict(histogram.most_common()), metadata, pass_counts, report)
+                        dict(histogram.most_common()), metadata, pass_counts, report, quantization)
+
+
+def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelProto, dict[str, str]]:
+    graph = gs.import_onnx(model)
+    converted = convert_to_fp16(graph, config.io_dtype, keep_fp32=FP16_KEEP_FP32)
+    info = {"fp16_nodes": converted, "kept_fp32": ["exact top-k selection",
+            "shape arithmetic", *FP16_KEEP_FP32], "io_dtype": config.io_dtype}
+    return _checked(gs.export_onnx(graph)), {"fp16": json.dumps(info)}
 
 
 def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
@@ -127,7 +163,7 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
 def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, str]:
     """ONNX metadata_props: everything needed to rebuild the PyTorch side for verification."""
     contract = {
-        "inputs": {n: {"dtype": "float32", "shape": ["batch", 3, "height", "width"],
+        "inputs": {n: {"dtype": config.io_dtype, "shape": ["batch", 3, "height", "width"],
                        "range": [0.0, 1.0]} for n in INPUT_NAMES},
         "outputs": list(config.output_names),
         "height_width_multiple": 4,
@@ -144,7 +180,7 @@ def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, s
         "refine_kernel_size": str(config.kernel_size),
         "refine_prevent_oversampling": str(config.prevent_oversampling).lower(),
         "weights": weights.describe(),
-        "precision": "fp32",
+        "precision": config.precision,
         "opset": str(config.opset),
         "target": config.target,
         "trace_size": f"{config.height}x{config.width}",

@@ -211,6 +211,25 @@ def qdq_zero_point(view: ModelView) -> Iterator[Finding]:
                           f"zero point must be 0 (symmetric int8), got {np.unique(zero_point)[:4]}")
 
 
+# TensorRT quantizes to and dequantizes from INT8 (and FP8/INT4, which mattex does not emit);
+# ONNX Runtime's defaults (uint8 activations, int32 biases) do not build.
+@RULES.register("qdq-int8")
+def qdq_int8(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type == "QuantizeLinear" and len(node.input) >= 3 and node.input[2]:
+            quantized = view.constant(node.input[2])
+        elif node.op_type == "DequantizeLinear":
+            quantized = view.constant(node.input[0])
+            if quantized is None and len(node.input) >= 3 and node.input[2]:
+                quantized = view.constant(node.input[2])
+        else:
+            continue
+        if quantized is not None and quantized.dtype != np.int8:
+            yield Finding("qdq-int8", node_label(node),
+                          f"{node.op_type} on {quantized.dtype} values; TensorRT needs int8 "
+                          "(keep biases float: QuantizeBias=False)")
+
+
 @RULES.register("resize-mode")
 def resize_mode(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:

@@ -109,18 +109,21 @@ def verify_onnx(
     height: int | None = None,
     width: int | None = None,
     providers: list[str] | None = None,
+    budget: str | None = None,
 ) -> VerifyReport:
     """Compare the file against PyTorch fp32 on `inputs` (an iterable of (src, bgr) numpy
-    pairs) or on `samples` random pairs at `height`x`width` (default: the trace size)."""
+    pairs) or on `samples` random pairs at `height`x`width` (default: the trace size), within
+    the budget of the file's precision (or of `budget`, another precision's name)."""
     import onnxruntime as ort
 
     path = Path(path)
     model_proto = onnx.load(str(path), load_external_data=False)
     meta = read_metadata(model_proto)
     config = config_from_metadata(meta)
-    precision = meta.get("precision", "fp32")
+    precision = budget or meta.get("precision", "fp32")
     if precision not in BUDGETS:
-        raise ConfigError(f"no accuracy budget declared for precision {precision!r}")
+        raise ConfigError(f"no accuracy budget declared for precision {precision!r}; "
+                          f"known: {', '.join(BUDGETS)}")
     budget = BUDGETS[precision]
     reference = build_model(weights_for(meta, checkpoint), **config.model_kwargs())
     options = ort.SessionOptions()
@@ -133,8 +136,11 @@ def verify_onnx(
     diffs: dict[str, list[np.ndarray]] = {}
     mismatched_patches, total_patches, count, shape = 0, 0, 0, []
     names = [o.name for o in session.get_outputs()]
+    io_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
     for src, bgr in inputs:
-        got = dict(zip(names, session.run(None, {"src": src, "bgr": bgr})))
+        # A float16-I/O file sees the same frames rounded to float16, as its callers would send.
+        feeds = {"src": src.astype(io_dtype), "bgr": bgr.astype(io_dtype)}
+        got = {n: v.astype(np.float32) for n, v in zip(names, session.run(None, feeds))}
         with torch.no_grad():
             want = dict(zip(("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm"),
                             (t.numpy() for t in reference(torch.from_numpy(src), torch.from_numpy(bgr)))))
@@ -169,7 +175,7 @@ def _patch_mismatch(got: dict, want: dict, budget: PrecisionBudget) -> tuple[int
     pha_diff = np.abs(got["pha"] - want["pha"])
     B, _, H, W = pha_diff.shape
     block = pha_diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4))
-    bad = block > budget.outputs["pha"].max_abs
+    bad = block > budget.patch_tolerance
     if "ref_sm" in got:
         bad |= got["ref_sm"][:, 0] != want["ref_sm"][:, 0]
     return int(bad.sum()), bad.size
@@ -213,3 +219,27 @@ def frame_pairs(images: Path, background: Path):
                             f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match")
         h, w = src.shape[1] // 4 * 4, src.shape[2] // 4 * 4
         yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()
+
+
+def composite_pairs(model: Path, data: Path, backgrounds: Path | None = None,
+                    height: int | None = None, width: int | None = None):
+    """(src, bgr) pairs from PhotoMatte-layout composites at `height`x`width` (default: the
+    file's trace size)."""
+    from mattex.calibration.composite import Composites
+
+    config = config_from_metadata(read_metadata(onnx.load(str(model), load_external_data=False)))
+    size = (height or config.height, width or config.width)
+    return ((item["src"], item["bgr"]) for item in Composites(data, size, backgrounds))
+
+
+def reference_matter(model: Path, checkpoint: Path | None = None):
+    """The PyTorch fp32 model a file was exported from, as a (src, bgr) -> (pha, fgr) matter."""
+    meta = read_metadata(onnx.load(str(model), load_external_data=False))
+    reference = build_model(weights_for(meta, checkpoint), **config_from_metadata(meta).model_kwargs())
+
+    def run(src, bgr):
+        with torch.no_grad():
+            pha, fgr = reference(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
+        return pha.numpy(), fgr.numpy()
+
+    return run, meta.get("precision", "fp32")

@@ -35,6 +35,14 @@ def qdq_model(zero_point):
                  [const("s", 0.1), const("zp", zero_point, np.int8)])
 
 
+def dq_bias_model(dtype):
+    """A dequantized constant, as ONNX Runtime writes int32 biases by default."""
+    node = helper.make_node("DequantizeLinear", ["b", "s"], ["bf"])
+    add = helper.make_node("Add", ["x", "bf"], ["y"])
+    return model([node, add], [tensor("x", shape=(4,))], [tensor("y", shape=(4,))],
+                 [const("b", [1, 2, 3, 4], dtype), const("s", 0.5)])
+
+
 def scatternd_model(reduction):
     node = helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=reduction)
     return model([node], [tensor("x", shape=(4,))], [tensor("y", shape=(4,))],
@@ -88,6 +96,7 @@ CASES = {
     "topk-limits": (topk_model(5000, sorted_=0), topk_model(100, sorted_=1)),
     "scatternd-reduction": (scatternd_model("add"), scatternd_model("none")),
     "qdq-zero-point": (qdq_model(3), qdq_model(0)),
+    "qdq-int8": (dq_bias_model(np.int32), dq_bias_model(np.int8)),
     "resize-mode": (resize_model(mode="cubic"), resize_model(mode="linear",
                                                              coordinate_transformation_mode="half_pixel")),
     "float64": (model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)],

@@ -1,0 +1,165 @@
+"""FP16 for strongly typed TensorRT: rewrite a float32 graph so its activations and weights are
+float16 where that is safe, with Casts at the borders of the float32 islands.
+
+Why our own pass: onnxconverter-common's `convert_float_to_float16` (1.16) produces an invalid
+graph for this model (a Cast whose output type no longer matches its consumer), and it converts
+by op type alone, which would also halve the precision of the refiner's coordinate arithmetic
+(patch offsets computed in float from Shape) and of the exact top-k selection.
+
+What stays float32, and why:
+- Shape-derived arithmetic: a node is converted only when one of its float inputs derives from
+  the graph inputs through data, not through Shape/Size; coordinates above 2048 are not
+  representable exactly in fp16.
+- The patch selection built by `topk_select` (nodes in a `..._select` scope): its bisection
+  needs float32 resolution and its CumSum counts patches (exact below 2**24, not 2**11).
+- Whatever `keep_fp32` names (node-name substrings): the measured choice lives in
+  `mattex.exporter.config.FP16_KEEP_FP32`.
+- Ops not in `_FLOAT_INPUTS` (unknown ops are never converted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+SELECT_SCOPE = "_select"
+
+# Ops that run in fp16, and which of their inputs carry the op's float type T (the others, such
+# as Resize's scales, keep their own fixed type).
+_ALL = None
+_FLOAT_INPUTS: dict[str, tuple[int, ...] | None] = {
+    "Conv": _ALL, "ConvTranspose": _ALL, "BatchNormalization": _ALL,
+    "Relu": _ALL, "LeakyRelu": _ALL, "Sigmoid": _ALL, "Tanh": _ALL, "HardSigmoid": _ALL,
+    "HardSwish": _ALL, "Clip": _ALL, "Abs": _ALL, "Neg": _ALL,
+    "Add": _ALL, "Sub": _ALL, "Mul": _ALL, "Div": _ALL, "Max": _ALL, "Min": _ALL,
+    "Concat": _ALL, "Sum": _ALL,
+    "Resize": (0,), "MaxPool": (0,), "AveragePool": (0,), "GlobalAveragePool": (0,),
+    "Slice": (0,), "Gather": (0,), "GatherElements": (0,), "Reshape": (0,), "Transpose": (0,),
+    "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,), "Expand": (0,), "Tile": (0,),
+    "Split": (0,), "Identity": (0,), "Pad": (0, 2), "Where": (1, 2),
+    "ScatterElements": (0, 2), "ScatterND": (0, 2),
+}
+# Ops that accept any input type: a float16 input needs no Cast back.
+_ANY_INPUT = {"Cast", "Shape", "Size"}
+# Ops whose outputs carry no data from their inputs' values.
+_SHAPE_ONLY = {"Shape", "Size"}
+
+
+def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
+                    keep_fp32: Iterable[str] = ()) -> int:
+    """Rewrite `graph` in place to mixed precision; return the number of nodes now in fp16.
+    `io_dtype` float32 keeps the inputs and outputs float32 (callers do not change); float16
+    makes them float16. A graph without float32 data ops is left alone."""
+    if io_dtype not in ("float32", "float16"):
+        raise ValueError(f"io_dtype must be float32 or float16, got {io_dtype!r}")
+    keep = tuple(keep_fp32) + (SELECT_SCOPE,)
+    graph.toposort()
+    data = _data_tensors(graph)
+    converted = [n for n in graph.nodes if _runs_in_fp16(n, data, keep)]
+    if not converted:
+        return 0
+    casts = _CastCache(graph)
+    if io_dtype == "float16":
+        for inp in graph.inputs:
+            if inp.dtype == np.float32:
+                inp.dtype = np.float16
+    fp16_nodes = {id(n) for n in converted}
+    for node in list(graph.nodes):
+        if id(node) in fp16_nodes:
+            _convert_node(node, casts)
+        elif node.op not in _ANY_INPUT:
+            node.inputs = [casts.to(t, np.float32) if _is_float(t, np.float16) else t
+                           for t in node.inputs]
+    _fix_outputs(graph, io_dtype, casts)
+    graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return len(converted)
+
+
+def _data_tensors(graph: gs.Graph) -> set[str]:
+    """Names of tensors whose values depend on the graph inputs' values (not only on shapes)."""
+    data = {t.name for t in graph.inputs}
+    for node in graph.nodes:  # topological order
+        if node.op in _SHAPE_ONLY:
+            continue
+        if any(t.name in data for t in node.inputs if isinstance(t, gs.Variable)):
+            data.update(t.name for t in node.outputs)
+    return data
+
+
+def _runs_in_fp16(node: gs.Node, data: set[str], keep: tuple[str, ...]) -> bool:
+    if node.op not in _FLOAT_INPUTS or any(k in (node.name or "") for k in keep):
+        return False
+    floats = [t for t in _typed_inputs(node) if _is_float(t, np.float32)]
+    return any(isinstance(t, gs.Variable) and t.name in data for t in floats)
+
+
+def _typed_inputs(node: gs.Node) -> list:
+    indices = _FLOAT_INPUTS[node.op]
+    if indices is _ALL:
+        return [t for t in node.inputs if t is not None and t.name]
+    return [node.inputs[i] for i in indices if i < len(node.inputs) and node.inputs[i].name]
+
+
+def _convert_node(node: gs.Node, casts: "_CastCache") -> None:
+    typed = {id(t) for t in _typed_inputs(node)}
+    node.inputs = [casts.to(t, np.float16) if id(t) in typed and _is_float(t, np.float32) else t
+                   for t in node.inputs]
+    for out in node.outputs:
+        if out.dtype == np.float32:
+            out.dtype = np.float16
+
+
+def _fix_outputs(graph: gs.Graph, io_dtype: str, casts: "_CastCache") -> None:
+    """Graph outputs keep their names; with float32 I/O a final Cast restores their type."""
+    want = np.float16 if io_dtype == "float16" else np.float32
+    outputs = []
+    for out in graph.outputs:
+        if out.dtype in (np.float16, np.float32) and out.dtype != want:
+            name = out.name
+            out.name = f"{name}_{np.dtype(out.dtype).name}"
+            cast = casts.to(out, want)
+            cast.name = name
+            outputs.append(cast)
+        else:
+            outputs.append(out)
+    graph.outputs = outputs
+
+
+def _is_float(t, dtype) -> bool:
+    return t is not None and getattr(t, "dtype", None) == dtype
+
+
+class _CastCache:
+    """One Cast (or one converted constant) per tensor and target type."""
+
+    def __init__(self, graph: gs.Graph) -> None:
+        self.graph = graph
+        self.made: dict[tuple[str, type], gs.Tensor] = {}
+
+    def to(self, tensor: gs.Tensor, dtype) -> gs.Tensor:
+        key = (tensor.name, np.dtype(dtype).name)
+        if key not in self.made:
+            self.made[key] = self._make(tensor, dtype)
+        return self.made[key]
+
+    def _make(self, tensor: gs.Tensor, dtype) -> gs.Tensor:
+        suffix = np.dtype(dtype).name
+        if isinstance(tensor, gs.Constant):
+            values = tensor.values.astype(dtype)
+            if dtype == np.float16 and np.isinf(values).any() and not np.isinf(tensor.values).any():
+                raise ValueError(f"constant {tensor.name} overflows float16 (max |x| = "
+                                 f"{np.abs(tensor.values).max():.3g})")
+            return gs.Constant(f"{tensor.name}_{suffix}", values)
+        out = gs.Variable(f"{tensor.name}_{suffix}", dtype=dtype, shape=tensor.shape)
+        self.graph.nodes.append(gs.Node("Cast", f"{tensor.name}_cast_{suffix}",
+                                        {"to": _onnx_type(dtype)}, [tensor], [out]))
+        return out
+
+
+def _onnx_type(dtype) -> int:
+    from onnx import TensorProto
+
+    return {np.dtype(np.float16): TensorProto.FLOAT16,
+            np.dtype(np.float32): TensorProto.FLOAT}[np.dtype(dtype)]

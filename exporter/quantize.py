@@ -1,0 +1,179 @@
+"""INT8 for strongly typed TensorRT and ONNX Runtime's CPU int8 kernels: Q/DQ nodes placed by
+ONNX Runtime's static quantizer, calibrated on PhotoMatte-layout composites at the export size.
+
+- Symmetric int8 everywhere (zero points 0, TensorRT's rule), per-channel weights.
+- Biases stay float (`QuantizeBias: False`): TensorRT dequantizes int8 only, not int32.
+- One Q/DQ pair per consumer (`DedicatedQDQPair`), so ONNX Runtime can fuse every convolution.
+- Which layers stay float is data (`INT8_KEEP_FLOAT` in config.py), chosen by measurement; the
+  exact top-k selection always stays float.
+- Calibration ranges are cached beside the model with a key of everything they depend on
+  (model graph, data and background file contents, sample count, size, method, seed, layer
+  choice); a cache whose key differs is rebuilt, never silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+
+from mattex.errors import ConfigError
+from mattex.files import atomic_write_bytes
+
+from .mixed_precision import SELECT_SCOPE
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANTIZED_OP_TYPES = ("Conv", "Relu", "Clip", "Add", "MaxPool", "Concat")
+CACHE_FORMAT = "mattex-calibration-cache/1"
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    data: Path
+    backgrounds: Path | None = None
+    samples: int = 32
+    method: str = "minmax"
+    seed: int = 0
+    keep_float: tuple[str, ...] = ()  # node-name substrings left unquantized
+
+    def validate(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ConfigError(f"unknown calibration method {self.method!r}; choose one of "
+                              f"{', '.join(CALIBRATION_METHODS)}")
+        if self.samples < 1:
+            raise ConfigError(f"--calibration-samples must be at least 1, got {self.samples}")
+
+
+@dataclass
+class QuantizationResult:
+    model: onnx.ModelProto
+    cache_path: Path
+    cache_reused: bool
+    samples: int
+    excluded_nodes: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tuple[int, int],
+                  cache_path: Path, progress: Callable[[int, int], None] = lambda i, n: None
+                  ) -> QuantizationResult:
+    """Return the Q/DQ model of `fp32`, calibrated on composites at `size` (height, width).
+    Raises DataError for an empty or unreadable data folder before anything is written."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from mattex.calibration.composite import Composites
+
+    settings.validate()
+    composites = Composites(settings.data, size, settings.backgrounds, seed=settings.seed,
+                            limit=settings.samples)
+    excluded = [n.name for n in fp32.graph.node
+                if any(k in n.name for k in (SELECT_SCOPE, *settings.keep_float))]
+    key = _cache_key(fp32, composites, settings, size)
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[settings.method]
+    with tempfile.TemporaryDirectory(prefix="mattex-int8-") as tmp:
+        ranges = Path(tmp) / "ranges.json"
+        reused = _load_cache(cache_path, key, ranges)
+        reader = None if reused else _CompositeReader(composites, progress)
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            fp32, str(out), reader, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded, calibrate_method=method,
+            calibration_cache_path=str(ranges),
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "QuantizeBias": False, "DedicatedQDQPair": True},
+        )
+        if not reused:
+            _save_cache(cache_path, key, json.loads(ranges.read_text()))
+        model = onnx.load(str(out))
+    metadata = {
+        "int8_calibration": json.dumps({
+            "samples": len(composites), "method": settings.method, "size": list(size),
+            "seed": settings.seed, "data_sha256": key["data_sha256"],
+            "quantized_op_types": list(QUANTIZED_OP_TYPES),
+            "kept_float": ["exact top-k selection", *settings.keep_float],
+            "symmetric": True, "per_channel_weights": True, "bias": "float"}),
+    }
+    return QuantizationResult(model, cache_path, reused, len(composites), len(excluded), metadata)
+
+
+class _CompositeReader:
+    """ONNX Runtime's CalibrationDataReader protocol over Composites feeds."""
+
+    def __init__(self, composites, progress: Callable[[int, int], None]) -> None:
+        self.total = len(composites)
+        self.feeds = iter(composites.feeds())
+        self.count = 0
+        self.progress = progress
+
+    def get_next(self) -> dict | None:
+        feed = next(self.feeds, None)
+        if feed is not None:
+            self.count += 1
+            self.progress(self.count, self.total)
+        return feed
+
+    def __len__(self) -> int:
+        return self.total
+
+
+def _cache_key(fp32: onnx.ModelProto, composites, settings: CalibrationSettings,
+               size: tuple[int, int]) -> dict:
+    """Everything the calibration ranges depend on."""
+    import onnxruntime
+
+    graph = onnx.ModelProto()
+    graph.CopyFrom(fp32)
+    del graph.metadata_props[:]  # export time stamps and versions do not change the ranges
+    used = len(composites)  # item i reads matte i and background i modulo the folder
+    files = [p for pair in composites.mattes.pairs[:used] for p in pair if p is not None]
+    if composites.backgrounds.files is not None:
+        files += composites.backgrounds.files[:used]
+    return {
+        "format": CACHE_FORMAT,
+        "model_sha256": hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest(),
+        "data_sha256": _files_digest(files),
+        "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()
+                        if k not in ("data", "backgrounds")},
+                     "keep_float": list(settings.keep_float),
+                     "backgrounds": settings.backgrounds is not None},
+        "size": list(size),
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _files_digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _load_cache(cache_path: Path, key: dict, ranges: Path) -> bool:
+    """Write the cached ranges to `ranges` when the cache exists and its key matches."""
+    if not cache_path.is_file():
+        return False
+    try:
+        cached = json.loads(cache_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # unreadable cache: recalibrate and overwrite it
+    if cached.get("key") != key:
+        return False
+    ranges.write_text(json.dumps(cached["ranges"]))
+    return True
+
+
+def _save_cache(cache_path: Path, key: dict, ranges: dict) -> None:
+    atomic_write_bytes(cache_path, json.dumps({"key": key, "ranges": ranges}).encode())
+
+
+def default_cache_path(output: Path) -> Path:
+    return output.with_name(output.name + ".calibration.json")
