@@ -147,7 +147,8 @@ class _CastCache:
     def _make(self, tensor: gs.Tensor, dtype) -> gs.Tensor:
         suffix = np.dtype(dtype).name
         if isinstance(tensor, gs.Constant):
-            values = tensor.values.astype(dtype)
+            with np.errstate(over="ignore"):  # reported below, with the constant's name
+                values = tensor.values.astype(dtype)
             if dtype == np.float16 and np.isinf(values).any() and not np.isinf(tensor.values).any():
                 raise ValueError(f"constant {tensor.name} overflows float16 (max |x| = "
                                  f"{np.abs(tensor.values).max():.3g})")

@@ -25,6 +25,7 @@ import onnx
 from mattex.errors import ConfigError
 from mattex.files import atomic_write_bytes
 
+from .config import INT8_KEEP_FLOAT
 from .mixed_precision import SELECT_SCOPE
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -39,7 +40,7 @@ class CalibrationSettings:
     samples: int = 32
     method: str = "minmax"
     seed: int = 0
-    keep_float: tuple[str, ...] = ()  # node-name substrings left unquantized
+    keep_float: tuple[str, ...] = INT8_KEEP_FLOAT  # node-name substrings left unquantized
 
     def validate(self) -> None:
         if self.method not in CALIBRATION_METHODS:
@@ -80,9 +81,10 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
         ranges = Path(tmp) / "ranges.json"
         reused = _load_cache(cache_path, key, ranges)
         reader = None if reused else _CompositeReader(composites, progress)
-        out = Path(tmp) / "int8.onnx"
+        out, source = Path(tmp) / "int8.onnx", Path(tmp) / "fp32.onnx"
+        onnx.save(fp32, str(source))  # by path: quantize_static rewrites a ModelProto it is given
         quantize_static(
-            fp32, str(out), reader, quant_format=QuantFormat.QDQ,
+            str(source), str(out), reader, quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded, calibrate_method=method,

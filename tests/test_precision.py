@@ -1,0 +1,229 @@
+"""FP16 and INT8 exports of mobilenetv2 (demo weights): TensorRT rules, symmetric Q/DQ, the
+declared budgets on a synthetic PhotoMatte85-layout set, and the calibration cache."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+from mattex.calibration.images import DataError
+from mattex.calibration.synthetic import write_synthetic_photomatte
+from mattex.cli.main import app
+from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.exporter.export import export_onnx
+from mattex.exporter.lint import check_model
+from mattex.exporter.quantize import CalibrationSettings, quantize_int8
+from mattex.exporter.verify import composite_pairs, verify_onnx
+
+SIZE = 256  # k = 500 of 4,096 patches: selection matters at this size
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    write_synthetic_photomatte(root / "calib", 4, seed=3, height=320, width=256,
+                               backgrounds=root / "calib_bg")
+    write_synthetic_photomatte(root / "eval", 4, seed=4, height=320, width=256,
+                               backgrounds=root / "eval_bg")
+    return root
+
+
+def export(data: Path, precision: str, io_dtype: str = "float32", **calibration) -> Path:
+    config = ExportConfig(backbone="mobilenetv2", height=SIZE, width=SIZE, sample_pixels=8000,
+                          precision=precision, io_dtype=io_dtype, debug_outputs=True)
+    settings = None
+    if precision == "int8":
+        settings = CalibrationSettings(data / "calib", data / "calib_bg", samples=4, **calibration)
+    path = data / f"mobilenetv2_{precision}_{io_dtype}.onnx"
+    export_onnx(config, path, calibration=settings)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fp16(data):
+    return export(data, "fp16")
+
+
+@pytest.fixture(scope="module")
+def int8(data):
+    return export(data, "int8")
+
+
+def verify_on_composites(path: Path, data: Path, budget: str | None = None):
+    return verify_onnx(path, composite_pairs(path, data / "eval", data / "eval_bg"), budget=budget)
+
+
+@pytest.mark.parametrize("name", ["fp16", "int8"])
+def test_reduced_precision_files_pass_tensorrt_rules(name, request):
+    path = request.getfixturevalue(name)
+    model = onnx.load(str(path))
+    report = check_model(model, "tensorrt")
+    assert report.passed, report.findings
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["precision"] == name
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.FLOAT] * 2
+
+
+def test_fp16_file_holds_fp16_weights_and_keeps_the_selection_in_float32(fp16):
+    model = onnx.load(str(fp16))
+    weights = {i.name: i.data_type for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and all(weights[n.input[1]] == onnx.TensorProto.FLOAT16 for n in convs)
+    types = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    selection = [o for n in model.graph.node if "_select" in n.name for o in n.output]
+    assert selection and all(types.get(o) != onnx.TensorProto.FLOAT16 for o in selection)
+
+
+def test_int8_zero_points_are_all_zero_and_int8(int8):
+    model = onnx.load(str(int8))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 100
+    for node in qdq:
+        zero_point = inits[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    meta = {p.key: p.value for p in model.metadata_props}
+    info = json.loads(meta["int8_calibration"])
+    assert info["samples"] == 4 and "/refiner/" in info["kept_float"]
+
+
+@pytest.mark.parametrize("name", ["fp16", "int8"])
+def test_outputs_stay_within_their_budget_on_synthetic_composites(name, request, data):
+    report = verify_on_composites(request.getfixturevalue(name), data)
+    assert report.precision == name and report.samples == 4
+    assert report.passed, report.failures
+    budget = BUDGETS[name]
+    assert report.outputs["pha"].mean_abs <= budget.outputs["pha"].mean_abs
+    assert report.patch_mismatch <= budget.patch_mismatch
+    # Not trivially equal: reduced precision does move the numbers.
+    assert report.outputs["pha_sm"].max_abs > BUDGETS["fp32"].outputs["pha_sm"].max_abs
+
+
+def test_verify_fails_an_int8_file_held_to_the_fp16_budget(int8, data):
+    report = verify_on_composites(int8, data, budget="fp16")
+    assert not report.passed
+    assert any(f.startswith("pha:") for f in report.failures)
+    result = runner.invoke(app, ["verify", str(int8), "--data", str(data / "eval"),
+                                 "--backgrounds", str(data / "eval_bg"), "--budget", "fp16",
+                                 "--json", str(data / "report.json")])
+    assert result.exit_code == 1, result.output
+    saved = json.loads((data / "report.json").read_text())
+    assert saved["precision"] == "fp16" and saved["passed"] is False
+    assert saved["outputs"]["pha"]["mean_abs"] > BUDGETS["fp16"].outputs["pha"].mean_abs
+
+
+@pytest.mark.parametrize("name", ["fp16", "int8"])
+def test_evaluate_holds_the_file_to_its_metric_budget(name, request, data):
+    path = request.getfixturevalue(name)
+    result = runner.invoke(app, ["evaluate", str(path), "--data", str(data / "eval"),
+                                 "--backgrounds", str(data / "eval_bg"), "--resolution",
+                                 f"{SIZE}x{SIZE}", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    check = report["budget"]
+    assert check["precision"] == name and check["passed"]
+    assert check["ratio_budget"] == BUDGETS[name].metrics.ratio
+    for metric, ratio in check["ratios"].items():
+        assert ratio <= BUDGETS[name].metrics.ratio, metric
+    assert report["mean"]["sad"] == pytest.approx(check["reference_fp32"]["sad"] * check["ratios"]["sad"])
+
+
+def test_float16_io_file_runs_through_the_runtime(data):
+    from mattex.runtime import Matter
+
+    path = export(data, "fp16", io_dtype="float16")
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    report = verify_on_composites(path, data)
+    assert report.passed, report.failures
+    matter = Matter.open(path)
+    src, bgr = next(composite_pairs(path, data / "eval", data / "eval_bg"))
+    pha, fgr = matter(src.astype(np.float16), bgr.astype(np.float16))
+    assert pha.dtype == np.float16 and pha.shape == (1, 1, SIZE, SIZE)
+
+
+# --- calibration cache and bad data ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fp32_small(data):
+    config = ExportConfig(backbone="mobilenetv2", height=128, width=128, sample_pixels=4000)
+    path = data / "small_fp32.onnx"
+    export_onnx(config, path)
+    return onnx.load(str(path))
+
+
+def calibrate(model, folder: Path, cache: Path, calls: list):
+    settings = CalibrationSettings(folder, samples=3)
+    return quantize_int8(model, settings, (128, 128), cache, lambda i, n: calls.append(i))
+
+
+def test_calibration_cache_is_reused_then_rebuilt_when_the_data_changes(fp32_small, data, tmp_path):
+    folder = tmp_path / "calib"
+    shutil.copytree(data / "calib", folder)
+    cache = tmp_path / "ranges.json"
+    first_calls, second_calls, third_calls = [], [], []
+    first = calibrate(fp32_small, folder, cache, first_calls)
+    assert not first.cache_reused and first_calls == [1, 2, 3] and cache.is_file()
+    second = calibrate(fp32_small, folder, cache, second_calls)
+    assert second.cache_reused and second_calls == []  # no image was read or run
+    assert second.model.SerializeToString() == first.model.SerializeToString()
+
+    victim = sorted(folder.glob("*.png"))[0]
+    replacement = sorted((data / "eval").glob("*.png"))[0]
+    shutil.copy(replacement, victim)  # same name, other content
+    third = calibrate(fp32_small, folder, cache, third_calls)
+    assert not third.cache_reused and third_calls == [1, 2, 3]
+    key = json.loads(cache.read_text())["key"]
+    assert json.loads(third.metadata["int8_calibration"])["data_sha256"] != \
+        json.loads(first.metadata["int8_calibration"])["data_sha256"]
+    assert key["data_sha256"] == json.loads(third.metadata["int8_calibration"])["data_sha256"]
+
+
+def test_calibration_cache_is_rebuilt_when_the_settings_change(fp32_small, data, tmp_path):
+    cache = tmp_path / "ranges.json"
+    calibrate(fp32_small, data / "calib", cache, [])
+    calls = []
+    settings = CalibrationSettings(data / "calib", samples=3, method="percentile")
+    result = quantize_int8(fp32_small, settings, (128, 128), cache, lambda i, n: calls.append(i))
+    assert not result.cache_reused and calls == [1, 2, 3]
+
+
+def test_empty_calibration_folder_is_a_clear_error_and_writes_nothing(data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out" / "m.onnx"
+    result = runner.invoke(app, ["export", "--height", "128", "--width", "128",
+                                 "--sample-pixels", "4000", "--int8", "--calibration-data",
+                                 str(empty), "--no-engine", "-o", str(out)])
+    assert result.exit_code == 2
+    assert "no PNG images" in result.output
+    assert not out.exists() and not list(tmp_path.rglob("*.json"))
+
+
+def test_unreadable_calibration_image_is_a_clear_error_and_writes_nothing(fp32_small, data, tmp_path):
+    folder = tmp_path / "calib"
+    shutil.copytree(data / "calib", folder)
+    sorted(folder.glob("*.png"))[1].write_bytes(b"not a png")
+    cache = tmp_path / "ranges.json"
+    with pytest.raises(DataError, match="cannot read image"):
+        calibrate(fp32_small, folder, cache, [])
+    assert not cache.exists()
+    out = tmp_path / "m.onnx"
+    config = ExportConfig(backbone="mobilenetv2", height=128, width=128, sample_pixels=4000,
+                          precision="int8")
+    with pytest.raises(DataError):
+        export_onnx(config, out, calibration=CalibrationSettings(folder, samples=3))
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
+
+
+def test_int8_without_calibration_data_is_refused(tmp_path):
+    result = runner.invoke(app, ["export", "--int8", "--height", "128", "--width", "128",
+                                 "--sample-pixels", "4000", "--no-engine", "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "--calibration-data" in result.output
+    assert not list(tmp_path.iterdir())
