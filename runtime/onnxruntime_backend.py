@@ -30,7 +30,7 @@ def choose_providers(requested: list[str] | None, available: list[str]) -> list[
 # mattex's int8 files give every consumer its own Q/DQ pair; ONNX Runtime's common-subexpression
 # elimination would merge them back, and a Q feeding two DQs is not converted to the uint8
 # activations its x86 int8 convolutions need, leaving about a third of the convolutions in float
-# (resnet50 HD: 1540 ms with it, 1380 ms without; benchmarks/precision.py).
+# (resnet50 HD, 2 threads: 1547 ms with it, 1439 ms without, the same mattes).
 INT8_DISABLED_OPTIMIZERS = ["CommonSubexpressionElimination"]
 
 

@@ -227,3 +227,19 @@ def test_int8_without_calibration_data_is_refused(tmp_path):
                                  "--sample-pixels", "4000", "--no-engine", "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and "--calibration-data" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_runtime_opens_int8_files_with_their_session_settings(int8, data):
+    import onnxruntime as ort
+
+    from mattex.runtime import Matter
+    from mattex.runtime.onnxruntime_backend import INT8_DISABLED_OPTIMIZERS
+
+    matter = Matter.open(int8, providers=["CPUExecutionProvider"])
+    src, bgr = next(composite_pairs(int8, data / "eval", data / "eval_bg"))
+    pha, fgr = matter(src, bgr)
+    plain = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    want = plain.run(["pha"], {"src": src, "bgr": bgr})[0]
+    # The same graph with other fusions: int8 rounding may move a value by a step, no more.
+    assert INT8_DISABLED_OPTIMIZERS == ["CommonSubexpressionElimination"]
+    assert np.abs(pha - want).mean() <= BUDGETS["int8"].outputs["pha"].mean_abs
