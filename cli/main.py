@@ -401,9 +401,11 @@ def evaluate(
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
     reference, precision = None, "fp32"
     if model is not None and model.suffix == ".onnx" and budget:
-        from mattex.exporter.verify import reference_matter
+        from mattex.exporter.verify import file_precision, reference_matter
 
-        reference, precision = reference_matter(model, checkpoint)
+        precision = file_precision(model)
+        if precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`
+            reference = reference_matter(model, checkpoint)
     with Progress(console=err_console, transient=True, disable=json_output) as bar:
         task = bar.add_task("evaluating", total=len(composites))
         report = run_evaluation(matter, composites, str(model or "demo weights"), size,

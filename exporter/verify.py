@@ -242,4 +242,8 @@ def reference_matter(model: Path, checkpoint: Path | None = None):
             pha, fgr = reference(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
         return pha.numpy(), fgr.numpy()
 
-    return run, meta.get("precision", "fp32")
+    return run
+
+
+def file_precision(model: Path) -> str:
+    return read_metadata(onnx.load(str(model), load_external_data=False)).get("precision", "fp32")
