@@ -285,7 +285,8 @@ def check(
 def verify(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     checkpoint: Optional[Path] = typer.Option(None, help="The checkpoint it was exported from."),
-    samples: int = typer.Option(2, help="Random input pairs (ignored with --images)."),
+    samples: int = typer.Option(2, help="Generated input pairs (ignored with --images/--data): "
+                                "random for fp32 files, synthetic composites for fp16/int8."),
     batch: int = typer.Option(1, help="Batch size of random inputs."),
     height: Optional[int] = typer.Option(None, help="Random input height (default: trace size)."),
     width: Optional[int] = typer.Option(None, help="Random input width."),

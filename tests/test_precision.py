@@ -243,3 +243,11 @@ def test_runtime_opens_int8_files_with_their_session_settings(int8, data):
     # The same graph with other fusions: int8 rounding may move a value by a step, no more.
     assert INT8_DISABLED_OPTIMIZERS == ["CommonSubexpressionElimination"]
     assert np.abs(pha - want).mean() <= BUDGETS["int8"].outputs["pha"].mean_abs
+
+
+@pytest.mark.parametrize("name", ["fp16", "int8"])
+def test_verify_without_data_uses_synthetic_composites_and_passes(name, request):
+    # Uniform noise lies outside the calibrated ranges; the budgets are for matting inputs.
+    result = runner.invoke(app, ["verify", str(request.getfixturevalue(name)), "--samples", "2"])
+    assert result.exit_code == 0, result.output
+    assert "within budget" in result.output
