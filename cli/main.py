@@ -144,6 +144,8 @@ def export(
     calibration_method: str = typer.Option("minmax", help="minmax | entropy | percentile."),
     calibration_cache: Optional[Path] = typer.Option(None, help="Ranges cache (default: beside the "
                                                      "output); reused while model, data and settings match."),
+    weight_bits: int = typer.Option(7, help="int8 weight range: 7 (runs exactly on x86 CPUs without "
+                                    "VNNI too) or 8 (TensorRT-only files)."),
     output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
     no_engine: bool = typer.Option(False, "--no-engine", help="Do not build a TensorRT engine even where TensorRT and a GPU are present."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -176,7 +178,7 @@ def export(
     calibration = None
     if int8 and calibration_data is not None:
         calibration = CalibrationSettings(calibration_data, backgrounds, calibration_samples,
-                                          calibration_method)
+                                          calibration_method, weight_bits=weight_bits)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True,
                   disable=json_output) as bar:

@@ -2,7 +2,7 @@
 ONNX Runtime's static quantizer, calibrated on PhotoMatte-layout composites at the export size.
 
 - Symmetric int8 everywhere (zero points 0, TensorRT's rule), per-channel weights in 7 bits
-  (`reduce_range`): x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16
+  by default (`reduce_range`; `weight_bits=8` for files only TensorRT will run): x86 CPUs without VNNI multiply uint8 x int8 pairs into saturating int16
   sums, and full-range weights overflowed there (mobilenetv2 HD: SAD 1.14x fp32's with full
   range, 1.00x with 7 bits; 256x256: pha mean error 6.8e-3 -> 1.8e-3). TensorRT runs the same
   7-bit values exactly.
@@ -37,7 +37,6 @@ from .mixed_precision import SELECT_SCOPE
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANTIZED_OP_TYPES = ("Conv", "Relu", "Clip", "Add", "MaxPool", "Concat")
 CACHE_FORMAT = "mattex-calibration-cache/1"
-REDUCE_RANGE = True
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,14 @@ class CalibrationSettings:
     method: str = "minmax"
     seed: int = 0
     keep_float: tuple[str, ...] = INT8_KEEP_FLOAT  # node-name substrings left unquantized
+    weight_bits: int = 7  # 8 only for TensorRT-only files: x86 CPUs without VNNI saturate
 
     def validate(self) -> None:
         if self.method not in CALIBRATION_METHODS:
             raise ConfigError(f"unknown calibration method {self.method!r}; choose one of "
                               f"{', '.join(CALIBRATION_METHODS)}")
+        if self.weight_bits not in (7, 8):
+            raise ConfigError(f"--weight-bits must be 7 or 8, got {self.weight_bits}")
         if self.samples < 1:
             raise ConfigError(f"--calibration-samples must be at least 1, got {self.samples}")
 
@@ -94,7 +96,7 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
             quantize_static(
                 str(source), str(out), reader, quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True,
-                reduce_range=REDUCE_RANGE,
+                reduce_range=settings.weight_bits == 7,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded, calibrate_method=method,
                 calibration_cache_path=str(ranges),
@@ -110,7 +112,7 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
             "seed": settings.seed, "data_sha256": key["data_sha256"],
             "quantized_op_types": list(QUANTIZED_OP_TYPES),
             "kept_float": ["exact top-k selection", *settings.keep_float],
-            "symmetric": True, "per_channel_weights": True, "weight_bits": 7 if REDUCE_RANGE else 8,
+            "symmetric": True, "per_channel_weights": True, "weight_bits": settings.weight_bits,
             "bias": "float"}),
     }
     return QuantizationResult(model, cache_path, reused, len(composites), len(excluded), metadata)

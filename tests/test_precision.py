@@ -264,3 +264,17 @@ def test_resnet50_fp16_stays_within_budget(data):
     assert check_model(onnx.load(str(path)), "tensorrt").passed
     report = verify_on_composites(path, data)
     assert report.passed, report.failures
+
+
+@pytest.mark.parametrize("bits, limit", [(7, 64), (8, 127)])
+def test_weight_bits_bound_the_int8_weights(fp32_small, data, tmp_path, bits, limit):
+    settings = CalibrationSettings(data / "calib", samples=2, weight_bits=bits)
+    model = quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json").model
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [inits[n.input[0]] for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weights and all(w.dtype == np.int8 for w in weights)
+    peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert limit - 2 <= peak <= limit
+    assert json.loads(quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json")
+                      .metadata["int8_calibration"])["weight_bits"] == bits
