@@ -34,16 +34,14 @@ class EvaluationReport:
 
 
 def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
-    import onnxruntime as ort
+    """An exported file through mattex's runtime backend: the session settings users get
+    (int8 files included), inputs cast to the file's I/O dtype, outputs float32."""
+    from mattex.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-
-    dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+    backend = OnnxRuntimeBackend(path, providers or ["CPUExecutionProvider"])
 
     def run(src, bgr):
-        pha, fgr = session.run(["pha", "fgr"], {"src": src.astype(dtype), "bgr": bgr.astype(dtype)})
+        pha, fgr = backend(src.astype(backend.dtype), bgr.astype(backend.dtype))
         return pha.astype(np.float32), fgr.astype(np.float32)
 
     return run
@@ -142,7 +140,10 @@ def check_metric_budget(report: EvaluationReport, reference: EvaluationReport,
     for name in METRIC_NAMES:
         if got.get(name) is None or want.get(name) is None:
             continue
-        check.ratios[name] = got[name] / want[name] if want[name] else float("inf") * (got[name] > 0)
+        if want[name]:
+            check.ratios[name] = got[name] / want[name]
+        else:  # fp32 is exact here: any error is infinitely worse, none is equal
+            check.ratios[name] = float("inf") if got[name] > 0 else 1.0
         if got[name] > want[name] * budget.ratio + budget.floor:
             check.failures.append(f"{name} {got[name]:.4g} vs fp32 {want[name]:.4g} "
                                   f"(ratio {check.ratios[name]:.4f}, budget {budget.ratio})")

@@ -167,8 +167,17 @@ def export(
 
     if fp16 and int8:
         raise typer.BadParameter("choose --fp16 or --int8, not both")
-    if calibration_data is not None and not int8:
-        raise typer.BadParameter("--calibration-data is for --int8")
+    int8_only = {"--calibration-data": calibration_data is not None,
+                 "--backgrounds": backgrounds is not None,
+                 "--calibration-samples": calibration_samples != 32,
+                 "--calibration-method": calibration_method != "minmax",
+                 "--calibration-cache": calibration_cache is not None,
+                 "--weight-bits": weight_bits != 7}
+    given = [name for name, set_ in int8_only.items() if set_]
+    if given and not int8:
+        raise typer.BadParameter(f"{', '.join(given)} only apply to --int8")
+    if io_dtype != "float32" and not fp16:
+        raise typer.BadParameter("--io-dtype float16 needs --fp16")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
     config = ExportConfig.from_preset(
         resolution, backbone=backbone, backbone_scale=backbone_scale, sample_pixels=sample_pixels,
@@ -314,6 +323,8 @@ def verify(
         raise typer.BadParameter("--images and --background go together")
     if images is not None and data is not None:
         raise typer.BadParameter("choose --images or --data, not both")
+    if backgrounds is not None and data is None:
+        raise typer.BadParameter("--backgrounds goes with --data")
     pairs = None
     if images is not None:
         pairs = frame_pairs(images, background)
@@ -402,13 +413,18 @@ def evaluate(
     else:
         backbone_scale = 0.125 if size[0] * size[1] >= 2160 * 3840 else 0.25
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
-    reference, precision = None, "fp32"
-    if model is not None and model.suffix == ".onnx" and budget:
+    reference, precision, label = None, "fp32", "pytorch"
+    if model is not None and model.suffix == ".onnx":
         from mattex.exporter.verify import file_precision, reference_matter
 
-        precision = file_precision(model)
-        if precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`
+        label = precision = file_precision(model)
+        if not budget:
+            precision = "fp32"  # score the file alone
+        elif precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`
             reference = reference_matter(model, checkpoint)
+    if checkpoint is not None and reference is None:
+        raise typer.BadParameter("--checkpoint is the fp32 reference of an fp16/int8 ONNX file; "
+                                 "pass a checkpoint to evaluate as MODEL")
     with Progress(console=err_console, transient=True, disable=json_output) as bar:
         task = bar.add_task("evaluating", total=len(composites))
         report = run_evaluation(matter, composites, str(model or "demo weights"), size,
@@ -428,7 +444,7 @@ def evaluate(
         table = Table(title=f"{report.model} on {len(report.per_image)} composites at {size[0]}x{size[1]}")
         for column in ("model", "SAD", "MSE (x1e3)", "Grad", "Conn", "FG MSE (x1e3)"):
             table.add_column(column, justify="right")
-        rows = [(precision, report.mean)] + ([("pytorch fp32", check.reference)] if check else [])
+        rows = [(label, report.mean)] + ([("pytorch fp32", check.reference)] if check else [])
         for name, mean in rows:
             table.add_row(name, f"{mean.sad:.3f}", f"{mean.mse:.3f}", f"{mean.grad:.4f}",
                           f"{mean.conn:.3f}", f"{mean.fgr_mse:.3f}" if mean.fgr_mse is not None else "-")

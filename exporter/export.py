@@ -107,7 +107,7 @@ def export_onnx(
         progress("calibrating int8")
         quantization = quantize_int8(exported, calibration, (config.height, config.width),
                                      calibration_cache or default_cache_path(output),
-                                     calibration_progress)
+                                     calibration_progress, write_cache=False)
         exported, precision_metadata = _checked(quantization.model), quantization.metadata
 
     progress(f"checking for {config.target}")
@@ -120,6 +120,8 @@ def export_onnx(
     onnx.helper.set_model_props(exported, metadata)
     progress("writing")
     write_atomically(exported, output)
+    if quantization is not None:
+        quantization.save_cache()  # only now: a refused export leaves no cache behind
     histogram = collections.Counter(n.op_type for n in exported.graph.node)
     return ExportResult(output, output.stat().st_size, len(exported.graph.node),
                         dict(histogram.most_common()), metadata, pass_counts, report, quantization)

@@ -92,7 +92,14 @@ def _runs_in_fp16(node: gs.Node, data: set[str], keep: tuple[str, ...]) -> bool:
     if node.op not in _FLOAT_INPUTS or any(k in (node.name or "") for k in keep):
         return False
     floats = [t for t in _typed_inputs(node) if _is_float(t, np.float32)]
+    if any(isinstance(t, gs.Constant) and _overflows_fp16(t.values) for t in floats):
+        return False  # a weight beyond fp16's range keeps its node in float32
     return any(isinstance(t, gs.Variable) and t.name in data for t in floats)
+
+
+def _overflows_fp16(values: np.ndarray) -> bool:
+    finite = np.abs(values[np.isfinite(values)])
+    return finite.size > 0 and float(finite.max()) > float(np.finfo(np.float16).max)
 
 
 def _typed_inputs(node: gs.Node) -> list:
@@ -118,8 +125,9 @@ def _fix_outputs(graph: gs.Graph, io_dtype: str, casts: "_CastCache") -> None:
     for out in graph.outputs:
         if out.dtype in (np.float16, np.float32) and out.dtype != want:
             name = out.name
-            out.name = f"{name}_{np.dtype(out.dtype).name}"
+            out.name = casts.unique(f"{name}_{np.dtype(out.dtype).name}")
             cast = casts.to(out, want)
+            casts.names.discard(cast.name)
             cast.name = name
             outputs.append(cast)
         else:
@@ -137,6 +145,15 @@ class _CastCache:
     def __init__(self, graph: gs.Graph) -> None:
         self.graph = graph
         self.made: dict[tuple[str, type], gs.Tensor] = {}
+        self.names = set(graph.tensors()) | {n.name for n in graph.nodes}
+
+    def unique(self, name: str) -> str:
+        """`name`, or `name_<n>` when the graph already has it."""
+        candidate, n = name, 1
+        while candidate in self.names:
+            candidate, n = f"{name}_{n}", n + 1
+        self.names.add(candidate)
+        return candidate
 
     def to(self, tensor: gs.Tensor, dtype) -> gs.Tensor:
         key = (tensor.name, np.dtype(dtype).name)
@@ -147,14 +164,11 @@ class _CastCache:
     def _make(self, tensor: gs.Tensor, dtype) -> gs.Tensor:
         suffix = np.dtype(dtype).name
         if isinstance(tensor, gs.Constant):
-            with np.errstate(over="ignore"):  # reported below, with the constant's name
-                values = tensor.values.astype(dtype)
-            if dtype == np.float16 and np.isinf(values).any() and not np.isinf(tensor.values).any():
-                raise ValueError(f"constant {tensor.name} overflows float16 (max |x| = "
-                                 f"{np.abs(tensor.values).max():.3g})")
-            return gs.Constant(f"{tensor.name}_{suffix}", values)
-        out = gs.Variable(f"{tensor.name}_{suffix}", dtype=dtype, shape=tensor.shape)
-        self.graph.nodes.append(gs.Node("Cast", f"{tensor.name}_cast_{suffix}",
+            # _runs_in_fp16 keeps nodes with out-of-range weights in float32
+            assert not (dtype == np.float16 and _overflows_fp16(tensor.values)), tensor.name
+            return gs.Constant(self.unique(f"{tensor.name}_{suffix}"), tensor.values.astype(dtype))
+        out = gs.Variable(self.unique(f"{tensor.name}_{suffix}"), dtype=dtype, shape=tensor.shape)
+        self.graph.nodes.append(gs.Node("Cast", self.unique(f"{tensor.name}_cast_{suffix}"),
                                         {"to": _onnx_type(dtype)}, [tensor], [out]))
         return out
 

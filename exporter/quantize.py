@@ -23,11 +23,12 @@ import logging
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
+import mattex
 from mattex.errors import ConfigError
 from mattex.files import atomic_write_bytes
 
@@ -67,13 +68,22 @@ class QuantizationResult:
     samples: int
     excluded_nodes: int
     metadata: dict[str, str] = field(default_factory=dict)
+    _pending_cache: bytes | None = None
+
+    def save_cache(self) -> None:
+        """Write newly computed ranges to `cache_path` (a reused cache needs no write)."""
+        if self._pending_cache is not None:
+            atomic_write_bytes(self.cache_path, self._pending_cache)
+            self._pending_cache = None
 
 
 def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tuple[int, int],
-                  cache_path: Path, progress: Callable[[int, int], None] = lambda i, n: None
-                  ) -> QuantizationResult:
+                  cache_path: Path, progress: Callable[[int, int], None] = lambda i, n: None,
+                  write_cache: bool = True) -> QuantizationResult:
     """Return the Q/DQ model of `fp32`, calibrated on composites at `size` (height, width).
-    Raises DataError for an empty or unreadable data folder before anything is written."""
+    Raises DataError for an empty or unreadable data folder before anything is written. With
+    `write_cache=False` the new ranges wait for `result.save_cache()` (the exporter writes them
+    only once the model itself is written)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from mattex.calibration.composite import Composites
@@ -103,8 +113,9 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
                                "QuantizeBias": False, "DedicatedQDQPair": True},
             )
+        pending = None
         if not reused:
-            _save_cache(cache_path, key, json.loads(ranges.read_text()))
+            pending = json.dumps({"key": key, "ranges": json.loads(ranges.read_text())}).encode()
         model = onnx.load(str(out))
     metadata = {
         "int8_calibration": json.dumps({
@@ -115,7 +126,11 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
             "symmetric": True, "per_channel_weights": True, "weight_bits": settings.weight_bits,
             "bias": "float"}),
     }
-    return QuantizationResult(model, cache_path, reused, len(composites), len(excluded), metadata)
+    result = QuantizationResult(model, cache_path, reused, len(composites), len(excluded),
+                                metadata, pending)
+    if write_cache:
+        result.save_cache()
+    return result
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -172,12 +187,14 @@ def _cache_key(fp32: onnx.ModelProto, composites, settings: CalibrationSettings,
         "format": CACHE_FORMAT,
         "model_sha256": hashlib.sha256(graph.SerializeToString(deterministic=True)).hexdigest(),
         "data_sha256": _files_digest(files),
-        "settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()
-                        if k not in ("data", "backgrounds")},
+        # weight_bits is not here: the calibrator measures activations only.
+        "settings": {"samples": settings.samples, "method": settings.method, "seed": settings.seed,
                      "keep_float": list(settings.keep_float),
+                     "quantized_op_types": list(QUANTIZED_OP_TYPES),
                      "backgrounds": settings.backgrounds is not None},
         "size": list(size),
         "onnxruntime": onnxruntime.__version__,
+        "mattex": mattex.__version__,  # composites (perturbation, procedural backgrounds) may change
     }
 
 
@@ -195,16 +212,12 @@ def _load_cache(cache_path: Path, key: dict, ranges: Path) -> bool:
         return False
     try:
         cached = json.loads(cache_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False  # unreadable cache: recalibrate and overwrite it
-    if cached.get("key") != key:
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON: recalibrate, overwrite
+        return False
+    if not isinstance(cached, dict) or cached.get("key") != key or "ranges" not in cached:
         return False
     ranges.write_text(json.dumps(cached["ranges"]))
     return True
-
-
-def _save_cache(cache_path: Path, key: dict, ranges: dict) -> None:
-    atomic_write_bytes(cache_path, json.dumps({"key": key, "ranges": ranges}).encode())
 
 
 def default_cache_path(output: Path) -> Path:

@@ -14,6 +14,8 @@ import torch
 from mattex.errors import CheckpointError, ConfigError, MattexError
 from mattex.files import sha256_file
 
+from mattex.runtime.onnxruntime_backend import INT8_DISABLED_OPTIMIZERS
+
 from .config import BUDGETS, ExportConfig, PrecisionBudget
 from .export import read_metadata
 from .weights import WeightsSource, build_model, demo_weights_path, find_checkpoint
@@ -146,7 +148,10 @@ def verify_onnx(
     reference = build_model(weights_for(meta, checkpoint), **config.model_kwargs())
     options = ort.SessionOptions()
     options.log_severity_level = 3  # optimizer notices are not findings
-    session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    # The session settings the runtime uses for this file's precision.
+    disabled = INT8_DISABLED_OPTIMIZERS if meta.get("precision") == "int8" else []
+    session = ort.InferenceSession(str(path), options, disabled_optimizers=disabled,
+                                   providers=providers or ["CPUExecutionProvider"])
     _check_names(session, config)
 
     if inputs is None:

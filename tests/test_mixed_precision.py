@@ -120,8 +120,24 @@ def test_refuses_an_unknown_io_dtype():
         convert_to_fp16(load(conv_block()), io_dtype="bfloat16")
 
 
-def test_refuses_a_constant_that_overflows_float16():
-    nodes = [helper.make_node("Mul", ["x", "huge"], ["y"])]
+def test_a_weight_beyond_float16_keeps_its_node_in_float32():
+    nodes = [helper.make_node("Mul", ["x", "huge"], ["m"], name="big"),
+             helper.make_node("Relu", ["m"], ["y"], name="relu")]
     graph = load(model(nodes, [tensor("x")], [tensor("y")], [const("huge", [1e6])]))
-    with pytest.raises(ValueError, match="overflows float16"):
-        convert_to_fp16(graph)
+    assert convert_to_fp16(graph) == 1
+    types = node_types(graph)
+    assert types["big"] == np.float32 and types["relu"] == np.float16
+    x = np.full((1, 2), 1e-3, np.float32)
+    np.testing.assert_allclose(run(graph, {"x": x})[0], 1e3, rtol=1e-3)
+
+
+def test_new_names_never_collide_with_existing_tensors():
+    # The graph already has a tensor called x_float16: the input's Cast must not reuse it.
+    nodes = [helper.make_node("Relu", ["x"], ["x_float16"]),
+             helper.make_node("Add", ["x_float16", "x"], ["y"])]
+    graph = load(model(nodes, [tensor("x")], [tensor("y")]))
+    assert convert_to_fp16(graph) == 2
+    names = [t for t in graph.tensors()]
+    assert len(names) == len(set(names))
+    x = np.array([[1.0, -2.0]], np.float32)
+    np.testing.assert_allclose(run(graph, {"x": x})[0], [[2.0, -2.0]], rtol=1e-3)
