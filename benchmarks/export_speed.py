@@ -112,16 +112,22 @@ def _every_patch_eligible(weights: WeightsSource, config: ExportConfig, path: Pa
     return resolve_weights(config.backbone, path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """The options every HD benchmark here takes; each script adds its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--eligible", choices=["all", "natural"], default="all")
     parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__)
+    parser.add_argument("--eligible", choices=["all", "natural"], default="all")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

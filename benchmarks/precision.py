@@ -19,7 +19,6 @@ other, not matting quality. Pass --checkpoint for real weights.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -33,7 +32,7 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import _every_patch_eligible, time_rounds  # noqa: E402
+from export_speed import _every_patch_eligible, benchmark_parser, time_rounds  # noqa: E402
 
 from mattex.calibration.composite import Composites  # noqa: E402
 from mattex.calibration.evaluate import check_metric_budget, evaluate  # noqa: E402
@@ -111,17 +110,10 @@ def synthetic_data(root: Path, calibration_count: int, eval_count: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
-    parser.add_argument("--checkpoint", type=Path, default=None)
-    parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--calibration-samples", type=int, default=16)
     parser.add_argument("--calibration-method", default="minmax")
     parser.add_argument("--eval-count", type=int, default=10)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -49,8 +49,6 @@ def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
 
 def checkpoint_matter(path: Path | None, **model_kwargs) -> Matter:
     """A PyTorch matter from a checkpoint (None: the shipped demo weights)."""
-    import torch
-
     from mattex.exporter.weights import demo_weights_path
     from mattex.model.checkpoint import load_matting_refine
 
@@ -58,7 +56,12 @@ def checkpoint_matter(path: Path | None, **model_kwargs) -> Matter:
         path = demo_weights_path("mobilenetv2")
         if path is None:
             raise ConfigError("no checkpoint given and no demo weights shipped")
-    model = load_matting_refine(path, **model_kwargs)
+    return torch_matter(load_matting_refine(path, **model_kwargs))
+
+
+def torch_matter(model) -> Matter:
+    """A PyTorch MattingRefine as a (src, bgr) -> (pha, fgr) numpy matter."""
+    import torch
 
     def run(src, bgr):
         with torch.no_grad():

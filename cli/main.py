@@ -415,13 +415,14 @@ def evaluate(
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
     reference, precision, label = None, "fp32", "pytorch"
     if model is not None and model.suffix == ".onnx":
-        from mattex.exporter.verify import file_precision, reference_matter
+        from mattex.exporter.verify import file_metadata, reference_matter
 
-        label = precision = file_precision(model)
+        meta = file_metadata(model)
+        label = precision = meta.get("precision", "fp32")
         if not budget:
             precision = "fp32"  # score the file alone
         elif precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`
-            reference = reference_matter(model, checkpoint)
+            reference = reference_matter(meta, checkpoint)
     if checkpoint is not None and reference is None:
         raise typer.BadParameter("--checkpoint is the fp32 reference of an fp16/int8 ONNX file; "
                                  "pass a checkpoint to evaluate as MODEL")

@@ -167,9 +167,6 @@ class _CompositeReader:
             self.progress(self.count, self.total)
         return feed
 
-    def __len__(self) -> int:
-        return self.total
-
 
 def _cache_key(fp32: onnx.ModelProto, composites, settings: CalibrationSettings,
                size: tuple[int, int]) -> dict:

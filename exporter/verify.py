@@ -14,7 +14,7 @@ import torch
 from mattex.errors import CheckpointError, ConfigError, MattexError
 from mattex.files import sha256_file
 
-from mattex.runtime.onnxruntime_backend import INT8_DISABLED_OPTIMIZERS
+from mattex.runtime.onnxruntime_backend import disabled_optimizers_for
 
 from .config import BUDGETS, ExportConfig, PrecisionBudget
 from .export import read_metadata
@@ -137,8 +137,7 @@ def verify_onnx(
     import onnxruntime as ort
 
     path = Path(path)
-    model_proto = onnx.load(str(path), load_external_data=False)
-    meta = read_metadata(model_proto)
+    meta = file_metadata(path)
     config = config_from_metadata(meta)
     precision = budget or meta.get("precision", "fp32")
     if precision not in BUDGETS:
@@ -149,8 +148,8 @@ def verify_onnx(
     options = ort.SessionOptions()
     options.log_severity_level = 3  # optimizer notices are not findings
     # The session settings the runtime uses for this file's precision.
-    disabled = INT8_DISABLED_OPTIMIZERS if meta.get("precision") == "int8" else []
-    session = ort.InferenceSession(str(path), options, disabled_optimizers=disabled,
+    session = ort.InferenceSession(str(path), options,
+                                   disabled_optimizers=disabled_optimizers_for(meta.get("precision")),
                                    providers=providers or ["CPUExecutionProvider"])
     _check_names(session, config)
 
@@ -256,23 +255,19 @@ def composite_pairs(model: Path, data: Path, backgrounds: Path | None = None,
     file's trace size)."""
     from mattex.calibration.composite import Composites
 
-    config = config_from_metadata(read_metadata(onnx.load(str(model), load_external_data=False)))
+    config = config_from_metadata(file_metadata(model))
     size = (height or config.height, width or config.width)
     return ((item["src"], item["bgr"]) for item in Composites(data, size, backgrounds))
 
 
-def reference_matter(model: Path, checkpoint: Path | None = None):
-    """The PyTorch fp32 model a file was exported from, as a (src, bgr) -> (pha, fgr) matter."""
-    meta = read_metadata(onnx.load(str(model), load_external_data=False))
-    reference = build_model(weights_for(meta, checkpoint), **config_from_metadata(meta).model_kwargs())
+def reference_matter(meta: dict[str, str], checkpoint: Path | None = None):
+    """The PyTorch fp32 model a file (its `meta`) was exported from, as a matter."""
+    from mattex.calibration.evaluate import torch_matter
 
-    def run(src, bgr):
-        with torch.no_grad():
-            pha, fgr = reference(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
-        return pha.numpy(), fgr.numpy()
-
-    return run
+    return torch_matter(build_model(weights_for(meta, checkpoint),
+                                    **config_from_metadata(meta).model_kwargs()))
 
 
-def file_precision(model: Path) -> str:
-    return read_metadata(onnx.load(str(model), load_external_data=False)).get("precision", "fp32")
+def file_metadata(model: str | Path) -> dict[str, str]:
+    """The file's metadata_props, without loading external weight data."""
+    return read_metadata(onnx.load(str(model), load_external_data=False))

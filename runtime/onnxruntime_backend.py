@@ -34,6 +34,11 @@ def choose_providers(requested: list[str] | None, available: list[str]) -> list[
 INT8_DISABLED_OPTIMIZERS = ["CommonSubexpressionElimination"]
 
 
+def disabled_optimizers_for(precision: str | None) -> list[str]:
+    """The ONNX Runtime optimizers a mattex file of `precision` runs without."""
+    return INT8_DISABLED_OPTIMIZERS if precision == "int8" else []
+
+
 class OnnxRuntimeBackend:
     kind = "onnxruntime"
 
@@ -48,9 +53,12 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
-            if self.session.get_modelmeta().custom_metadata_map.get("precision") == "int8":
+            # The precision is only known from the file: reopen the few that need other settings.
+            disabled = disabled_optimizers_for(
+                self.session.get_modelmeta().custom_metadata_map.get("precision"))
+            if disabled:
                 self.session = ort.InferenceSession(str(self.path), options, providers=chosen,
-                                                    disabled_optimizers=INT8_DISABLED_OPTIMIZERS)
+                                                    disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             raise CorruptEngineError(f"{self.path} is not a loadable ONNX model: {e}") from None
         active = self.session.get_providers()
