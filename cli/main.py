@@ -146,6 +146,9 @@ def export(
                                                      "output); reused while model, data and settings match."),
     weight_bits: int = typer.Option(7, help="int8 weight range: 7 (runs exactly on x86 CPUs without "
                                     "VNNI too) or 8 (TensorRT-only files)."),
+    topk: str = typer.Option("onnx", help="How the top-k patch selection is exported: onnx (exact, "
+                             "standard ops, runs everywhere) or plugin (TensorRT 11's TopkLastDim "
+                             "plugin; TensorRT only, frames need at least k patches)."),
     output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
     no_engine: bool = typer.Option(False, "--no-engine", help="Do not build a TensorRT engine even where TensorRT and a GPU are present."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -183,7 +186,7 @@ def export(
         resolution, backbone=backbone, backbone_scale=backbone_scale, sample_pixels=sample_pixels,
         refine_mode=refine_mode, threshold=refine_threshold, kernel_size=kernel_size,
         height=height, width=width, opset=opset, debug_outputs=debug_outputs, target=target,
-        precision=precision, io_dtype=io_dtype)
+        precision=precision, io_dtype=io_dtype, topk=topk)
     calibration = None
     if int8 and calibration_data is not None:
         calibration = CalibrationSettings(calibration_data, backgrounds, calibration_samples,
@@ -216,8 +219,10 @@ def export(
         "op_histogram": result.op_histogram, "passes": result.passes,
         "check": result.check.to_dict(), "metadata": result.metadata,
         "next": [f"mattex check {result.path} --target {config.target}",
-                 f"mattex verify {result.path}" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
-                 *([] if engine else [f"{build_command}  # on the machine with TensorRT and the GPU"])],
+                 *([] if config.topk == "plugin" else  # ONNX Runtime cannot run a TensorRT plugin
+                   [f"mattex verify {result.path}" + (f" --checkpoint {checkpoint}" if checkpoint else "")]),
+                 *([] if engine else [f"{build_command}  # on the machine with TensorRT"
+                                      f"{' 11' if config.topk == 'plugin' else ''} and the GPU"])],
     }
     if _emit_json(summary, json_output):
         return
@@ -229,7 +234,9 @@ def export(
     table.add_row("ops", ", ".join(f"{op} {n}" for op, n in list(result.op_histogram.items())[:12]))
     table.add_row("weights", result.metadata["weights"])
     table.add_row("precision", _precision_summary(result))
-    table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale {config.backbone_scale}")
+    selection = ", top-k by TensorRT 11's TopkLastDim plugin" if config.topk == "plugin" else ""
+    table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale "
+                  f"{config.backbone_scale}{selection}")
     table.add_row("check", f"[green]passes {config.target} rules[/]")
     table.add_row("engine", str(engine) if engine else "not built (no TensorRT or GPU here, or --no-engine)")
     console.print(table)
@@ -282,11 +289,13 @@ def check(
             for column in ("rule", "where", "problem"):
                 table.add_column(column, overflow="fold")
             for f in report.findings:
-                table.add_row(f.rule, f.node, f.message)
+                table.add_row(f.rule, f.node, f.message if f.severity == "error" else f"({f.severity}) {f.message}")
             console.print(table)
         verdict = "[green]passes[/]" if report.passed else "[red]fails[/]"
+        errors = sum(f.severity == "error" for f in report.findings)
+        notes = len(report.findings) - errors
         console.print(f"{model}: {verdict} {len(report.rules)} {target} rules, "
-                      f"{len(report.findings)} findings")
+                      f"{errors} error{'s' * (errors != 1)}, {notes} note{'s' * (notes != 1)}")
     if not report.passed:
         raise typer.Exit(1)
 

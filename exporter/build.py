@@ -6,6 +6,7 @@ Q/DQ nodes), never from builder flags (TensorRT 11 removed them).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -67,16 +68,22 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
         raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
     if not profiles:
         raise ConfigError("at least one --profile is needed")
+    meta = _onnx_metadata(onnx_path)
+    plugins = check_plugin_requirements(meta, profiles, version_compatible)
     trt = import_tensorrt()
+    check_plugin_requirements(meta, profiles, version_compatible, tensorrt_version=trt.__version__)
     env = current_environment(trt)
     logger = trt.Logger(trt.Logger.WARNING)
+    # The ONNX parser finds plugin nodes (--topk plugin) in the registry this fills.
+    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # 10.x opt-in, 11.x implied
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    log(f"parsing {onnx_path.name} with TensorRT {trt.__version__}")
+    log(f"parsing {onnx_path.name} with TensorRT {trt.__version__}"
+        + (f" (plugins: {', '.join(p['name'] for p in plugins)})" if plugins else ""))
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}:\n  " + "\n  ".join(errors))
@@ -114,7 +121,6 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
         return {"name": tensor.name, "mode": mode, "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
                 "shape": list(tensor.shape)}
 
-    meta = _onnx_metadata(onnx_path)
     sidecar = Sidecar(
         tensorrt_version=trt.__version__, gpu_name=env.gpu_name,
         compute_capability=env.compute_capability, profiles=profiles,
@@ -126,6 +132,34 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
         export_metadata=meta)
     sidecar.save(output)
     return sidecar
+
+
+def check_plugin_requirements(meta: dict, profiles: list[Profile], version_compatible: bool = False,
+                              tensorrt_version: str | None = None) -> list[dict]:
+    """Refuse a build the file's TensorRT plugins (metadata `tensorrt_plugins`) cannot serve:
+    frames with fewer patches than the plugin's k, a TensorRT older than the plugin, or a
+    version-compatible plan (its lean runtime does not carry libnvinfer_plugin). Returns them."""
+    plugins = json.loads(meta.get("tensorrt_plugins", "[]"))
+    for plugin in plugins:
+        name, needed = plugin["name"], int(plugin.get("min_patches", 0))
+        for profile in profiles:
+            _, h, w = profile.min
+            if (h // 4) * (w // 4) < needed:
+                raise ConfigError(
+                    f"profile minimum {h}x{w} has {(h // 4) * (w // 4)} patches but the {name} plugin "
+                    f"selects k = {needed}: use a larger minimum, or export with --topk onnx (any size)")
+        if tensorrt_version is not None and _major(tensorrt_version) < _major(plugin["min_tensorrt"]):
+            raise EngineBuildError(
+                f"the {name} plugin needs TensorRT >= {plugin['min_tensorrt']}, this is "
+                f"{tensorrt_version}: export with --topk onnx, or build with TensorRT {plugin['min_tensorrt']}")
+    if plugins and version_compatible:
+        raise ConfigError("--version-compatible plans cannot call libnvinfer_plugin's plugins here: "
+                          "build without it, or export with --topk onnx")
+    return plugins
+
+
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
 
 
 def _nchw(bhw: tuple[int, int, int]) -> tuple[int, int, int, int]:

@@ -44,6 +44,9 @@ PRESETS = {
 
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# How the refiner's top-k patch selection is exported: "onnx", exact standard ops any runtime
+# runs (mattex.exporter.topk_select); "plugin", TensorRT 11's TopkLastDim plugin (TensorRT only).
+TOPK_METHODS = ("onnx", "plugin")
 IO_DTYPES = ("float32", "float16")
 
 # Which nodes keep float32 in a reduced-precision file (node-name substrings), decided by
@@ -141,6 +144,7 @@ class ExportConfig:
     target: str = "tensorrt"  # the linter's rule set the file must pass
     precision: str = "fp32"  # fp16: mixed fp16/fp32 graph; int8: Q/DQ graph (needs calibration data)
     io_dtype: str = "float32"  # float16 only with precision fp16
+    topk: str = "onnx"  # "plugin": TensorRT 11's TopkLastDim plugin selects the patches
 
     @classmethod
     def from_preset(cls, resolution: str, **overrides) -> "ExportConfig":
@@ -189,6 +193,12 @@ class ExportConfig:
             raise ConfigError(f"unknown --io-dtype {self.io_dtype!r}; choose one of {', '.join(IO_DTYPES)}")
         if self.io_dtype == "float16" and self.precision != "fp16":
             raise ConfigError("--io-dtype float16 needs --fp16 (int8 and fp32 files take float32)")
+        if self.topk not in TOPK_METHODS:
+            raise ConfigError(f"unknown --topk {self.topk!r}; choose one of {', '.join(TOPK_METHODS)}")
+        if self.topk == "plugin" and (self.target != "tensorrt" or self.refine_mode != "sampling"):
+            raise ConfigError(
+                "--topk plugin hands the sampling refiner's top-k to a TensorRT plugin: it needs "
+                f"--refine-mode sampling and --target tensorrt (got {self.refine_mode}, {self.target})")
         if not 13 <= self.opset <= 20:
             # 13: ReduceSum takes axes as an input; 20: the newest TensorRT 10 parses.
             raise ConfigError(f"opset must be between 13 and 20, got {self.opset}")

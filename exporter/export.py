@@ -18,6 +18,7 @@ from torch import nn
 import mattex
 from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_path
+from mattex.plugins import TOPK_LAST_DIM
 
 from .config import DYNAMIC_AXES, FP16_KEEP_FP32, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
 from .lint import CheckReport, check_model
@@ -28,6 +29,10 @@ from .weights import WeightsSource, build_model, resolve_weights
 
 # Order matters: fold first so TopK's K and shapes are constants the rewrite can match.
 EXPORT_PASSES = ["fold_constants", "replace_unordered_topk", "cleanup", "toposort"]
+# --topk plugin: TopK stays standard through the precision step (ONNX Runtime calibrates int8
+# on it) and becomes the plugin last.
+PLUGIN_EXPORT_PASSES = ["fold_constants", "cleanup", "toposort"]
+PLUGIN_PASSES = ["replace_unordered_topk_with_plugin"]
 
 
 class ExportCheckError(MattexError):
@@ -96,7 +101,7 @@ def export_onnx(
     traced = _trace(model, config)
     progress("rewriting graph")
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
-    pass_counts = PASSES.run(graph, EXPORT_PASSES)
+    pass_counts = PASSES.run(graph, PLUGIN_EXPORT_PASSES if config.topk == "plugin" else EXPORT_PASSES)
     exported = _checked(gs.export_onnx(graph))
     precision_metadata: dict[str, str] = {}
     quantization = None
@@ -109,6 +114,10 @@ def export_onnx(
                                      calibration_cache or default_cache_path(output),
                                      calibration_progress, write_cache=False)
         exported, precision_metadata = _checked(quantization.model), quantization.metadata
+    if config.topk == "plugin":
+        progress("handing top-k to the TensorRT plugin")
+        exported, plugin_counts = _with_plugins(exported)
+        pass_counts.update(plugin_counts)
 
     progress(f"checking for {config.target}")
     report = check_model(exported, config.target)
@@ -139,6 +148,14 @@ def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelPr
     info = {"fp16_nodes": converted, "kept_fp32": ["exact top-k selection",
             "shape arithmetic", *FP16_KEEP_FP32], "io_dtype": config.io_dtype}
     return _checked(gs.export_onnx(graph)), {"fp16": json.dumps(info)}
+
+
+def _with_plugins(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
+    graph = gs.import_onnx(model)
+    counts = PASSES.run(graph, PLUGIN_PASSES)
+    if not any(counts.values()):
+        raise ConfigError("--topk plugin: the traced graph has no unordered TopK to hand over")
+    return _checked(gs.export_onnx(graph)), counts
 
 
 def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
@@ -185,10 +202,22 @@ def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, s
         "precision": config.precision,
         "opset": str(config.opset),
         "target": config.target,
+        "topk": config.topk,
+        **plugin_metadata(config),
         "trace_size": f"{config.height}x{config.width}",
         "io_contract": json.dumps(contract),
         "export_config": json.dumps(asdict(config)),
     }
+
+
+def plugin_metadata(config: ExportConfig) -> dict[str, str]:
+    """`tensorrt_plugins`: what a TensorRT build and runtime must provide (absent when none)."""
+    if config.topk != "plugin":
+        return {}
+    plugin = TOPK_LAST_DIM
+    return {"tensorrt_plugins": json.dumps([{
+        "name": plugin.name, "version": plugin.version, "namespace": plugin.namespace,
+        "min_tensorrt": plugin.min_tensorrt, "min_patches": config.k}])}
 
 
 def write_atomically(model: onnx.ModelProto, output: Path) -> None:

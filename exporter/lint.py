@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from mattex.errors import ConfigError
+from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGINS
 
 TENSORRT_MAX_TOPK = 3840  # "K input must be less than 3840" (TensorRT 10.15 parser table)
 
@@ -312,6 +313,38 @@ def reduce_axes_constant(view: ModelView) -> Iterator[Finding]:
             if view.constant(node.input[1]) is None:
                 yield Finding("reduce-axes-constant", node_label(node),
                               f"{node.op_type} axes must be a constant")
+
+
+STANDARD_DOMAINS = {"", "ai.onnx"}
+
+
+@RULES.register("tensorrt-plugin")
+def tensorrt_plugin(view: ModelView) -> Iterator[Finding]:
+    """Ops outside ONNX's domain must be TensorRT plugins mattex knows, called with exactly
+    their fields; the TensorRT version they need is reported."""
+    for node in view.nodes:
+        if node.domain in STANDARD_DOMAINS:
+            continue
+        label = node_label(node)
+        if node.op_type not in PLUGINS:
+            yield Finding("tensorrt-plugin", label,
+                          f"{node.domain}::{node.op_type} is neither an ONNX op nor a known TensorRT "
+                          f"plugin ({', '.join(PLUGINS.names())})")
+            continue
+        plugin = PLUGINS[node.op_type]
+        attrs = node_attrs(node)
+        fields = set(attrs) - set(PLUGIN_ATTRIBUTES)
+        missing, unknown = sorted(set(plugin.fields) - fields), sorted(fields - set(plugin.fields))
+        if missing or unknown:
+            yield Finding("tensorrt-plugin", label,
+                          f"plugin {plugin.name} fields: missing {missing}, unknown {unknown}")
+        version = attrs.get("plugin_version", "1")
+        if version != plugin.version:
+            yield Finding("tensorrt-plugin", label,
+                          f"plugin {plugin.name} version {version!r}; TensorRT ships {plugin.version!r}")
+        yield Finding("tensorrt-plugin", label,
+                      f"TensorRT plugin {plugin.name} v{plugin.version}: needs TensorRT >= "
+                      f"{plugin.min_tensorrt}; not runnable on ONNX Runtime", severity="info")
 
 
 def _rank(info: onnx.ValueInfoProto) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
 from mattex.errors import ConfigError
+from mattex.plugins import PLUGIN_DOMAIN, TENSORRT_TYPE_IDS, TOPK_LAST_DIM
 
 from .graph_builder import GraphBuilder
 from .topk_select import build_threshold_select
@@ -115,6 +117,40 @@ def replace_unordered_topk(graph: gs.Graph, steps: int = 64) -> int:
 
 
 PASSES.register("replace_unordered_topk")(replace_unordered_topk)
+
+
+def replace_unordered_topk_with_plugin(graph: gs.Graph) -> int:
+    """Hand each unordered TopK to TensorRT 11's TopkLastDim plugin (any K, TensorRT only).
+
+    The plugin returns the same set (ties aside), sorted, with int32 indices: a Cast gives
+    consumers TopK's int64 back. Unlike the ONNX select, the plugin needs N >= K at run time.
+    """
+    matches = [n for n in graph.nodes if is_unordered_topk(n)]
+    for i, node in enumerate(matches):
+        x, k = node.inputs
+        dtype = np.dtype(x.dtype).name if x.dtype is not None else None
+        if dtype not in TENSORRT_TYPE_IDS:
+            raise ConfigError(f"{node.name}: TopkLastDim takes {', '.join(TENSORRT_TYPE_IDS)}, not {dtype}")
+        k_value = int(np.asarray(k.values).reshape(-1)[0])
+        b = GraphBuilder(graph, prefix=f"{node.name or 'TopK'}_plugin{i}")
+        attrs = TOPK_LAST_DIM.attributes(type_id=TENSORRT_TYPE_IDS[dtype], k=k_value, is_largest=1, axis=-1)
+        values, indices = b.op(TOPK_LAST_DIM.name, [x], attrs, outputs=2, domain=PLUGIN_DOMAIN)
+        # No ONNX schema describes a plugin's outputs: declare them for shape inference.
+        rows = x.shape[0] if x.shape else None
+        values.dtype, values.shape = x.dtype, [rows, k_value]
+        indices.dtype, indices.shape = np.int32, [rows, k_value]
+        values_out, indices_out = node.outputs
+        _redirect(graph, indices_out, b.op("Cast", [indices], {"to": onnx.TensorProto.INT64}))
+        if values_out.outputs or values_out in graph.outputs:
+            _redirect(graph, values_out, values)
+        node.outputs.clear()
+        node.inputs.clear()
+    if matches:
+        graph.cleanup(remove_unused_graph_inputs=False).toposort()
+    return len(matches)
+
+
+PASSES.register("replace_unordered_topk_with_plugin")(replace_unordered_topk_with_plugin)
 
 
 def _redirect(graph: gs.Graph, old: gs.Variable, new: gs.Variable) -> None:

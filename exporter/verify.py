@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import torch
 
-from mattex.errors import CheckpointError, ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, CheckpointError, ConfigError, MattexError
 from mattex.files import sha256_file
 
 from mattex.runtime.onnxruntime_backend import disabled_optimizers_for
@@ -138,6 +138,12 @@ def verify_onnx(
 
     path = Path(path)
     meta = file_metadata(path)
+    if "tensorrt_plugins" in meta:
+        names = ", ".join(p["name"] for p in json.loads(meta["tensorrt_plugins"]))
+        raise BackendUnavailableError(
+            f"{path.name} calls the TensorRT plugin {names} (exported with --topk plugin): it runs on "
+            "TensorRT only, so ONNX Runtime cannot verify it; verify the --topk onnx export of the "
+            "same model (the two graphs differ only in how the top-k is taken)")
     config = config_from_metadata(meta)
     precision = budget or meta.get("precision", "fp32")
     if precision not in BUDGETS:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
 from mattex.errors import BackendUnavailableError, CorruptEngineError
+from mattex.plugins import PLUGIN_DOMAIN
 
 from .io_spec import INPUTS, OUTPUTS, check_inputs
 
@@ -39,6 +41,13 @@ def disabled_optimizers_for(precision: str | None) -> list[str]:
     return INT8_DISABLED_OPTIMIZERS if precision == "int8" else []
 
 
+def tensorrt_plugin_named_in(error: Exception) -> str | None:
+    """The TensorRT plugin ONNX Runtime failed on (`trt.plugins:TopkLastDim(-1) is not a
+    registered function/op`), if that is why it refused the file."""
+    match = re.search(rf"{re.escape(PLUGIN_DOMAIN)}:(\w+)", str(error))
+    return match[1] if match else None
+
+
 class OnnxRuntimeBackend:
     kind = "onnxruntime"
 
@@ -60,6 +69,12 @@ class OnnxRuntimeBackend:
                 self.session = ort.InferenceSession(str(self.path), options, providers=chosen,
                                                     disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
+            plugin = tensorrt_plugin_named_in(e)
+            if plugin:
+                raise BackendUnavailableError(
+                    f"{self.path.name} calls the TensorRT plugin {plugin} (exported with "
+                    "--topk plugin): it runs on TensorRT only (mattex build); export with --topk onnx "
+                    "for ONNX Runtime") from None
             raise CorruptEngineError(f"{self.path} is not a loadable ONNX model: {e}") from None
         active = self.session.get_providers()
         # ONNX Runtime drops a GPU provider it cannot initialise and carries on: refuse that.

@@ -78,6 +78,7 @@ class TensorRTBackend:
         check_environment(self.sidecar, current_environment(trt, device))
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(self.logger, "")  # plans exported with --topk plugin call them
         self.runtime = trt.Runtime(self.logger)
         if self.sidecar.version_compatible:
             self.runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime

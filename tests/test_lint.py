@@ -89,6 +89,13 @@ def ratio_input_model(dtype=TensorProto.FLOAT):
                  [tensor("y", shape=IMG)], [const("ones", [1, 1])])
 
 
+def foreign_op_model():
+    # An ONNX Runtime contrib op, as ORT's offline optimizer writes them.
+    m = model([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], [tensor("x")], [tensor("y")])
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return m
+
+
 CASES = {
     "unsupported-op": (
         model([helper.make_node("Unique", ["x"], ["y"])], [tensor("x", shape=("N",))], [tensor("y", shape=("M",))]),
@@ -107,6 +114,8 @@ CASES = {
     "shape-tensor-input": (ratio_input_model(), model([relu()], [tensor("x", shape=IMG)], [tensor("y", shape=IMG)])),
     "cumsum-float": (cumsum_model(TensorProto.INT32), cumsum_model(TensorProto.FLOAT)),
     "reduce-axes-constant": (reduce_model(True), reduce_model(False)),
+    # A known plugin passing it: tests/test_topk_plugin.py.
+    "tensorrt-plugin": (foreign_op_model(), model([relu()], [tensor("x")], [tensor("y")])),
 }
 
 
