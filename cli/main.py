@@ -205,14 +205,17 @@ def export(
                     task, description=f"calibrating int8 ({i}/{n})", completed=i, total=n))
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
-    from mattex.exporter.build import build_engine, parse_profile, tensorrt_ready
+    from mattex.exporter.build import automatic_build_problem, build_engine, parse_profile
 
     engine = None
     build_command = f"mattex build {result.path} --profile {config.height}x{config.width}"
-    if not no_engine and config.target == "tensorrt" and tensorrt_ready():
+    profiles = [parse_profile(f"{config.height}x{config.width}")]
+    problem = None if no_engine or config.target != "tensorrt" else automatic_build_problem(result.path, profiles)
+    if not no_engine and config.target == "tensorrt" and problem is None:
         engine = result.path.with_suffix(".engine")
-        build_engine(result.path, engine, [parse_profile(f"{config.height}x{config.width}")],
-                     log=lambda m: err_console.print(m, highlight=False))
+        build_engine(result.path, engine, profiles, log=lambda m: err_console.print(m, highlight=False))
+    elif problem and problem != "no TensorRT or GPU here":
+        err_console.print(f"[bold yellow]note:[/] engine not built here: {problem}", highlight=False)
     summary = {
         "file": str(result.path), "engine": str(engine) if engine else None,
         "size_bytes": result.size_bytes, "nodes": result.nodes,

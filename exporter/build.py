@@ -6,13 +6,13 @@ Q/DQ nodes), never from builder flags (TensorRT 11 removed them).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import mattex
 from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_write_bytes, sha256_file
+from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
 from mattex.runtime.io_spec import INPUTS, Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar
 from mattex.runtime.tensorrt_backend import current_environment, import_tensorrt
@@ -49,11 +49,30 @@ def parse_profile(text: str, max_batch: int = 1) -> Profile:
     return Profile((1, *low), (max_batch, *high), (max_batch, *high))
 
 
-def _onnx_metadata(path: Path) -> dict:
+def _read_onnx(path: Path) -> tuple[dict, list[dict]]:
+    """The file's metadata, and the TensorRT plugins its graph calls (from the nodes themselves,
+    so a file whose metadata was stripped or rewritten is still checked)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    return {p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph)
+
+
+def plugins_in_graph(graph) -> list[dict]:
+    """One entry per plugin node: name, version, namespace, the TensorRT it needs and the
+    input size its axis must reach (`min_axis_size`, 0 when the plugin has no such field)."""
+    import onnx
+
+    found = []
+    for node in graph.node:
+        if node.domain != PLUGIN_DOMAIN or node.op_type not in PLUGINS:
+            continue
+        plugin = PLUGINS[node.op_type]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        found.append({"name": plugin.name, "node": node.name, "min_tensorrt": plugin.min_tensorrt,
+                      "min_axis_size": int(attrs.get(plugin.min_axis_size_field, 0))
+                      if plugin.min_axis_size_field else 0})
+    return found
 
 
 def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profile],
@@ -68,10 +87,10 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
         raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
     if not profiles:
         raise ConfigError("at least one --profile is needed")
-    meta = _onnx_metadata(onnx_path)
-    plugins = check_plugin_requirements(meta, profiles, version_compatible)
+    meta, plugins = _read_onnx(onnx_path)
+    check_plugin_requirements(plugins, profiles, version_compatible)
     trt = import_tensorrt()
-    check_plugin_requirements(meta, profiles, version_compatible, tensorrt_version=trt.__version__)
+    check_plugin_requirements(plugins, profiles, version_compatible, tensorrt_version=trt.__version__)
     env = current_environment(trt)
     logger = trt.Logger(trt.Logger.WARNING)
     # The ONNX parser finds plugin nodes (--topk plugin) in the registry this fills.
@@ -83,7 +102,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     log(f"parsing {onnx_path.name} with TensorRT {trt.__version__}"
-        + (f" (plugins: {', '.join(p['name'] for p in plugins)})" if plugins else ""))
+        + (f" (plugins: {', '.join(sorted({p['name'] for p in plugins}))})" if plugins else ""))
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}:\n  " + "\n  ".join(errors))
@@ -134,14 +153,13 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     return sidecar
 
 
-def check_plugin_requirements(meta: dict, profiles: list[Profile], version_compatible: bool = False,
-                              tensorrt_version: str | None = None) -> list[dict]:
-    """Refuse a build the file's TensorRT plugins (metadata `tensorrt_plugins`) cannot serve:
-    frames with fewer patches than the plugin's k, a TensorRT older than the plugin, or a
-    version-compatible plan (its lean runtime does not carry libnvinfer_plugin). Returns them."""
-    plugins = json.loads(meta.get("tensorrt_plugins", "[]"))
+def check_plugin_requirements(plugins: list[dict], profiles: list[Profile], version_compatible: bool = False,
+                              tensorrt_version: str | None = None) -> None:
+    """Refuse a build the graph's TensorRT plugins (`plugins_in_graph`) cannot serve: frames
+    with fewer patches than a top-k plugin's k, a TensorRT older than the plugin, or a
+    version-compatible plan (its lean runtime does not carry libnvinfer_plugin)."""
     for plugin in plugins:
-        name, needed = plugin["name"], int(plugin.get("min_patches", 0))
+        name, needed = plugin["name"], plugin["min_axis_size"]
         for profile in profiles:
             _, h, w = profile.min
             if (h // 4) * (w // 4) < needed:
@@ -155,7 +173,20 @@ def check_plugin_requirements(meta: dict, profiles: list[Profile], version_compa
     if plugins and version_compatible:
         raise ConfigError("--version-compatible plans cannot call libnvinfer_plugin's plugins here: "
                           "build without it, or export with --topk onnx")
-    return plugins
+
+
+def automatic_build_problem(onnx_path: str | Path, profiles: list[Profile]) -> str | None:
+    """Why `mattex export` should not build the engine itself on this machine; None to build."""
+    if not tensorrt_ready():
+        return "no TensorRT or GPU here"
+    import onnx
+
+    plugins = plugins_in_graph(onnx.load(str(onnx_path), load_external_data=False).graph)
+    try:
+        check_plugin_requirements(plugins, profiles, tensorrt_version=import_tensorrt().__version__)
+    except MattexError as e:
+        return str(e)
+    return None
 
 
 def _major(version: str) -> int:

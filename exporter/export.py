@@ -41,7 +41,7 @@ class ExportCheckError(MattexError):
     def __init__(self, report: CheckReport) -> None:
         self.report = report
         lines = [f"exported graph fails `mattex check --target {report.target}`:"]
-        lines += [f"  [{f.rule}] {f.node}: {f.message}" for f in report.findings]
+        lines += [f"  [{f.rule}] {f.node}: {f.message}" for f in report.findings if f.severity == "error"]
         super().__init__("\n".join(lines))
 
 
@@ -145,8 +145,9 @@ def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
 def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelProto, dict[str, str]]:
     graph = gs.import_onnx(model)
     converted = convert_to_fp16(graph, config.io_dtype, keep_fp32=FP16_KEEP_FP32)
-    info = {"fp16_nodes": converted, "kept_fp32": ["exact top-k selection",
-            "shape arithmetic", *FP16_KEEP_FP32], "io_dtype": config.io_dtype}
+    selection = "top-k input (TopkLastDim plugin)" if config.topk == "plugin" else "exact top-k selection"
+    info = {"fp16_nodes": converted, "kept_fp32": [selection, "shape arithmetic", *FP16_KEEP_FP32],
+            "io_dtype": config.io_dtype}
     return _checked(gs.export_onnx(graph)), {"fp16": json.dumps(info)}
 
 

@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from mattex.errors import ConfigError
-from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGINS
+from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGIN_DOMAIN, PLUGINS
 
 TENSORRT_MAX_TOPK = 3840  # "K input must be less than 3840" (TensorRT 10.15 parser table)
 
@@ -158,6 +158,10 @@ class RuleRegistry:
 
     def names(self) -> list[str]:
         return list(self._rules)
+
+    def targets_of(self, name: str) -> tuple[str, ...]:
+        self[name]
+        return self._rules[name][1]
 
 
 RULES = RuleRegistry()
@@ -320,31 +324,54 @@ STANDARD_DOMAINS = {"", "ai.onnx"}
 
 @RULES.register("tensorrt-plugin")
 def tensorrt_plugin(view: ModelView) -> Iterator[Finding]:
-    """Ops outside ONNX's domain must be TensorRT plugins mattex knows, called with exactly
-    their fields; the TensorRT version they need is reported."""
+    """Ops outside ONNX's domain must be TensorRT plugins mattex knows, called as TensorRT's
+    parser reads them: exactly their fields, as INT attributes, their version and namespace.
+    A note says which TensorRT they need."""
     for node in view.nodes:
         if node.domain in STANDARD_DOMAINS:
             continue
         label = node_label(node)
-        if node.op_type not in PLUGINS:
+        if node.domain != PLUGIN_DOMAIN or node.op_type not in PLUGINS:
             yield Finding("tensorrt-plugin", label,
                           f"{node.domain}::{node.op_type} is neither an ONNX op nor a known TensorRT "
-                          f"plugin ({', '.join(PLUGINS.names())})")
+                          f"plugin ({', '.join(f'{PLUGIN_DOMAIN}::{n}' for n in PLUGINS.names())})")
             continue
-        plugin = PLUGINS[node.op_type]
-        attrs = node_attrs(node)
-        fields = set(attrs) - set(PLUGIN_ATTRIBUTES)
-        missing, unknown = sorted(set(plugin.fields) - fields), sorted(fields - set(plugin.fields))
-        if missing or unknown:
-            yield Finding("tensorrt-plugin", label,
-                          f"plugin {plugin.name} fields: missing {missing}, unknown {unknown}")
-        version = attrs.get("plugin_version", "1")
-        if version != plugin.version:
-            yield Finding("tensorrt-plugin", label,
-                          f"plugin {plugin.name} version {version!r}; TensorRT ships {plugin.version!r}")
+        yield from _plugin_call_findings(node, PLUGINS[node.op_type], label)
+
+
+def _plugin_call_findings(node: onnx.NodeProto, plugin, label: str) -> Iterator[Finding]:
+    attrs = node_attrs(node)
+    fields = set(attrs) - set(PLUGIN_ATTRIBUTES)
+    missing, unknown = sorted(set(plugin.fields) - fields), sorted(fields - set(plugin.fields))
+    if missing or unknown:
+        yield Finding("tensorrt-plugin", label, f"plugin {plugin.name} fields: missing {missing}, unknown {unknown}")
+    not_int = sorted(a.name for a in node.attribute
+                     if a.name in plugin.fields and a.type != onnx.AttributeProto.INT)
+    if not_int:
         yield Finding("tensorrt-plugin", label,
-                      f"TensorRT plugin {plugin.name} v{plugin.version}: needs TensorRT >= "
-                      f"{plugin.min_tensorrt}; not runnable on ONNX Runtime", severity="info")
+                      f"plugin {plugin.name} fields {not_int} must be INT attributes (the parser passes kINT32)")
+    for attr, want in (("plugin_version", plugin.version), ("plugin_namespace", plugin.namespace)):
+        got = attrs.get(attr, "1" if attr == "plugin_version" else "")
+        if got != want:
+            yield Finding("tensorrt-plugin", label,
+                          f"plugin {plugin.name} {attr} {got!r}; TensorRT registers {want!r}")
+    yield Finding("tensorrt-plugin", label,
+                  f"TensorRT plugin {plugin.name} v{plugin.version}: needs TensorRT >= "
+                  f"{plugin.min_tensorrt}; not runnable on ONNX Runtime", severity="info")
+
+
+# Domains whose ops ONNX Runtime's CPU build implements.
+ONNXRUNTIME_DOMAINS = STANDARD_DOMAINS | {"ai.onnx.ml", "com.microsoft"}
+
+
+@RULES.register("onnxruntime-domain", targets=("onnxruntime",))
+def onnxruntime_domain(view: ModelView) -> Iterator[Finding]:
+    """ONNX Runtime cannot run TensorRT plugins (--topk plugin) or other foreign ops."""
+    for node in view.nodes:
+        if node.domain not in ONNXRUNTIME_DOMAINS:
+            yield Finding("onnxruntime-domain", node_label(node),
+                          f"{node.domain}::{node.op_type} is not an op ONNX Runtime implements"
+                          + (" (a TensorRT plugin: export with --topk onnx)" if node.domain == PLUGIN_DOMAIN else ""))
 
 
 def _rank(info: onnx.ValueInfoProto) -> int:
@@ -352,8 +379,9 @@ def _rank(info: onnx.ValueInfoProto) -> int:
 
 
 def check_model(model: onnx.ModelProto, target: str = "tensorrt") -> CheckReport:
-    """Run every rule of `target` ('tensorrt' or 'onnxruntime', which has none beyond the
-    ONNX checker the exporter runs) and collect the findings."""
+    """Run every rule of `target` ('tensorrt', or 'onnxruntime', whose only rule beyond the ONNX
+    checker the exporter runs is that every op is one ONNX Runtime implements) and collect the
+    findings."""
     rules = RULES.for_target(target)
     view = ModelView(model)
     report = CheckReport(target=target, rules=list(rules))

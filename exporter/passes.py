@@ -128,7 +128,9 @@ def replace_unordered_topk_with_plugin(graph: gs.Graph) -> int:
     matches = [n for n in graph.nodes if is_unordered_topk(n)]
     for i, node in enumerate(matches):
         x, k = node.inputs
-        dtype = np.dtype(x.dtype).name if x.dtype is not None else None
+        if x.dtype is None:
+            raise ConfigError(f"{node.name}: the TopK input's dtype is unknown (run shape inference first)")
+        dtype = np.dtype(x.dtype).name
         if dtype not in TENSORRT_TYPE_IDS:
             raise ConfigError(f"{node.name}: TopkLastDim takes {', '.join(TENSORRT_TYPE_IDS)}, not {dtype}")
         k_value = int(np.asarray(k.values).reshape(-1)[0])

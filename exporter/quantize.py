@@ -122,7 +122,7 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
             "samples": len(composites), "method": settings.method, "size": list(size),
             "seed": settings.seed, "data_sha256": key["data_sha256"],
             "quantized_op_types": list(QUANTIZED_OP_TYPES),
-            "kept_float": ["exact top-k selection", *settings.keep_float],
+            "kept_float": ["top-k selection", *settings.keep_float],
             "symmetric": True, "per_channel_weights": True, "weight_bits": settings.weight_bits,
             "bias": "float"}),
     }

@@ -35,6 +35,8 @@ class TensorRTPlugin:
     fields: dict[str, type] = field(default_factory=dict)  # plugin field -> ONNX attribute type
     summary: str = ""
     namespace: str = ""
+    # The field the input's size along the plugin's axis must reach at run time (k of a top-k).
+    min_axis_size_field: str | None = None
 
     def attributes(self, **values) -> dict:
         """The node attributes calling this plugin with `values` as its fields."""
@@ -83,6 +85,7 @@ TOPK_LAST_DIM = PLUGINS.register(TensorRTPlugin(
     name="TopkLastDim", version="1", min_tensorrt="11.0",
     fields={"type_id": int, "k": int, "is_largest": int, "axis": int},
     summary="top-k along one axis for any k; outputs sorted values and int32 indices",
+    min_axis_size_field="k",
 ))
 # The plugin's `type_id` field: TensorRT DataType values of the input types it accepts.
 TENSORRT_TYPE_IDS = {"float32": 0, "float16": 1, "int32": 3, "bfloat16": 7}

@@ -4,11 +4,13 @@ TensorRT cannot run here, so these tests prove what can be proven without it: th
 node is exactly what TensorRT's ONNX parser maps to the plugin (name, domain, fields, version),
 `mattex check` validates plugin nodes, the graph around the plugin is right (with the plugin's
 documented contract, top-k values and int32 indices, played by ONNX's own TopK, the whole model
-matches PyTorch), and every tool refuses what the plugin cannot do. The TensorRT build itself
+matches PyTorch), and every tool refuses what the plugin cannot do. That the node has the form
+TensorRT's fallback plugin importer reads is checked here; that the parser accepts it is not. The TensorRT build itself
 is tested where TensorRT 11 and a GPU exist, and skipped with the reason elsewhere.
 """
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -22,7 +24,7 @@ from typer.testing import CliRunner
 
 from mattex.cli.main import app
 from mattex.errors import BackendUnavailableError, ConfigError
-from mattex.exporter.build import EngineBuildError, check_plugin_requirements, parse_profile
+from mattex.exporter.build import EngineBuildError, check_plugin_requirements, parse_profile, plugins_in_graph
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx, read_metadata
 from mattex.exporter.lint import check_model
@@ -159,14 +161,24 @@ def test_check_accepts_a_known_plugin_and_says_which_tensorrt_it_needs():
     (plugin_node_model(op="GridSamplePlugin"), "neither an ONNX op nor a known TensorRT plugin"),
     (plugin_node_model(k=None), r"missing \['k'\]"),
     (plugin_node_model(extra=3), r"unknown \['extra'\]"),
-    (plugin_node_model(plugin_version="2"), "version '2'; TensorRT ships '1'"),
+    (plugin_node_model(plugin_version="2"), "plugin_version '2'; TensorRT registers '1'"),
+    (plugin_node_model(plugin_namespace="mattex"), "plugin_namespace 'mattex'; TensorRT registers ''"),
+    (plugin_node_model(k=2.0), r"fields \['k'\] must be INT attributes"),
+    (plugin_node_model(domain="my.plugins"), "my.plugins::TopkLastDim is neither"),
     (plugin_node_model(op="FusedConv", domain="com.microsoft"), "com.microsoft::FusedConv"),
-], ids=["unknown plugin", "missing field", "unknown field", "wrong version", "onnxruntime op"])
+], ids=["unknown plugin", "missing field", "unknown field", "wrong version", "wrong namespace",
+        "float field", "other domain", "onnxruntime op"])
 def test_check_refuses_plugin_nodes_tensorrt_cannot_build(m, problem):
     report = check_model(m, "tensorrt")
     assert not report.passed
     assert any(f.rule == "tensorrt-plugin" and f.severity == "error" and
-               __import__("re").search(problem, f.message) for f in report.findings), report.findings
+               re.search(problem, f.message) for f in report.findings), report.findings
+
+
+def test_check_for_onnxruntime_refuses_a_plugin_file():
+    report = check_model(plugin_node_model(), "onnxruntime")
+    assert not report.passed
+    assert "a TensorRT plugin: export with --topk onnx" in report.findings[0].message
 
 
 # the exported model -------------------------------------------------------------------------
@@ -185,6 +197,7 @@ def test_plugin_export_passes_check_and_records_what_tensorrt_needs(plugin_expor
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("TopkLastDim") == 1 and "TopK" not in ops and "CumSum" not in ops
     assert result.check.passed and check_model(proto, "tensorrt").passed
+    assert not check_model(proto, "onnxruntime").passed
     meta = read_metadata(proto)
     assert meta["topk"] == "plugin"
     assert json.loads(meta["tensorrt_plugins"]) == [{"name": "TopkLastDim", "version": "1", "namespace": "",
@@ -209,11 +222,23 @@ def test_plugin_export_matches_pytorch_around_the_plugin(plugin_export, size):
         assert np.abs(got[name] - w).max() <= 1e-4, name
 
 
-def test_plugin_export_with_fp16_keeps_the_plugin_input_float32(tmp_path):
-    config = ExportConfig(height=128, width=160, sample_pixels=16 * 300, topk="plugin", precision="fp16")
-    export_onnx(config, tmp_path / "m.onnx")
-    (node,) = [n for n in onnx.load(str(tmp_path / "m.onnx")).graph.node if n.op_type == "TopkLastDim"]
-    assert attrs(node)["type_id"] == 0
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_plugin_exports_name_the_plugins_input_type(precision, tmp_path):
+    config = ExportConfig(height=128, width=160, sample_pixels=16 * 300, topk="plugin", precision=precision)
+    calibration = None
+    if precision == "int8":
+        from mattex.calibration.synthetic import write_synthetic_photomatte
+        from mattex.exporter.quantize import CalibrationSettings
+
+        write_synthetic_photomatte(tmp_path / "pm", 2, seed=5, height=128, width=160)
+        calibration = CalibrationSettings(tmp_path / "pm", samples=2)
+    result = export_onnx(config, tmp_path / "m.onnx", calibration=calibration)
+    assert result.check.passed
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "m.onnx")))
+    (node,) = [n for n in proto.graph.node if n.op_type == "TopkLastDim"]
+    types = {v.name: v.type.tensor_type.elem_type for v in proto.graph.value_info}
+    want = {TensorProto.FLOAT: 0, TensorProto.FLOAT16: 1}[types[node.input[0]]]
+    assert attrs(node)["type_id"] == want
 
 
 @pytest.mark.parametrize("overrides, problem", [
@@ -254,16 +279,28 @@ def test_onnxruntime_refuses_a_plugin_file_by_name(plugin_export):
 
 def test_build_refuses_profiles_the_plugin_cannot_serve(plugin_export):
     _, path, _ = plugin_export
-    meta = read_metadata(onnx.load(str(path)))
-    assert check_plugin_requirements(meta, [parse_profile("80x80-128x160")], tensorrt_version="11.0.0") == \
-        json.loads(meta["tensorrt_plugins"])  # 80x80: 20 x 20 = 400 patches >= k = 300
+    proto = onnx.load(str(path))
+    plugins = plugins_in_graph(proto.graph)
+    assert [(p["name"], p["min_axis_size"], p["min_tensorrt"]) for p in plugins] == [("TopkLastDim", 300, "11.0")]
+    check_plugin_requirements(plugins, [parse_profile("80x80-128x160")], tensorrt_version="11.0.0")  # 400 >= 300
     with pytest.raises(ConfigError, match="64x64 has 256 patches but the TopkLastDim plugin selects k = 300"):
-        check_plugin_requirements(meta, [parse_profile("64x64-128x160")])
+        check_plugin_requirements(plugins, [parse_profile("64x64-128x160")])
     with pytest.raises(EngineBuildError, match="needs TensorRT >= 11.0, this is 10.13.0"):
-        check_plugin_requirements(meta, [parse_profile("128x160")], tensorrt_version="10.13.0")
+        check_plugin_requirements(plugins, [parse_profile("128x160")], tensorrt_version="10.13.0")
     with pytest.raises(ConfigError, match="--version-compatible"):
-        check_plugin_requirements(meta, [parse_profile("128x160")], version_compatible=True)
-    assert check_plugin_requirements({}, [parse_profile("64x64")], version_compatible=True) == []
+        check_plugin_requirements(plugins, [parse_profile("128x160")], version_compatible=True)
+    check_plugin_requirements([], [parse_profile("64x64")], version_compatible=True)
+
+
+def test_build_reads_plugins_from_the_graph_not_the_metadata(plugin_export, tmp_path):
+    _, path, _ = plugin_export
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]  # as graph tools that rewrite a file may leave it
+    stripped = tmp_path / "stripped.onnx"
+    onnx.save(proto, str(stripped))
+    plugins = plugins_in_graph(onnx.load(str(stripped)).graph)
+    with pytest.raises(ConfigError, match="selects k = 300"):
+        check_plugin_requirements(plugins, [parse_profile("64x64")])
 
 
 def _tensorrt_11_and_gpu():

@@ -1,7 +1,9 @@
 // mattex::Matter over the TensorRT 10/11 C++ API: IRuntime -> deserializeCudaEngine ->
 // IExecutionContext; I/O by tensor name, setInputShape, setTensorAddress, enqueueV3.
 #include <NvInfer.h>
+#ifdef MATTEX_WITH_PLUGINS
 #include <NvInferPlugin.h>
+#endif
 #include <cuda_runtime_api.h>
 
 #include <fstream>
@@ -168,9 +170,11 @@ std::unique_ptr<Matter> Matter::open(const std::string& enginePath, int device) 
 
   std::ifstream file(enginePath, std::ios::binary);
   const std::vector<char> plan((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+#ifdef MATTEX_WITH_PLUGINS
   // Plans exported with --topk plugin call libnvinfer_plugin's TopkLastDim: register its
   // creators before deserializing (harmless for plans without plugins).
   initLibNvInferPlugins(&impl->logger, "");
+#endif
   impl->runtime.reset(nvinfer1::createInferRuntime(impl->logger));
   if (impl->sidecar.versionCompatible) impl->runtime->setEngineHostCodeAllowed(true);
   impl->engine.reset(impl->runtime->deserializeCudaEngine(plan.data(), plan.size()));
