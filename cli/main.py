@@ -164,10 +164,16 @@ def export(
     """
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    import onnxruntime
+
     from mattex.exporter.config import ExportConfig
     from mattex.exporter.export import export_onnx
     from mattex.exporter.quantize import CalibrationSettings
 
+    # Constant folding and calibration run ONNX Runtime sessions whose optimizer notices
+    # ("UnsqueezeElimination cannot remove node ...") are not the user's concern. The command
+    # owns its process, so it may quiet ONNX Runtime's process-wide logger.
+    onnxruntime.set_default_logger_severity(3)
     if fp16 and int8:
         raise typer.BadParameter("choose --fp16 or --int8, not both")
     int8_only = {"--calibration-data": calibration_data is not None,
