@@ -16,6 +16,7 @@ from onnx import TensorProto, numpy_helper
 
 from mattex.errors import ConfigError
 from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGIN_DOMAIN, PLUGINS
+from mattex.registry import Registry
 
 TENSORRT_MAX_TOPK = 3840  # "K input must be less than 3840" (TensorRT 10.15 parser table)
 
@@ -132,36 +133,32 @@ def node_label(node: onnx.NodeProto) -> str:
 Rule = Callable[[ModelView], Iterator[Finding]]
 
 
-class RuleRegistry:
+class RuleRegistry(Registry[Rule]):
+    """Named rules, each for one or more check targets."""
+
+    kind = "lint rule"
+
     def __init__(self) -> None:
-        self._rules: dict[str, tuple[Rule, tuple[str, ...]]] = {}
+        super().__init__()
+        self._targets: dict[str, tuple[str, ...]] = {}
 
     def register(self, name: str, targets: tuple[str, ...] = ("tensorrt",)):
         def add(fn: Rule) -> Rule:
-            if name in self._rules:
-                raise ValueError(f"lint rule {name!r} is already registered")
-            self._rules[name] = (fn, targets)
+            self.add(name, fn)
+            self._targets[name] = targets
             return fn
 
         return add
 
     def for_target(self, target: str) -> dict[str, Rule]:
-        known = {t for _, targets in self._rules.values() for t in targets} | {"onnxruntime"}
+        known = {t for targets in self._targets.values() for t in targets} | {"onnxruntime"}
         if target not in known:
             raise ConfigError(f"unknown check target {target!r}; choose one of {', '.join(sorted(known))}")
-        return {name: fn for name, (fn, targets) in self._rules.items() if target in targets}
-
-    def __getitem__(self, name: str) -> Rule:
-        if name not in self._rules:
-            raise ConfigError(f"unknown lint rule {name!r}; known: {', '.join(self._rules)}")
-        return self._rules[name][0]
-
-    def names(self) -> list[str]:
-        return list(self._rules)
+        return {name: self[name] for name, targets in self._targets.items() if target in targets}
 
     def targets_of(self, name: str) -> tuple[str, ...]:
-        self[name]
-        return self._rules[name][1]
+        self[name]  # unknown names fail like everywhere else
+        return self._targets[name]
 
 
 RULES = RuleRegistry()

@@ -14,6 +14,7 @@ import onnx_graphsurgeon as gs
 
 from mattex.errors import ConfigError
 from mattex.plugins import PLUGIN_DOMAIN, TENSORRT_TYPE_IDS, TOPK_LAST_DIM
+from mattex.registry import Registry
 
 from .graph_builder import GraphBuilder
 from .topk_select import build_threshold_select
@@ -23,31 +24,13 @@ GraphPass = Callable[[gs.Graph], int]
 TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: K < 3840 and sorted = 1
 
 
-class PassRegistry:
+class PassRegistry(Registry[GraphPass]):
     """Named passes; unknown or duplicate names fail loudly."""
 
-    def __init__(self) -> None:
-        self._passes: dict[str, GraphPass] = {}
+    kind = "graph pass"
 
     def register(self, name: str):
-        def add(fn: GraphPass) -> GraphPass:
-            if name in self._passes:
-                raise ValueError(f"graph pass {name!r} is already registered")
-            self._passes[name] = fn
-            return fn
-
-        return add
-
-    def __getitem__(self, name: str) -> GraphPass:
-        if name not in self._passes:
-            raise ConfigError(f"unknown graph pass {name!r}; known: {', '.join(self._passes)}")
-        return self._passes[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._passes
-
-    def names(self) -> list[str]:
-        return list(self._passes)
+        return lambda fn: self.add(name, fn)
 
     def run(self, graph: gs.Graph, names: list[str]) -> dict[str, int]:
         return {name: self[name](graph) for name in names}
@@ -97,23 +80,38 @@ def is_unordered_topk(node: gs.Node) -> bool:
     )
 
 
-def replace_unordered_topk(graph: gs.Graph, steps: int = 64) -> int:
-    """Replace each unordered TopK by the exact threshold select of `topk_select` (any K)."""
+# What replaces one TopK: given a builder, its input and K, the int64 indices and a function
+# that makes the values (called only when something reads them).
+TopKReplacement = Callable[[GraphBuilder, gs.Variable, int], tuple[gs.Variable, Callable[[], gs.Variable]]]
+
+
+def _replace_each_unordered_topk(graph: gs.Graph, scope: str, replace: TopKReplacement) -> int:
+    """The frame both TopK rewrites share: rewire every unordered TopK's consumers to what
+    `replace` builds (in a `<node>_<scope><i>` name scope) and drop the TopK."""
     matches = [n for n in graph.nodes if is_unordered_topk(n)]
     for i, node in enumerate(matches):
         x, k = node.inputs
-        b = GraphBuilder(graph, prefix=f"{node.name or 'TopK'}_select{i}")
-        indices = build_threshold_select(b, x, int(np.asarray(k.values).reshape(-1)[0]), steps)
+        b = GraphBuilder(graph, prefix=f"{node.name or 'TopK'}_{scope}{i}")
+        indices, make_values = replace(b, x, int(np.asarray(k.values).reshape(-1)[0]))
         values_out, indices_out = node.outputs
         _redirect(graph, indices_out, indices)
         if values_out.outputs or values_out in graph.outputs:
-            values = b.op("GatherElements", [x, indices], {"axis": 1})
-            _redirect(graph, values_out, values)
+            _redirect(graph, values_out, make_values())
         node.outputs.clear()
         node.inputs.clear()
     if matches:
         graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return len(matches)
+
+
+def replace_unordered_topk(graph: gs.Graph, steps: int = 64) -> int:
+    """Replace each unordered TopK by the exact threshold select of `topk_select` (any K)."""
+
+    def threshold_select(b: GraphBuilder, x: gs.Variable, k: int):
+        indices = build_threshold_select(b, x, k, steps)
+        return indices, lambda: b.op("GatherElements", [x, indices], {"axis": 1})
+
+    return _replace_each_unordered_topk(graph, "select", threshold_select)
 
 
 PASSES.register("replace_unordered_topk")(replace_unordered_topk)
@@ -125,31 +123,22 @@ def replace_unordered_topk_with_plugin(graph: gs.Graph) -> int:
     The plugin returns the same set (ties aside), sorted, with int32 indices: a Cast gives
     consumers TopK's int64 back. Unlike the ONNX select, the plugin needs N >= K at run time.
     """
-    matches = [n for n in graph.nodes if is_unordered_topk(n)]
-    for i, node in enumerate(matches):
-        x, k = node.inputs
+
+    def plugin_call(b: GraphBuilder, x: gs.Variable, k: int):
         if x.dtype is None:
-            raise ConfigError(f"{node.name}: the TopK input's dtype is unknown (run shape inference first)")
+            raise ConfigError(f"{b.prefix}: the TopK input's dtype is unknown (run shape inference first)")
         dtype = np.dtype(x.dtype).name
         if dtype not in TENSORRT_TYPE_IDS:
-            raise ConfigError(f"{node.name}: TopkLastDim takes {', '.join(TENSORRT_TYPE_IDS)}, not {dtype}")
-        k_value = int(np.asarray(k.values).reshape(-1)[0])
-        b = GraphBuilder(graph, prefix=f"{node.name or 'TopK'}_plugin{i}")
-        attrs = TOPK_LAST_DIM.attributes(type_id=TENSORRT_TYPE_IDS[dtype], k=k_value, is_largest=1, axis=-1)
+            raise ConfigError(f"{b.prefix}: TopkLastDim takes {', '.join(TENSORRT_TYPE_IDS)}, not {dtype}")
+        attrs = TOPK_LAST_DIM.attributes(type_id=TENSORRT_TYPE_IDS[dtype], k=k, is_largest=1, axis=-1)
         values, indices = b.op(TOPK_LAST_DIM.name, [x], attrs, outputs=2, domain=PLUGIN_DOMAIN)
         # No ONNX schema describes a plugin's outputs: declare them for shape inference.
         rows = x.shape[0] if x.shape else None
-        values.dtype, values.shape = x.dtype, [rows, k_value]
-        indices.dtype, indices.shape = np.int32, [rows, k_value]
-        values_out, indices_out = node.outputs
-        _redirect(graph, indices_out, b.op("Cast", [indices], {"to": onnx.TensorProto.INT64}))
-        if values_out.outputs or values_out in graph.outputs:
-            _redirect(graph, values_out, values)
-        node.outputs.clear()
-        node.inputs.clear()
-    if matches:
-        graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    return len(matches)
+        values.dtype, values.shape = x.dtype, [rows, k]
+        indices.dtype, indices.shape = np.int32, [rows, k]
+        return b.op("Cast", [indices], {"to": onnx.TensorProto.INT64}), lambda: values
+
+    return _replace_each_unordered_topk(graph, "plugin", plugin_call)
 
 
 PASSES.register("replace_unordered_topk_with_plugin")(replace_unordered_topk_with_plugin)

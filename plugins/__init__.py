@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mattex.errors import ConfigError
+from mattex.registry import Registry
 
 # A domain of its own: onnx.checker knows no schema for plugin ops, and ops outside the default
 # domain are not checked against one.
@@ -51,28 +52,13 @@ class TensorRTPlugin:
         return {**values, "plugin_version": self.version, "plugin_namespace": self.namespace}
 
 
-class PluginRegistry:
+class PluginRegistry(Registry[TensorRTPlugin]):
     """Known plugins by name; unknown or duplicate names fail loudly."""
 
-    def __init__(self) -> None:
-        self._plugins: dict[str, TensorRTPlugin] = {}
+    kind = "TensorRT plugin"
 
     def register(self, plugin: TensorRTPlugin) -> TensorRTPlugin:
-        if plugin.name in self._plugins:
-            raise ValueError(f"TensorRT plugin {plugin.name!r} is already registered")
-        self._plugins[plugin.name] = plugin
-        return plugin
-
-    def __getitem__(self, name: str) -> TensorRTPlugin:
-        if name not in self._plugins:
-            raise ConfigError(f"unknown TensorRT plugin {name!r}; known: {', '.join(self._plugins)}")
-        return self._plugins[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._plugins
-
-    def names(self) -> list[str]:
-        return list(self._plugins)
+        return self.add(plugin.name, plugin)
 
 
 PLUGINS = PluginRegistry()
