@@ -104,11 +104,11 @@ def _replace_each_unordered_topk(graph: gs.Graph, scope: str, replace: TopKRepla
     return len(matches)
 
 
-def replace_unordered_topk(graph: gs.Graph, steps: int = 64) -> int:
+def replace_unordered_topk(graph: gs.Graph) -> int:
     """Replace each unordered TopK by the exact threshold select of `topk_select` (any K)."""
 
     def threshold_select(b: GraphBuilder, x: gs.Variable, k: int):
-        indices = build_threshold_select(b, x, k, steps)
+        indices = build_threshold_select(b, x, k)
         return indices, lambda: b.op("GatherElements", [x, indices], {"axis": 1})
 
     return _replace_each_unordered_topk(graph, "select", threshold_select)
