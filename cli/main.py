@@ -359,7 +359,8 @@ def verify(
                       f"{d.budget_mean_abs:.3g}", "[green]yes[/]" if d.ok else "[red]no[/]")
     console.print(table)
     console.print(f"patches selected or refined differently: {report.patch_mismatch:.4%} "
-                  f"(budget {report.patch_budget:.4%})")
+                  f"(budget {report.patch_budget:.4%}); at ties (errors within {report.tie_band:.3g} "
+                  f"of the k-th, interchangeable, left out of the values above): {report.tie_flips:.4%}")
     if not report.passed:
         for failure in report.failures:
             err_console.print(f"[red]over budget:[/] {failure}", highlight=False)

@@ -90,6 +90,14 @@ class PrecisionBudget:
     patch_tolerance: float
     metrics: MetricBudget
 
+    @property
+    def tie_band(self) -> float:
+        """How close to a selection boundary (the k-th largest error; 0 under
+        prevent_oversampling; the threshold) a patch's error must lie for its selection to be
+        interchangeable: the error map's own max budget. A file within that budget may order
+        such patches either way, so `mattex verify` reports their flips without failing them."""
+        return self.outputs["err_sm"].max_abs
+
 
 def _outputs(pha, fgr, pha_sm, fgr_sm, err_sm, ref_sm) -> dict[str, Budget]:
     return {"pha": Budget(*pha), "fgr": Budget(*fgr), "pha_sm": Budget(*pha_sm),

@@ -25,6 +25,7 @@ from .lint import CheckReport, check_model
 from .mixed_precision import convert_to_fp16
 from .passes import PASSES
 from .quantize import CalibrationSettings, QuantizationResult, default_cache_path, quantize_int8
+from .topk_select import INDICES, SCORES
 from .weights import WeightsSource, build_model, resolve_weights
 
 # Order matters: fold first so TopK's K and shapes are constants the rewrite can match.
@@ -124,7 +125,8 @@ def export_onnx(
     if not report.passed:
         raise ExportCheckError(report)
 
-    metadata = {**export_metadata(config, weights), **precision_metadata}
+    metadata = {**export_metadata(config, weights), **precision_metadata,
+                **selection_metadata(exported)}
     del exported.metadata_props[:]
     onnx.helper.set_model_props(exported, metadata)
     progress("writing")
@@ -209,6 +211,17 @@ def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, s
         "io_contract": json.dumps(contract),
         "export_config": json.dumps(asdict(config)),
     }
+
+
+def selection_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """`selection`: the scores and indices tensors of each exact top-k selection in the graph,
+    by name, so that `mattex verify` can read which patches the file selected (absent when the
+    graph has none: full refinement, thresholding, --topk plugin)."""
+    produced = {out for node in model.graph.node for out in node.output}
+    scopes = sorted(name[: -len(SCORES) - 1] for name in produced if name.endswith(f"/{SCORES}"))
+    found = [{"scores": f"{scope}/{SCORES}", "indices": f"{scope}/{INDICES}"} for scope in scopes]
+    assert all(entry["indices"] in produced for entry in found), "a selection lost its indices"
+    return {"selection": json.dumps(found)} if found else {}
 
 
 def plugin_metadata(config: ExportConfig) -> dict[str, str]:

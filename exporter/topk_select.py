@@ -40,6 +40,11 @@ from .graph_builder import GraphBuilder
 FLOAT = onnx.TensorProto.FLOAT
 INT64 = onnx.TensorProto.INT64
 
+# The selection's input (float32 scores, (B, N)) and output (int64 indices, (B, k)) are named
+# `<scope>/scores` and `<scope>/indices`, so that `mattex verify` can read which patches a file
+# selected (the exporter records the names in the file's metadata).
+SCORES, INDICES = "scores", "indices"
+
 MANTISSA_BITS = 23  # float32: steps (b) above
 BRACKET_STEPS = 10  # the table below has 556 entries, padded to 2**10 with +inf
 
@@ -63,6 +68,7 @@ def build_threshold_select(b: GraphBuilder, x: gs.Tensor, k: int) -> gs.Variable
     k-th value in index order, then the ties, lowest index first; rows with N < k select
     every element and fill the spare slots with index 0."""
     xf = b.op("Cast", [x], {"to": FLOAT})
+    xf.name = f"{b.prefix}/{SCORES}"
     shape = b.op("Shape", [xf])
     n = b.op("Slice", [shape, b.const([1], np.int64), b.const([2], np.int64)])  # (1,) N
     k_const = b.const([float(k)])
@@ -94,7 +100,9 @@ def build_threshold_select(b: GraphBuilder, x: gs.Tensor, k: int) -> gs.Variable
     slots = b.op("ScatterElements", [slots, slot, element_ids], {"axis": 1})  # (B, N + k)
     chosen = b.op("Slice", [slots, b.const([0], np.int64), b.const([k], np.int64),
                             b.const([1], np.int64)])                          # (B, k)
-    return b.op("Cast", [chosen], {"to": INT64})
+    indices = b.op("Cast", [chosen], {"to": INT64})
+    indices.name = f"{b.prefix}/{INDICES}"
+    return indices
 
 
 def _kth_largest(b: GraphBuilder, xf, k_eff):

@@ -16,7 +16,7 @@ from mattex.files import sha256_file
 
 from mattex.runtime.onnxruntime_backend import disabled_optimizers_for
 
-from .config import BUDGETS, ExportConfig, PrecisionBudget
+from .config import BUDGETS, ExportConfig
 from .export import read_metadata
 from .weights import WeightsSource, build_model, demo_weights_path, find_checkpoint
 
@@ -44,8 +44,10 @@ class VerifyReport:
     samples: int
     shape: list[int]
     outputs: dict[str, OutputDiff] = field(default_factory=dict)
-    patch_mismatch: float = 0.0
+    patch_mismatch: float = 0.0  # share of patches differing outside the ties
     patch_budget: float = 0.0
+    tie_flips: float = 0.0  # share of patches selected differently among interchangeable ones
+    tie_band: float = 0.0
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -130,12 +132,17 @@ def verify_onnx(
     width: int | None = None,
     providers: list[str] | None = None,
     budget: str | None = None,
+    tie_break: str = "lowest_index",
 ) -> VerifyReport:
     """Compare the file against PyTorch fp32 on `inputs` (an iterable of (src, bgr) numpy
     pairs) or on `samples` random pairs at `height`x`width` (default: the trace size), within
-    the budget of the file's precision (or of `budget`, another precision's name)."""
-    import onnxruntime as ort
+    the budget of the file's precision (or of `budget`, another precision's name).
 
+    Patches the two sides select differently where their errors lie within the precision's
+    tie band of the k-th largest (or of 0) are interchangeable: reported as tie flips and left
+    out of the value comparison. Any other difference in selection counts against the patch
+    budget, and patches selected alike are compared in full. PyTorch breaks exact ties as the file does
+    (`tie_break` "lowest_index"); "torch" keeps the reference's torch.topk."""
     path = Path(path)
     meta = file_metadata(path)
     if "tensorrt_plugins" in meta:
@@ -150,13 +157,8 @@ def verify_onnx(
         raise ConfigError(f"no accuracy budget declared for precision {precision!r}; "
                           f"known: {', '.join(BUDGETS)}")
     budget = BUDGETS[precision]
-    reference = build_model(weights_for(meta, checkpoint), **config.model_kwargs())
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # optimizer notices are not findings
-    # The session settings the runtime uses for this file's precision.
-    session = ort.InferenceSession(str(path), options,
-                                   disabled_optimizers=disabled_optimizers_for(meta.get("precision")),
-                                   providers=providers or ["CPUExecutionProvider"])
+    reference = reference_model(meta, checkpoint, tie_break)
+    session, selection = _session(path, meta, providers)
     _check_names(session, config)
 
     if inputs is None:
@@ -168,25 +170,100 @@ def verify_onnx(
             # uniform noise lies outside them and would fail a faithful file.
             inputs = synthetic_pairs(samples, batch, *size)
     diffs: dict[str, list[np.ndarray]] = {}
-    mismatched_patches, total_patches, count, shape = 0, 0, 0, []
-    names = [o.name for o in session.get_outputs()]
+    mismatched, flipped, total_patches, count, shape = 0, 0, 0, 0, []
+    names = [o.name for o in session.get_outputs()][: len(session.get_outputs()) - 2 * len(selection)]
     io_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
     for src, bgr in inputs:
         # A float16-I/O file sees the same frames rounded to float16, as its callers would send.
         feeds = {"src": src.astype(io_dtype), "bgr": bgr.astype(io_dtype)}
-        got = {n: v.astype(np.float32) for n, v in zip(names, session.run(None, feeds))}
+        results = session.run(None, feeds)
+        got = {n: v.astype(np.float32) for n, v in zip(names, results)}
         with torch.no_grad():
             want = dict(zip(("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm"),
                             (t.numpy() for t in reference(torch.from_numpy(src), torch.from_numpy(bgr)))))
         _check_shapes(got, want)
+        differs = _differing_patches(got, want, budget.patch_tolerance)
+        flips = np.zeros_like(differs)
+        if selection:  # which patches the file refined, read from the file itself
+            scores, indices = results[len(names):]
+            selected_differently = (file_selection(scores, indices, config.prevent_oversampling)
+                                    != (want["ref_sm"] > 0).reshape(scores.shape)).reshape(differs.shape)
+            flips = selected_differently & interchangeable_patches(
+                want["err_sm"], differs.shape[1:], config, budget.tie_band)
+            differs = (differs | selected_differently) & ~flips
         for name in names:
-            diffs.setdefault(name, []).append(np.abs(got[name].astype(np.float64) - want[name]))
-        bad, total = _patch_mismatch(got, want, budget)
-        mismatched_patches, total_patches = mismatched_patches + bad, total_patches + total
+            diffs.setdefault(name, []).append(_compared(np.abs(got[name].astype(np.float64) - want[name]),
+                                                        flips))
+        mismatched += int(differs.sum())
+        flipped += int(flips.sum())
+        total_patches += differs.size
         count, shape = count + 1, list(src.shape)
     if not count:
         raise ConfigError("no input pairs to verify with")
-    return _judge(path, precision, budget, diffs, mismatched_patches / total_patches, count, shape)
+    report = _judge(path, precision, budget, diffs, mismatched / total_patches, count, shape)
+    report.tie_flips, report.tie_band = flipped / total_patches, budget.tie_band
+    return report
+
+
+def _session(path: Path, meta: dict[str, str], providers: list[str] | None):
+    """An ONNX Runtime session over the file, with the settings the runtime uses for its
+    precision and, where the exporter recorded them, the top-k selection's scores and indices
+    as extra outputs (returned as the second value)."""
+    import onnxruntime as ort
+
+    selection = json.loads(meta.get("selection", "[]"))[:1]  # BGMv2 has one top-k
+    model = onnx.load(str(path))
+    for entry in selection:
+        model.graph.output.extend([
+            onnx.helper.make_tensor_value_info(entry["scores"], onnx.TensorProto.FLOAT, None),
+            onnx.helper.make_tensor_value_info(entry["indices"], onnx.TensorProto.INT64, None)])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # optimizer notices are not findings
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   disabled_optimizers=disabled_optimizers_for(meta.get("precision")),
+                                   providers=providers or ["CPUExecutionProvider"])
+    return session, selection
+
+
+def file_selection(scores: np.ndarray, indices: np.ndarray, prevent_oversampling: bool) -> np.ndarray:
+    """(B, N) True for the patches a file refines: its top-k `indices` (B, k) of `scores`
+    (B, N), less those with zero error under prevent_oversampling (as the refiner keeps them)."""
+    selected = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(selected, indices, True, axis=1)
+    if prevent_oversampling:
+        selected &= scores > 0
+    return selected
+
+
+def reference_model(meta: dict[str, str], checkpoint: Path | None = None, tie_break: str = "lowest_index"):
+    """The PyTorch fp32 model a file (its `meta`) was exported from, by default breaking ties at
+    the k-th error lowest index first as the file's selection does."""
+    return build_model(weights_for(meta, checkpoint), **config_from_metadata(meta).model_kwargs(),
+                       refine_tie_break=tie_break)
+
+
+def interchangeable_patches(err_sm: np.ndarray, grid: tuple[int, int], config: ExportConfig,
+                            band: float) -> np.ndarray:
+    """(B, *grid) True where a patch's error, upsampled to the (H/4, W/4) patch `grid` as the
+    refiner selects on it, lies
+    within `band` of a selection boundary: the k-th largest error per image and, under
+    prevent_oversampling, 0 (sampling); the threshold (thresholding). Full refinement has none.
+    Which of these patches a file refines depends on float noise in its error map, not on
+    whether it is faithful."""
+    B = err_sm.shape[0]
+    grid = tuple(grid)
+    if config.refine_mode == "full":
+        return np.zeros((B, *grid), dtype=bool)
+    err = torch.nn.functional.interpolate(torch.from_numpy(err_sm), grid, mode="bilinear",
+                                          align_corners=False).flatten(1)  # (B, N)
+    if config.refine_mode == "thresholding":
+        near = (err - config.threshold).abs() <= band
+    else:
+        kth = err.topk(min(config.k, err.shape[1]), dim=1).values[:, -1:]  # sorted: k-th last
+        near = (err - kth).abs() <= band
+        if config.prevent_oversampling:
+            near |= err <= band
+    return near.view(B, *grid).numpy()
 
 
 def _check_names(session, config: ExportConfig) -> None:
@@ -204,15 +281,31 @@ def _check_shapes(got: dict, want: dict) -> None:
             raise VerifyError(f"output {name} has shape {value.shape}, PyTorch gives {want[name].shape}")
 
 
-def _patch_mismatch(got: dict, want: dict, budget: PrecisionBudget) -> tuple[int, int]:
-    """Patches (4x4 blocks) selected differently or whose alpha differs beyond the budget."""
-    pha_diff = np.abs(got["pha"] - want["pha"])
-    B, _, H, W = pha_diff.shape
-    block = pha_diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4))
-    bad = block > budget.patch_tolerance
+def _differing_patches(got: dict, want: dict, tolerance: float) -> np.ndarray:
+    """(B, H/4, W/4) True for patches (4x4 blocks) selected differently or whose alpha or
+    foreground differs by more than `tolerance`."""
+    B, _, H, W = got["pha"].shape
+    bad = np.zeros((B, H // 4, W // 4), dtype=bool)
+    for name in ("pha", "fgr"):
+        diff = np.abs(got[name] - want[name]).max(axis=1)                      # (B, H, W)
+        bad |= diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4)) > tolerance
     if "ref_sm" in got:
         bad |= got["ref_sm"][:, 0] != want["ref_sm"][:, 0]
-    return int(bad.sum()), bad.size
+    return bad
+
+
+def _compared(diff: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """The differences of one output outside the patches flipped at ties (flattened): at full
+    resolution their 4x4 blocks, on the patch grid (ref_sm) their cells; a low-resolution
+    output is compared whole."""
+    B, _, H, W = diff.shape
+    grid = flips.shape[1:]
+    if (H, W) == grid:
+        return diff[np.broadcast_to(~flips[:, None], diff.shape)]
+    if (H, W) == (grid[0] * 4, grid[1] * 4):
+        keep = ~np.repeat(np.repeat(flips, 4, axis=1), 4, axis=2)[:, None]
+        return diff[np.broadcast_to(keep, diff.shape)]
+    return diff.ravel()
 
 
 def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyReport:
@@ -220,9 +313,9 @@ def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyR
                           patch_mismatch=patch_share, patch_budget=budget.patch_mismatch)
     for name, parts in diffs.items():
         b = budget.outputs[name]
+        values = np.concatenate(parts)
         report.outputs[name] = OutputDiff(
-            max_abs=float(max(p.max() for p in parts)),
-            mean_abs=float(np.mean([p.mean() for p in parts])),
+            max_abs=float(values.max(initial=0.0)), mean_abs=float(values.mean()) if values.size else 0.0,
             budget_max_abs=b.max_abs, budget_mean_abs=b.mean_abs)
     for name, diff in report.outputs.items():
         if not diff.ok:
@@ -231,7 +324,7 @@ def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyR
                 f"mean {diff.mean_abs:.3g} (budget {diff.budget_mean_abs:.3g})")
     if patch_share > budget.patch_mismatch:
         report.failures.append(
-            f"patches: {patch_share:.3%} selected or refined differently "
+            f"patches: {patch_share:.3%} selected or refined differently outside the ties "
             f"(budget {budget.patch_mismatch:.3%})")
     return report
 
@@ -270,8 +363,7 @@ def reference_matter(meta: dict[str, str], checkpoint: Path | None = None):
     """The PyTorch fp32 model a file (its `meta`) was exported from, as a matter."""
     from mattex.calibration.evaluate import torch_matter
 
-    return torch_matter(build_model(weights_for(meta, checkpoint),
-                                    **config_from_metadata(meta).model_kwargs()))
+    return torch_matter(reference_model(meta, checkpoint))
 
 
 def file_metadata(model: str | Path) -> dict[str, str]:

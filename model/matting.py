@@ -79,6 +79,7 @@ class MattingRefine(MattingBase):
         refine_threshold: float = 0.1,
         refine_kernel_size: int = 3,
         refine_prevent_oversampling: bool = True,
+        refine_tie_break: str = "torch",
     ) -> None:
         if not 0 < backbone_scale <= 1 / 2:
             raise ConfigError(f"backbone_scale must be in (0, 1/2], got {backbone_scale}")
@@ -100,6 +101,7 @@ class MattingRefine(MattingBase):
             refine_threshold,
             refine_kernel_size,
             refine_prevent_oversampling,
+            refine_tie_break,
         )
 
     def forward(

@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mattex.errors import ConfigError
+
 REFINE_MODES = ("sampling", "thresholding", "full")
+# How sampling breaks ties at the k-th largest error: "torch" calls torch.topk exactly as the
+# reference does (drop-in parity; which tied patches win is up to the kernel); "lowest_index"
+# takes tied patches lowest index first, as ONNX TopK and mattex's exported selection do (what
+# `mattex verify` compares a file with).
+TIE_BREAKS = ("torch", "lowest_index")
 
 
 def window_pixels(
@@ -82,8 +89,12 @@ class Refiner(nn.Module):
         threshold: float,
         kernel_size: int = 3,
         prevent_oversampling: bool = True,
+        tie_break: str = "torch",
     ) -> None:
         super().__init__()
+        if tie_break not in TIE_BREAKS:
+            raise ConfigError(f"unknown tie_break {tie_break!r}; choose one of {', '.join(TIE_BREAKS)}")
+        self.tie_break = tie_break
         self.mode = mode
         self.sample_pixels = sample_pixels
         self.threshold = threshold
@@ -133,9 +144,13 @@ class Refiner(nn.Module):
         err_flat = err.flatten(1)                                               # (B, Hq*Wq)
         grid_hw = err_flat.shape[1]
         k = min(self.patches_per_image, grid_hw)
-        # Exactly the reference's call on exactly its tensor: ties at the k-th value are then
-        # broken the same way as the published implementation.
-        idx = err_flat.topk(k, dim=1, sorted=False).indices                     # (B, k)
+        if self.tie_break == "lowest_index":
+            # A stable descending sort keeps equal errors in index order.
+            idx = err_flat.sort(dim=1, descending=True, stable=True).indices[:, :k]  # (B, k)
+        else:
+            # Exactly the reference's call on exactly its tensor: ties at the k-th value are
+            # then broken the same way as the published implementation.
+            idx = err_flat.topk(k, dim=1, sorted=False).indices                 # (B, k)
         if self.prevent_oversampling:
             keep = err_flat.gather(1, idx) > 0                                  # (B, k)
         else:
