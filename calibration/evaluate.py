@@ -36,12 +36,12 @@ class EvaluationReport:
 def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
     """An exported file through mattex's runtime backend: the session settings users get
     (int8 files included), inputs cast to the file's I/O dtype, outputs float32."""
-    from mattex.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from mattex.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, providers or ["CPUExecutionProvider"])
 
     def run(src, bgr):
-        pha, fgr = backend(src.astype(backend.dtype), bgr.astype(backend.dtype))
+        pha, fgr = backend(src.astype(backend.io_dtype), bgr.astype(backend.io_dtype))
         return pha.astype(np.float32), fgr.astype(np.float32)
 
     return run

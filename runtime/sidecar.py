@@ -15,8 +15,14 @@ from mattex.files import atomic_path, sha256_file
 
 from .io_spec import Profile
 
-FORMAT = "mattex-engine-sidecar/1"
+FORMAT = "mattex-engine-sidecar/2"
+# /1: TensorRT engines only (no backend field); still read.
+READABLE_FORMATS = ("mattex-engine-sidecar/1", FORMAT)
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
+BACKENDS = ("tensorrt", "tensorrt-rtx")
+# TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
+# (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
+RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -34,9 +40,9 @@ class Environment:
 
 @dataclass
 class Sidecar:
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: tuple[int, int]
+    tensorrt_version: str  # of the library that built it: TensorRT, or TensorRT for RTX
+    gpu_name: str | None  # the GPU it was built on; None when built ahead of time without one
+    compute_capability: tuple[int, int] | None
     profiles: list[Profile]
     io: list[dict]
     precision: str
@@ -46,19 +52,29 @@ class Sidecar:
     version_compatible: bool = False
     hardware_compatibility: str = "none"
     export_metadata: dict = field(default_factory=dict)
+    backend: str = "tensorrt"
+    # TensorRT for RTX: the compute capabilities the plan targets; None for its default set.
+    target_compute_capabilities: list[tuple[int, int]] | None = None
     format: str = FORMAT
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["compute_capability"] = list(self.compute_capability)
+        d["compute_capability"] = list(self.compute_capability) if self.compute_capability else None
         d["profiles"] = [p.to_dict() for p in self.profiles]
+        if self.target_compute_capabilities is not None:
+            d["target_compute_capabilities"] = [list(cc) for cc in self.target_compute_capabilities]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sidecar":
         d = dict(d)
-        d["compute_capability"] = tuple(d["compute_capability"])
+        d["format"] = FORMAT  # read /1 and /2 alike; saved again as /2
+        d["compute_capability"] = tuple(d["compute_capability"]) if d.get("compute_capability") else None
         d["profiles"] = [Profile.from_dict(p) for p in d["profiles"]]
+        if d.get("target_compute_capabilities") is not None:
+            d["target_compute_capabilities"] = [tuple(cc) for cc in d["target_compute_capabilities"]]
+        if d.get("backend", "tensorrt") not in BACKENDS:
+            raise ValueError(f"unknown backend {d['backend']!r}")
         return cls(**d)
 
     def save(self, engine: str | Path) -> Path:
@@ -76,8 +92,9 @@ def load_sidecar(engine: str | Path) -> Sidecar:
             "`mattex build`, which writes it (the plan alone does not say what it was built for)")
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != FORMAT:
-            raise CorruptEngineError(f"{path} is not a mattex sidecar (format {data.get('format')!r})")
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise CorruptEngineError(f"{path} is not a mattex sidecar (format {found!r})")
         return Sidecar.from_dict(data)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise CorruptEngineError(f"{path} is not a readable mattex sidecar: {e}") from None
@@ -98,6 +115,9 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def check_environment(sidecar: Sidecar, env: Environment) -> None:
     """Raise EngineMismatchError unless `env` can run the engine the sidecar describes."""
+    if sidecar.backend == "tensorrt-rtx":
+        _check_rtx_environment(sidecar, env)
+        return
     built, running = _version_tuple(sidecar.tensorrt_version), _version_tuple(env.tensorrt_version)
     if sidecar.version_compatible:
         ok = running[:1] == built[:1] and running >= built
@@ -126,3 +146,35 @@ def check_environment(sidecar: Sidecar, env: Environment) -> None:
         raise EngineMismatchError(
             f"engine built on {sidecar.gpu_name}, running on {env.gpu_name}: TensorRT plans are "
             "tuned to the GPU model; rebuild here or build with --hardware-compat same-cc")
+
+
+def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> bool:
+    """Whether a TensorRT for RTX plan targeting `targets` (None: its default) runs on `cc`."""
+    if targets is None:
+        return cc in RTX_DEFAULT_TARGETS or cc >= (12, 0)
+    return cc in targets
+
+
+def describe_targets(targets: list[tuple[int, int]] | None) -> str:
+    if targets is None:
+        return "TensorRT for RTX's default targets (8.0, 8.6, 8.9, 12.0 and later)"
+    return ", ".join(f"{major}.{minor}" for major, minor in targets)
+
+
+def _check_rtx_environment(sidecar: Sidecar, env: Environment) -> None:
+    # "TensorRT-RTX engines are not compatible between different releases" (NVIDIA's Engine
+    # Compatibility page).
+    if _version_tuple(sidecar.tensorrt_version)[:3] != _version_tuple(env.tensorrt_version)[:3]:
+        raise EngineMismatchError(
+            f"engine built with TensorRT for RTX {sidecar.tensorrt_version}, running TensorRT for "
+            f"RTX {env.tensorrt_version}: its engines run only on the release that built them; "
+            "rebuild it with this one (mattex build --backend tensorrt-rtx)")
+    cc = tuple(env.compute_capability)
+    if not rtx_runs_on(sidecar.target_compute_capabilities, cc):
+        raise EngineMismatchError(
+            f"{env.gpu_name} has compute capability {cc[0]}.{cc[1]}, which the engine does not "
+            f"target ({describe_targets(sidecar.target_compute_capabilities)}): rebuild it with "
+            f"`mattex build --backend tensorrt-rtx --compute-capability {cc[0]}.{cc[1]}`"
+            + ("" if cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5) else
+               "; TensorRT for RTX documents 7.5, 8.0, 8.6, 8.9 and 12.x only, so it may not "
+               "support this GPU at all"))

@@ -48,10 +48,10 @@ def write_engine(tmp_path, content=b"a raw TensorRT plan"):
 def test_cpp_reads_the_python_sidecar_and_hashes_the_plan_alike(sidecar_check, tmp_path):
     engine = write_engine(tmp_path)
     out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["10.13.0", "8.9", "1", "match", "accepts"]
+    assert out.stdout.split() == ["tensorrt", "10.13.0", "8.9", "1", "match", "accepts"]
     engine.write_bytes(b"a raw TensorRT plan, corrupted")
     out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[3] == "mismatch"
+    assert out.stdout.split()[4] == "mismatch"
 
 
 def test_cpp_refuses_a_missing_or_foreign_sidecar(sidecar_check, tmp_path):
@@ -61,3 +61,60 @@ def test_cpp_refuses_a_missing_or_foreign_sidecar(sidecar_check, tmp_path):
     (tmp_path / "x.engine.json").write_text('{"format": "something-else"}')
     out = subprocess.run([sidecar_check, tmp_path / "x.engine"], capture_output=True, text=True)
     assert out.returncode == 1 and "not a mattex sidecar" in out.stderr
+
+
+def write_rtx_engine(tmp_path, targets):
+    engine = tmp_path / "rtx.engine"
+    engine.write_bytes(b"a raw TensorRT for RTX plan")
+    Sidecar(tensorrt_version="1.7.1.116", gpu_name=None, compute_capability=None,
+            profiles=[Profile((1, 1080, 1920), (1, 1080, 1920), (1, 1080, 1920))], io=[],
+            precision="fp16", onnx_sha256="0" * 64, plan_sha256=sha256_file(engine), mattex_version="0.1.0",
+            backend="tensorrt-rtx", target_compute_capabilities=targets).save(engine)
+    return engine
+
+
+def run_check(sidecar_check, engine, *environment):
+    return subprocess.run([sidecar_check, engine, *map(str, environment)], capture_output=True, text=True)
+
+
+def test_cpp_reads_an_rtx_sidecar_built_without_a_gpu(sidecar_check, tmp_path):
+    out = run_check(sidecar_check, write_rtx_engine(tmp_path, None))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["tensorrt-rtx", "1.7.1.116", "0.0", "1", "match", "accepts"]
+
+
+@pytest.mark.parametrize("targets, environment, problem", [
+    (None, ("tensorrt-rtx", "1.7.1.116", 8, 9, "RTX 4090"), None),
+    (None, ("tensorrt-rtx", "1.7.1.116", 9, 0, "H100"), "does not target"),
+    ([(8, 6)], ("tensorrt-rtx", "1.7.1.116", 8, 9, "RTX 4090"), "does not target"),
+    ([(7, 5)], ("tensorrt-rtx", "1.7.1.116", 7, 5, "RTX 2080 Ti"), None),
+    (None, ("tensorrt-rtx", "1.6.0.12", 8, 9, "RTX 4090"), "only on the release that built them"),
+    (None, ("tensorrt", "10.13.0", 8, 9, "RTX 4090"), "-DMATTEX_TENSORRT_RTX=ON"),
+])
+def test_cpp_applies_the_python_runtimes_rules_to_rtx_engines(sidecar_check, tmp_path, targets, environment,
+                                                               problem):
+    from mattex.errors import EngineMismatchError
+    from mattex.runtime.sidecar import Environment, check_environment, load_sidecar
+
+    engine = write_rtx_engine(tmp_path, targets)
+    out = run_check(sidecar_check, engine, *environment)
+    backend, version, major, minor, gpu = environment
+    try:  # the Python runtime's verdict on the same sidecar and environment
+        if backend != "tensorrt-rtx":
+            raise EngineMismatchError("another backend")
+        check_environment(load_sidecar(engine), Environment(version, gpu, (major, minor)))
+        python_runs = True
+    except EngineMismatchError:
+        python_runs = False
+    assert (out.returncode == 0) == python_runs == (problem is None)
+    if problem:
+        assert problem in out.stderr
+
+
+def test_cpp_keeps_the_tensorrt_rules(sidecar_check, tmp_path):
+    engine = write_engine(tmp_path)
+    assert run_check(sidecar_check, engine, "tensorrt", "10.13.0", 8, 9, "NVIDIA L4").stdout.strip() == "runs"
+    other = run_check(sidecar_check, engine, "tensorrt", "10.14.0", 8, 9, "NVIDIA L4")
+    assert other.returncode == 1 and "rebuild it here" in other.stderr
+    rtx = run_check(sidecar_check, engine, "tensorrt-rtx", "1.7.1.116", 8, 9, "NVIDIA L4")
+    assert rtx.returncode == 1 and "build the C++ runtime against TensorRT" in rtx.stderr

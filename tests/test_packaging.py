@@ -9,7 +9,7 @@ from pathlib import Path
 import mattex
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("model", "cli", "exporter", "runtime", "plugins", "calibration")
+SUBPACKAGES = ("model", "cli", "exporter", "runtime", "runtime.backends", "plugins", "calibration")
 
 
 def test_this_environment_maps_every_component_folder():
@@ -17,7 +17,7 @@ def test_this_environment_maps_every_component_folder():
     for name in SUBPACKAGES:
         spec = importlib.util.find_spec(f"mattex.{name}")
         assert spec is not None, name
-        assert Path(spec.origin).parent == ROOT / name, spec.origin
+        assert Path(spec.origin).parent == ROOT / name.replace(".", "/"), spec.origin
 
 
 def test_regular_wheel_install_in_a_clean_venv(tmp_path):
@@ -36,7 +36,7 @@ def test_regular_wheel_install_in_a_clean_venv(tmp_path):
     # Only numpy beside it, no torch or onnx: the runtime must still import, and every
     # subpackage must be there.
     check = (
-        "import importlib.util, mattex, mattex.runtime\n"
+        "import importlib.util, mattex, mattex.runtime, mattex.runtime.backends\n"
         f"missing = [n for n in {SUBPACKAGES!r} if importlib.util.find_spec('mattex.' + n) is None]\n"
         "assert not missing, missing\n"
         "assert 'site-packages' in mattex.runtime.__file__, mattex.runtime.__file__\n"

@@ -13,6 +13,11 @@
 
 #include "mattex/matter.hpp"
 
+// The backend this library runs: CMake defines it from -DMATTEX_TENSORRT_RTX.
+#ifndef MATTEX_BACKEND
+#define MATTEX_BACKEND "tensorrt"
+#endif
+
 namespace mattex {
 namespace {
 
@@ -34,39 +39,6 @@ std::string runningTensorRTVersion() {
   std::ostringstream s;
   s << v / 10000 << "." << (v / 100) % 100 << "." << v % 100;
   return s.str();
-}
-
-std::vector<int> versionParts(const std::string& version) {
-  std::vector<int> parts;
-  std::istringstream in(version);
-  std::string token;
-  while (std::getline(in, token, '.') && parts.size() < 3) parts.push_back(std::stoi(token));
-  while (parts.size() < 3) parts.push_back(0);
-  return parts;
-}
-
-// The same rules as the Python runtime (mattex.runtime.sidecar.check_environment).
-void checkEnvironment(const Sidecar& s, const std::string& trtVersion, const cudaDeviceProp& gpu) {
-  const auto built = versionParts(s.tensorrtVersion), running = versionParts(trtVersion);
-  const bool versionOk = s.versionCompatible
-                             ? (running[0] == built[0] && running >= built)
-                             : (running == built);
-  if (!versionOk) {
-    throw Error("engine built with TensorRT " + s.tensorrtVersion + ", running TensorRT " +
-                trtVersion + (s.versionCompatible ? ": needs the same major version, same or newer"
-                                                  : ": rebuild it here, or build with --version-compatible"));
-  }
-  const bool sameCc = gpu.major == s.computeCapability[0] && gpu.minor == s.computeCapability[1];
-  const std::string where = "engine built for " + s.gpuName + " (compute capability " +
-                            std::to_string(s.computeCapability[0]) + "." +
-                            std::to_string(s.computeCapability[1]) + "), running on " + gpu.name;
-  if (s.hardwareCompatibility == "ampere+") {
-    if (gpu.major < 8) throw Error(where + ": an ampere+ engine needs compute capability 8.0 or newer");
-  } else if (!sameCc) {
-    throw Error(where + ": rebuild it on this GPU, or build with --hardware-compat ampere+");
-  } else if (s.hardwareCompatibility == "none" && s.gpuName != gpu.name) {
-    throw Error(where + ": TensorRT plans are tuned to the GPU model; rebuild here");
-  }
 }
 
 struct DeviceBuffer {
@@ -166,7 +138,7 @@ std::unique_ptr<Matter> Matter::open(const std::string& enginePath, int device) 
   check(cudaSetDevice(device), "cudaSetDevice");
   cudaDeviceProp gpu{};
   check(cudaGetDeviceProperties(&gpu, device), "cudaGetDeviceProperties");
-  checkEnvironment(impl->sidecar, runningTensorRTVersion(), gpu);
+  checkEnvironment(impl->sidecar, MATTEX_BACKEND, runningTensorRTVersion(), gpu.major, gpu.minor, gpu.name);
 
   std::ifstream file(enginePath, std::ios::binary);
   const std::vector<char> plan((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());

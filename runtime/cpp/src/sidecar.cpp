@@ -30,15 +30,25 @@ Sidecar Sidecar::load(const std::string& enginePath) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + " is not a readable mattex sidecar: " + e.what());
   }
-  if (j.value("format", "") != "mattex-engine-sidecar/1") {
+  const std::string format = j.is_object() ? j.value("format", "") : "";
+  if (format != "mattex-engine-sidecar/1" && format != "mattex-engine-sidecar/2") {
     throw Error(path + " is not a mattex sidecar");
   }
   Sidecar s;
   try {
+    s.backend = j.value("backend", std::string("tensorrt"));
+    if (s.backend != "tensorrt" && s.backend != "tensorrt-rtx") {
+      throw Error(path + " names an unknown backend " + s.backend);
+    }
     s.tensorrtVersion = j.at("tensorrt_version").get<std::string>();
-    s.gpuName = j.at("gpu_name").get<std::string>();
-    s.computeCapability[0] = j.at("compute_capability").at(0).get<int>();
-    s.computeCapability[1] = j.at("compute_capability").at(1).get<int>();
+    if (!j.at("gpu_name").is_null()) s.gpuName = j.at("gpu_name").get<std::string>();
+    if (!j.at("compute_capability").is_null()) {
+      s.computeCapability[0] = j.at("compute_capability").at(0).get<int>();
+      s.computeCapability[1] = j.at("compute_capability").at(1).get<int>();
+    }
+    const auto targets = j.value("target_compute_capabilities", nlohmann::json());
+    s.defaultTargets = targets.is_null();
+    for (const auto& cc : targets) s.targetComputeCapabilities.push_back({cc.at(0).get<int>(), cc.at(1).get<int>()});
     s.versionCompatible = j.value("version_compatible", false);
     s.hardwareCompatibility = j.value("hardware_compatibility", std::string("none"));
     s.planSha256 = j.at("plan_sha256").get<std::string>();
@@ -56,6 +66,70 @@ Sidecar Sidecar::load(const std::string& enginePath) {
     throw Error(path + " is missing a field: " + e.what());
   }
   return s;
+}
+
+namespace {
+
+std::vector<int> versionParts(const std::string& version) {
+  std::vector<int> parts;
+  std::istringstream in(version);
+  std::string token;
+  while (std::getline(in, token, '.') && parts.size() < 3) parts.push_back(std::stoi(token));
+  while (parts.size() < 3) parts.push_back(0);
+  return parts;
+}
+
+std::string ccText(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
+// TensorRT for RTX's default targets: compute capability 8.0, 8.6, 8.9, 12.0 and later.
+bool rtxRunsOn(const Sidecar& s, int major, int minor) {
+  if (s.defaultTargets) {
+    return (major == 8 && (minor == 0 || minor == 6 || minor == 9)) || major >= 12;
+  }
+  for (const auto& cc : s.targetComputeCapabilities) {
+    if (cc[0] == major && cc[1] == minor) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void checkEnvironment(const Sidecar& s, const std::string& backend, const std::string& version,
+                      int ccMajor, int ccMinor, const std::string& gpuName) {
+  if (s.backend != backend) {
+    throw Error("engine built with " + s.backend + ", but this mattex runtime runs " + backend +
+                (s.backend == "tensorrt-rtx" ? ": build the C++ runtime with -DMATTEX_TENSORRT_RTX=ON"
+                                             : ": build the C++ runtime against TensorRT"));
+  }
+  const auto built = versionParts(s.tensorrtVersion), running = versionParts(version);
+  if (s.backend == "tensorrt-rtx") {
+    if (built != running) {
+      throw Error("engine built with TensorRT for RTX " + s.tensorrtVersion + ", running " + version +
+                  ": its engines run only on the release that built them; rebuild it with this one");
+    }
+    if (!rtxRunsOn(s, ccMajor, ccMinor)) {
+      throw Error(gpuName + " has compute capability " + ccText(ccMajor, ccMinor) +
+                  ", which the engine does not target: rebuild it with `mattex build --backend "
+                  "tensorrt-rtx --compute-capability " + ccText(ccMajor, ccMinor) + "`");
+    }
+    return;
+  }
+  const bool versionOk = s.versionCompatible ? (running[0] == built[0] && running >= built) : (running == built);
+  if (!versionOk) {
+    throw Error("engine built with TensorRT " + s.tensorrtVersion + ", running TensorRT " + version +
+                (s.versionCompatible ? ": needs the same major version, same or newer"
+                                     : ": rebuild it here, or build with --version-compatible"));
+  }
+  const bool sameCc = ccMajor == s.computeCapability[0] && ccMinor == s.computeCapability[1];
+  const std::string where = "engine built for " + s.gpuName + " (compute capability " +
+                            ccText(s.computeCapability[0], s.computeCapability[1]) + "), running on " + gpuName;
+  if (s.hardwareCompatibility == "ampere+") {
+    if (ccMajor < 8) throw Error(where + ": an ampere+ engine needs compute capability 8.0 or newer");
+  } else if (!sameCc) {
+    throw Error(where + ": rebuild it on this GPU, or build with --hardware-compat ampere+");
+  } else if (s.hardwareCompatibility == "none" && s.gpuName != gpuName) {
+    throw Error(where + ": TensorRT plans are tuned to the GPU model; rebuild here");
+  }
 }
 
 std::string sha256File(const std::string& path) {

@@ -4,9 +4,12 @@
 //   matter->run(src, bgr, 1, 1080, 1920, pha, fgr);                 // host float32 NCHW buffers
 //
 // Before deserializing, open() checks the engine against its JSON sidecar: the plan's sha256,
-// the TensorRT version and the GPU it was built for. Errors are thrown as mattex::Error.
+// the backend (the library is built against TensorRT or, with -DMATTEX_TENSORRT_RTX=ON, TensorRT
+// for RTX), its version and the GPU the plan was built for or targets. Errors are thrown as
+// mattex::Error.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -27,11 +30,16 @@ struct Profile {
 };
 
 struct Sidecar {
-  std::string tensorrtVersion;
-  std::string gpuName;
+  std::string backend = "tensorrt";  // or "tensorrt-rtx"
+  std::string tensorrtVersion;       // of the library that built the plan
+  std::string gpuName;               // empty for TensorRT for RTX plans built without a GPU
   int computeCapability[2] = {0, 0};
   bool versionCompatible = false;
   std::string hardwareCompatibility = "none";
+  // TensorRT for RTX: the compute capabilities the plan targets; empty with defaultTargets for
+  // its default set (8.0, 8.6, 8.9, 12.0 and later).
+  std::vector<std::array<int, 2>> targetComputeCapabilities;
+  bool defaultTargets = true;
   std::string planSha256;
   std::string precision;
   std::vector<Profile> profiles;
@@ -41,6 +49,12 @@ struct Sidecar {
 
 // SHA-256 of a file, lowercase hex.
 std::string sha256File(const std::string& path);
+
+// Throws Error unless a runtime of `backend` ("tensorrt" or "tensorrt-rtx") at `version`, on a
+// GPU named `gpuName` of compute capability ccMajor.ccMinor, can run the engine: the same rules
+// as the Python runtime (mattex.runtime.sidecar.check_environment).
+void checkEnvironment(const Sidecar& s, const std::string& backend, const std::string& version,
+                      int ccMajor, int ccMinor, const std::string& gpuName);
 
 class Matter {
  public:

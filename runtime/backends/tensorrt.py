@@ -1,32 +1,49 @@
-"""The TensorRT backend (TensorRT 10 and 11 Python API): named I/O tensors, execute_async_v3 on
-its own CUDA stream, pinned host buffers and device buffers reused across calls, optional CUDA
-graph. The engine is checked against its sidecar (plan sha256, TensorRT version, GPU) first."""
+"""TensorRT 10/11 and TensorRT for RTX (one Python API, the module chosen in one place,
+`import_tensorrt`): named I/O tensors, execute_async_v3 on its own CUDA stream, pinned host
+buffers and device buffers reused across calls, optional CUDA graph. The engine is checked
+against its sidecar (plan sha256, backend, version, GPU) first. TensorRT for RTX compiles the
+plan's kernels for the GPU when it loads; a runtime cache file keeps them across launches."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 
-from mattex.errors import BackendUnavailableError, CorruptEngineError
+from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
+from mattex.files import atomic_write_bytes
 
-from .io_spec import INPUTS, OUTPUTS, array_shape_dtype, check_inputs
-from .sidecar import Environment, check_environment, check_plan, load_sidecar
+from ..io_spec import INPUTS, OUTPUTS, array_shape_dtype, check_inputs
+from ..sidecar import Environment, check_environment, check_plan, load_sidecar
 
-INSTALL_HINT = ("pip install tensorrt (TensorRT 11, CUDA 13) or tensorrt-cu12 (CUDA 12) on the "
-                "machine with the NVIDIA GPU")
+# Backend name -> the Python module of its API.
+FLAVORS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+LABELS = {"tensorrt": "TensorRT", "tensorrt-rtx": "TensorRT for RTX"}
 
 
-def import_tensorrt():
+def import_tensorrt(flavor: str = "tensorrt"):
+    """The `tensorrt` or `tensorrt_rtx` module; BackendUnavailableError naming what to install."""
+    from . import BACKENDS
+
     try:
-        import tensorrt as trt
+        return importlib.import_module(FLAVORS[flavor])
     except ImportError:
-        raise BackendUnavailableError(f"TensorRT is not installed here: {INSTALL_HINT}") from None
-    return trt
+        raise BackendUnavailableError(
+            f"{LABELS[flavor]} is not installed here: {BACKENDS[flavor].install}") from None
+
+
+def tensorrt_installed(flavor: str) -> bool:
+    """Whether `flavor`'s module imports here (no GPU needed)."""
+    try:
+        import_tensorrt(flavor)
+        return True
+    except BackendUnavailableError:
+        return False
 
 
 def current_environment(trt, device: int = 0) -> Environment:
-    from .cuda import device_properties
+    from ..cuda import device_properties
 
     name, cc = device_properties(device)
     return Environment(trt.__version__, name, cc)
@@ -68,28 +85,44 @@ class _Buffer:
 
 
 class TensorRTBackend:
-    kind = "tensorrt"
+    """A mattex engine on TensorRT (`flavor` "tensorrt") or TensorRT for RTX ("tensorrt-rtx")."""
 
-    def __init__(self, path: str | Path, cuda_graph: bool = False, device: int = 0) -> None:
-        trt = import_tensorrt()
+    def __init__(self, path: str | Path, flavor: str = "tensorrt", cuda_graph: bool = False,
+                 device: int = 0, runtime_cache: str | Path | None = None) -> None:
+        if runtime_cache is not None and flavor != "tensorrt-rtx":
+            raise ConfigError("runtime_cache is TensorRT for RTX's cache of kernels compiled at load "
+                              "time; TensorRT plans are compiled when they are built")
+        self.kind = flavor
         self.path = Path(path)
         self.sidecar = load_sidecar(self.path)
+        if self.sidecar.backend != flavor:
+            raise EngineMismatchError(
+                f"{self.path.name} was built with {LABELS.get(self.sidecar.backend, self.sidecar.backend)}; "
+                f"it cannot run on {LABELS[flavor]} (Matter.open picks the backend from the sidecar)")
         check_plan(self.path, self.sidecar)
+        trt = import_tensorrt(flavor)
         check_environment(self.sidecar, current_environment(trt, device))
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
-        trt.init_libnvinfer_plugins(self.logger, "")  # plans exported with --topk plugin call them
+        if flavor == "tensorrt":
+            trt.init_libnvinfer_plugins(self.logger, "")  # plans exported with --topk plugin call them
         self.runtime = trt.Runtime(self.logger)
         if self.sidecar.version_compatible:
             self.runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
-        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        plan = self.path.read_bytes()
+        if flavor == "tensorrt-rtx":
+            _check_rtx_validity(trt, self.runtime, plan, self.path.name)
+        self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
-            raise CorruptEngineError(f"TensorRT {trt.__version__} could not deserialize {self.path.name}")
+            raise CorruptEngineError(f"{LABELS[flavor]} {trt.__version__} could not deserialize {self.path.name}")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         if sorted(names) != sorted(INPUTS + OUTPUTS):
             raise CorruptEngineError(f"{self.path.name} has I/O tensors {names}, expected {list(INPUTS + OUTPUTS)}")
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.context = self.engine.create_execution_context()
+        self.io_dtype = self.dtypes["src"]
+        self.runtime_cache = RuntimeCache(self.engine, runtime_cache) if flavor == "tensorrt-rtx" else None
+        self.context = (self.engine.create_execution_context(self.runtime_cache.config)
+                        if self.runtime_cache else self.engine.create_execution_context())
 
         from polygraphy import cuda
 
@@ -108,7 +141,7 @@ class TensorRTBackend:
             self.profile = index
 
     def _host_staging(self, name: str, shape, dtype):
-        from .cuda import PinnedBuffer
+        from ..cuda import PinnedBuffer
 
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         buffer = self.pinned.get(name)
@@ -151,6 +184,8 @@ class TensorRTBackend:
             self.context.set_tensor_address(name, addresses[name])
             shapes[name] = shape
         self._execute((bhw, self.profile, tuple(sorted(addresses.items()))))
+        if self.runtime_cache is not None:
+            self.runtime_cache.saw(bhw)
         if on_device:
             self.stream.synchronize()
             return tuple(DeviceTensor(self.buffers[n].array.ptr, shapes[n], self.dtypes[n]) for n in OUTPUTS)
@@ -172,7 +207,7 @@ class TensorRTBackend:
             if not self.context.execute_async_v3(self.stream.ptr):
                 raise BackendUnavailableError("TensorRT execute_async_v3 failed (see the TensorRT log)")
             return
-        from .cuda import CudaGraph
+        from ..cuda import CudaGraph
 
         if self.graph is None or self.graph_key != key:
             if self.graph is not None:
@@ -184,3 +219,58 @@ class TensorRTBackend:
             self.graph.capture(lambda: self.context.execute_async_v3(self.stream.ptr))
             self.graph_key = key
         self.graph.launch()
+
+
+# EngineInvalidityDiagnostics bits TensorRT for RTX reports, and what they mean for the user.
+RTX_DIAGNOSTICS = {
+    "UNSUPPORTED_CC": "the GPU's compute capability is not among the engine's targets: rebuild with "
+                      "`mattex build --backend tensorrt-rtx --compute-capability` naming it",
+    "VERSION_MISMATCH": "the engine comes from another TensorRT for RTX version: rebuild it with this one",
+    "OLD_CUDA_DRIVER": "the CUDA driver is older than TensorRT for RTX needs: update the driver",
+    "OLD_CUDA_RUNTIME": "the CUDA runtime is older than TensorRT for RTX needs",
+    "INSUFFICIENT_GPU_MEMORY": "the GPU has too little free memory for the engine",
+    "MALFORMED_ENGINE": "the file is not a TensorRT for RTX plan (corrupt or foreign)",
+    "CUDA_ERROR": "a CUDA error occurred while checking the engine",
+}
+
+
+def _check_rtx_validity(trt, runtime, plan: bytes, name: str) -> None:
+    """TensorRT for RTX's own verdict on running `plan` on this GPU, as a typed error."""
+    validity, diagnostics = runtime.get_engine_validity(plan)
+    if validity == trt.EngineValidity.INVALID:
+        raise rtx_invalidity_error(trt, name, int(diagnostics))
+
+
+def rtx_invalidity_error(trt, name: str, diagnostics: int):
+    """The error for an engine TensorRT for RTX calls invalid here, its diagnostic bits named:
+    CorruptEngineError for a malformed plan, EngineMismatchError for anything about this
+    machine (compute capability, version, driver, memory)."""
+    flags = [flag for flag in RTX_DIAGNOSTICS
+             if diagnostics & int(getattr(trt.EngineInvalidityDiagnostics, flag))]
+    error = CorruptEngineError if "MALFORMED_ENGINE" in flags else EngineMismatchError
+    reasons = "; ".join(RTX_DIAGNOSTICS[flag] for flag in flags) or f"invalid (diagnostics {diagnostics})"
+    return error(f"TensorRT for RTX {trt.__version__} cannot run {name} here: {reasons}")
+
+
+class RuntimeCache:
+    """TensorRT for RTX's runtime cache: the kernels it compiles for this GPU when an engine
+    loads and meets a new shape. Read from `path` when it fits this GPU, driver and version
+    (TensorRT for RTX checks; a stale file is ignored and rewritten), saved atomically after
+    each call that met a new shape, so the next launch skips the compilation."""
+
+    def __init__(self, engine, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.config = engine.create_runtime_config()
+        self.cache = self.config.create_runtime_cache()
+        self.loaded = False
+        if self.path is not None and self.path.is_file():
+            self.loaded = bool(self.cache.deserialize(self.path.read_bytes()))
+        self.config.set_runtime_cache(self.cache)
+        self.shapes: set[tuple[int, int, int]] = set()
+
+    def saw(self, bhw: tuple[int, int, int]) -> None:
+        if bhw in self.shapes:
+            return
+        self.shapes.add(bhw)
+        if self.path is not None:
+            atomic_write_bytes(self.path, bytes(self.cache.serialize()))

@@ -10,7 +10,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, CorruptEngineError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from .io_spec import INPUTS, OUTPUTS, check_inputs
+from ..io_spec import INPUTS, OUTPUTS, check_inputs
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
@@ -86,10 +86,10 @@ class OnnxRuntimeBackend:
         if names != list(INPUTS):
             raise CorruptEngineError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.dtype = np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32
+        self.io_dtype = np.dtype(np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32)
 
     def __call__(self, src, bgr) -> tuple[np.ndarray, np.ndarray]:
-        check_inputs({"src": src, "bgr": bgr}, self.dtype)
+        check_inputs({"src": src, "bgr": bgr}, self.io_dtype)
         if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
             raise BackendUnavailableError("the ONNX Runtime backend takes numpy arrays; pass device "
                                           "memory to a TensorRT engine")

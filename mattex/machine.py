@@ -1,0 +1,61 @@
+"""What machine a figure was measured on: CPU model, cores, the instruction sets that decide
+CPU speed (AVX2, AVX-512, VNNI, AMX, BF16) and the GPU, if any. Standard library only."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+# /proc/cpuinfo flag -> the name figures are reported with.
+INSTRUCTION_SETS = {
+    "avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512bw": "AVX-512BW",
+    "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16", "amx_tile": "AMX", "amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8",
+}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def instruction_sets(flags: set[str] | None = None) -> list[str]:
+    """The named instruction sets this CPU has, in INSTRUCTION_SETS order."""
+    flags = cpu_flags() if flags is None else flags
+    return [name for flag, name in INSTRUCTION_SETS.items() if flag in flags]
+
+
+def cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def describe_machine() -> dict:
+    """CPU model, usable cores, instruction sets and the GPU (name and compute capability)."""
+    from mattex.errors import MattexError
+
+    gpu = None
+    try:
+        from mattex.runtime.cuda import device_count, device_properties
+
+        if device_count() > 0:
+            name, cc = device_properties(0)
+            gpu = {"name": name, "compute_capability": f"{cc[0]}.{cc[1]}"}
+    except (MattexError, ImportError, OSError):  # no CUDA runtime or driver: a CPU-only machine
+        gpu = None
+    return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "instruction_sets": instruction_sets(), "gpu": gpu,
+            "python": platform.python_version(), "system": platform.system()}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
