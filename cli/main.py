@@ -133,7 +133,7 @@ def export(
     width: Optional[int] = typer.Option(None, help="Trace width."),
     opset: int = typer.Option(17, help="ONNX opset (13..20)."),
     debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
-    target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | onnxruntime."),
+    target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | tensorrt-rtx | onnxruntime."),
     fp16: bool = typer.Option(False, "--fp16", help="Mixed fp16/fp32 graph (strongly typed TensorRT FP16)."),
     io_dtype: str = typer.Option("float32", help="With --fp16: float32 (callers unchanged) or float16 I/O."),
     int8: bool = typer.Option(False, "--int8", help="Q/DQ int8 graph calibrated on --calibration-data."),
@@ -150,7 +150,8 @@ def export(
                              "standard ops, runs everywhere) or plugin (TensorRT 11's TopkLastDim "
                              "plugin; TensorRT only, frames need at least k patches)."),
     output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
-    no_engine: bool = typer.Option(False, "--no-engine", help="Do not build a TensorRT engine even where TensorRT and a GPU are present."),
+    no_engine: bool = typer.Option(False, "--no-engine", help="Do not build an engine. By default export "
+                                   "builds one where it can: with TensorRT and a GPU, else with TensorRT for RTX (no GPU needed)."),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Example: mattex export --backbone resnet50 --resolution hd --fp16 -o bgm_resnet50_hd_fp16.onnx
@@ -211,27 +212,34 @@ def export(
                     task, description=f"calibrating int8 ({i}/{n})", completed=i, total=n))
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {w.message}", highlight=False)
-    from mattex.exporter.build import automatic_build_problem, build_engine, parse_profile
+    from mattex.exporter.build import automatic_build, build_engine, parse_profile
+    from mattex.exporter.config import TENSORRT_TARGETS
 
-    engine = None
+    engine, engine_backend, problem = None, None, None
     build_command = f"mattex build {result.path} --profile {config.height}x{config.width}"
     profiles = [parse_profile(f"{config.height}x{config.width}")]
-    problem = None if no_engine or config.target != "tensorrt" else automatic_build_problem(result.path, profiles)
-    if not no_engine and config.target == "tensorrt" and problem is None:
+    if not no_engine and config.target in TENSORRT_TARGETS:
+        engine_backend, problem = automatic_build(result.path, profiles)
+        if config.target == "tensorrt-rtx" and engine_backend == "tensorrt":
+            engine_backend = "tensorrt-rtx"  # the file is for TensorRT for RTX: build that
+    if engine_backend is not None:
         engine = result.path.with_suffix(".engine")
-        build_engine(result.path, engine, profiles, log=lambda m: err_console.print(m, highlight=False))
-    elif problem and problem != "no TensorRT or GPU here":
+        build_engine(result.path, engine, profiles, engine_backend,
+                     log=(lambda m: None) if json_output else lambda m: err_console.print(m, highlight=False))
+    elif problem and problem != "no TensorRT or TensorRT for RTX here":
         err_console.print(f"[bold yellow]note:[/] engine not built here: {problem}", highlight=False)
+    where_to_build = ("on the machine with TensorRT 11 and the GPU" if config.topk == "plugin" else
+                      "with TensorRT for RTX (any machine) or TensorRT (on the GPU machine)")
     summary = {
         "file": str(result.path), "engine": str(engine) if engine else None,
+        "engine_backend": engine_backend,
         "size_bytes": result.size_bytes, "nodes": result.nodes,
         "op_histogram": result.op_histogram, "passes": result.passes,
         "check": result.check.to_dict(), "metadata": result.metadata,
         "next": [f"mattex check {result.path} --target {config.target}",
                  *([] if config.topk == "plugin" else  # ONNX Runtime cannot run a TensorRT plugin
                    [f"mattex verify {result.path}" + (f" --checkpoint {checkpoint}" if checkpoint else "")]),
-                 *([] if engine else [f"{build_command}  # on the machine with TensorRT"
-                                      f"{' 11' if config.topk == 'plugin' else ''} and the GPU"])],
+                 *([] if engine else [f"{build_command}  # {where_to_build}"])],
     }
     if _emit_json(summary, json_output):
         return
@@ -247,7 +255,8 @@ def export(
     table.add_row("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale "
                   f"{config.backbone_scale}{selection}")
     table.add_row("check", f"[green]passes {config.target} rules[/]")
-    table.add_row("engine", str(engine) if engine else "not built (no TensorRT or GPU here, or --no-engine)")
+    table.add_row("engine", f"{engine} ({engine_backend})" if engine else
+                  "not built (--no-engine, or no TensorRT for RTX, nor TensorRT with a GPU, here)")
     console.print(table)
     console.print("next:\n  " + "\n  ".join(summary["next"]), highlight=False)
 
@@ -265,18 +274,26 @@ def _precision_summary(result) -> str:
     return "fp32"
 
 
-@app.command(short_help="Lint an ONNX file against TensorRT's rules.")
+@app.command(short_help="Lint an ONNX file against TensorRT's rules; --build runs the real builder.")
 @user_errors_exit()
 def check(
     model: Path = typer.Argument(..., help="The ONNX file."),
-    target: str = typer.Option("tensorrt", help="tensorrt | onnxruntime."),
-    json_output: bool = typer.Option(False, "--json", help="Print findings as JSON."),
+    target: str = typer.Option("tensorrt", help="tensorrt | tensorrt-rtx | onnxruntime."),
+    build: bool = typer.Option(False, "--build", help="Also parse and build the file with the real "
+                               "TensorRT (TensorRT for RTX needs no GPU); no engine is kept."),
+    backend: str = typer.Option("auto", help="With --build: auto | tensorrt | tensorrt-rtx."),
+    profile: list[str] = typer.Option([], help="With --build: hd | 4k | HxW | HxW-HxW (default: the "
+                                      "file's trace size)."),
+    batch: int = typer.Option(1, help="With --build: largest batch of the profiles."),
+    json_output: bool = typer.Option(False, "--json", help="Print findings (and the build) as JSON."),
 ) -> None:
-    """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt
+    """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt --build
 
-    Statically check the graph (unsupported ops, TopK K/sorted, ScatterND reduction, Q/DQ zero
-    points, Resize modes, float64, data-dependent shapes, shape-tensor inputs). Exits 1 on any
-    error finding.
+    Statically check the graph against TensorRT's parser and builder rules (unsupported ops,
+    TopK K/sorted, scatter extents, Q/DQ, Resize modes, float64, data-dependent shapes,
+    shape-tensor inputs, plugins; `mattex check --help` lists them in the README). With
+    --build, TensorRT's own parser and builder then build it for real, a GPU-free TensorRT
+    check for CI with TensorRT for RTX. Exits 1 on any error finding or a failed build.
     """
     import onnx
     from google.protobuf.message import DecodeError
@@ -285,6 +302,8 @@ def check(
 
     if not model.is_file():
         raise typer.BadParameter(f"no such file: {model}")
+    if not build and (profile or backend != "auto" or batch != 1):
+        raise typer.BadParameter("--backend, --profile and --batch go with --build")
     try:
         proto = onnx.load(str(model))
         onnx.checker.check_model(proto)
@@ -292,20 +311,31 @@ def check(
         err_console.print(f"[bold red]error:[/] {model} is not a valid ONNX model: {e}")
         raise typer.Exit(2) from None
     report = check_model(proto, target)
-    if not _emit_json(report.to_dict(), json_output):
+    built = None
+    if build:
+        from mattex.exporter.build import check_build, parse_profile
+
+        if backend == "auto" and target == "tensorrt-rtx":
+            backend = "tensorrt-rtx"
+        built = check_build(model, backend, [parse_profile(p, batch) for p in profile] or None)
+    if not _emit_json({**report.to_dict(), **({"build": built.to_dict()} if built else {})}, json_output):
         if report.findings:
             table = Table(title=f"mattex check {model} ({target})")
             for column in ("rule", "where", "problem"):
                 table.add_column(column, overflow="fold")
             for f in report.findings:
-                table.add_row(f.rule, f.node, f.message if f.severity == "error" else f"({f.severity}) {f.message}")
+                message = f.message if f.severity == "error" else f"({f.severity}) {f.message}"
+                table.add_row(f.rule, f.node, message + (f"\n[dim]rests on: {f.basis}[/]" if f.basis else ""))
             console.print(table)
         verdict = "[green]passes[/]" if report.passed else "[red]fails[/]"
         errors = sum(f.severity == "error" for f in report.findings)
         notes = len(report.findings) - errors
         console.print(f"{model}: {verdict} {len(report.rules)} {target} rules, "
                       f"{errors} error{'s' * (errors != 1)}, {notes} note{'s' * (notes != 1)}")
-    if not report.passed:
+        if built is not None:
+            mark = "[green]builds[/]" if built.passed else "[red]does not build[/]"
+            console.print(f"{model}: {mark}: {built.message}", highlight=False)
+    if not report.passed or (built is not None and not built.passed):
         raise typer.Exit(1)
 
 
@@ -492,36 +522,52 @@ def _parse_size(resolution: str) -> tuple[int, int]:
     return height, width
 
 
-@app.command(short_help="Build a TensorRT engine (raw plan + JSON sidecar) from an exported ONNX.")
+@app.command(short_help="Build an engine (raw plan + JSON sidecar) with TensorRT or TensorRT for RTX.")
 @user_errors_exit()
 def build(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
+    backend: str = typer.Option("auto", help="auto | tensorrt | tensorrt-rtx. auto: TensorRT where it and "
+                                "a GPU are here, else TensorRT for RTX (no GPU needed)."),
     profile: list[str] = typer.Option(["hd"], help="hd | 4k | HxW | HxW-HxW (min-max); repeat for several profiles."),
     batch: int = typer.Option(1, help="Largest batch of every profile (batch 1..N)."),
+    compute_capability: Optional[str] = typer.Option(
+        None, help="TensorRT for RTX: the GPUs to target, e.g. 8.6,8.9,12.0, or current (this machine's "
+        "GPU). Default: its portable set, compute capability 8.0, 8.6, 8.9, 12.0 and later; 7.5 only when named."),
     workspace: float = typer.Option(4.0, help="Builder workspace in GiB."),
-    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, created if missing and reused (same TensorRT version only)."),
-    version_compatible: bool = typer.Option(False, help="Runs on later TensorRT versions of the same major (slower)."),
-    hardware_compat: str = typer.Option("none", help="none | ampere+ (any GPU from Ampere on) | same-cc (same compute capability)."),
+    timing_cache: Optional[Path] = typer.Option(None, help="TensorRT: timing cache file, created if missing and reused (same TensorRT version only)."),
+    version_compatible: bool = typer.Option(False, help="TensorRT: runs on later TensorRT versions of the same major (slower)."),
+    hardware_compat: str = typer.Option("none", help="TensorRT: none | ampere+ (any GPU from Ampere on) | same-cc (same compute capability)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
     json_output: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
 ) -> None:
-    """Example: mattex build bgm_resnet50_hd.onnx --profile hd --batch 2 --timing-cache trt.cache -o bgm_resnet50_hd.engine
+    """Example: mattex build bgm_resnet50_hd.onnx --backend tensorrt-rtx --profile hd --compute-capability 8.6,8.9,12.0
 
     Parse the ONNX with TensorRT's parser into a strongly typed network (precision comes from
-    the file), build a plan for this GPU with the given optimization profiles, and write it
-    beside a JSON sidecar recording the TensorRT version, GPU, profiles, I/O, precision and the
-    ONNX's and plan's sha256. The plan stays raw: trtexec --loadEngine and C++ load it.
+    the file), build a plan with the given optimization profiles, and write it beside a JSON
+    sidecar recording the backend and its version, the GPU or target compute capabilities,
+    profiles, I/O, precision and the ONNX's and plan's sha256. TensorRT builds for the GPU it
+    runs on; TensorRT for RTX builds ahead of time on any machine, no GPU needed, and compiles
+    the kernels when the engine loads. The plan stays raw: trtexec --loadEngine (the RTX
+    tools for RTX plans) and C++ load it.
     """
-    from mattex.exporter.build import build_engine, parse_profile
+    from mattex.exporter.build import BuildOptions, build_engine, parse_compute_capabilities, parse_profile
 
     profiles = [parse_profile(p, batch) for p in profile]
     output = output or model.with_suffix(".engine")
-    sidecar = build_engine(model, output, profiles, workspace, timing_cache, version_compatible,
-                           hardware_compat, log=lambda m: err_console.print(m, highlight=False))
+    options = BuildOptions(workspace, timing_cache, version_compatible, hardware_compat,
+                           parse_compute_capabilities(compute_capability))
+    sidecar = build_engine(model, output, profiles, backend, options,
+                           log=(lambda m: None) if json_output else lambda m: err_console.print(m, highlight=False))
     if _emit_json(sidecar.to_dict(), json_output):
         return
-    console.print(f"built {output} for {sidecar.gpu_name} with TensorRT {sidecar.tensorrt_version}; "
-                  f"sidecar {output}.json")
+    from mattex.runtime.sidecar import describe_targets
+
+    target = (f"for {describe_targets(sidecar.target_compute_capabilities)}" if sidecar.backend == "tensorrt-rtx"
+              else f"for {sidecar.gpu_name}")
+    label = "TensorRT for RTX" if sidecar.backend == "tensorrt-rtx" else "TensorRT"
+    console.print(f"built {output} with {label} {sidecar.tensorrt_version} {target}; sidecar {output}.json",
+                  highlight=False)
+
 
 if __name__ == "__main__":
     app()

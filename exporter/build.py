@@ -1,23 +1,27 @@
-"""`mattex build`: a TensorRT engine (a raw plan) and its JSON sidecar from an exported ONNX.
+"""`mattex build`: an engine (a raw plan) and its JSON sidecar from an exported ONNX, with
+TensorRT 10/11 (on the GPU it will run on) or TensorRT for RTX (ahead of time, no GPU needed).
 
-Strongly typed on TensorRT 10 and 11: precision comes from the ONNX itself (fp16 tensors,
-Q/DQ nodes), never from builder flags (TensorRT 11 removed them).
+Strongly typed on every backend: precision comes from the ONNX itself (fp16 tensors, Q/DQ
+nodes), never from builder flags (TensorRT 11 removed them; TensorRT for RTX never had them).
 """
 
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mattex
-from mattex.errors import ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.files import atomic_write_bytes, sha256_file
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
+from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt, tensorrt_installed
 from mattex.runtime.io_spec import INPUTS, Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar
-from mattex.runtime.tensorrt_backend import current_environment, import_tensorrt
 
 PROFILE_PRESETS = {"hd": (1080, 1920), "4k": (2160, 3840)}
+BUILD_BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
 
 
 class EngineBuildError(MattexError):
@@ -49,12 +53,172 @@ def parse_profile(text: str, max_batch: int = 1) -> Profile:
     return Profile((1, *low), (max_batch, *high), (max_batch, *high))
 
 
+def parse_compute_capabilities(text: str | None) -> list[str] | None:
+    """`8.6,8.9,12.0` (or `current`: the GPU of this machine) -> ['8.6', '8.9', '12.0'];
+    None or empty: TensorRT for RTX's default targets."""
+    if not text:
+        return None
+    values = [v.strip().lower() for v in text.split(",") if v.strip()]
+    for value in values:
+        if value != "current" and not re.fullmatch(r"\d+\.\d+", value):
+            raise ConfigError(f"compute capability {value!r}: expected MAJOR.MINOR (e.g. 8.6) or current")
+    if "current" in values and len(values) > 1:
+        raise ConfigError("--compute-capability current targets this machine's GPU alone; "
+                          "do not combine it with others")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"--compute-capability {text!r} names a compute capability twice")
+    return values
+
+
+def choose_build_backend(requested: str = "auto") -> str:
+    """`tensorrt` or `tensorrt-rtx`. auto: TensorRT where it is installed and a GPU is visible
+    (it builds for that GPU), else TensorRT for RTX where installed (no GPU needed)."""
+    if requested not in BUILD_BACKENDS:
+        raise ConfigError(f"unknown build backend {requested!r}; choose one of {', '.join(BUILD_BACKENDS)}")
+    if requested != "auto":
+        return requested
+    if tensorrt_installed("tensorrt") and _gpu_visible():
+        return "tensorrt"
+    if tensorrt_installed("tensorrt-rtx"):
+        return "tensorrt-rtx"
+    if tensorrt_installed("tensorrt"):
+        return "tensorrt"  # its build then says that it needs a GPU
+    from mattex.runtime.backends import BACKENDS
+
+    raise BackendUnavailableError(
+        "no TensorRT here to build with: TensorRT for RTX builds on any machine, GPU or not ("
+        f"{BACKENDS['tensorrt-rtx'].install}); TensorRT 10/11 on the GPU machine ("
+        f"{BACKENDS['tensorrt'].install})")
+
+
+def _gpu_visible() -> bool:
+    from mattex.runtime.cuda import device_count
+
+    try:
+        return device_count() > 0
+    except BackendUnavailableError:
+        return False
+
+
+@dataclass
+class BuildOptions:
+    """How to build, per backend. TensorRT only: timing cache, version-compatible and
+    hardware-compatible plans. TensorRT for RTX only: the target compute capabilities."""
+
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None
+    version_compatible: bool = False
+    hardware_compat: str = "none"
+    compute_capabilities: list[str] | None = None
+
+    def validate(self, backend: str) -> None:
+        if self.workspace_gib <= 0:
+            raise ConfigError(f"--workspace must be positive, got {self.workspace_gib} GiB")
+        if self.hardware_compat not in HARDWARE_COMPAT:
+            raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
+        if backend == "tensorrt-rtx":
+            refused = {"--timing-cache": self.timing_cache is not None,
+                       "--version-compatible": self.version_compatible,
+                       "--hardware-compat": self.hardware_compat != "none"}
+            given = [name for name, set_ in refused.items() if set_]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)} {'is a TensorRT option' if len(given) == 1 else 'are TensorRT options'}"
+                    ": TensorRT for RTX builds without a GPU "
+                    "and compiles kernels for the GPU when the engine loads (target GPUs: "
+                    "--compute-capability; reuse compiled kernels: Matter.open(engine, runtime_cache=PATH))")
+        elif self.compute_capabilities is not None:
+            raise ConfigError("--compute-capability is TensorRT for RTX's (--backend tensorrt-rtx); a "
+                              "TensorRT plan is built for the GPU it is built on (see --hardware-compat)")
+
+
+@dataclass
+class BuiltPlan:
+    """A plan and what the network it came from looks like."""
+
+    plan: bytes
+    io: list[dict]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    timing_cache: bytes | None = None
+
+
+def _recording_logger(trt):
+    """A TensorRT logger that keeps the errors (for the exception) and passes warnings on."""
+
+    class Recorder(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.warnings: list[str] = []
+
+        def log(self, severity, message) -> None:
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(str(message))
+            elif severity == trt.ILogger.Severity.WARNING:
+                self.warnings.append(str(message))
+
+    return Recorder()
+
+
+def parse_and_build(trt, onnx_path: Path, shapes: dict[str, list[tuple]], configure=lambda config: None,
+                    keep_timing_cache: bool = False) -> BuiltPlan:
+    """Parse `onnx_path` with `trt`'s ONNX parser into a strongly typed network and build a
+    serialized plan with one optimization profile per entry of each input's `shapes` list
+    ((min, opt, max) tuples), after `configure(builder_config)`. Raises EngineBuildError with
+    the parser's or builder's own messages."""
+    label = LABELS["tensorrt-rtx" if trt.__name__ == "tensorrt_rtx" else "tensorrt"]
+    logger = _recording_logger(trt)
+    if hasattr(trt, "init_libnvinfer_plugins") and trt.__name__ == "tensorrt":
+        trt.init_libnvinfer_plugins(logger, "")  # --topk plugin files call libnvinfer_plugin
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # 10.x opt-in, else implied
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    started = time.perf_counter()
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"{label}'s ONNX parser rejected {onnx_path.name}:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    missing = [t.name for t in inputs if t.name not in shapes]
+    if missing:
+        raise ConfigError(f"no profile shapes for the network inputs {missing}")
+    for index in range(len(next(iter(shapes.values()), []))):
+        profile = builder.create_optimization_profile()
+        for tensor in inputs:
+            profile.set_shape(tensor.name, *shapes[tensor.name][index])
+        config.add_optimization_profile(profile)
+    configure(config)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError(f"{label} {trt.__version__} could not build {onnx_path.name}:\n  "
+                               + "\n  ".join(logger.errors or ["(no error message)"]))
+
+    def io(tensor, mode):
+        import numpy as np
+
+        return {"name": tensor.name, "mode": mode, "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
+                "shape": list(tensor.shape)}
+
+    return BuiltPlan(bytes(plan), [io(t, "input") for t in inputs]
+                     + [io(network.get_output(i), "output") for i in range(network.num_outputs)],
+                     time.perf_counter() - started, logger.warnings,
+                     bytes(config.get_timing_cache().serialize()) if keep_timing_cache else None)
+
+
 def _read_onnx(path: Path) -> tuple[dict, list[dict]]:
     """The file's metadata, and the TensorRT plugins its graph calls (from the nodes themselves,
     so a file whose metadata was stripped or rewritten is still checked)."""
     import onnx
+    from google.protobuf.message import DecodeError
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable ONNX file: {e}") from None
     return {p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph)
 
 
@@ -75,89 +239,166 @@ def plugins_in_graph(graph) -> list[dict]:
     return found
 
 
+def mattex_shapes(profiles: list[Profile]) -> dict[str, list[tuple]]:
+    """The (min, opt, max) shapes of src and bgr for each profile."""
+    return {name: [(_nchw(p.min), _nchw(p.opt), _nchw(p.max)) for p in profiles] for name in INPUTS}
+
+
 def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profile],
-                 workspace_gib: float = 4.0, timing_cache: str | Path | None = None,
-                 version_compatible: bool = False, hardware_compat: str = "none",
+                 backend: str = "auto", options: BuildOptions | None = None,
                  log=lambda message: None) -> Sidecar:
-    """Build `output` (a raw plan) and `output`.json; returns the sidecar."""
+    """Build `output` (a raw plan) and `output`.json with `backend` (auto, tensorrt,
+    tensorrt-rtx); returns the sidecar. Nothing is written unless the build succeeds."""
     onnx_path, output = Path(onnx_path), Path(output)
+    options = options or BuildOptions()
     if not onnx_path.is_file():
         raise ConfigError(f"no such ONNX file: {onnx_path}")
-    if hardware_compat not in HARDWARE_COMPAT:
-        raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
     if not profiles:
         raise ConfigError("at least one --profile is needed")
+    backend = choose_build_backend(backend)
+    options.validate(backend)
     meta, plugins = _read_onnx(onnx_path)
-    check_plugin_requirements(plugins, profiles, version_compatible)
-    trt = import_tensorrt()
-    check_plugin_requirements(plugins, profiles, version_compatible, tensorrt_version=trt.__version__)
-    env = current_environment(trt)
-    logger = trt.Logger(trt.Logger.WARNING)
-    # The ONNX parser finds plugin nodes (--topk plugin) in the registry this fills.
-    trt.init_libnvinfer_plugins(logger, "")
-    builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # 10.x opt-in, 11.x implied
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    log(f"parsing {onnx_path.name} with TensorRT {trt.__version__}"
+    check_plugin_requirements(plugins, profiles, options.version_compatible, backend=backend)
+    trt = import_tensorrt(backend)
+    if backend == "tensorrt":
+        check_plugin_requirements(plugins, profiles, tensorrt_version=trt.__version__)
+        env = current_environment(trt)
+        gpu, cc, targets = env.gpu_name, env.compute_capability, None
+        where = f"for {env.gpu_name} (compute capability {cc[0]}.{cc[1]})"
+    else:
+        gpu, cc = None, None
+        targets = _rtx_targets(trt, options.compute_capabilities)
+        where = ("ahead of time for " + (", ".join(f"{a}.{b}" for a, b in targets) if targets else
+                                         "its default GPUs (compute capability 8.0, 8.6, 8.9, 12.0 and later)"))
+    log(f"building {onnx_path.name} with {LABELS[backend]} {trt.__version__} {where}"
         + (f" (plugins: {', '.join(sorted({p['name'] for p in plugins}))})" if plugins else ""))
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineBuildError(f"TensorRT's ONNX parser rejected {onnx_path.name}:\n  " + "\n  ".join(errors))
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    for profile in profiles:
-        optimization = builder.create_optimization_profile()
-        for name in INPUTS:
-            optimization.set_shape(name, _nchw(profile.min), _nchw(profile.opt), _nchw(profile.max))
-        config.add_optimization_profile(optimization)
-    cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    levels = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
-    level = getattr(trt.HardwareCompatibilityLevel, levels[hardware_compat], None)
-    if level is None:
-        raise ConfigError(f"TensorRT {trt.__version__} has no hardware compatibility level {hardware_compat}")
-    config.hardware_compatibility_level = level
-
-    log(f"building for {env.gpu_name} (compute capability {env.compute_capability[0]}.{env.compute_capability[1]})")
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineBuildError(f"TensorRT could not build {onnx_path.name} (see its log above)")
-    atomic_write_bytes(output, bytes(plan))
-    if cache_path:
-        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
-
-    def io(tensor, mode):
-        import numpy as np
-
-        return {"name": tensor.name, "mode": mode, "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
-                "shape": list(tensor.shape)}
-
+    built = parse_and_build(trt, onnx_path, mattex_shapes(profiles),
+                            lambda config: _configure(trt, config, backend, options, targets),
+                            keep_timing_cache=options.timing_cache is not None)
+    atomic_write_bytes(output, built.plan)
+    if built.timing_cache is not None:
+        atomic_write_bytes(options.timing_cache, built.timing_cache)
     sidecar = Sidecar(
-        tensorrt_version=trt.__version__, gpu_name=env.gpu_name,
-        compute_capability=env.compute_capability, profiles=profiles,
-        io=[io(network.get_input(i), "input") for i in range(network.num_inputs)]
-        + [io(network.get_output(i), "output") for i in range(network.num_outputs)],
-        precision=meta.get("precision", "fp32"), onnx_sha256=sha256_file(onnx_path),
+        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, profiles=profiles,
+        io=built.io, precision=meta.get("precision", "fp32"), onnx_sha256=sha256_file(onnx_path),
         plan_sha256=sha256_file(output), mattex_version=mattex.__version__,
-        version_compatible=version_compatible, hardware_compatibility=hardware_compat,
-        export_metadata=meta)
+        version_compatible=options.version_compatible, hardware_compatibility=options.hardware_compat,
+        export_metadata=meta, backend=backend, target_compute_capabilities=targets)
     sidecar.save(output)
+    log(f"built in {built.seconds:.1f} s")
     return sidecar
 
 
+@dataclass
+class BuildCheck:
+    """What TensorRT's own parser and builder said of a file (no engine written)."""
+
+    backend: str
+    version: str
+    passed: bool
+    seconds: float
+    message: str
+    profiles: list[Profile]
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "version": self.version, "passed": self.passed,
+                "seconds": round(self.seconds, 3), "message": self.message,
+                "profiles": [p.to_dict() for p in self.profiles]}
+
+
+def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Profile] | None = None) -> BuildCheck:
+    """Parse and build `onnx_path` with the real TensorRT (for RTX: on any machine, no GPU),
+    for `profiles` (default: the file's trace size, batch 1), and report; nothing is written."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ConfigError(f"no such ONNX file: {onnx_path}")
+    backend = choose_build_backend(backend)
+    meta, plugins = _read_onnx(onnx_path)
+    profiles = profiles or [parse_profile(meta.get("trace_size", "hd"))]
+    check_plugin_requirements(plugins, profiles, backend=backend)
+    trt = import_tensorrt(backend)
+    if backend == "tensorrt":
+        current_environment(trt)  # TensorRT builds for a GPU: it needs one
+    try:
+        built = parse_and_build(trt, onnx_path, input_shapes(onnx_path, profiles),
+                                lambda config: _configure(trt, config, backend, BuildOptions(), None))
+    except EngineBuildError as e:
+        return BuildCheck(backend, trt.__version__, False, 0.0, str(e), profiles)
+    return BuildCheck(backend, trt.__version__, True, built.seconds,
+                      f"{LABELS[backend]} {trt.__version__} parsed and built {onnx_path.name} in "
+                      f"{built.seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB plan, not kept)", profiles)
+
+
+def input_shapes(onnx_path: Path, profiles: list[Profile]) -> dict[str, list[tuple]]:
+    """Profile shapes for every graph input: src and bgr from `profiles`; any other input (a
+    graph not exported by mattex) at its static size, a free batch at 1 and other free sizes
+    at 64."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {t.name for t in model.graph.initializer}
+    shapes = mattex_shapes(profiles)
+    for inp in model.graph.input:
+        if inp.name in shapes or inp.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else (1 if i == 0 else 64)
+                for i, d in enumerate(inp.type.tensor_type.shape.dim)]
+        shapes[inp.name] = [(tuple(dims),) * 3] * len(profiles)
+    return {name: value for name, value in shapes.items()
+            if name in {i.name for i in model.graph.input}}
+
+
+def _rtx_targets(trt, values: list[str] | None) -> list[tuple[int, int]] | None:
+    """--compute-capability values as (major, minor), each one TensorRT for RTX can target;
+    `current` resolves to this machine's GPU."""
+    if values is None:
+        return None
+    if values == ["current"]:
+        from mattex.runtime.cuda import device_properties
+
+        values = ["{}.{}".format(*device_properties(0)[1])]
+    known = sorted((int(n[2:-1]), int(n[-1])) for n in dir(trt.ComputeCapability) if n.startswith("SM"))
+    targets = [tuple(int(part) for part in value.split(".")) for value in values]
+    for major, minor in targets:
+        if (major, minor) not in known:
+            raise ConfigError(
+                f"TensorRT for RTX {trt.__version__} cannot target compute capability {major}.{minor} "
+                f"(it targets {', '.join(f'{a}.{b}' for a, b in known)}: RTX GPUs, not data-center "
+                "GPUs such as the H100, 9.0)")
+    return targets
+
+
+def _configure(trt, config, backend: str, options: BuildOptions, targets) -> None:
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    if backend == "tensorrt-rtx":
+        if targets is not None:
+            config.num_compute_capabilities = len(targets)
+            for index, (major, minor) in enumerate(targets):
+                config.set_compute_capability(getattr(trt.ComputeCapability, f"SM{major}{minor}"), index)
+        return
+    if options.timing_cache:
+        cache_bytes = options.timing_cache.read_bytes() if options.timing_cache.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    levels = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
+    level = getattr(trt.HardwareCompatibilityLevel, levels[options.hardware_compat], None)
+    if level is None:
+        raise ConfigError(f"TensorRT {trt.__version__} has no hardware compatibility level {options.hardware_compat}")
+    config.hardware_compatibility_level = level
+
+
 def check_plugin_requirements(plugins: list[dict], profiles: list[Profile], version_compatible: bool = False,
-                              tensorrt_version: str | None = None) -> None:
+                              tensorrt_version: str | None = None, backend: str = "tensorrt") -> None:
     """Refuse a build the graph's TensorRT plugins (`plugins_in_graph`) cannot serve: frames
-    with fewer patches than a top-k plugin's k, a TensorRT older than the plugin, or a
-    version-compatible plan (its lean runtime does not carry libnvinfer_plugin)."""
+    with fewer patches than a top-k plugin's k, a TensorRT older than the plugin, a
+    version-compatible plan (its lean runtime does not carry libnvinfer_plugin), or TensorRT
+    for RTX (it ships no plugin library)."""
+    if plugins and backend == "tensorrt-rtx":
+        names = ", ".join(sorted({p["name"] for p in plugins}))
+        raise ConfigError(f"the file calls the TensorRT plugin {names} (exported with --topk plugin); "
+                          "TensorRT for RTX ships no such plugin: export with --topk onnx (the "
+                          "default) for TensorRT for RTX")
     for plugin in plugins:
         name, needed = plugin["name"], plugin["min_axis_size"]
         for profile in profiles:
@@ -175,18 +416,21 @@ def check_plugin_requirements(plugins: list[dict], profiles: list[Profile], vers
                           "build without it, or export with --topk onnx")
 
 
-def automatic_build_problem(onnx_path: str | Path, profiles: list[Profile]) -> str | None:
-    """Why `mattex export` should not build the engine itself on this machine; None to build."""
-    if not tensorrt_ready():
-        return "no TensorRT or GPU here"
-    import onnx
-
-    plugins = plugins_in_graph(onnx.load(str(onnx_path), load_external_data=False).graph)
+def automatic_build(onnx_path: str | Path, profiles: list[Profile]) -> tuple[str | None, str | None]:
+    """What `mattex export` builds itself: (backend, None) to build with that backend, or
+    (None, why not) on a machine with no backend that can build this file here."""
     try:
-        check_plugin_requirements(plugins, profiles, tensorrt_version=import_tensorrt().__version__)
+        backend = choose_build_backend("auto")
+        if backend == "tensorrt" and not _gpu_visible():
+            return None, "TensorRT is installed but no GPU is visible"
+        _, plugins = _read_onnx(Path(onnx_path))
+        version = import_tensorrt(backend).__version__ if backend == "tensorrt" else None
+        check_plugin_requirements(plugins, profiles, tensorrt_version=version, backend=backend)
+    except BackendUnavailableError:
+        return None, "no TensorRT or TensorRT for RTX here"
     except MattexError as e:
-        return str(e)
-    return None
+        return None, str(e)
+    return backend, None
 
 
 def _major(version: str) -> int:
@@ -196,12 +440,3 @@ def _major(version: str) -> int:
 def _nchw(bhw: tuple[int, int, int]) -> tuple[int, int, int, int]:
     b, h, w = bhw
     return (b, 3, h, w)
-
-
-def tensorrt_ready() -> bool:
-    """True when TensorRT imports and a CUDA GPU is visible (export then builds the engine)."""
-    try:
-        current_environment(import_tensorrt())
-        return True
-    except MattexError:
-        return False

@@ -25,7 +25,8 @@ DYNAMIC_AXES = {
 }
 
 DEFAULT_OPSET = 17
-TARGETS = ("tensorrt", "onnxruntime")
+TARGETS = ("tensorrt", "tensorrt-rtx", "onnxruntime")
+TENSORRT_TARGETS = ("tensorrt", "tensorrt-rtx")
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,7 @@ class ExportConfig:
             )
         if self.target not in TARGETS:
             raise ConfigError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
-        if self.refine_mode == "thresholding" and self.target == "tensorrt":
+        if self.refine_mode == "thresholding" and self.target in TENSORRT_TARGETS:
             raise ConfigError(
                 "thresholding refines a data-dependent number of patches (NonZero), which "
                 "TensorRT cannot build into a static engine; use --refine-mode sampling (a "
@@ -203,6 +204,9 @@ class ExportConfig:
             raise ConfigError("--io-dtype float16 needs --fp16 (int8 and fp32 files take float32)")
         if self.topk not in TOPK_METHODS:
             raise ConfigError(f"unknown --topk {self.topk!r}; choose one of {', '.join(TOPK_METHODS)}")
+        if self.topk == "plugin" and self.target == "tensorrt-rtx":
+            raise ConfigError("--topk plugin calls TensorRT 11's TopkLastDim plugin, and TensorRT for RTX "
+                              "ships no plugins: use --topk onnx (the default) for --target tensorrt-rtx")
         if self.topk == "plugin" and (self.target != "tensorrt" or self.refine_mode != "sampling"):
             raise ConfigError(
                 "--topk plugin hands the sampling refiner's top-k to a TensorRT plugin: it needs "

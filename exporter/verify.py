@@ -14,7 +14,7 @@ import torch
 from mattex.errors import BackendUnavailableError, CheckpointError, ConfigError, MattexError
 from mattex.files import sha256_file
 
-from mattex.runtime.onnxruntime_backend import disabled_optimizers_for
+from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
 
 from .config import BUDGETS, ExportConfig
 from .export import read_metadata

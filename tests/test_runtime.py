@@ -14,7 +14,7 @@ from mattex.exporter.config import BUDGETS, ExportConfig
 from mattex.exporter.export import export_onnx
 from mattex.exporter.weights import WeightsSource, build_model
 from mattex.runtime import Matter, Profile, check_inputs
-from mattex.runtime.onnxruntime_backend import choose_providers
+from mattex.runtime.backends.onnxruntime import choose_providers
 from mattex.runtime.sidecar import Environment, Sidecar, check_environment, check_plan, \
     load_sidecar, sha256_file
 
@@ -183,10 +183,18 @@ def test_build_without_tensorrt_says_what_to_install(hd_onnx):
 
     from mattex.cli.main import app
 
-    result = CliRunner().invoke(app, ["build", str(hd_onnx)])
+    result = CliRunner().invoke(app, ["build", str(hd_onnx), "--backend", "tensorrt"])
     assert result.exit_code == 2
     assert "TensorRT is not installed here: pip install tensorrt" in result.output
     assert "Traceback" not in result.output
+
+
+def test_build_with_nothing_installed_names_both_backends(monkeypatch):
+    import mattex.exporter.build as build
+
+    monkeypatch.setattr(build, "tensorrt_installed", lambda flavor: False)
+    with pytest.raises(BackendUnavailableError, match="TensorRT for RTX builds on any machine.*tensorrt-rtx"):
+        build.choose_build_backend("auto")
 
 
 # TensorRT on a GPU: runs where both exist, skips with the reason elsewhere ---------------------
