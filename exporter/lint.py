@@ -1,8 +1,11 @@
 """`mattex check`: a static linter of the rules TensorRT's ONNX parser and builder impose.
 
 Each rule is a small function over the model that yields findings; `RULES` is their registry
-(unknown or duplicate names fail loudly). Rules come from TensorRT 10/11's parser support
-matrix and builder limits (see the README's "TensorRT rules" section).
+(unknown or duplicate names fail loudly). Every rule declares what TensorRT for RTX, the real
+parser and builder on every machine, does with the graph the rule exists to catch (`rtx`:
+"rejects", "builds" or "never finishes"); tests/test_lint_oracle.py builds each rule's breaking
+graph with it and holds the declaration to the verdict. A rule TensorRT for RTX does not confirm
+says what it rests on (`basis`): TensorRT 10/11's parser table, or what mattex's runtime needs.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from mattex.errors import ConfigError
 from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGIN_DOMAIN, PLUGINS
 from mattex.registry import Registry
 
+# TensorRT for RTX has TensorRT's ONNX parser and builder: every TensorRT rule holds for it too.
+TENSORRT_TARGETS = ("tensorrt", "tensorrt-rtx")
+
 TENSORRT_MAX_TOPK = 3840  # "K input must be less than 3840" (TensorRT 10.15 parser table)
 
 UNSUPPORTED_OPS = {
-    "If": "conditional subgraphs: BGMv2 needs none; bake the branch at export",
-    "Loop": "loops: use a fixed unrolled computation",
-    "Scan": "scan loops",
     "Unique": "no TensorRT implementation",
     "RoiAlign": "needs a plugin; crop patches with Gather instead",
     "Col2Im": "no TensorRT implementation (unfold/fold)",
@@ -31,7 +34,13 @@ UNSUPPORTED_OPS = {
     "SequenceEmpty": "sequences", "SplitToSequence": "sequences", "ConcatFromSequence": "sequences",
     "StringNormalizer": "strings", "Optional": "optionals", "OptionalGetElement": "optionals",
 }
+CONTROL_FLOW_OPS = {"If", "Loop", "Scan"}
 DATA_DEPENDENT_OPS = {"NonZero", "Unique", "Compress", "NonMaxSuppression"}
+# Chained Where nodes the builder handles in reasonable time. TensorRT for RTX 1.7 (Myelin) took
+# time exponential in the chain's length: a bisection whose steps each select between two
+# coupled states built in 1 s at 8 steps, 14 s at 10 and did not finish in 100 s at 12; with one
+# state, 0.3 s at 12, 2.5 s at 16, 36 s at 20.
+WHERE_CHAIN_LIMIT = 12
 RESIZE_MODES = {"nearest", "linear"}
 RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "asymmetric", "align_corners",
                       "tf_half_pixel_for_nn"}
@@ -51,6 +60,7 @@ class Finding:
     node: str
     message: str
     severity: str = "error"
+    basis: str = ""  # what the rule rests on, where TensorRT for RTX does not reject the graph itself
 
 
 @dataclass
@@ -82,10 +92,15 @@ class ModelView:
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.producer = {out: n for n in self.nodes for out in n.output}
         self.dtypes: dict[str, int] = {}
+        self.shapes: dict[str, list[int | str | None]] = {}
         for info in [*self.graph.input, *self.graph.output, *self.graph.value_info]:
             self.dtypes[info.name] = info.type.tensor_type.elem_type
+            if info.type.tensor_type.HasField("shape"):
+                self.shapes[info.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                          for d in info.type.tensor_type.shape.dim]
         for t in self.graph.initializer:
             self.dtypes[t.name] = t.data_type
+            self.shapes[t.name] = list(t.dims)
         self.inputs = [i for i in self.graph.input if i.name not in self.initializers]
         self._value_sources = self._trace_value_sources()
 
@@ -133,6 +148,19 @@ def node_label(node: onnx.NodeProto) -> str:
 Rule = Callable[[ModelView], Iterator[Finding]]
 
 
+RTX_VERDICTS = ("rejects", "builds", "never finishes")
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """Which targets a rule checks, what TensorRT for RTX does with its breaking graph, and,
+    where that is not a rejection, what the rule rests on."""
+
+    targets: tuple[str, ...]
+    rtx: str
+    basis: str = ""
+
+
 class RuleRegistry(Registry[Rule]):
     """Named rules, each for one or more check targets."""
 
@@ -140,31 +168,36 @@ class RuleRegistry(Registry[Rule]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._targets: dict[str, tuple[str, ...]] = {}
+        self.info: dict[str, RuleInfo] = {}
 
-    def register(self, name: str, targets: tuple[str, ...] = ("tensorrt",)):
+    def register(self, name: str, rtx: str, targets: tuple[str, ...] = TENSORRT_TARGETS, basis: str = ""):
+        if rtx not in RTX_VERDICTS:
+            raise ValueError(f"rule {name}: rtx must be one of {RTX_VERDICTS}")
+        if rtx != "rejects" and not basis:
+            raise ValueError(f"rule {name}: TensorRT for RTX does not reject its graph; say what it rests on")
+
         def add(fn: Rule) -> Rule:
             self.add(name, fn)
-            self._targets[name] = targets
+            self.info[name] = RuleInfo(targets, rtx, basis)
             return fn
 
         return add
 
     def for_target(self, target: str) -> dict[str, Rule]:
-        known = {t for targets in self._targets.values() for t in targets} | {"onnxruntime"}
+        known = {t for info in self.info.values() for t in info.targets} | {"onnxruntime"}
         if target not in known:
             raise ConfigError(f"unknown check target {target!r}; choose one of {', '.join(sorted(known))}")
-        return {name: self[name] for name, targets in self._targets.items() if target in targets}
+        return {name: self[name] for name, info in self.info.items() if target in info.targets}
 
     def targets_of(self, name: str) -> tuple[str, ...]:
         self[name]  # unknown names fail like everywhere else
-        return self._targets[name]
+        return self.info[name].targets
 
 
 RULES = RuleRegistry()
 
 
-@RULES.register("unsupported-op")
+@RULES.register("unsupported-op", rtx="rejects")
 def unsupported_ops(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type in UNSUPPORTED_OPS:
@@ -172,7 +205,61 @@ def unsupported_ops(view: ModelView) -> Iterator[Finding]:
                           f"TensorRT cannot build {node.op_type}: {UNSUPPORTED_OPS[node.op_type]}")
 
 
-@RULES.register("topk-limits")
+@RULES.register("control-flow", rtx="builds",
+                basis="mattex's own: TensorRT builds If and Loop, but a mattex graph is straight-line "
+                      "(static shapes, an exact static selection); control flow means a data-dependent "
+                      "path slipped into the export")
+def control_flow(view: ModelView) -> Iterator[Finding]:
+    for node in view.nodes:
+        if node.op_type in CONTROL_FLOW_OPS:
+            yield Finding("control-flow", node_label(node),
+                          f"{node.op_type}: a mattex graph has no control flow; unroll it or bake the branch")
+
+
+@RULES.register("scatter-extent", rtx="rejects")
+def scatter_extent(view: ModelView) -> Iterator[Finding]:
+    """ScatterElements whose indices may be longer than its data along `axis`: ONNX allows it
+    (only the other axes must fit), TensorRT's builder does not and fails at build time ("The
+    extent of dimension i ... of indices"). Flagged where the data's extent along the axis is a
+    constant that the indices' extent exceeds or, being unknown until run time, may exceed."""
+    for node in view.nodes:
+        if node.op_type != "ScatterElements":
+            continue
+        data, indices = view.shapes.get(node.input[0]), view.shapes.get(node.input[1])
+        if not data or not indices or len(data) != len(indices):
+            continue
+        axis = node_attrs(node).get("axis", 0) % len(data)
+        d, i = data[axis], indices[axis]
+        if isinstance(d, int) and (not isinstance(i, int) or i > d):
+            yield Finding("scatter-extent", node_label(node),
+                          f"indices extent {i if i is not None else '?'} along axis {axis} may exceed the "
+                          f"data's {d}: TensorRT requires it not to (size the data at least as long "
+                          "as the indices)")
+
+
+@RULES.register("where-chain", rtx="never finishes",
+                basis="TensorRT for RTX 1.7's builder: build time exponential in the chain's length "
+                      "(it builds short chains)")
+def where_chain(view: ModelView) -> Iterator[Finding]:
+    """Chains of more than WHERE_CHAIN_LIMIT Where nodes, each feeding the next (an unrolled
+    bisection built from selects): TensorRT's builder takes time exponential in their length.
+    Update such loops by arithmetic (t += step * condition) instead."""
+    depth: dict[str, int] = {}
+    deepest, at = 0, None
+    for node in view.nodes:  # ONNX requires topological order
+        level = max((depth.get(i, 0) for i in node.input if i), default=0) + (node.op_type == "Where")
+        for out in node.output:
+            depth[out] = level
+        if node.op_type == "Where" and level > deepest:
+            deepest, at = level, node
+    if deepest > WHERE_CHAIN_LIMIT:
+        yield Finding("where-chain", node_label(at),
+                      f"a chain of {deepest} Where nodes, each feeding the next: TensorRT's builder takes "
+                      f"time exponential in its length (more than {WHERE_CHAIN_LIMIT} did not build in "
+                      "100 s); update the state by arithmetic instead of selecting")
+
+
+@RULES.register("topk-limits", rtx="rejects")
 def topk_limits(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type != "TopK":
@@ -188,7 +275,7 @@ def topk_limits(view: ModelView) -> Iterator[Finding]:
                           f"K < {TENSORRT_MAX_TOPK} (mattex rewrites unordered TopK exactly)")
 
 
-@RULES.register("scatternd-reduction")
+@RULES.register("scatternd-reduction", rtx="rejects")
 def scatternd_reduction(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type == "ScatterND":
@@ -198,7 +285,7 @@ def scatternd_reduction(view: ModelView) -> Iterator[Finding]:
                               f"ScatterND reduction must be 'none', got {reduction!r}")
 
 
-@RULES.register("qdq-zero-point")
+@RULES.register("qdq-zero-point", rtx="rejects")
 def qdq_zero_point(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
@@ -215,7 +302,7 @@ def qdq_zero_point(view: ModelView) -> Iterator[Finding]:
 
 # TensorRT quantizes to and dequantizes from INT8 (and FP8/INT4, which mattex does not emit);
 # ONNX Runtime's defaults (uint8 activations, int32 biases) do not build.
-@RULES.register("qdq-int8")
+@RULES.register("qdq-int8", rtx="rejects")
 def qdq_int8(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type == "QuantizeLinear" and len(node.input) >= 3 and node.input[2]:
@@ -232,7 +319,9 @@ def qdq_int8(view: ModelView) -> Iterator[Finding]:
                           "(keep biases float: QuantizeBias=False)")
 
 
-@RULES.register("resize-mode")
+@RULES.register("resize-mode", rtx="builds", targets=("tensorrt",),
+                basis="TensorRT 10/11's ONNX parser table (nearest and linear; TensorRT for RTX 1.7 "
+                      "builds cubic)")
 def resize_mode(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type != "Resize":
@@ -249,7 +338,9 @@ def resize_mode(view: ModelView) -> Iterator[Finding]:
             yield Finding("resize-mode", node_label(node), "Resize antialias is unsupported")
 
 
-@RULES.register("float64")
+@RULES.register("float64", rtx="builds",
+                basis="TensorRT's parser casts float64 down to float32: the engine would compute in "
+                      "another precision than the file says")
 def float64(view: ModelView) -> Iterator[Finding]:
     for name, dtype in view.dtypes.items():
         if dtype == TensorProto.DOUBLE:
@@ -259,7 +350,9 @@ def float64(view: ModelView) -> Iterator[Finding]:
             yield Finding("float64", node_label(node), "Cast to float64 is not supported")
 
 
-@RULES.register("data-dependent-shape")
+@RULES.register("data-dependent-shape", rtx="builds",
+                basis="mattex's runtimes: TensorRT builds data-dependent shapes, but running them needs "
+                      "an output allocator, and mattex engines preallocate static outputs")
 def data_dependent_shape(view: ModelView) -> Iterator[Finding]:
     image_inputs = {i.name for i in view.inputs if _rank(i) > 1}
     for node in view.nodes:
@@ -275,7 +368,7 @@ def data_dependent_shape(view: ModelView) -> Iterator[Finding]:
                                   f"input {pos} sets a shape from tensor values of {', '.join(bad)}")
 
 
-@RULES.register("shape-tensor-input")
+@RULES.register("shape-tensor-input", rtx="rejects")
 def shape_tensor_input(view: ModelView) -> Iterator[Finding]:
     for inp in view.inputs:
         dtype = inp.type.tensor_type.elem_type
@@ -294,7 +387,9 @@ def shape_tensor_input(view: ModelView) -> Iterator[Finding]:
                                   "the parameter into the graph at export")
 
 
-@RULES.register("cumsum-float")
+@RULES.register("cumsum-float", rtx="builds", targets=("tensorrt",),
+                basis="TensorRT 10/11's ONNX parser table (CumSum FP32/FP16/BF16; TensorRT for RTX 1.7 "
+                      "builds integer CumSum)")
 def cumsum_float(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type != "CumSum":
@@ -307,7 +402,7 @@ def cumsum_float(view: ModelView) -> Iterator[Finding]:
             yield Finding("cumsum-float", node_label(node), "CumSum axis must be a constant")
 
 
-@RULES.register("reduce-axes-constant")
+@RULES.register("reduce-axes-constant", rtx="rejects")
 def reduce_axes_constant(view: ModelView) -> Iterator[Finding]:
     for node in view.nodes:
         if node.op_type.startswith("Reduce") and len(node.input) > 1 and node.input[1]:
@@ -319,7 +414,7 @@ def reduce_axes_constant(view: ModelView) -> Iterator[Finding]:
 STANDARD_DOMAINS = {"", "ai.onnx"}
 
 
-@RULES.register("tensorrt-plugin")
+@RULES.register("tensorrt-plugin", rtx="rejects", targets=("tensorrt",))
 def tensorrt_plugin(view: ModelView) -> Iterator[Finding]:
     """Ops outside ONNX's domain must be TensorRT plugins mattex knows, called as TensorRT's
     parser reads them: exactly their fields, as INT attributes, their version and namespace.
@@ -357,11 +452,21 @@ def _plugin_call_findings(node: onnx.NodeProto, plugin, label: str) -> Iterator[
                   f"{plugin.min_tensorrt}; not runnable on ONNX Runtime", severity="info")
 
 
+@RULES.register("no-plugins", rtx="rejects", targets=("tensorrt-rtx",))
+def no_plugins(view: ModelView) -> Iterator[Finding]:
+    """TensorRT for RTX ships no plugin library: every op must be a standard ONNX op."""
+    for node in view.nodes:
+        if node.domain not in STANDARD_DOMAINS:
+            yield Finding("no-plugins", node_label(node),
+                          f"{node.domain}::{node.op_type}: TensorRT for RTX has no plugins"
+                          + (" (--topk plugin: export with --topk onnx)" if node.domain == PLUGIN_DOMAIN else ""))
+
+
 # Domains whose ops ONNX Runtime's CPU build implements.
 ONNXRUNTIME_DOMAINS = STANDARD_DOMAINS | {"ai.onnx.ml", "com.microsoft"}
 
 
-@RULES.register("onnxruntime-domain", targets=("onnxruntime",))
+@RULES.register("onnxruntime-domain", rtx="rejects", targets=("onnxruntime",))
 def onnxruntime_domain(view: ModelView) -> Iterator[Finding]:
     """ONNX Runtime cannot run TensorRT plugins (--topk plugin) or other foreign ops."""
     for node in view.nodes:
@@ -376,12 +481,14 @@ def _rank(info: onnx.ValueInfoProto) -> int:
 
 
 def check_model(model: onnx.ModelProto, target: str = "tensorrt") -> CheckReport:
-    """Run every rule of `target` ('tensorrt', or 'onnxruntime', whose only rule beyond the ONNX
-    checker the exporter runs is that every op is one ONNX Runtime implements) and collect the
-    findings."""
+    """Run every rule of `target` ('tensorrt'; 'tensorrt-rtx', the same rules without plugins;
+    or 'onnxruntime', whose only rule beyond the ONNX checker the exporter runs is that every op
+    is one ONNX Runtime implements) and collect the findings."""
     rules = RULES.for_target(target)
     view = ModelView(model)
     report = CheckReport(target=target, rules=list(rules))
-    for fn in rules.values():
-        report.findings.extend(fn(view))
+    for name, fn in rules.items():
+        for finding in fn(view):
+            finding.basis = RULES.info[name].basis
+            report.findings.append(finding)
     return report

@@ -89,10 +89,84 @@ def ratio_input_model(dtype=TensorProto.FLOAT):
                  [tensor("y", shape=IMG)], [const("ones", [1, 1])])
 
 
-def foreign_op_model(domain="com.microsoft", op="Gelu"):
-    # By default an ONNX Runtime contrib op, as ORT's offline optimizer writes them.
+def foreign_op_model(domain="com.microsoft", op="FastGelu"):
+    # By default an ONNX Runtime contrib op, as ORT's offline optimizer writes them. (Not Gelu:
+    # TensorRT's parser ignores the domain and would import com.microsoft::Gelu as ONNX's Gelu.)
     m = model([helper.make_node(op, ["x"], ["y"], domain=domain)], [tensor("x")], [tensor("y")])
     m.opset_import.append(helper.make_opsetid(domain, 1))
+    return m
+
+
+def loop_model():
+    """y = x + 1, three times, as an ONNX Loop."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["x_in", "one"], ["x_out"]), helper.make_node("Identity", ["c_in"], ["c_out"])],
+        "body", [tensor("i", TensorProto.INT64, ()), tensor("c_in", TensorProto.BOOL, ()), tensor("x_in")],
+        [tensor("c_out", TensorProto.BOOL, ()), tensor("x_out")], [const("one", [1.0])])
+    return model([helper.make_node("Loop", ["trip", "cond", "x"], ["y"], body=body)], [tensor("x")],
+                 [tensor("y")], [const("trip", 3, np.int64), const("cond", True, np.bool_)])
+
+
+def scatter_elements_model(data_width):
+    """Scatter a row of N values into a buffer `data_width` wide (an int: fixed; "N": as wide)."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "one"], ["b"]),
+             helper.make_node("Concat", ["b", "width"], ["buffer_shape"], axis=0),
+             helper.make_node("ConstantOfShape", ["buffer_shape"], ["buffer"]),
+             helper.make_node("Cast", ["x"], ["i"], to=TensorProto.INT64),
+             helper.make_node("ScatterElements", ["buffer", "i", "x"], ["y"], axis=1)]
+    inits = [const("zero", [0], np.int64), const("one", [1], np.int64)]
+    if data_width == "N":
+        nodes[2] = helper.make_node("Shape", ["x"], ["buffer_shape"])
+    else:
+        inits.append(const("width", [data_width], np.int64))
+    return model(nodes, [tensor("x")], [tensor("y", shape=("B", data_width))], inits)
+
+
+def bisection_model(steps, select):
+    """An unrolled search for the largest t with count(x >= t) >= 4 per row: each step selects
+    between two coupled states with Where (`select`), or updates one state by arithmetic."""
+    nodes, inits = [], [const("half", 0.5), const("k", 4.0), const("ax", [1], np.int64)]
+    nodes += [helper.make_node("ReduceMin", ["x"], ["lo0"], axes=[1]),
+              helper.make_node("ReduceMax", ["x"], ["hi0"], axes=[1]),
+              helper.make_node("Sub", ["hi0", "lo0"], ["w"])]
+    lo, hi = "lo0", "hi0"
+    for i in range(steps):
+        if select:
+            nodes += [helper.make_node("Sub", [hi, lo], [f"d{i}"]),
+                      helper.make_node("Mul", [f"d{i}", "half"], [f"h{i}"]),
+                      helper.make_node("Add", [lo, f"h{i}"], [f"m{i}"])]
+            cand = f"m{i}"
+        else:
+            inits.append(const(f"f{i}", 2.0 ** -(i + 1)))
+            nodes += [helper.make_node("Mul", ["w", f"f{i}"], [f"d{i}"]),
+                      helper.make_node("Add", [lo, f"d{i}"], [f"m{i}"])]
+            cand = f"m{i}"
+        nodes += [helper.make_node("GreaterOrEqual", ["x", cand], [f"ge{i}"]),
+                  helper.make_node("Cast", [f"ge{i}"], [f"gf{i}"], to=TensorProto.FLOAT),
+                  helper.make_node("ReduceSum", [f"gf{i}", "ax"], [f"c{i}"]),
+                  helper.make_node("GreaterOrEqual", [f"c{i}", "k"], [f"ok{i}"])]
+        if select:
+            nodes += [helper.make_node("Where", [f"ok{i}", cand, lo], [f"lo{i + 1}"]),
+                      helper.make_node("Where", [f"ok{i}", hi, cand], [f"hi{i + 1}"])]
+            lo, hi = f"lo{i + 1}", f"hi{i + 1}"
+        else:
+            nodes += [helper.make_node("Cast", [f"ok{i}"], [f"okf{i}"], to=TensorProto.FLOAT),
+                      helper.make_node("Mul", [f"d{i}", f"okf{i}"], [f"s{i}"]),
+                      helper.make_node("Add", [lo, f"s{i}"], [f"lo{i + 1}"])]
+            lo = f"lo{i + 1}"
+    nodes.append(helper.make_node("GreaterOrEqual", ["x", lo], ["sel"]))
+    nodes.append(helper.make_node("Cast", ["sel"], ["y"], to=TensorProto.FLOAT))
+    return model(nodes, [tensor("x")], [tensor("y")], inits)
+
+
+def plugin_model():
+    from mattex.plugins import PLUGIN_DOMAIN, TOPK_LAST_DIM
+
+    attrs = TOPK_LAST_DIM.attributes(type_id=0, k=2, is_largest=1, axis=-1)
+    node = helper.make_node("TopkLastDim", ["x"], ["v", "i"], domain=PLUGIN_DOMAIN, **attrs)
+    m = model([node], [tensor("x")], [tensor("v", shape=("B", 2)), tensor("i", TensorProto.INT32, ("B", 2))])
+    m.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
     return m
 
 
@@ -100,6 +174,9 @@ CASES = {
     "unsupported-op": (
         model([helper.make_node("Unique", ["x"], ["y"])], [tensor("x", shape=("N",))], [tensor("y", shape=("M",))]),
         model([relu()], [tensor("x")], [tensor("y")])),
+    "control-flow": (loop_model(), model([relu()], [tensor("x")], [tensor("y")])),
+    "scatter-extent": (scatter_elements_model(5), scatter_elements_model("N")),
+    "where-chain": (bisection_model(20, select=True), bisection_model(20, select=False)),
     "topk-limits": (topk_model(5000, sorted_=0), topk_model(100, sorted_=1)),
     "scatternd-reduction": (scatternd_model("add"), scatternd_model("none")),
     "qdq-zero-point": (qdq_model(3), qdq_model(0)),
@@ -116,7 +193,8 @@ CASES = {
     "reduce-axes-constant": (reduce_model(True), reduce_model(False)),
     # A known plugin passing it: tests/test_topk_plugin.py.
     "tensorrt-plugin": (foreign_op_model(), model([relu()], [tensor("x")], [tensor("y")])),
-    "onnxruntime-domain": (foreign_op_model("trt.plugins", "TopkLastDim"), foreign_op_model()),
+    "no-plugins": (plugin_model(), model([relu()], [tensor("x")], [tensor("y")])),
+    "onnxruntime-domain": (plugin_model(), foreign_op_model()),
 }
 
 
@@ -159,9 +237,13 @@ def test_registry_fails_loudly():
     with pytest.raises(ConfigError, match="unknown lint rule"):
         RULES["nope"]
     registry = RuleRegistry()
-    registry.register("r")(lambda view: iter(()))
+    registry.register("r", rtx="rejects")(lambda view: iter(()))
     with pytest.raises(ValueError, match="already registered"):
-        registry.register("r")(lambda view: iter(()))
+        registry.register("r", rtx="rejects")(lambda view: iter(()))
+    with pytest.raises(ValueError, match="say what it rests on"):
+        registry.register("s", rtx="builds")
+    with pytest.raises(ValueError, match="rtx must be one of"):
+        registry.register("t", rtx="maybe")
 
 
 def reference_style_graph():

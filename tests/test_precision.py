@@ -233,7 +233,7 @@ def test_runtime_opens_int8_files_with_their_session_settings(int8, data):
     import onnxruntime as ort
 
     from mattex.runtime import Matter
-    from mattex.runtime.onnxruntime_backend import INT8_DISABLED_OPTIMIZERS
+    from mattex.runtime.backends.onnxruntime import INT8_DISABLED_OPTIMIZERS
 
     matter = Matter.open(int8, providers=["CPUExecutionProvider"])
     src, bgr = next(composite_pairs(int8, data / "eval", data / "eval_bg"))
