@@ -76,3 +76,16 @@ def test_rules_tensorrt_for_rtx_does_not_confirm_say_what_they_rest_on():
         assert (info.rtx == "rejects") == (not info.basis), name
         if info.rtx == "builds" and "TensorRT 10/11" in info.basis:
             assert "tensorrt-rtx" not in info.targets, f"{name} would refuse what TensorRT for RTX builds"
+
+
+def test_the_readme_lists_every_rule_with_its_verdict_and_targets():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[1:-1]]
+            for line in readme.splitlines() if line.startswith("| `") and line.count("|") == 5}
+    for name, info in RULES.info.items():
+        assert name in rows, f"README's rule table lacks {name}"
+        _, _, verdict, targets = rows[name]
+        assert verdict.startswith(info.rtx), f"{name}: README says {verdict!r}, the rule declares {info.rtx!r}"
+        assert [t.strip() for t in targets.split(",")] == list(info.targets), name
