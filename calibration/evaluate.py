@@ -35,13 +35,15 @@ class EvaluationReport:
 
 def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
     """An exported file through mattex's runtime backend: the session settings users get
-    (int8 files included), inputs cast to the file's I/O dtype, outputs float32."""
+    (int8 files included), inputs in the file's format (cast, or uint8 frames), outputs float32."""
     from mattex.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    from mattex.runtime.io_spec import float_to_input
 
     backend = OnnxRuntimeBackend(path, providers or ["CPUExecutionProvider"])
 
     def run(src, bgr):
-        pha, fgr = backend(src.astype(backend.io_dtype), bgr.astype(backend.io_dtype))
+        pha, fgr = backend(float_to_input(src, backend.io_dtype), float_to_input(bgr, backend.io_dtype))
         return pha.astype(np.float32), fgr.astype(np.float32)
 
     return run

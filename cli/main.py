@@ -136,6 +136,8 @@ def export(
     target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | tensorrt-rtx | onnxruntime."),
     fp16: bool = typer.Option(False, "--fp16", help="Mixed fp16/fp32 graph (strongly typed TensorRT FP16)."),
     io_dtype: str = typer.Option("float32", help="With --fp16: float32 (callers unchanged) or float16 I/O."),
+    io: str = typer.Option("float", "--io", help="Inputs: float ((B, 3, H, W) RGB in [0, 1]) or uint8 (frames "
+                           "(B, H, W, 3) RGB as decoders give them, converted inside the graph)."),
     int8: bool = typer.Option(False, "--int8", help="Q/DQ int8 graph calibrated on --calibration-data."),
     calibration_data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder for --int8."),
     backgrounds: Optional[Path] = typer.Option(None, help="Background images for calibration composites "
@@ -193,7 +195,7 @@ def export(
         resolution, backbone=backbone, backbone_scale=backbone_scale, sample_pixels=sample_pixels,
         refine_mode=refine_mode, threshold=refine_threshold, kernel_size=kernel_size,
         height=height, width=width, opset=opset, debug_outputs=debug_outputs, target=target,
-        precision=precision, io_dtype=io_dtype, topk=topk)
+        precision=precision, io_dtype=io_dtype, io=io, topk=topk)
     calibration = None
     if int8 and calibration_data is not None:
         calibration = CalibrationSettings(calibration_data, backgrounds, calibration_samples,

@@ -209,9 +209,18 @@ def parse_and_build(trt, onnx_path: Path, shapes: dict[str, list[tuple]], config
                      bytes(config.get_timing_cache().serialize()) if keep_timing_cache else None)
 
 
-def _read_onnx(path: Path) -> tuple[dict, list[dict]]:
-    """The file's metadata, and the TensorRT plugins its graph calls (from the nodes themselves,
-    so a file whose metadata was stripped or rewritten is still checked)."""
+@dataclass
+class OnnxFacts:
+    """What a build needs to know of an ONNX file: its metadata, the TensorRT plugins its graph
+    calls (read from the nodes, so a file whose metadata was stripped is still checked), and
+    whether its inputs are uint8 frames (B, H, W, 3)."""
+
+    metadata: dict
+    plugins: list[dict]
+    frames: bool
+
+
+def _read_onnx(path: Path) -> OnnxFacts:
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -219,7 +228,9 @@ def _read_onnx(path: Path) -> tuple[dict, list[dict]]:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as e:
         raise ConfigError(f"{path} is not a readable ONNX file: {e}") from None
-    return {p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph)
+    frames = any(i.name in INPUTS and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+                 for i in model.graph.input)
+    return OnnxFacts({p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph), frames)
 
 
 def plugins_in_graph(graph) -> list[dict]:
@@ -239,9 +250,11 @@ def plugins_in_graph(graph) -> list[dict]:
     return found
 
 
-def mattex_shapes(profiles: list[Profile]) -> dict[str, list[tuple]]:
-    """The (min, opt, max) shapes of src and bgr for each profile."""
-    return {name: [(_nchw(p.min), _nchw(p.opt), _nchw(p.max)) for p in profiles] for name in INPUTS}
+def mattex_shapes(profiles: list[Profile], frames: bool = False) -> dict[str, list[tuple]]:
+    """The (min, opt, max) shapes of src and bgr for each profile: (B, 3, H, W), or (B, H, W, 3)
+    for uint8-frame inputs."""
+    shape = _nhwc if frames else _nchw
+    return {name: [(shape(p.min), shape(p.opt), shape(p.max)) for p in profiles] for name in INPUTS}
 
 
 def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profile],
@@ -257,7 +270,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
         raise ConfigError("at least one --profile is needed")
     backend = choose_build_backend(backend)
     options.validate(backend)
-    meta, plugins = _read_onnx(onnx_path)
+    facts = _read_onnx(onnx_path)
+    meta, plugins = facts.metadata, facts.plugins
     check_plugin_requirements(plugins, profiles, options.version_compatible, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
@@ -272,7 +286,7 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
                                          "its default GPUs (compute capability 8.0, 8.6, 8.9, 12.0 and later)"))
     log(f"building {onnx_path.name} with {LABELS[backend]} {trt.__version__} {where}"
         + (f" (plugins: {', '.join(sorted({p['name'] for p in plugins}))})" if plugins else ""))
-    built = parse_and_build(trt, onnx_path, mattex_shapes(profiles),
+    built = parse_and_build(trt, onnx_path, mattex_shapes(profiles, facts.frames),
                             lambda config: _configure(trt, config, backend, options, targets),
                             keep_timing_cache=options.timing_cache is not None)
     atomic_write_bytes(output, built.plan)
@@ -313,14 +327,14 @@ def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Pro
     if not onnx_path.is_file():
         raise ConfigError(f"no such ONNX file: {onnx_path}")
     backend = choose_build_backend(backend)
-    meta, plugins = _read_onnx(onnx_path)
-    profiles = profiles or [parse_profile(meta.get("trace_size", "hd"))]
-    check_plugin_requirements(plugins, profiles, backend=backend)
+    facts = _read_onnx(onnx_path)
+    profiles = profiles or [parse_profile(facts.metadata.get("trace_size", "hd"))]
+    check_plugin_requirements(facts.plugins, profiles, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
         current_environment(trt)  # TensorRT builds for a GPU: it needs one
     try:
-        built = parse_and_build(trt, onnx_path, input_shapes(onnx_path, profiles),
+        built = parse_and_build(trt, onnx_path, input_shapes(onnx_path, profiles, facts.frames),
                                 lambda config: _configure(trt, config, backend, BuildOptions(), None))
     except EngineBuildError as e:
         return BuildCheck(backend, trt.__version__, False, 0.0, str(e), profiles)
@@ -329,7 +343,7 @@ def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Pro
                       f"{built.seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB plan, not kept)", profiles)
 
 
-def input_shapes(onnx_path: Path, profiles: list[Profile]) -> dict[str, list[tuple]]:
+def input_shapes(onnx_path: Path, profiles: list[Profile], frames: bool = False) -> dict[str, list[tuple]]:
     """Profile shapes for every graph input: src and bgr from `profiles`; any other input (a
     graph not exported by mattex) at its static size, a free batch at 1 and other free sizes
     at 64."""
@@ -337,7 +351,7 @@ def input_shapes(onnx_path: Path, profiles: list[Profile]) -> dict[str, list[tup
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     initializers = {t.name for t in model.graph.initializer}
-    shapes = mattex_shapes(profiles)
+    shapes = mattex_shapes(profiles, frames)
     for inp in model.graph.input:
         if inp.name in shapes or inp.name in initializers:
             continue
@@ -423,7 +437,7 @@ def automatic_build(onnx_path: str | Path, profiles: list[Profile]) -> tuple[str
         backend = choose_build_backend("auto")
         if backend == "tensorrt" and not _gpu_visible():
             return None, "TensorRT is installed but no GPU is visible"
-        _, plugins = _read_onnx(Path(onnx_path))
+        plugins = _read_onnx(Path(onnx_path)).plugins
         version = import_tensorrt(backend).__version__ if backend == "tensorrt" else None
         check_plugin_requirements(plugins, profiles, tensorrt_version=version, backend=backend)
     except BackendUnavailableError:
@@ -440,3 +454,8 @@ def _major(version: str) -> int:
 def _nchw(bhw: tuple[int, int, int]) -> tuple[int, int, int, int]:
     b, h, w = bhw
     return (b, 3, h, w)
+
+
+def _nhwc(bhw: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    b, h, w = bhw
+    return (b, h, w, 3)

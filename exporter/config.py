@@ -13,6 +13,8 @@ DEBUG_OUTPUT_NAMES = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")
 MODEL_OUTPUT_ORDER = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
 
 # Batch, height and width stay dynamic; H and W must be divisible by 4 at run time.
+# uint8-frame inputs (--io uint8) are (B, H, W, 3).
+FRAME_INPUT_AXES = {0: "batch", 1: "height", 2: "width"}
 DYNAMIC_AXES = {
     "src": {0: "batch", 2: "height", 3: "width"},
     "bgr": {0: "batch", 2: "height", 3: "width"},
@@ -49,6 +51,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # runs (mattex.exporter.topk_select); "plugin", TensorRT 11's TopkLastDim plugin (TensorRT only).
 TOPK_METHODS = ("onnx", "plugin")
 IO_DTYPES = ("float32", "float16")
+# What the inputs are: "float", (B, 3, H, W) RGB in [0, 1]; "uint8", frames as decoders give them,
+# (B, H, W, 3) uint8 RGB, converted to float inside the graph (a quarter of the bytes to move).
+IO_FORMATS = ("float", "uint8")
 
 # Which nodes keep float32 in a reduced-precision file (node-name substrings), decided by
 # measurement: mobilenetv2 demo weights on 8 held-out synthetic composites at 512x512
@@ -153,6 +158,7 @@ class ExportConfig:
     target: str = "tensorrt"  # the linter's rule set the file must pass
     precision: str = "fp32"  # fp16: mixed fp16/fp32 graph; int8: Q/DQ graph (needs calibration data)
     io_dtype: str = "float32"  # float16 only with precision fp16
+    io: str = "float"  # "uint8": the inputs are uint8 frames (B, H, W, 3)
     topk: str = "onnx"  # "plugin": TensorRT 11's TopkLastDim plugin selects the patches
 
     @classmethod
@@ -202,6 +208,10 @@ class ExportConfig:
             raise ConfigError(f"unknown --io-dtype {self.io_dtype!r}; choose one of {', '.join(IO_DTYPES)}")
         if self.io_dtype == "float16" and self.precision != "fp16":
             raise ConfigError("--io-dtype float16 needs --fp16 (int8 and fp32 files take float32)")
+        if self.io not in IO_FORMATS:
+            raise ConfigError(f"unknown --io {self.io!r}; choose one of {', '.join(IO_FORMATS)}")
+        if self.io == "uint8" and self.io_dtype != "float32":
+            raise ConfigError("--io uint8 takes uint8 frames and returns float32 mattes; drop --io-dtype")
         if self.topk not in TOPK_METHODS:
             raise ConfigError(f"unknown --topk {self.topk!r}; choose one of {', '.join(TOPK_METHODS)}")
         if self.topk == "plugin" and self.target == "tensorrt-rtx":

@@ -20,7 +20,7 @@ from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_path
 from mattex.plugins import TOPK_LAST_DIM
 
-from .config import DYNAMIC_AXES, FP16_KEEP_FP32, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
+from .config import DYNAMIC_AXES, FP16_KEEP_FP32, FRAME_INPUT_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
 from .lint import CheckReport, check_model
 from .mixed_precision import convert_to_fp16
 from .passes import PASSES
@@ -59,14 +59,19 @@ class ExportResult:
 
 
 class _Outputs(nn.Module):
-    """Returns the contract's outputs (pha, fgr and, with debug outputs, the rest)."""
+    """Returns the contract's outputs (pha, fgr and, with debug outputs, the rest); with uint8
+    frames in, converts them to the model's (B, 3, H, W) floats in [0, 1] first."""
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+    def __init__(self, model: nn.Module, names: tuple[str, ...], frames: bool = False) -> None:
         super().__init__()
         self.model = model
         self.keep = [MODEL_OUTPUT_ORDER.index(n) for n in names]
+        self.frames = frames
 
     def forward(self, src: torch.Tensor, bgr: torch.Tensor):
+        if self.frames:  # (B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1], as u / 255 exactly
+            # Cast first: TensorRT takes uint8 only as a network input, straight into a Cast.
+            src, bgr = (x.float().permute(0, 3, 1, 2) / 255 for x in (src, bgr))
         outputs = self.model(src, bgr)
         return tuple(outputs[i] for i in self.keep)
 
@@ -162,10 +167,14 @@ def _with_plugins(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, in
 
 
 def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
-    wrapper = _Outputs(model, config.output_names).eval()
+    frames = config.io == "uint8"
+    wrapper = _Outputs(model, config.output_names, frames).eval()
     g = torch.Generator().manual_seed(0)
     src = torch.rand(1, 3, config.height, config.width, generator=g)
     bgr = torch.rand(1, 3, config.height, config.width, generator=g)
+    if frames:
+        src, bgr = ((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous() for x in (src, bgr))
+    axes = {**DYNAMIC_AXES, **({n: FRAME_INPUT_AXES for n in INPUT_NAMES} if frames else {})}
     names = config.output_names
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
         # Shape checks in forward() become trace-time constants; that is intended.
@@ -176,7 +185,7 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
         torch.onnx.export(
             wrapper, (src, bgr), str(path), dynamo=False, opset_version=config.opset,
             input_names=list(INPUT_NAMES), output_names=list(names),
-            dynamic_axes={n: DYNAMIC_AXES[n] for n in (*INPUT_NAMES, *names)},
+            dynamic_axes={n: axes[n] for n in (*INPUT_NAMES, *names)},
             do_constant_folding=True,
         )
         return onnx.load(str(path))
@@ -184,9 +193,11 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
 
 def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, str]:
     """ONNX metadata_props: everything needed to rebuild the PyTorch side for verification."""
+    frames = config.io == "uint8"
     contract = {
-        "inputs": {n: {"dtype": config.io_dtype, "shape": ["batch", 3, "height", "width"],
-                       "range": [0.0, 1.0]} for n in INPUT_NAMES},
+        "inputs": {n: {"dtype": "uint8", "shape": ["batch", "height", "width", 3], "range": [0, 255]}
+                   if frames else {"dtype": config.io_dtype, "shape": ["batch", 3, "height", "width"],
+                                   "range": [0.0, 1.0]} for n in INPUT_NAMES},
         "outputs": list(config.output_names),
         "height_width_multiple": 4,
     }

@@ -370,12 +370,14 @@ def data_dependent_shape(view: ModelView) -> Iterator[Finding]:
 
 @RULES.register("shape-tensor-input", rtx="rejects")
 def shape_tensor_input(view: ModelView) -> Iterator[Finding]:
+    """Parameter inputs (integers, or any input of rank <= 1 whose value sets a shape): TensorRT
+    treats them as shape tensors. Image-like inputs, float or uint8 frames (--io uint8), are not."""
     for inp in view.inputs:
         dtype = inp.type.tensor_type.elem_type
-        if dtype not in FLOAT_TYPES:
+        if dtype not in FLOAT_TYPES and (dtype != TensorProto.UINT8 or _rank(inp) <= 1):
             yield Finding("shape-tensor-input", f"input '{inp.name}'",
-                          f"non-float network input ({TensorProto.DataType.Name(dtype)}): TensorRT "
-                          "treats it as a shape tensor; bake the parameter into the graph")
+                          f"{TensorProto.DataType.Name(dtype)} network input of rank {_rank(inp)}: "
+                          "TensorRT treats it as a shape tensor; bake the parameter into the graph")
             continue
         if _rank(inp) > 1:
             continue
@@ -385,6 +387,20 @@ def shape_tensor_input(view: ModelView) -> Iterator[Finding]:
                     yield Finding("shape-tensor-input", f"input '{inp.name}'",
                                   f"its value sets a shape ({node_label(node)} input {pos}); bake "
                                   "the parameter into the graph at export")
+
+
+@RULES.register("uint8-cast", rtx="rejects")
+def uint8_cast(view: ModelView) -> Iterator[Finding]:
+    """TensorRT has uint8 tensors only as network inputs and outputs: a uint8 tensor may only be
+    Cast (a Transpose of uint8 frames fails to parse: "has type UInt8 but must have type Float")."""
+    for node in view.nodes:
+        if node.op_type == "Cast":
+            continue
+        uint8 = [name for name in node.input if name and view.dtypes.get(name) == TensorProto.UINT8]
+        if uint8:
+            yield Finding("uint8-cast", node_label(node),
+                          f"{node.op_type} reads uint8 {uint8[0]!r}: TensorRT takes uint8 only as a "
+                          "network input, so Cast it to float first")
 
 
 @RULES.register("cumsum-float", rtx="builds", targets=("tensorrt",),

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 import mattex
@@ -99,7 +100,8 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
     with tempfile.TemporaryDirectory(prefix="mattex-int8-") as tmp:
         ranges = Path(tmp) / "ranges.json"
         reused = _load_cache(cache_path, key, ranges)
-        reader = None if reused else _CompositeReader(composites, progress)
+        frames = fp32.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+        reader = None if reused else _CompositeReader(composites, progress, frames)
         out, source = Path(tmp) / "int8.onnx", Path(tmp) / "fp32.onnx"
         onnx.save(fp32, str(source))  # by path: quantize_static rewrites a ModelProto it is given
         with _without_preprocess_advice():
@@ -152,19 +154,25 @@ def _without_preprocess_advice():
 
 
 class _CompositeReader:
-    """ONNX Runtime's CalibrationDataReader protocol over Composites feeds."""
+    """ONNX Runtime's CalibrationDataReader protocol over Composites feeds (as uint8 frames for a
+    file that takes them)."""
 
-    def __init__(self, composites, progress: Callable[[int, int], None]) -> None:
+    def __init__(self, composites, progress: Callable[[int, int], None], frames: bool = False) -> None:
         self.total = len(composites)
         self.feeds = iter(composites.feeds())
         self.count = 0
         self.progress = progress
+        self.frames = frames
 
     def get_next(self) -> dict | None:
+        from mattex.runtime.io_spec import float_to_input
+
         feed = next(self.feeds, None)
         if feed is not None:
             self.count += 1
             self.progress(self.count, self.total)
+            if self.frames:
+                feed = {name: float_to_input(x, np.uint8) for name, x in feed.items()}
         return feed
 
 

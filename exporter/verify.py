@@ -15,6 +15,7 @@ from mattex.errors import BackendUnavailableError, CheckpointError, ConfigError,
 from mattex.files import sha256_file
 
 from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
+from mattex.runtime.io_spec import float_to_input, frames_to_input
 
 from .config import BUDGETS, ExportConfig
 from .export import read_metadata
@@ -172,10 +173,14 @@ def verify_onnx(
     diffs: dict[str, list[np.ndarray]] = {}
     mismatched, flipped, total_patches, count, shape = 0, 0, 0, 0, []
     names = [o.name for o in session.get_outputs()][: len(session.get_outputs()) - 2 * len(selection)]
-    io_dtype = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+    io_dtype = next(t for name, t in (("uint8", np.uint8), ("float16", np.float16), ("float", np.float32))
+                    if name in session.get_inputs()[0].type)
     for src, bgr in inputs:
-        # A float16-I/O file sees the same frames rounded to float16, as its callers would send.
-        feeds = {"src": src.astype(io_dtype), "bgr": bgr.astype(io_dtype)}
+        # The file sees the frames in its own input format (float16-rounded, or stored as uint8
+        # frames), as its callers would send them; PyTorch sees the same values in float32.
+        feeds = {"src": float_to_input(src, io_dtype), "bgr": float_to_input(bgr, io_dtype)}
+        if io_dtype == np.uint8:
+            src, bgr = (frames_to_input(feeds[n], np.float32) for n in ("src", "bgr"))
         results = session.run(None, feeds)
         got = {n: v.astype(np.float32) for n, v in zip(names, results)}
         with torch.no_grad():

@@ -1,5 +1,9 @@
 """What the runtime accepts: input names, dtypes, ranks, sizes divisible by 4, profile ranges.
-Checked before anything runs, with messages that name the tensor and the mismatch."""
+Checked before anything runs, with messages that name the tensor and the mismatch.
+
+Two input formats exist: float files take (B, 3, H, W) RGB in [0, 1] (float32, or float16 for
+fp16-I/O files); uint8 files (`mattex export --io uint8`) take frames as decoders give them,
+(B, H, W, 3) uint8 RGB, and convert them inside the graph."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from mattex.errors import InputShapeError
 
 INPUTS = ("src", "bgr")
 OUTPUTS = ("pha", "fgr")
+DEBUG_OUTPUTS = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")  # files exported with --debug-outputs
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,31 @@ def array_shape_dtype(value) -> tuple[tuple[int, ...], np.dtype, str]:
         f"inputs must be numpy arrays or CUDA arrays (__cuda_array_interface__), got {type(value).__name__}")
 
 
+def is_frame_dtype(dtype) -> bool:
+    """uint8 inputs are frames (B, H, W, 3); float inputs are (B, 3, H, W)."""
+    return np.dtype(dtype) == np.uint8
+
+
+def frames_to_input(frames: np.ndarray, dtype) -> np.ndarray:
+    """uint8 frames (B, H, W, 3) RGB -> what a model whose inputs are `dtype` takes: the frames
+    themselves (uint8 files), or (B, 3, H, W) in [0, 1] (float files, u / 255 as the graph of a
+    uint8 file computes it)."""
+    if is_frame_dtype(dtype):
+        return np.ascontiguousarray(frames)
+    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+
+
+def float_to_input(x: np.ndarray, dtype) -> np.ndarray:
+    """(B, 3, H, W) RGB in [0, 1] -> a model's input: cast for float files; for uint8 files the
+    frames that image would be stored as (rounded to the nearest of 256 levels)."""
+    if is_frame_dtype(dtype):
+        return np.ascontiguousarray(np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(0, 2, 3, 1))
+    return x.astype(dtype)
+
+
 def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None = None) -> tuple[int, int, int]:
-    """Validate {'src', 'bgr'}; return (batch, height, width). Raises InputShapeError."""
+    """Validate {'src', 'bgr'} for a model whose inputs are `dtype` (uint8: frames (B, H, W, 3);
+    float: (B, 3, H, W)); return (batch, height, width). Raises InputShapeError."""
     missing = [n for n in INPUTS if n not in feeds]
     extra = [n for n in feeds if n not in INPUTS]
     if missing or extra:
@@ -59,12 +87,14 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
         shape, got_dtype, _ = array_shape_dtype(feeds[name])
         if got_dtype != np.dtype(dtype):
             raise InputShapeError(f"{name} must be {np.dtype(dtype).name}, got {got_dtype.name}")
-        if len(shape) != 4 or shape[1] != 3:
-            raise InputShapeError(f"{name} must be (B, 3, H, W) RGB, got shape {tuple(shape)}")
+        frames = is_frame_dtype(dtype)
+        if len(shape) != 4 or (shape[3] if frames else shape[1]) != 3:
+            layout = "(B, H, W, 3) uint8 RGB frames" if frames else "(B, 3, H, W) RGB"
+            raise InputShapeError(f"{name} must be {layout}, got shape {tuple(shape)}")
         shapes[name] = tuple(shape)
     if shapes["src"] != shapes["bgr"]:
         raise InputShapeError(f"src {shapes['src']} and bgr {shapes['bgr']} must have the same shape")
-    b, _, h, w = shapes["src"]
+    b, h, w = (shapes["src"][i] for i in ((0, 1, 2) if is_frame_dtype(dtype) else (0, 2, 3)))
     if h % 4 or w % 4:
         raise InputShapeError(f"src and bgr height and width must be divisible by 4, got {h}x{w}")
     if profiles and not any(p.accepts((b, h, w)) for p in profiles):

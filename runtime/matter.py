@@ -60,9 +60,27 @@ class Matter:
 
     @property
     def io_dtype(self):
-        """The dtype the model takes and returns (float32, or float16 for fp16-I/O files)."""
+        """The dtype the model takes: float32, float16 (fp16-I/O files) or uint8 (files exported
+        with --io uint8, whose inputs are frames (B, H, W, 3))."""
         return self.backend.io_dtype
 
+    @property
+    def output_names(self) -> list[str]:
+        """pha, fgr, and the debug outputs (pha_sm, fgr_sm, err_sm, ref_sm) where the file has them."""
+        return list(self.backend.output_names)
+
     def __call__(self, src, bgr):
-        """Returns (pha, fgr) for inputs src, bgr (B, 3, H, W)."""
+        """Returns (pha, fgr) for inputs src, bgr: (B, 3, H, W) floats in [0, 1], or (B, H, W, 3)
+        uint8 frames for a uint8 file."""
         return self.backend(src, bgr)
+
+    def run(self, src, bgr) -> dict:
+        """Every output of the file by name, for the same inputs as __call__."""
+        return self.backend.run(src, bgr)
+
+    def matte_frames(self, src, bgr) -> dict:
+        """Every output for uint8 RGB frames (B, H, W, 3) as decoders give them, whatever the
+        file takes: a uint8 file gets them as they are, a float file as (B, 3, H, W) in [0, 1]."""
+        from .io_spec import frames_to_input
+
+        return self.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))

@@ -89,6 +89,22 @@ def ratio_input_model(dtype=TensorProto.FLOAT):
                  [tensor("y", shape=IMG)], [const("ones", [1, 1])])
 
 
+def uint8_frames_model():
+    """--io uint8: frames (B, H, W, 3) uint8 in, converted to (B, 3, H, W) floats in [0, 1]."""
+    nodes = [helper.make_node("Cast", ["x"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Div", ["t", "scale"], ["y"])]
+    return model(nodes, [tensor("x", TensorProto.UINT8, ("B", "H", "W", 3))], [tensor("y", shape=IMG)],
+                 [const("scale", 255.0)])
+
+
+def uint8_transpose_model():
+    """Frames transposed while still uint8, then cast."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Cast", ["t"], ["y"], to=TensorProto.FLOAT)]
+    return model(nodes, [tensor("x", TensorProto.UINT8, ("B", "H", "W", 3))], [tensor("y", shape=IMG)])
+
+
 def foreign_op_model(domain="com.microsoft", op="FastGelu"):
     # By default an ONNX Runtime contrib op, as ORT's offline optimizer writes them. (Not Gelu:
     # TensorRT's parser ignores the domain and would import com.microsoft::Gelu as ONNX's Gelu.)
@@ -188,7 +204,8 @@ CASES = {
                 model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)],
                       [tensor("x")], [tensor("y", TensorProto.FLOAT16)])),
     "data-dependent-shape": (data_dependent_model(), shape_derived_model()),
-    "shape-tensor-input": (ratio_input_model(), model([relu()], [tensor("x", shape=IMG)], [tensor("y", shape=IMG)])),
+    "shape-tensor-input": (ratio_input_model(), uint8_frames_model()),
+    "uint8-cast": (uint8_transpose_model(), uint8_frames_model()),
     "cumsum-float": (cumsum_model(TensorProto.INT32), cumsum_model(TensorProto.FLOAT)),
     "reduce-axes-constant": (reduce_model(True), reduce_model(False)),
     # A known plugin passing it: tests/test_topk_plugin.py.
@@ -220,6 +237,7 @@ def test_more_breaking_variants():
     assert rule_findings(resize_model(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
                          "resize-mode")
     assert rule_findings(ratio_input_model(TensorProto.INT64), "shape-tensor-input")
+    assert rule_findings(ratio_input_model(TensorProto.UINT8), "shape-tensor-input")  # a uint8 parameter
     nonzero = model([helper.make_node("NonZero", ["x"], ["y"])], [tensor("x")],
                     [tensor("y", TensorProto.INT64, (2, "N"))])
     assert rule_findings(nonzero, "data-dependent-shape")

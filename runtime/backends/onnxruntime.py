@@ -86,7 +86,17 @@ class OnnxRuntimeBackend:
         if names != list(INPUTS):
             raise CorruptEngineError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.io_dtype = np.dtype(np.float16 if "float16" in self.session.get_inputs()[0].type else np.float32)
+        kind = self.session.get_inputs()[0].type  # tensor(float) / tensor(float16) / tensor(uint8)
+        self.io_dtype = np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, src, bgr) -> dict[str, np.ndarray]:
+        """Every output of the file by name (pha, fgr, and the debug outputs it has)."""
+        check_inputs({"src": src, "bgr": bgr}, self.io_dtype)
+        if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
+            raise BackendUnavailableError("the ONNX Runtime backend takes numpy arrays; pass device "
+                                          "memory to a TensorRT engine")
+        return dict(zip(self.output_names, self.session.run(self.output_names, {"src": src, "bgr": bgr})))
 
     def __call__(self, src, bgr) -> tuple[np.ndarray, np.ndarray]:
         check_inputs({"src": src, "bgr": bgr}, self.io_dtype)

@@ -14,7 +14,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
 from mattex.files import atomic_write_bytes
 
-from ..io_spec import INPUTS, OUTPUTS, array_shape_dtype, check_inputs
+from ..io_spec import DEBUG_OUTPUTS, INPUTS, OUTPUTS, array_shape_dtype, check_inputs
 from ..sidecar import Environment, check_environment, check_plan, load_sidecar
 
 # Backend name -> the Python module of its API.
@@ -116,8 +116,11 @@ class TensorRTBackend:
         if self.engine is None:
             raise CorruptEngineError(f"{LABELS[flavor]} {trt.__version__} could not deserialize {self.path.name}")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        if sorted(names) != sorted(INPUTS + OUTPUTS):
-            raise CorruptEngineError(f"{self.path.name} has I/O tensors {names}, expected {list(INPUTS + OUTPUTS)}")
+        self.output_names = [n for n in names if n not in INPUTS]
+        if (sorted(set(names) & set(INPUTS)) != sorted(INPUTS) or not set(OUTPUTS) <= set(self.output_names)
+                or not set(self.output_names) <= set(OUTPUTS + DEBUG_OUTPUTS)):
+            raise CorruptEngineError(f"{self.path.name} has I/O tensors {names}, expected "
+                                     f"{list(INPUTS + OUTPUTS)} (and optionally {list(DEBUG_OUTPUTS)})")
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self.io_dtype = self.dtypes["src"]
         self.runtime_cache = RuntimeCache(self.engine, runtime_cache) if flavor == "tensorrt-rtx" else None
@@ -150,6 +153,12 @@ class TensorRTBackend:
         return buffer.array(shape, dtype)
 
     def __call__(self, src, bgr):
+        outputs = self.run(src, bgr)
+        return outputs["pha"], outputs["fgr"]
+
+    def run(self, src, bgr) -> dict:
+        """Every output of the engine by name: numpy arrays, or DeviceTensors left on the GPU
+        when the inputs were device memory."""
         feeds = {"src": src, "bgr": bgr}
         bhw = check_inputs(feeds, self.dtypes["src"], self.sidecar.profiles)
         self._select_profile(bhw)
@@ -177,7 +186,7 @@ class TensorRTBackend:
                 addresses[name] = ptr
                 self.context.set_tensor_address(name, ptr)
         shapes = {}
-        for name in OUTPUTS:
+        for name in self.output_names:
             shape = tuple(self.context.get_tensor_shape(name))
             nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
             addresses[name] = self.buffers[name].ensure(nbytes)
@@ -188,17 +197,17 @@ class TensorRTBackend:
             self.runtime_cache.saw(bhw)
         if on_device:
             self.stream.synchronize()
-            return tuple(DeviceTensor(self.buffers[n].array.ptr, shapes[n], self.dtypes[n]) for n in OUTPUTS)
+            return {n: DeviceTensor(self.buffers[n].array.ptr, shapes[n], self.dtypes[n]) for n in self.output_names}
         from polygraphy import cuda
 
-        outputs = []
-        for name in OUTPUTS:
+        outputs = {}
+        for name in self.output_names:
             host = self._host_staging(name + ":out", shapes[name], self.dtypes[name])
             cuda.wrapper().memcpy(host.ctypes.data, self.buffers[name].array.ptr, host.nbytes,
                                   cuda.MemcpyKind.DeviceToHost, self.stream.ptr)
-            outputs.append(host)
+            outputs[name] = host
         self.stream.synchronize()
-        return tuple(o.copy() for o in outputs)  # the pinned staging is reused next call
+        return {name: o.copy() for name, o in outputs.items()}  # the pinned staging is reused next call
 
     def _execute(self, key) -> None:
         """Run the engine; with CUDA graphs, replay the capture made for these shapes and
