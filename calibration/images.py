@@ -56,5 +56,7 @@ def save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
     Image.fromarray(np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8), "RGBA").save(path)
 
 
-def save_rgb(path: Path, rgb: np.ndarray) -> None:
-    Image.fromarray(np.round(np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), "RGB").save(path)
+def save_rgb(path: Path, rgb: np.ndarray, format: str | None = None) -> None:
+    """rgb (3, H, W) in [0, 1] -> an 8-bit RGB image (`format` when the name does not say it)."""
+    Image.fromarray(np.round(np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), "RGB").save(
+        path, format=format)

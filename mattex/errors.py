@@ -78,3 +78,8 @@ class EngineMismatchError(MattexError):
 
 class CorruptEngineError(MattexError):
     """An engine file or its sidecar is unreadable, foreign, or changed since it was built."""
+
+
+class MediaError(MattexError):
+    """A video or image cannot be read or written: missing, unreadable, empty, of another size
+    than it must be, or a folder with no images."""

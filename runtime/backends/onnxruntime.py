@@ -51,7 +51,8 @@ def tensorrt_plugin_named_in(error: Exception) -> str | None:
 class OnnxRuntimeBackend:
     kind = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                 spinning: bool = True):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -60,6 +61,10 @@ class OnnxRuntimeBackend:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        if not spinning:
+            # Idle worker threads sleep instead of spinning: the CPU they would burn goes to
+            # whatever runs beside the model (mattex run's decoding and encoding).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
             # The precision is only known from the file: reopen the few that need other settings.

@@ -1,0 +1,256 @@
+"""Frames in and out for `mattex run`: videos through PyAV (FFmpeg), images through Pillow.
+
+Sources give uint8 RGB frames (H, W, 3); sinks write one output each under a temporary name
+and rename it only when closed with `keep=True` (a failed run leaves no half-written file; an
+interrupted one keeps a playable video of the frames done). Imported only by `mattex run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from mattex.errors import MediaError
+from mattex.files import commit, discard, temporary_beside, temporary_folder_beside
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+GREEN = (120, 255, 155)  # the reference's composite background (inference_video.py)
+
+
+@dataclass
+class SourceInfo:
+    kind: str  # "video" or "images"
+    count: int | None  # frames (None when the container does not say)
+    size: tuple[int, int]  # (height, width)
+    fps: Fraction | None = None
+    names: list[str] = field(default_factory=list)  # image stems, for images
+    audio: bool = False
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise MediaError("video needs PyAV: pip install av") from None
+    return av
+
+
+class VideoSource:
+    """The frames of a video file, decoded in order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        av = _av()
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise MediaError(f"{self.path} has no video stream")
+                stream = container.streams.video[0]
+                count = stream.frames or None
+                if count is None and stream.duration and stream.average_rate:
+                    count = round(float(stream.duration * stream.time_base * stream.average_rate))
+                self.info = SourceInfo("video", count, (stream.height, stream.width),
+                                       Fraction(stream.average_rate) if stream.average_rate else None,
+                                       audio=bool(container.streams.audio))
+        except MediaError:
+            raise
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise MediaError(f"{self.path} is not a readable video: {e}") from None
+
+    def frames(self) -> Iterator[np.ndarray]:
+        av = _av()
+        height, width = self.info.size
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for index, frame in enumerate(container.decode(stream)):
+                    if (frame.height, frame.width) != (height, width):
+                        raise MediaError(f"{self.path}: frame {index} is {frame.width}x{frame.height}, the "
+                                         f"video started at {width}x{height}; frames must keep one size")
+                    yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{self.path}: decoding failed: {e}") from None
+
+
+class ImageSource:
+    """One image, or every image of a folder in name order."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self.files:
+                raise MediaError(f"{self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        else:
+            self.files = [self.path]
+        first = read_image(self.files[0])
+        self.info = SourceInfo("images", len(self.files), first.shape[:2], names=[p.stem for p in self.files])
+
+    def frames(self) -> Iterator[np.ndarray]:
+        height, width = self.info.size
+        for path in self.files:
+            image = read_image(path)
+            if image.shape[:2] != (height, width):
+                raise MediaError(f"{path.name} is {image.shape[1]}x{image.shape[0]}, the first image "
+                                 f"{width}x{height}: the images of a folder must share one size")
+            yield image
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise MediaError(f"{path} is not a readable image: {e}") from None
+
+
+def open_source(path: str | Path):
+    """A VideoSource or an ImageSource for a video file, an image or a folder of images."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"no such file or folder: {path}")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(path)
+
+
+class Background:
+    """The captured background for each frame: one image, or a video frame by frame."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int], frames: int | None, resize: bool) -> None:
+        self.path, self.size, self.resize = Path(path), size, resize
+        if not self.path.exists():
+            raise MediaError(f"no such background: {self.path}")
+        self.source = open_source(self.path)
+        if isinstance(self.source, ImageSource) and len(self.source.files) > 1:
+            raise MediaError(f"the background {self.path} is a folder: give one image or a video")
+        got = self.source.info.size
+        if got != size and not resize:
+            raise MediaError(f"the background is {got[1]}x{got[0]} but the frames are {size[1]}x{size[0]}: "
+                             "capture it at the same size, or pass --resize-bgr")
+        if self.source.info.kind == "video" and frames and self.source.info.count and \
+                self.source.info.count < frames:
+            raise MediaError(f"the background video has {self.source.info.count} frames, the source "
+                             f"{frames}: it needs one background frame per frame")
+        self._still = self._fit(next(self.source.frames())) if self.source.info.kind == "images" else None
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[:2] == self.size:
+            return image
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(image).resize((self.size[1], self.size[0]), Image.BILINEAR))
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """One background frame per source frame (a still image repeats)."""
+        if self._still is not None:
+            while True:
+                yield self._still
+        count = 0
+        for frame in self.source.frames():
+            count += 1
+            yield self._fit(frame)
+        raise MediaError(f"the background video {self.path} ran out after {count} frames")
+
+
+class VideoSink:
+    """One output video (H.264 in MP4 and MOV, VP9 in WebM): written to a temporary file beside
+    `path`, renamed when closed with keep=True. With `audio_from`, the source's audio is copied
+    (stream copy, no re-encode) up to the last frame written.
+
+    Defaults favour speed, so that encoding hides behind inference: x264's ultrafast preset on
+    one thread per output took 15 ms of CPU per HD frame where veryfast took 36 (crf 18 keeps
+    the quality; a slower preset makes smaller files)."""
+
+    def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], audio_from: Path | None = None,
+                 crf: int = 18, preset: str = "ultrafast", threads: int = 1) -> None:
+        av = _av()
+        self.path = Path(path)
+        self.tmp = temporary_beside(self.path)
+        container_format = {".mov": "mov", ".mkv": "matroska", ".webm": "webm"}.get(self.path.suffix.lower(), "mp4")
+        self.container = av.open(str(self.tmp), "w", format=container_format)
+        height, width = size
+        codec = "libvpx-vp9" if container_format == "webm" else "libx264"
+        self.stream = self.container.add_stream(codec, rate=fps)
+        self.stream.width, self.stream.height = width, height
+        # 4:2:0 needs even sizes; 4:4:4 takes any.
+        self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        self.stream.options = {"crf": str(crf), "threads": str(threads),
+                               **({"preset": preset} if codec == "libx264" else {})}
+        self.fps, self.frames = fps, 0
+        self.audio_from, self.audio = None, None
+        if audio_from is not None:
+            self.audio_from = av.open(str(audio_from))
+            if self.audio_from.streams.audio:
+                self.audio = self.container.add_stream_from_template(self.audio_from.streams.audio[0])
+            else:
+                self.audio_from.close()
+                self.audio_from = None
+
+    def write(self, frame: np.ndarray, name: str | None = None) -> None:
+        """A uint8 frame: (H, W, 3) RGB or (H, W) gray (`name` is for image sinks)."""
+        av = _av()
+        video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24" if frame.ndim == 3 else "gray")
+        for packet in self.stream.encode(video):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self, keep: bool) -> Path | None:
+        try:
+            if keep:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+                self._copy_audio()
+        finally:
+            self.container.close()
+            if self.audio_from is not None:
+                self.audio_from.close()
+        if not keep:
+            discard(self.tmp)
+            return None
+        return commit(self.tmp, self.path)
+
+    def _copy_audio(self) -> None:
+        if self.audio is None:
+            return
+        end = Fraction(self.frames) / self.fps  # seconds of video written
+        source = self.audio_from.streams.audio[0]
+        for packet in self.audio_from.demux(source):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and packet.pts * source.time_base >= end:
+                break
+            packet.stream = self.audio
+            self.container.mux(packet)
+
+
+class ImageSink:
+    """One output as PNGs in a folder: written into a temporary folder beside it, which replaces
+    the folder when closed with keep=True."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder)
+        self.tmp = temporary_folder_beside(self.path)
+        self.frames = 0
+
+    def write(self, image: np.ndarray, name: str) -> None:
+        """A uint8 image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, saved as <name>.png."""
+        from PIL import Image
+
+        Image.fromarray(np.ascontiguousarray(image)).save(self.tmp / f"{name}.png", compress_level=1)
+        self.frames += 1
+
+    def close(self, keep: bool) -> Path | None:
+        if not keep:
+            discard(self.tmp)
+            return None
+        return commit(self.tmp, self.path)
