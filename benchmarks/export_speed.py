@@ -35,7 +35,7 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_formulation import as_reference_formulation  # noqa: E402
+from mattex.model.reference_method import as_reference_formulation  # noqa: E402
 
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402

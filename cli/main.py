@@ -430,6 +430,154 @@ def data_synth(
                   + (f" and {count} backgrounds to {backgrounds}" if backgrounds else ""))
 
 
+@data_app.command("synth-video")
+@user_errors_exit()
+def data_synth_video(
+    out: Path = typer.Option(..., help="The clip to write (.mp4)."),
+    background: Path = typer.Option(..., help="Where to write the captured background (.png)."),
+    frames: int = typer.Option(48, help="How many frames."),
+    height: int = typer.Option(240, help="Frame height."),
+    width: int = typer.Option(320, help="Frame width."),
+    fps: int = typer.Option(24, help="Frames per second."),
+    seed: int = typer.Option(0, help="Same seed, same clip."),
+) -> None:
+    """Example: mattex data synth-video --out clip.mp4 --background bg.png --frames 48
+
+    A clip without downloads: a synthetic person-like shape moving across a textured room,
+    filmed with light capture noise, and the room alone as the captured background.
+    """
+    from rich.progress import track
+
+    from mattex.calibration.synthetic import write_synthetic_video
+
+    steps = iter(track(range(max(frames, 0)), description="synthesising", console=err_console))
+    path = write_synthetic_video(out, background, frames, height, width, fps, seed,
+                                 progress=lambda i: next(steps, None))
+    console.print(f"wrote {frames} frames of {width}x{height} at {fps} fps to {path} and the background to "
+                  f"{background}", highlight=False)
+
+
+@app.command(short_help="Matte a video, an image or a folder of images with an exported model.")
+@user_errors_exit()
+def run(
+    model: Path = typer.Argument(..., help="An exported .onnx or a .engine."),
+    src: Path = typer.Argument(..., help="A video (mp4, mov, mkv, webm), one image, or a folder of images."),
+    bgr: Path = typer.Argument(..., help="The captured background: an image, or a video with as many frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs."),
+    outputs: str = typer.Option("com,pha,fgr", help="Any of com,pha,fgr,err,ref (err and ref need a file "
+                                "exported with --debug-outputs)."),
+    composite: str = typer.Option("green", help="What com is composited on: green, white, or an image file."),
+    png: bool = typer.Option(False, "--png", help="Image sequences (<output>/<frame>.png) instead of videos."),
+    rgba: bool = typer.Option(False, "--rgba", help="Write fgr as RGBA PNGs carrying the alpha (image outputs)."),
+    batch: int = typer.Option(1, help="Frames per inference call."),
+    crf: int = typer.Option(18, help="Video quality (x264 CRF: lower is better and larger)."),
+    preset: str = typer.Option("ultrafast", help="x264 preset: ultrafast hides encoding behind inference; "
+                               "slower ones make smaller files."),
+    providers: Optional[str] = typer.Option(None, help="ONNX Runtime providers, comma-separated (default: "
+                                            "TensorRT EP, CUDA EP, CPU, whichever exist)."),
+    runtime_cache: Optional[Path] = typer.Option(None, help="TensorRT for RTX engines: the runtime cache file."),
+    resize_bgr: bool = typer.Option(False, "--resize-bgr", help="Resize the background to the frames "
+                                    "(else a size mismatch is an error)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
+
+    Decode, matte and encode in their own threads: videos in give com.mp4, pha.mp4 and fgr.mp4
+    with the source's frame count, frame rate and size (com keeps the source's audio); images
+    in give <output>/<name>.png. com is composited on green (the reference's), white or an
+    image. Ctrl-C stops cleanly and keeps the frames done; a failure leaves no output behind.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mattex.runtime.pipeline import matte_media
+
+    if rgba and not png and src.suffix.lower() not in ("", ) and src.is_file() and \
+            src.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"):
+        raise typer.BadParameter("--rgba writes PNGs: add --png for a video source")
+    options = {}
+    if providers:
+        options["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
+    if runtime_cache:
+        options["runtime_cache"] = runtime_cache
+    columns = (TextColumn("matting"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[fps]:.2f} frames/s"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=json_output) as bar:
+        task = bar.add_task("matting", total=None, fps=0.0)
+        started = [None]
+
+        def advance(n):
+            import time
+
+            started[0] = started[0] or time.perf_counter() - 1e-9
+            done = bar.tasks[0].completed + n
+            bar.update(task, advance=n, fps=done / (time.perf_counter() - started[0]))
+
+        result = matte_media(model, src, bgr, out, [o.strip() for o in outputs.split(",") if o.strip()],
+                             composite, png, rgba, batch, resize_bgr, crf, preset, progress=advance,
+                             on_start=lambda info: bar.update(task, total=info["frames"]), **options)
+    summary = result.to_dict()
+    if not _emit_json(summary, json_output):
+        table = Table(title=f"mattex run {model.name} on {src.name}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        table.add_row("frames", f"{result.stats.frames}" + (" (interrupted)" if result.stats.interrupted else ""))
+        table.add_row("frames/s", f"{result.stats.fps:.2f}")
+        table.add_row("ms per frame", ", ".join(f"{k} {v:.1f}" for k, v in summary["ms_per_frame"].items())
+                      + " (stages overlap)")
+        for kind, path in result.outputs.items():
+            table.add_row(kind, path)
+        console.print(table)
+    if result.stats.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command(short_help="Time every backend that can run the given files, side by side.")
+@user_errors_exit()
+def bench(
+    models: list[Path] = typer.Argument(..., help="Exported .onnx files and/or .engine files."),
+    resolution: str = typer.Option("hd", help="Comma-separated sizes: hd, 4k or HxW."),
+    batch: str = typer.Option("1", help="Comma-separated batch sizes."),
+    reference: bool = typer.Option(False, "--reference", help="Also time PyTorch eager with the reference "
+                                   "implementation's patch method (same weights)."),
+    rounds: int = typer.Option(3, help="Timed rounds (runners interleaved round by round; the median counts)."),
+    warmup: int = typer.Option(1, help="Untimed calls per runner first."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime and PyTorch (default: all)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the results (and the machine) as JSON."),
+) -> None:
+    """Example: mattex bench bgm_mobilenetv2_hd.onnx bgm_mobilenetv2_hd_int8.onnx --resolution hd --reference
+
+    ms per frame, frames/s and memory of each file on ONNX Runtime's CPU provider (and its CUDA
+    and TensorRT providers, TensorRT and TensorRT for RTX engines, where a GPU is), and of
+    PyTorch eager with the same weights, in one process, interleaved round by round. The
+    machine (CPU model and instruction sets, GPU) is recorded with the results; what cannot run
+    here is listed with the reason.
+    """
+    from mattex.bench import bench as run_bench, parse_batches, parse_sizes
+
+    with err_console.status("benchmarking", spinner="dots") as status:
+        report = run_bench(models, parse_sizes(resolution), parse_batches(batch), reference, rounds, warmup,
+                           threads, progress=lambda step: None if json_output else status.update(step))
+    if _emit_json(report.to_dict(), json_output):
+        return
+    machine = report.machine
+    gpu = f", GPU {machine['gpu']['name']}" if machine["gpu"] else ", no GPU"
+    table = Table(title=f"mattex bench on {machine['cpu']} ({machine['cores']} cores, "
+                  f"{' + '.join(machine['instruction_sets']) or 'no AVX'}{gpu})")
+    for column in ("runner", "file", "size", "batch", "ms/frame", "fps", "peak MiB"):
+        table.add_column(column, justify="left" if column in ("runner", "file") else "right",
+                         overflow="fold")
+    for row in report.rows:
+        table.add_row(row.runner, Path(row.file).name if row.file else "-", f"{row.size[0]}x{row.size[1]}",
+                      str(row.batch), f"{row.ms_per_frame:.1f}", f"{row.fps:.2f}", f"{row.peak_rss_mib:.0f}")
+    console.print(table)
+    seen = set()
+    for skip in report.skipped:
+        line = f"{skip['runner']}" + (f" ({Path(skip['file']).name})" if skip.get("file") else "") + f": {skip['why']}"
+        if line not in seen:
+            seen.add(line)
+            console.print(f"[dim]not run: {line}[/]", highlight=False)
+
+
 @app.command(short_help="The paper's metrics (SAD, MSE, Grad, Conn, FG MSE) on composites.")
 @user_errors_exit()
 def evaluate(

@@ -1,6 +1,6 @@
-"""The published implementation's patch method, for benchmarks only: the baseline mattex's
-exported graph is timed against. Same weights and modules as mattex's Refiner; patches are
-found with nonzero, cropped with unfold and written back with an indexed assignment
+"""The published implementation's patch method: the baseline mattex's exported graph is timed
+against (`mattex bench --reference`, benchmarks/). Same weights and modules as mattex's Refiner;
+patches are found with nonzero, cropped with unfold and written back with an indexed assignment
 ("scatter_nd"), and whole feature maps are upsampled to half and full resolution first."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mattex.model import MattingRefine, Refiner
+from .matting import MattingRefine
+from .refiner import Refiner
 
 
 class ReferenceRefiner(Refiner):
