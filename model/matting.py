@@ -102,6 +102,7 @@ class MattingRefine(MattingBase):
             refine_kernel_size,
             refine_prevent_oversampling,
             refine_tie_break,
+            backbone_scale,
         )
 
     def forward(
