@@ -33,17 +33,23 @@ class EvaluationReport:
                 "per_image": {n: s.to_dict() for n, s in zip(self.images, self.per_image)}}
 
 
-def onnx_matter(path: Path, providers: list[str] | None = None) -> Matter:
-    """An exported file through mattex's runtime backend: the session settings users get
-    (int8 files included), inputs in the file's format (cast, or uint8 frames), outputs float32."""
-    from mattex.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
+def onnx_matter(path: Path, providers: list[str] | None = None, backend: str = "onnxruntime",
+                **options) -> Matter:
+    """An exported file through mattex's runtime backend (ONNX Runtime on the CPU unless
+    `providers` say, or OpenVINO with `options` such as inference_precision): the session
+    settings users get (int8 files included), inputs in the file's format (cast, or uint8
+    frames), outputs float32."""
+    from mattex.runtime.backends import BACKENDS
     from mattex.runtime.io_spec import float_to_input
 
-    backend = OnnxRuntimeBackend(path, providers or ["CPUExecutionProvider"])
+    if backend == "onnxruntime":
+        options["providers"] = providers or ["CPUExecutionProvider"]
+    elif providers is not None:
+        raise ConfigError(f"providers are ONNX Runtime's; backend {backend} takes none")
+    runner = BACKENDS[backend].open(path, **options)
 
     def run(src, bgr):
-        pha, fgr = backend(float_to_input(src, backend.io_dtype), float_to_input(bgr, backend.io_dtype))
+        pha, fgr = runner(float_to_input(src, runner.io_dtype), float_to_input(bgr, runner.io_dtype))
         return pha.astype(np.float32), fgr.astype(np.float32)
 
     return run

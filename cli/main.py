@@ -356,12 +356,15 @@ def verify(
     data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder: verify on its composites."),
     backgrounds: Optional[Path] = typer.Option(None, help="Background images for --data composites."),
     budget: Optional[str] = typer.Option(None, help="Hold the file to another precision's budget "
-                                         "(fp32, fp16, int8); default: the file's own."),
+                                         "(fp32, fp16, int8, bf16); default: the file's own."),
+    backend: str = typer.Option("onnxruntime", help="Run the file on onnxruntime or openvino."),
+    inference_precision: str = typer.Option("f32", help="OpenVINO's arithmetic: f32, or bf16 (CPUs "
+                                            "with AMX/AVX-512 BF16; fp32 files then get the bf16 budget)."),
     json_report: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON here."),
 ) -> None:
     """Example: mattex verify bgm_resnet50_hd.onnx --checkpoint pytorch_resnet50.pth --json report.json
 
-    Run the file on ONNX Runtime and the PyTorch model on the same inputs; report per-output max
+    Run the file on ONNX Runtime (or --backend openvino) and the PyTorch model on the same inputs; report per-output max
     and mean absolute differences and the share of patches selected differently, and exit 1 when
     they exceed the budget declared for the file's precision (README: accuracy budgets).
     Inputs: random pairs, real frames (--images with --background), or PhotoMatte85-layout
@@ -380,7 +383,8 @@ def verify(
         pairs = frame_pairs(images, background)
     elif data is not None:
         pairs = composite_pairs(model, data, backgrounds, height, width)
-    report = verify_onnx(model, pairs, checkpoint, samples, batch, height, width, budget=budget)
+    report = verify_onnx(model, pairs, checkpoint, samples, batch, height, width, budget=budget,
+                         backend=backend, inference_precision=inference_precision)
     if json_report:
         report.save(json_report)
     table = Table(title=f"mattex verify {model} ({report.precision}, {report.samples} x {report.shape})")
@@ -592,6 +596,9 @@ def evaluate(
                                               "checkpoint: that checkpoint (the fp32 reference)."),
     budget: bool = typer.Option(True, help="For an fp16/int8 ONNX: also score PyTorch fp32 and "
                                 "exit 1 when the metrics exceed the precision's budget."),
+    backend: str = typer.Option("onnxruntime", help="Run an ONNX file on onnxruntime or openvino."),
+    inference_precision: str = typer.Option("f32", help="OpenVINO's arithmetic: f32, or bf16 (held "
+                                            "to the bf16 metric budget)."),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Example: mattex evaluate bgm_mobilenetv2_hd.onnx --data PhotoMatte85 --resolution hd --json
@@ -607,17 +614,23 @@ def evaluate(
 
     size = _parse_size(resolution)
     composites = Composites(data, size, backgrounds, seed=seed, limit=limit)
-    if model is not None and model.suffix == ".onnx":
-        matter = onnx_matter(model)
+    is_onnx = model is not None and model.suffix == ".onnx"
+    if (backend, inference_precision) != ("onnxruntime", "f32") and not is_onnx:
+        raise typer.BadParameter("--backend and --inference-precision apply to an exported .onnx MODEL")
+    if is_onnx:
+        options = {"inference_precision": inference_precision} if backend == "openvino" else {}
+        if backend == "onnxruntime" and inference_precision != "f32":
+            raise typer.BadParameter("--inference-precision is OpenVINO's (--backend openvino)")
+        matter = onnx_matter(model, backend=backend, **options)
     else:
         backbone_scale = 0.125 if size[0] * size[1] >= 2160 * 3840 else 0.25
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
     reference, precision, label = None, "fp32", "pytorch"
     if model is not None and model.suffix == ".onnx":
-        from mattex.exporter.verify import file_metadata, reference_matter
+        from mattex.exporter.verify import budget_name, file_metadata, reference_matter
 
         meta = file_metadata(model)
-        label = precision = meta.get("precision", "fp32")
+        label = precision = budget_name(meta.get("precision", "fp32"), backend, inference_precision)
         if not budget:
             precision = "fp32"  # score the file alone
         elif precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`

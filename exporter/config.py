@@ -139,6 +139,18 @@ BUDGETS = {
         outputs=_outputs(pha=(1.0, 6e-3), fgr=(1.0, 1.5e-2), pha_sm=(0.6, 6e-3),
                          fgr_sm=(0.2, 1.5e-2), err_sm=(0.3, 6e-3), ref_sm=(1.0, 3e-2)),
         patch_mismatch=0.04, patch_tolerance=0.1, metrics=MetricBudget(ratio=1.10)),
+    # bf16: an fp32 file run with OpenVINO's bf16 arithmetic (inference_precision="bf16", CPUs
+    # with AMX or AVX-512 BF16). Measured by proxy (benchmarks/bf16_proxy.py: PyTorch CPU autocast
+    # to bfloat16, demo mobilenetv2, 8 held-out composites, worst of 256x256 k=500 and 512x512
+    # k=5000): pha mean 5.5e-4, fgr mean 8.7e-4, pha_sm max 0.045 mean 4.7e-4, fgr_sm max 0.014
+    # mean 9.1e-4, err_sm max 0.016 mean 4.3e-4, selection 0.07%, SAD/MSE/Grad/Conn within 0.5%
+    # of fp32. The issue that asked for bf16 measured OpenVINO itself on an AMX Xeon: pha mean
+    # 1-2e-3, alpha MSE within 3% of fp32 (OpenVINO also runs elementwise ops in bf16, which the
+    # proxy does not). Budgets sit above the real measurement; the metric ratio allows 5%.
+    "bf16": PrecisionBudget(
+        outputs=_outputs(pha=(1.0, 5e-3), fgr=(1.0, 6e-3), pha_sm=(0.2, 4e-3),
+                         fgr_sm=(0.08, 6e-3), err_sm=(0.08, 3e-3), ref_sm=(1.0, 1e-2)),
+        patch_mismatch=0.02, patch_tolerance=0.05, metrics=MetricBudget(ratio=1.05)),
 }
 
 

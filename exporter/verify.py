@@ -134,6 +134,8 @@ def verify_onnx(
     providers: list[str] | None = None,
     budget: str | None = None,
     tie_break: str = "lowest_index",
+    backend: str = "onnxruntime",
+    inference_precision: str = "f32",
 ) -> VerifyReport:
     """Compare the file against PyTorch fp32 on `inputs` (an iterable of (src, bgr) numpy
     pairs) or on `samples` random pairs at `height`x`width` (default: the trace size), within
@@ -153,14 +155,15 @@ def verify_onnx(
             "TensorRT only, so ONNX Runtime cannot verify it; verify the --topk onnx export of the "
             "same model (the two graphs differ only in how the top-k is taken)")
     config = config_from_metadata(meta)
-    precision = budget or meta.get("precision", "fp32")
+    precision = budget or budget_name(meta.get("precision", "fp32"), backend, inference_precision)
     if precision not in BUDGETS:
         raise ConfigError(f"no accuracy budget declared for precision {precision!r}; "
                           f"known: {', '.join(BUDGETS)}")
     budget = BUDGETS[precision]
     reference = reference_model(meta, checkpoint, tie_break)
-    session, selection = _session(path, meta, providers)
-    _check_names(session, config)
+    runner = _runner(path, meta, backend, providers, inference_precision)
+    selection = runner.selection
+    _check_names(runner)
 
     if inputs is None:
         size = (height or config.height, width or config.width)
@@ -172,16 +175,15 @@ def verify_onnx(
             inputs = synthetic_pairs(samples, batch, *size)
     diffs: dict[str, list[np.ndarray]] = {}
     mismatched, flipped, total_patches, count, shape = 0, 0, 0, 0, []
-    names = [o.name for o in session.get_outputs()][: len(session.get_outputs()) - 2 * len(selection)]
-    io_dtype = next(t for name, t in (("uint8", np.uint8), ("float16", np.float16), ("float", np.float32))
-                    if name in session.get_inputs()[0].type)
+    names = runner.outputs[: len(runner.outputs) - 2 * len(selection)]
+    io_dtype = runner.io_dtype
     for src, bgr in inputs:
         # The file sees the frames in its own input format (float16-rounded, or stored as uint8
         # frames), as its callers would send them; PyTorch sees the same values in float32.
         feeds = {"src": float_to_input(src, io_dtype), "bgr": float_to_input(bgr, io_dtype)}
         if io_dtype == np.uint8:
             src, bgr = (frames_to_input(feeds[n], np.float32) for n in ("src", "bgr"))
-        results = session.run(None, feeds)
+        results = runner.run(feeds)
         got = {n: v.astype(np.float32) for n, v in zip(names, results)}
         with torch.no_grad():
             want = dict(zip(("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm"),
@@ -210,13 +212,57 @@ def verify_onnx(
     return report
 
 
-def _session(path: Path, meta: dict[str, str], providers: list[str] | None):
-    """An ONNX Runtime session over the file, with the settings the runtime uses for its
-    precision and, where the exporter recorded them, the top-k selection's scores and indices
-    as extra outputs (returned as the second value)."""
+def budget_name(file_precision: str, backend: str, inference_precision: str) -> str:
+    """The budget a file is held to on `backend`: its own precision's, or bf16's where an fp32
+    file runs with OpenVINO's bf16 arithmetic."""
+    if backend == "openvino" and inference_precision == "bf16" and file_precision == "fp32":
+        return "bf16"
+    return file_precision
+
+
+@dataclass
+class _Runner:
+    """A file ready to run: its input and output names, input dtype, the selection tensors
+    appended to its outputs, and `run(feeds) -> [arrays]` in output order."""
+
+    inputs: list[str]
+    outputs: list[str]
+    io_dtype: np.dtype
+    selection: list[dict]
+    run: object
+
+
+def _runner(path: Path, meta: dict[str, str], backend: str, providers: list[str] | None,
+            inference_precision: str) -> _Runner:
+    """The file on `backend`, with the settings the runtime uses for its precision and, where
+    the exporter recorded them, the top-k selection's scores and indices as extra outputs."""
+    selection = json.loads(meta.get("selection", "[]"))[:1]  # BGMv2 has one top-k
+    extra = [name for entry in selection for name in (entry["scores"], entry["indices"])]
+    if backend == "openvino":
+        from mattex.runtime.backends.openvino import OpenVinoBackend
+
+        if providers is not None:
+            raise ConfigError("providers are ONNX Runtime's; the OpenVINO backend takes none")
+        ov = OpenVinoBackend(path, inference_precision=inference_precision, extra_outputs=extra,
+                             allow_int8=True)  # verify is where that refusal is measured
+        outputs = ov.output_names + extra
+        return _Runner(["src", "bgr"], outputs, ov.io_dtype, selection,
+                       lambda feeds: list(ov.run(feeds["src"], feeds["bgr"]).values()))
+    if backend != "onnxruntime":
+        raise ConfigError(f"mattex verify runs .onnx files on onnxruntime or openvino, not {backend!r}; "
+                          "an engine is checked with `mattex check --build`")
+    if inference_precision != "f32":
+        raise ConfigError("--inference-precision is OpenVINO's; ONNX Runtime runs the file's own precision")
+    session = _ort_session(path, meta, providers, selection)
+    io_dtype = next(t for name, t in (("uint8", np.uint8), ("float16", np.float16), ("float", np.float32))
+                    if name in session.get_inputs()[0].type)
+    return _Runner([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()],
+                   np.dtype(io_dtype), selection, lambda feeds: session.run(None, feeds))
+
+
+def _ort_session(path: Path, meta: dict[str, str], providers: list[str] | None, selection: list[dict]):
     import onnxruntime as ort
 
-    selection = json.loads(meta.get("selection", "[]"))[:1]  # BGMv2 has one top-k
     model = onnx.load(str(path))
     for entry in selection:
         model.graph.output.extend([
@@ -224,10 +270,9 @@ def _session(path: Path, meta: dict[str, str], providers: list[str] | None):
             onnx.helper.make_tensor_value_info(entry["indices"], onnx.TensorProto.INT64, None)])
     options = ort.SessionOptions()
     options.log_severity_level = 3  # optimizer notices are not findings
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   disabled_optimizers=disabled_optimizers_for(meta.get("precision")),
-                                   providers=providers or ["CPUExecutionProvider"])
-    return session, selection
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                disabled_optimizers=disabled_optimizers_for(meta.get("precision")),
+                                providers=providers or ["CPUExecutionProvider"])
 
 
 def file_selection(scores: np.ndarray, indices: np.ndarray, prevent_oversampling: bool) -> np.ndarray:
@@ -271,13 +316,11 @@ def interchangeable_patches(err_sm: np.ndarray, grid: tuple[int, int], config: E
     return near.view(B, *grid).numpy()
 
 
-def _check_names(session, config: ExportConfig) -> None:
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if inputs != ["src", "bgr"]:
-        raise VerifyError(f"inputs are {inputs}, expected ['src', 'bgr']")
-    if outputs[:2] != ["pha", "fgr"]:
-        raise VerifyError(f"outputs are {outputs}, expected pha and fgr first")
+def _check_names(runner: _Runner) -> None:
+    if runner.inputs != ["src", "bgr"]:
+        raise VerifyError(f"inputs are {runner.inputs}, expected ['src', 'bgr']")
+    if runner.outputs[:2] != ["pha", "fgr"]:
+        raise VerifyError(f"outputs are {runner.outputs}, expected pha and fgr first")
 
 
 def _check_shapes(got: dict, want: dict) -> None:

@@ -145,6 +145,14 @@ def _file_runners(path: Path, src, bgr, threads: int | None, skipped: list) -> l
 
     cpu = {"providers": ["CPUExecutionProvider"], **({"threads": threads} if threads else {})}
     found.append((BenchRow("onnxruntime cpu", "onnxruntime", "cpu", str(path), size, batch), opener(**cpu)))
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is not None:
+        found.append((BenchRow("openvino cpu", "openvino", "cpu", str(path), size, batch),
+                      opener(backend="openvino", **({"threads": threads} if threads else {}))))
+    else:
+        skipped.append({"runner": "openvino cpu", "file": str(path),
+                        "why": 'OpenVINO is not installed (pip install "mattex[openvino]")'})
     for provider, label in (("CUDAExecutionProvider", "cuda"), ("TensorrtExecutionProvider", "tensorrt ep")):
         if provider in ort.get_available_providers():
             found.append((BenchRow(f"onnxruntime {label}", "onnxruntime", "gpu", str(path), size, batch),

@@ -1,7 +1,7 @@
 """One small session API over every backend:
 
     matter = Matter.open("bgm_resnet50_hd.engine")   # TensorRT or TensorRT for RTX (sidecar says)
-    matter = Matter.open("bgm_resnet50_hd.onnx")     # ONNX Runtime
+    matter = Matter.open("bgm_resnet50_hd.onnx")     # OpenVINO or ONNX Runtime, the faster here
     pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 1]
 """
 
@@ -27,8 +27,11 @@ class Matter:
         """Open `path` with `backend` (a name in `mattex.runtime.backends.BACKENDS`). An engine
         (`.engine`/`.plan`) runs on the backend its sidecar names: TensorRT, or TensorRT for
         RTX (options: `runtime_cache=PATH`, `cuda_graph`, `device`). An `.onnx` file runs on
-        ONNX Runtime by default, with `providers` (default: TensorRT EP, CUDA EP, CPU, whichever
-        exist) and `threads`."""
+        `backend` "onnxruntime" (options: `providers`, default TensorRT EP, CUDA EP, CPU,
+        whichever exist; `threads`; `spinning`) or "openvino" (`inference_precision` f32 or
+        bf16, `threads`, `cache_dir`); without one, on the faster that can run it here: ONNX
+        Runtime with a GPU provider, else OpenVINO for fp32/fp16 files where it is installed,
+        else ONNX Runtime (int8 files)."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no such model file: {path}")
@@ -42,6 +45,10 @@ class Matter:
                                   f"the backend it was built for ({built_with})")
             backend = built_with
         elif suffix in ONNX_SUFFIXES:
+            if backend is None and providers is None:
+                chosen = _open_on_the_fastest_cpu_backend(path, options)
+                if chosen is not None:
+                    return cls(chosen)
             backend = backend or "onnxruntime"
             if providers is not None:
                 if backend != "onnxruntime":
@@ -84,3 +91,28 @@ class Matter:
         from .io_spec import frames_to_input
 
         return self.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
+
+
+# Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
+ONNX_RUNTIME_ONLY_OPTIONS = {"providers", "spinning"}
+
+
+def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
+    """The automatic choice for an .onnx file: ONNX Runtime where it has a GPU provider (CUDA,
+    TensorRT EP); otherwise OpenVINO where it is installed and runs the file (fp32 and fp16;
+    it refuses int8 files), measured faster on the CPU (benchmarks/cpu_backends.py: mobilenetv2
+    HD fp32 278 vs 327 ms, AMD EPYC AVX2); otherwise ONNX Runtime (returns None)."""
+    import importlib.util
+
+    from mattex.errors import BackendUnavailableError
+
+    if ONNX_RUNTIME_ONLY_OPTIONS & options.keys() or importlib.util.find_spec("openvino") is None:
+        return None
+    import onnxruntime as ort
+
+    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
+        return None
+    try:
+        return BACKENDS["openvino"].open(path, **options)
+    except BackendUnavailableError:  # an int8 file, or a TensorRT-plugin file: ONNX Runtime says
+        return None

@@ -24,35 +24,23 @@ SIZE = 256  # k = 500 of 4,096 patches: selection matters at this size
 runner = CliRunner()
 
 
+from helpers import precision_export as export  # noqa: E402
+
+
+# The composites and the fp16/int8 exports are shared with tests/test_openvino.py (conftest.py).
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("precision")
-    write_synthetic_photomatte(root / "calib", 4, seed=3, height=320, width=256,
-                               backgrounds=root / "calib_bg")
-    write_synthetic_photomatte(root / "eval", 4, seed=4, height=320, width=256,
-                               backgrounds=root / "eval_bg")
-    return root
-
-
-def export(data: Path, precision: str, io_dtype: str = "float32", **calibration) -> Path:
-    config = ExportConfig(backbone="mobilenetv2", height=SIZE, width=SIZE, sample_pixels=8000,
-                          precision=precision, io_dtype=io_dtype, debug_outputs=True)
-    settings = None
-    if precision == "int8":
-        settings = CalibrationSettings(data / "calib", data / "calib_bg", samples=4, **calibration)
-    path = data / f"mobilenetv2_{precision}_{io_dtype}.onnx"
-    export_onnx(config, path, calibration=settings)
-    return path
+def data(precision_data):
+    return precision_data
 
 
 @pytest.fixture(scope="module")
-def fp16(data):
-    return export(data, "fp16")
+def fp16(fp16_file):
+    return fp16_file
 
 
 @pytest.fixture(scope="module")
-def int8(data):
-    return export(data, "int8")
+def int8(int8_file):
+    return int8_file
 
 
 def verify_on_composites(path: Path, data: Path, budget: str | None = None):

@@ -32,7 +32,7 @@ def test_matter_mattes_a_batch_of_two_hd_frames_like_pytorch(hd_onnx):
     rng = np.random.default_rng(0)
     src = rng.random((2, 3, *HD), dtype=np.float32)
     bgr = np.clip(src + rng.normal(0, 0.2, src.shape), 0, 1).astype(np.float32)
-    matter = Matter.open(hd_onnx)
+    matter = Matter.open(hd_onnx, backend="onnxruntime")
     assert matter.kind == "onnxruntime"
     pha, fgr = matter(src, bgr)
     meta = matter.backend.metadata

@@ -50,6 +50,9 @@ BACKENDS.register(Backend(
     "onnxruntime", "onnxruntime", "OnnxRuntimeBackend", ONNX_SUFFIXES,
     install="pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, TensorRT EP)"))
 BACKENDS.register(Backend(
+    "openvino", "openvino", "OpenVinoBackend", ONNX_SUFFIXES,
+    install='pip install "mattex[openvino]" (OpenVINO, for Intel and AMD CPUs)'))
+BACKENDS.register(Backend(
     "tensorrt", "tensorrt", "TensorRTBackend", ENGINE_SUFFIXES,
     install="pip install tensorrt (TensorRT 11, CUDA 13) or tensorrt-cu12 (CUDA 12) on the machine "
             "with the NVIDIA GPU", options={"flavor": "tensorrt"}))
