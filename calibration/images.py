@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from mattex.errors import MattexError
+from mattex.files import atomic_path
 
 
 class DataError(MattexError, ValueError):
@@ -53,10 +54,13 @@ def fit(image: Image.Image, size: tuple[int, int], resample=Image.BILINEAR) -> I
 def save_rgba(path: Path, rgb: np.ndarray, alpha: np.ndarray) -> None:
     """rgb (3, H, W), alpha (1, H, W) in [0, 1] -> an 8-bit RGBA PNG."""
     rgba = np.concatenate([rgb, alpha], axis=0).transpose(1, 2, 0)
-    Image.fromarray(np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8), "RGBA").save(path)
+    image = Image.fromarray(np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8), "RGBA")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def save_rgb(path: Path, rgb: np.ndarray, format: str | None = None) -> None:
     """rgb (3, H, W) in [0, 1] -> an 8-bit RGB image (`format` when the name does not say it)."""
-    Image.fromarray(np.round(np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), "RGB").save(
-        path, format=format)
+    image = Image.fromarray(np.round(np.clip(rgb.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8), "RGB")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=format or Image.registered_extensions().get(Path(path).suffix.lower(), "PNG"))

@@ -105,21 +105,29 @@ def write_synthetic_photomatte(out: str | Path, count: int, seed: int = 0, heigh
                                background_count: int | None = None, progress=lambda i: None) -> list[Path]:
     """Write `count` RGBA PNGs (PhotoMatte85's layout) to `out`, and optionally textured
     backgrounds to `backgrounds`. Returns the foreground files."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from contextlib import ExitStack
+
+    from mattex.errors import ConfigError
+    from mattex.files import output_folder
+
+    if count < 1 or (background_count is not None and background_count < 1):
+        raise ConfigError(f"the image count must be at least 1, got {count}")
+    if height < 4 or width < 4:
+        raise ConfigError(f"height and width must be at least 4, got {height}x{width}")
     rng = np.random.default_rng(seed)
     files = []
-    for i in range(count):
-        fgr, pha = synth_portrait(rng, height, width)
-        path = out / f"synth_{seed:04d}_{i:05d}.png"
-        save_rgba(path, fgr, pha)
-        files.append(path)
-        progress(i)
-    if backgrounds is not None:
-        folder = Path(backgrounds)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(background_count or count):
-            save_rgb(folder / f"background_{seed:04d}_{i:05d}.png", synth_background(rng, height, width))
+    with ExitStack() as folders:
+        out = folders.enter_context(output_folder(out))
+        for i in range(count):
+            fgr, pha = synth_portrait(rng, height, width)
+            path = out / f"synth_{seed:04d}_{i:05d}.png"
+            save_rgba(path, fgr, pha)
+            files.append(path)
+            progress(i)
+        if backgrounds is not None:
+            folder = folders.enter_context(output_folder(backgrounds))
+            for i in range(background_count or count):
+                save_rgb(folder / f"background_{seed:04d}_{i:05d}.png", synth_background(rng, height, width))
     return files
 
 

@@ -129,8 +129,8 @@ def export(
     refine_mode: str = typer.Option("sampling", help="sampling | full | thresholding."),
     refine_threshold: float = typer.Option(0.1, help="Error threshold of thresholding mode."),
     kernel_size: int = typer.Option(3, help="Refiner kernel size, 3 or 1."),
-    height: Optional[int] = typer.Option(None, help="Trace height (the file runs at any H % 4 == 0)."),
-    width: Optional[int] = typer.Option(None, help="Trace width."),
+    height: Optional[int] = typer.Option(None, min=4, help="Trace height (the file runs at any H % 4 == 0)."),
+    width: Optional[int] = typer.Option(None, min=4, help="Trace width."),
     opset: int = typer.Option(17, help="ONNX opset (13..20)."),
     debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
     target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | tensorrt-rtx | onnxruntime."),
@@ -142,7 +142,7 @@ def export(
     calibration_data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder for --int8."),
     backgrounds: Optional[Path] = typer.Option(None, help="Background images for calibration composites "
                                                "(default: procedural)."),
-    calibration_samples: int = typer.Option(32, help="Composites to calibrate on."),
+    calibration_samples: int = typer.Option(32, min=1, help="Composites to calibrate on."),
     calibration_method: str = typer.Option("minmax", help="minmax | entropy | percentile."),
     calibration_cache: Optional[Path] = typer.Option(None, help="Ranges cache (default: beside the "
                                                      "output); reused while model, data and settings match."),
@@ -286,7 +286,7 @@ def check(
     backend: str = typer.Option("auto", help="With --build: auto | tensorrt | tensorrt-rtx."),
     profile: list[str] = typer.Option([], help="With --build: hd | 4k | HxW | HxW-HxW (default: the "
                                       "file's trace size)."),
-    batch: int = typer.Option(1, help="With --build: largest batch of the profiles."),
+    batch: int = typer.Option(1, min=1, help="With --build: largest batch of the profiles."),
     json_output: bool = typer.Option(False, "--json", help="Print findings (and the build) as JSON."),
 ) -> None:
     """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt --build
@@ -298,20 +298,18 @@ def check(
     check for CI with TensorRT for RTX. Exits 1 on any error finding or a failed build.
     """
     import onnx
-    from google.protobuf.message import DecodeError
 
+    from mattex.errors import ModelFileError
     from mattex.exporter.lint import check_model
+    from mattex.exporter.onnx_file import load_onnx
 
-    if not model.is_file():
-        raise typer.BadParameter(f"no such file: {model}")
     if not build and (profile or backend != "auto" or batch != 1):
         raise typer.BadParameter("--backend, --profile and --batch go with --build")
+    proto = load_onnx(model)
     try:
-        proto = onnx.load(str(model))
         onnx.checker.check_model(proto)
-    except (onnx.checker.ValidationError, DecodeError) as e:
-        err_console.print(f"[bold red]error:[/] {model} is not a valid ONNX model: {e}")
-        raise typer.Exit(2) from None
+    except onnx.checker.ValidationError as e:
+        raise ModelFileError(f"{model} is not a valid ONNX model: {e}") from None
     report = check_model(proto, target)
     built = None
     if build:
@@ -346,11 +344,11 @@ def check(
 def verify(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     checkpoint: Optional[Path] = typer.Option(None, help="The checkpoint it was exported from."),
-    samples: int = typer.Option(2, help="Generated input pairs (ignored with --images/--data): "
+    samples: int = typer.Option(2, min=1, help="Generated input pairs (ignored with --images/--data): "
                                 "random for fp32 files, synthetic composites for fp16/int8."),
-    batch: int = typer.Option(1, help="Batch size of random inputs."),
-    height: Optional[int] = typer.Option(None, help="Random input height (default: trace size)."),
-    width: Optional[int] = typer.Option(None, help="Random input width."),
+    batch: int = typer.Option(1, min=1, help="Batch size of random inputs."),
+    height: Optional[int] = typer.Option(None, min=4, help="Random input height (default: trace size)."),
+    width: Optional[int] = typer.Option(None, min=4, help="Random input width."),
     images: Optional[Path] = typer.Option(None, help="Folder of frames (use with --background)."),
     background: Optional[Path] = typer.Option(None, help="The captured background image."),
     data: Optional[Path] = typer.Option(None, help="PhotoMatte85-layout folder: verify on its composites."),
@@ -412,10 +410,10 @@ app.add_typer(data_app, name="data")
 @user_errors_exit()
 def data_synth(
     out: Path = typer.Option(..., help="Folder for the RGBA PNGs (PhotoMatte85's layout)."),
-    count: int = typer.Option(20, help="How many portraits."),
+    count: int = typer.Option(20, min=1, help="How many portraits."),
     seed: int = typer.Option(0, help="Same seed, same images."),
-    height: int = typer.Option(640, help="Image height."),
-    width: int = typer.Option(512, help="Image width."),
+    height: int = typer.Option(640, min=4, help="Image height."),
+    width: int = typer.Option(512, min=4, help="Image width."),
     backgrounds: Optional[Path] = typer.Option(None, help="Also write textured backgrounds here."),
 ) -> None:
     """Example: mattex data synth --out synth/photomatte --count 20 --backgrounds synth/backgrounds
@@ -439,9 +437,9 @@ def data_synth(
 def data_synth_video(
     out: Path = typer.Option(..., help="The clip to write (.mp4)."),
     background: Path = typer.Option(..., help="Where to write the captured background (.png)."),
-    frames: int = typer.Option(48, help="How many frames."),
-    height: int = typer.Option(240, help="Frame height."),
-    width: int = typer.Option(320, help="Frame width."),
+    frames: int = typer.Option(48, min=1, help="How many frames."),
+    height: int = typer.Option(240, min=4, help="Frame height."),
+    width: int = typer.Option(320, min=4, help="Frame width."),
     fps: int = typer.Option(24, help="Frames per second."),
     seed: int = typer.Option(0, help="Same seed, same clip."),
 ) -> None:
@@ -473,7 +471,7 @@ def run(
     composite: str = typer.Option("green", help="What com is composited on: green, white, or an image file."),
     png: bool = typer.Option(False, "--png", help="Image sequences (<output>/<frame>.png) instead of videos."),
     rgba: bool = typer.Option(False, "--rgba", help="Write fgr as RGBA PNGs carrying the alpha (image outputs)."),
-    batch: int = typer.Option(1, help="Frames per inference call."),
+    batch: int = typer.Option(1, min=1, help="Frames per inference call."),
     crf: int = typer.Option(18, help="Video quality (x264 CRF: lower is better and larger)."),
     preset: str = typer.Option("ultrafast", help="x264 preset: ultrafast hides encoding behind inference; "
                                "slower ones make smaller files."),
@@ -543,7 +541,7 @@ def bench(
     batch: str = typer.Option("1", help="Comma-separated batch sizes."),
     reference: bool = typer.Option(False, "--reference", help="Also time PyTorch eager with the reference "
                                    "implementation's patch method (same weights)."),
-    rounds: int = typer.Option(3, help="Timed rounds (runners interleaved round by round; the median counts)."),
+    rounds: int = typer.Option(3, min=1, help="Timed rounds (runners interleaved round by round; the median counts)."),
     warmup: int = typer.Option(1, help="Untimed calls per runner first."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for ONNX Runtime and PyTorch (default: all)."),
     json_output: bool = typer.Option(False, "--json", help="Print the results (and the machine) as JSON."),
@@ -590,7 +588,7 @@ def evaluate(
     data: Path = typer.Option(..., help="PhotoMatte85-layout folder (RGBA PNGs or fgr/ + pha/)."),
     backgrounds: Optional[Path] = typer.Option(None, help="Background images (default: procedural)."),
     resolution: str = typer.Option("hd", help="hd (1080x1920), 4k (2160x3840) or HxW, e.g. 512x512."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate the first N images only."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate the first N images only."),
     seed: int = typer.Option(0, help="Seed of backgrounds and perturbations."),
     checkpoint: Optional[Path] = typer.Option(None, help="For an fp16/int8 ONNX exported from a "
                                               "checkpoint: that checkpoint (the fp32 reference)."),
@@ -613,11 +611,13 @@ def evaluate(
     from mattex.calibration.evaluate import checkpoint_matter, evaluate as run_evaluation, onnx_matter
 
     size = _parse_size(resolution)
-    composites = Composites(data, size, backgrounds, seed=seed, limit=limit)
     is_onnx = model is not None and model.suffix == ".onnx"
     if (backend, inference_precision) != ("onnxruntime", "f32") and not is_onnx:
         raise typer.BadParameter("--backend and --inference-precision apply to an exported .onnx MODEL")
     if is_onnx:
+        from mattex.exporter.verify import file_metadata
+
+        file_metadata(model)  # a missing, corrupt or foreign file is named before any work
         options = {"inference_precision": inference_precision} if backend == "openvino" else {}
         if backend == "onnxruntime" and inference_precision != "f32":
             raise typer.BadParameter("--inference-precision is OpenVINO's (--backend openvino)")
@@ -625,6 +625,7 @@ def evaluate(
     else:
         backbone_scale = 0.125 if size[0] * size[1] >= 2160 * 3840 else 0.25
         matter = checkpoint_matter(model, backbone_scale=backbone_scale)
+    composites = Composites(data, size, backgrounds, seed=seed, limit=limit)
     reference, precision, label = None, "fp32", "pytorch"
     if model is not None and model.suffix == ".onnx":
         from mattex.exporter.verify import budget_name, file_metadata, reference_matter
@@ -692,7 +693,7 @@ def build(
     backend: str = typer.Option("auto", help="auto | tensorrt | tensorrt-rtx. auto: TensorRT where it and "
                                 "a GPU are here, else TensorRT for RTX (no GPU needed)."),
     profile: list[str] = typer.Option(["hd"], help="hd | 4k | HxW | HxW-HxW (min-max); repeat for several profiles."),
-    batch: int = typer.Option(1, help="Largest batch of every profile (batch 1..N)."),
+    batch: int = typer.Option(1, min=1, help="Largest batch of every profile (batch 1..N)."),
     compute_capability: Optional[str] = typer.Option(
         None, help="TensorRT for RTX: the GPUs to target, e.g. 8.6,8.9,12.0, or current (this machine's "
         "GPU). Default: its portable set, compute capability 8.0, 8.6, 8.9, 12.0 and later; 7.5 only when named."),

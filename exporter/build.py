@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mattex
-from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
 from mattex.files import atomic_write_bytes, sha256_file
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
 from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt, tensorrt_installed
@@ -222,12 +222,10 @@ class OnnxFacts:
 
 def _read_onnx(path: Path) -> OnnxFacts:
     import onnx
-    from google.protobuf.message import DecodeError
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a readable ONNX file: {e}") from None
+    from .onnx_file import load_onnx
+
+    model = load_onnx(path, load_external_data=False)
     frames = any(i.name in INPUTS and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
                  for i in model.graph.input)
     return OnnxFacts({p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph), frames)
@@ -265,13 +263,15 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     onnx_path, output = Path(onnx_path), Path(output)
     options = options or BuildOptions()
     if not onnx_path.is_file():
-        raise ConfigError(f"no such ONNX file: {onnx_path}")
+        raise ModelFileError(f"no such ONNX file: {onnx_path}")
     if not profiles:
         raise ConfigError("at least one --profile is needed")
     backend = choose_build_backend(backend)
     options.validate(backend)
+    from .onnx_file import require_mattex_export
+
     facts = _read_onnx(onnx_path)
-    meta, plugins = facts.metadata, facts.plugins
+    meta, plugins = require_mattex_export(facts.metadata, onnx_path), facts.plugins
     check_plugin_requirements(plugins, profiles, options.version_compatible, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
@@ -325,7 +325,7 @@ def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Pro
     for `profiles` (default: the file's trace size, batch 1), and report; nothing is written."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
-        raise ConfigError(f"no such ONNX file: {onnx_path}")
+        raise ModelFileError(f"no such ONNX file: {onnx_path}")
     backend = choose_build_backend(backend)
     facts = _read_onnx(onnx_path)
     profiles = profiles or [parse_profile(facts.metadata.get("trace_size", "hd"))]

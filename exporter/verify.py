@@ -12,13 +12,14 @@ import onnx
 import torch
 
 from mattex.errors import BackendUnavailableError, CheckpointError, ConfigError, MattexError
-from mattex.files import sha256_file
+from mattex.files import atomic_write_text, sha256_file
 
 from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
 from mattex.runtime.io_spec import float_to_input, frames_to_input
 
 from .config import BUDGETS, ExportConfig
 from .export import read_metadata
+from .onnx_file import load_onnx, require_mattex_export
 from .weights import WeightsSource, build_model, demo_weights_path, find_checkpoint
 
 
@@ -63,7 +64,7 @@ class VerifyReport:
         return out
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
 
 def config_from_metadata(meta: dict[str, str]) -> ExportConfig:
@@ -82,8 +83,8 @@ def weights_for(meta: dict[str, str], checkpoint: Path | None) -> WeightsSource:
                 f"the file holds random weights drawn by torch {meta.get('torch_version')}; this "
                 f"is torch {torch.__version__}, so they cannot be redrawn: pass --checkpoint")
         return recorded
-    if recorded.kind == "demo":
-        path = demo_weights_path(config_from_metadata(meta).backbone)
+    if recorded.kind == "demo":  # a checkpoint given must be those weights
+        path = checkpoint or demo_weights_path(config_from_metadata(meta).backbone)
     else:
         path = checkpoint or find_checkpoint(config_from_metadata(meta).backbone)
     if path is None:
@@ -263,7 +264,7 @@ def _runner(path: Path, meta: dict[str, str], backend: str, providers: list[str]
 def _ort_session(path: Path, meta: dict[str, str], providers: list[str] | None, selection: list[dict]):
     import onnxruntime as ort
 
-    model = onnx.load(str(path))
+    model = load_onnx(path)
     for entry in selection:
         model.graph.output.extend([
             onnx.helper.make_tensor_value_info(entry["scores"], onnx.TensorProto.FLOAT, None),
@@ -415,5 +416,6 @@ def reference_matter(meta: dict[str, str], checkpoint: Path | None = None):
 
 
 def file_metadata(model: str | Path) -> dict[str, str]:
-    """The file's metadata_props, without loading external weight data."""
-    return read_metadata(onnx.load(str(model), load_external_data=False))
+    """The metadata_props of a file `mattex export` wrote (without loading external weight
+    data); ModelFileError for a missing, empty, corrupt or foreign file."""
+    return require_mattex_export(read_metadata(load_onnx(model, load_external_data=False)), model)

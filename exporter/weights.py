@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mattex.errors import CheckpointError
+from mattex.errors import CheckpointError, CheckpointMismatchError
 from mattex.model import MattingRefine
 from mattex.files import sha256_file
 from mattex.model.checkpoint import compare_keys, read_state_dict
@@ -61,6 +61,9 @@ def resolve_weights(backbone: str, checkpoint: Path | None = None) -> WeightsSou
     if checkpoint is None:
         checkpoint = find_checkpoint(backbone)
     if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"checkpoint not found: {checkpoint}" + (
+                " (a folder)" if Path(checkpoint).is_dir() else ""))
         return WeightsSource("checkpoint", Path(checkpoint), sha256_file(checkpoint))
     demo = demo_weights_path(backbone)
     if demo is not None:
@@ -85,5 +88,13 @@ def build_model(source: WeightsSource, **model_kwargs) -> MattingRefine:
     state = read_state_dict(path)
     compare_keys(state, backbone).raise_if_mismatched(str(path))
     model = MattingRefine(**model_kwargs)
+    want = model.state_dict()
+    mismatched = [(k, tuple(v.shape), tuple(want[k].shape)) for k, v in state.items()
+                  if k in want and v.shape != want[k].shape]
+    if mismatched:  # the keys fit, an option does not: name it
+        kernel = next((got[-1] for k, got, _ in mismatched if k.startswith("refiner.") and len(got) == 4), None)
+        hint = (f" (its refiner kernels are {kernel}x{kernel}: use --kernel-size {kernel})"
+                if kernel is not None and kernel != model_kwargs.get("refine_kernel_size", 3) else "")
+        raise CheckpointMismatchError(backbone, [], [], mismatched, source=f"{path}{hint}")
     model.load_state_dict(state)
     return model.eval()

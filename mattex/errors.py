@@ -83,3 +83,16 @@ class CorruptEngineError(MattexError):
 class MediaError(MattexError):
     """A video or image cannot be read or written: missing, unreadable, empty, of another size
     than it must be, or a folder with no images."""
+
+
+class ModelFileError(CorruptEngineError):
+    """An ONNX model file is missing, empty, truncated, corrupt, or not a mattex export."""
+
+
+class OutputPathError(MattexError):
+    """An output cannot be written where asked: the path is a folder, the folder is read-only,
+    or the disk is full. Nothing is left behind."""
+
+
+class InputValueError(MattexError, ValueError):
+    """A frame holds NaN or Inf, or float values outside [0, 1] (e.g. 0-255 frames not scaled)."""

@@ -4,6 +4,7 @@ renamed over it only once complete, so a failure leaves the previous file or not
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -11,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from mattex.errors import OutputPathError
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -27,35 +30,63 @@ def _umask() -> int:
     return mask
 
 
+def output_error(path: str | Path, error: OSError) -> OutputPathError:
+    """The typed error for an OSError met while writing `path` (read-only folder, full disk...)."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    hint = {errno.ENOSPC: ": free some space or write elsewhere", errno.EDQUOT: ": over the disk quota",
+            errno.EACCES: ": the folder is not writable", errno.EPERM: ": the folder is not writable",
+            errno.EROFS: ": the file system is read-only"}.get(error.errno, "")
+    return OutputPathError(f"cannot write {path}: {reason}{hint}; nothing was left behind")
+
+
+def _check_output(path: Path, folder: bool = False) -> None:
+    if path.is_dir() and not folder:
+        raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
+    if path.exists() and folder and not path.is_dir():
+        raise OutputPathError(f"cannot write the folder {path}: a file has that name")
+
+
 def temporary_beside(path: str | Path) -> Path:
     """A new empty file beside `path` (same folder, so the final rename is atomic), with the
     permissions a plain open() would give (mkstemp's are owner-only)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
+    _check_output(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+    except OSError as e:
+        raise output_error(path, e) from None
     return Path(tmp)
 
 
 def temporary_folder_beside(path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    _check_output(path, folder=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    except OSError as e:
+        raise output_error(path, e) from None
     return tmp
 
 
 def commit(tmp: Path, path: str | Path) -> Path:
     """Move a finished temporary file or folder to `path`, replacing what was there."""
     path = Path(path)
-    if Path(tmp).is_dir() and path.is_dir():  # a folder cannot be renamed over a non-empty one
-        old = temporary_folder_beside(path)
-        os.replace(path, old / path.name)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    _check_output(path, folder=Path(tmp).is_dir())
+    try:
+        if Path(tmp).is_dir() and path.is_dir():  # a folder cannot be renamed over a non-empty one
+            old = temporary_folder_beside(path)
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        raise output_error(path, e) from None
     return path
 
 
@@ -73,11 +104,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         commit(tmp, path)
+    except OSError as e:  # a full disk or a lost permission while writing: typed, nothing left
+        discard(tmp)
+        raise output_error(path, e) from None
     except BaseException:
         discard(tmp)
         raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """The folder outputs go in, created if missing and removed again if the block fails and
+    the folder did not exist before: a failed command leaves no empty folder behind either."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"cannot write into {path}: it is a file; give a folder")
+    created = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(path, e) from None
+    try:
+        yield path
+    except BaseException:
+        for folder in created:  # deepest first; only folders this call made
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mattex.errors import InputShapeError
+from mattex.errors import InputShapeError, InputValueError
 
 INPUTS = ("src", "bgr")
 OUTPUTS = ("pha", "fgr")
@@ -95,6 +95,9 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
     if shapes["src"] != shapes["bgr"]:
         raise InputShapeError(f"src {shapes['src']} and bgr {shapes['bgr']} must have the same shape")
     b, h, w = (shapes["src"][i] for i in ((0, 1, 2) if is_frame_dtype(dtype) else (0, 2, 3)))
+    if b < 1 or h < 4 or w < 4:
+        raise InputShapeError(f"src and bgr need a batch of at least 1 and at least 4x4 pixels, got "
+                              f"batch {b}, {h}x{w}")
     if h % 4 or w % 4:
         raise InputShapeError(f"src and bgr height and width must be divisible by 4, got {h}x{w}")
     if profiles and not any(p.accepts((b, h, w)) for p in profiles):
@@ -102,3 +105,24 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
             f"src/bgr shape (batch {b}, height {h}, width {w}) is outside the engine's profiles: "
             + "; ".join(p.describe() for p in profiles))
     return b, h, w
+
+
+def check_values(feeds: dict) -> None:
+    """Float frames must be finite and in [0, 1]: a NaN or Inf, or 0-255 values not scaled,
+    would give a matte without a word. One min and one max pass per tensor (NaN propagates
+    through both); counts are taken only to write the error. Device (CUDA) arrays and uint8
+    frames are not checked. Cost: benchmarks/frame_checks.py."""
+    for name in INPUTS:
+        x = feeds[name]
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.size == 0:
+            continue
+        lo, hi = np.min(x), np.max(x)
+        if lo >= 0 and hi <= 1:  # False for NaN
+            continue
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        if nan or inf:
+            raise InputValueError(f"{name} has {nan} NaN and {inf} Inf values: frames must be finite "
+                                  "(Matter(..., check_values=False) skips this check)")
+        raise InputValueError(f"{name} has values outside [0, 1] (min {float(lo):.4g}, max {float(hi):.4g}): "
+                              "pass frames scaled to [0, 1], e.g. uint8 / 255 (Matter(..., "
+                              "check_values=False) skips this check)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mattex.errors import ConfigError
+from mattex.errors import ConfigError, ModelFileError
 
 from .backends import BACKENDS, ENGINE_SUFFIXES, ONNX_SUFFIXES
 from .sidecar import load_sidecar
@@ -18,12 +18,13 @@ from .sidecar import load_sidecar
 class Matter:
     """Mattes frames against a captured background with an exported model."""
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend, check_values: bool = True) -> None:
         self.backend = backend
+        self.check_values = check_values  # NaN/Inf and [0, 1] checks of float frames
 
     @classmethod
     def open(cls, path: str | Path, backend: str | None = None, providers: list[str] | None = None,
-             **options) -> "Matter":
+             check_values: bool = True, **options) -> "Matter":
         """Open `path` with `backend` (a name in `mattex.runtime.backends.BACKENDS`). An engine
         (`.engine`/`.plan`) runs on the backend its sidecar names: TensorRT, or TensorRT for
         RTX (options: `runtime_cache=PATH`, `cuda_graph`, `device`). An `.onnx` file runs on
@@ -34,7 +35,9 @@ class Matter:
         else ONNX Runtime (int8 files)."""
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"no such model file: {path}")
+            raise ModelFileError(f"no such model file: {path}" + (" (a folder)" if path.is_dir() else ""))
+        if path.stat().st_size == 0:
+            raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export, build or copy?")
         suffix = path.suffix.lower()
         if suffix in ENGINE_SUFFIXES:
             built_with = load_sidecar(path).backend
@@ -48,7 +51,7 @@ class Matter:
             if backend is None and providers is None:
                 chosen = _open_on_the_fastest_cpu_backend(path, options)
                 if chosen is not None:
-                    return cls(chosen)
+                    return cls(chosen, check_values)
             backend = backend or "onnxruntime"
             if providers is not None:
                 if backend != "onnxruntime":
@@ -59,7 +62,7 @@ class Matter:
         chosen = BACKENDS[backend]
         if suffix not in chosen.suffixes:
             raise ConfigError(f"backend {backend} opens {', '.join(chosen.suffixes)} files, not {path.name}")
-        return cls(chosen.open(path, **options))
+        return cls(chosen.open(path, **options), check_values)
 
     @property
     def kind(self) -> str:
@@ -78,11 +81,20 @@ class Matter:
 
     def __call__(self, src, bgr):
         """Returns (pha, fgr) for inputs src, bgr: (B, 3, H, W) floats in [0, 1], or (B, H, W, 3)
-        uint8 frames for a uint8 file."""
+        uint8 frames for a uint8 file. Float frames with NaN/Inf or values outside [0, 1]
+        raise InputValueError unless the Matter was opened with check_values=False."""
+        self._check(src, bgr)
         return self.backend(src, bgr)
+
+    def _check(self, src, bgr) -> None:
+        if self.check_values:
+            from .io_spec import check_values
+
+            check_values({"src": src, "bgr": bgr})
 
     def run(self, src, bgr) -> dict:
         """Every output of the file by name, for the same inputs as __call__."""
+        self._check(src, bgr)
         return self.backend.run(src, bgr)
 
     def matte_frames(self, src, bgr) -> dict:
@@ -90,7 +102,8 @@ class Matter:
         file takes: a uint8 file gets them as they are, a float file as (B, 3, H, W) in [0, 1]."""
         from .io_spec import frames_to_input
 
-        return self.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
+        # Frames converted from uint8 are finite and in [0, 1] by construction: no value check.
+        return self.backend.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
 
 
 # Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.

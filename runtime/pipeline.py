@@ -284,6 +284,8 @@ def matte_media(model: str | Path, src: str | Path, bgr: str | Path, out: str | 
     `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. Options for Matter.open
     (backend, providers, runtime_cache, ...) pass through."""
     from .matter import Matter
+    from mattex.files import output_folder
+
     from .media import Background, ImageSink, VideoSink, open_source
 
     outputs = list(outputs)
@@ -308,17 +310,18 @@ def matte_media(model: str | Path, src: str | Path, bgr: str | Path, out: str | 
                     "fps": float(info.fps) if info.fps else None, "audio": info.audio}
     on_start(source_facts)
     sinks: dict = {}
-    try:
-        for kind in outputs:
-            sinks[kind] = (VideoSink(out / f"{kind}.mp4", info.fps, info.size,
-                                     audio_from=Path(src) if kind == "com" and info.audio else None,
-                                     crf=crf, preset=preset)
-                           if video else ImageSink(out / kind))
-    except BaseException:
-        for sink in sinks.values():
-            sink.close(keep=False)
-        raise
-    names = (lambda i: info.names[i]) if info.kind == "images" else (lambda i: f"{i:06d}")
-    stats = Pipeline(matter, source.frames(), background.frames(), images, sinks, names, batch,
-                     progress=progress).run()
+    with output_folder(out):  # made here, and gone again if the run fails
+        try:
+            for kind in outputs:
+                sinks[kind] = (VideoSink(out / f"{kind}.mp4", info.fps, info.size,
+                                         audio_from=Path(src) if kind == "com" and info.audio else None,
+                                         crf=crf, preset=preset)
+                               if video else ImageSink(out / kind))
+        except BaseException:
+            for sink in sinks.values():
+                sink.close(keep=False)
+            raise
+        names = (lambda i: info.names[i]) if info.kind == "images" else (lambda i: f"{i:06d}")
+        stats = Pipeline(matter, source.frames(), background.frames(), images, sinks, names, batch,
+                         progress=progress).run()
     return RunResult(stats, source_facts, {kind: str(sink.path) for kind, sink in sinks.items()})

@@ -287,4 +287,5 @@ def test_check_cli_rejects_a_file_that_is_not_onnx(tmp_path):
     path = tmp_path / "junk.onnx"
     path.write_bytes(b"\x00\x01 not a protobuf")
     result = CliRunner().invoke(app, ["check", str(path)])
-    assert result.exit_code == 2 and "not a valid ONNX model" in result.output
+    assert result.exit_code == 2 and "ModelFileError" in result.output
+    assert "not a readable ONNX model" in " ".join(result.output.split())

@@ -227,7 +227,7 @@ def test_audio_is_copied_into_the_composite(clip, tmp_path):
 def test_synth_video_refuses_nonsense_and_writes_the_clip(tmp_path):
     result = runner.invoke(app, ["data", "synth-video", "--out", str(tmp_path / "c.mp4"), "--background",
                                  str(tmp_path / "b.png"), "--frames", "0"])
-    assert result.exit_code == 2 and "need at least 1 frame" in result.output
+    assert result.exit_code == 2 and "--frames" in result.output and "greater than or equal to 1" in result.output
     assert not (tmp_path / "c.mp4").exists()
     with pytest.raises(ConfigError):
         write_synthetic_video(tmp_path / "c.mp4", tmp_path / "b.png", 4, 8, 8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mattex.errors import (BackendUnavailableError, ConfigError, CorruptEngineError,
+from mattex.errors import (BackendUnavailableError, ConfigError, CorruptEngineError, ModelFileError,
                            EngineMismatchError, InputShapeError)
 from mattex.exporter.config import BUDGETS, ExportConfig
 from mattex.exporter.export import export_onnx
@@ -97,7 +97,7 @@ def test_asking_for_a_gpu_provider_here_is_an_error(hd_onnx):
 
 
 def test_open_rejects_unknown_files(tmp_path):
-    with pytest.raises(ConfigError, match="no such model file"):
+    with pytest.raises(ModelFileError, match="no such model file"):
         Matter.open(tmp_path / "missing.onnx")
     (tmp_path / "m.pt").write_bytes(b"x")
     with pytest.raises(ConfigError, match="expected a .onnx model or a .engine"):

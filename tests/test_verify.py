@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mattex.cli.main import app
 from mattex.calibration.images import DataError
-from mattex.errors import CheckpointError
+from mattex.errors import CheckpointError, ModelFileError
 from mattex.exporter.config import BUDGETS, ExportConfig
 from mattex.exporter.export import export_onnx
 from mattex.exporter.verify import VerifyError, verify_onnx
@@ -79,7 +79,7 @@ def test_verify_needs_mattex_metadata(tmp_path):
     from onnx import helper
     onnx.save(model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")]),
               tmp_path / "foreign.onnx")
-    with pytest.raises(VerifyError, match="no mattex export metadata"):
+    with pytest.raises(ModelFileError, match="not a mattex export"):
         verify_onnx(tmp_path / "foreign.onnx")
 
 

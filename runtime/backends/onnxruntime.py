@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mattex.errors import BackendUnavailableError, CorruptEngineError
+from mattex.errors import BackendUnavailableError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
 from ..io_spec import INPUTS, OUTPUTS, check_inputs
@@ -80,7 +80,7 @@ class OnnxRuntimeBackend:
                     f"{self.path.name} calls the TensorRT plugin {plugin} (exported with "
                     "--topk plugin): it runs on TensorRT only (mattex build); export with --topk onnx "
                     "for ONNX Runtime") from None
-            raise CorruptEngineError(f"{self.path} is not a loadable ONNX model: {e}") from None
+            raise ModelFileError(f"{self.path} is not a loadable ONNX model: {e}") from None
         active = self.session.get_providers()
         # ONNX Runtime drops a GPU provider it cannot initialise and carries on: refuse that.
         dropped = [p for p in chosen if p in GPU_PROVIDERS and p not in active]
@@ -89,7 +89,7 @@ class OnnxRuntimeBackend:
         self.providers = active
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUTS):
-            raise CorruptEngineError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
+            raise ModelFileError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         kind = self.session.get_inputs()[0].type  # tensor(float) / tensor(float16) / tensor(uint8)
         self.io_dtype = np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError
+from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
 from ..io_spec import INPUTS, OUTPUTS, check_inputs
@@ -97,7 +97,7 @@ class OpenVinoBackend:
             raise BackendUnavailableError(f"{self.path.name}: {INT8_REFUSAL}")
         names = [i.get_any_name() for i in model.inputs]
         if names != list(INPUTS):
-            raise CorruptEngineError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
+            raise ModelFileError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
         self.output_names = [o.get_any_name() for o in model.outputs]
         if extra_outputs:
             try:
@@ -130,7 +130,7 @@ class OpenVinoBackend:
                     f"{self.path.name} calls a TensorRT plugin (exported with --topk plugin): it runs "
                     "on TensorRT only (mattex build); export with --topk onnx for OpenVINO") from None
             reason = message.splitlines()[-1] if message else type(e).__name__
-            raise CorruptEngineError(f"{self.path} is not a loadable ONNX model (OpenVINO: {reason})") from None
+            raise ModelFileError(f"{self.path} is not a loadable ONNX model (OpenVINO: {reason})") from None
 
     def _request(self):
         request = getattr(self._requests, "request", None)
