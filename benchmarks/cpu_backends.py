@@ -1,0 +1,212 @@
+"""mattex on the CPU, every backend and precision side by side in one process, against the
+reference PyTorch eager code with the same weights.
+
+    python benchmarks/cpu_backends.py --json benchmarks/results_cpu_backends.json
+    python benchmarks/cpu_backends.py --backbones mobilenetv2 --resolutions hd --rounds 3
+
+For each backbone and resolution (HD: k = 5,000 at 1/4; 4K: k = 20,000 at 1/8) it exports, from
+seeded random weights with every patch eligible (so every runner refines exactly k patches; the
+published checkpoints are not downloadable here), an fp32 file and int8 files with 7-bit weights
+(`--weight-bits 7`, the default: exact on CPUs without VNNI) and 8-bit weights (`--weight-bits
+8`, for VNNI/AMX CPUs and TensorRT), calibrated on two synthetic composites. It then times, round
+by round on the same frame:
+- the reference method in PyTorch eager (the public package's refiner formulation) - baseline;
+- each file through `Matter` on ONNX Runtime (CPU) and OpenVINO (f32; bf16 where the CPU has
+  AMX or AVX-512 BF16; int8 files are refused by the OpenVINO backend, see INT8_REFUSAL);
+and reports ms per frame, the ratio to the baseline, and per-stage shares of the graph's node
+time from ONNX Runtime's profiler and OpenVINO's performance counters: base network, selection
+(the top-k), crop (gathers and per-patch upsampling), refine (the refiner's convolutions), paste.
+The CPU's model and instruction sets are printed beside every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_speed import _every_patch_eligible  # noqa: E402
+
+from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
+from mattex.errors import MattexError  # noqa: E402
+from mattex.exporter.config import ExportConfig  # noqa: E402
+from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.exporter.quantize import CalibrationSettings  # noqa: E402
+from mattex.exporter.weights import WeightsSource, build_model  # noqa: E402
+from mattex.machine import describe_machine  # noqa: E402
+from mattex.model.reference_method import as_reference_formulation  # noqa: E402
+from mattex.runtime import Matter  # noqa: E402
+
+STAGES = ("base", "selection", "crop", "refine", "paste")
+
+
+def stage_of(node: str, op: str) -> str:
+    """The stage a graph node belongs to, by the name the exporter's trace gave it."""
+    if "TopK_select" in node or "_select/" in node:
+        return "selection"
+    if "/refiner/" not in node:
+        return "base"
+    if op in ("Conv", "Convolution", "FusedConv", "QLinearConv", "BatchNormalization", "Relu"):
+        return "refine"
+    if "Scatter" in op or "Scatter" in node:
+        return "paste"
+    return "crop"
+
+
+def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dict[str, float]:
+    import onnxruntime as ort
+
+    from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
+
+    options = ort.SessionOptions()
+    options.enable_profiling, options.log_severity_level = True, 3
+    options.intra_op_num_threads = threads
+    options.profile_file_prefix = str(path.with_suffix(""))
+    probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    precision = probe.get_modelmeta().custom_metadata_map.get("precision")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=disabled_optimizers_for(precision))
+    for _ in range(runs):
+        session.run(None, {"src": src, "bgr": bgr})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    times = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            times[stage_of(e["name"][: -len("_kernel_time")], e["args"].get("op_name", ""))] += e["dur"]
+    return _shares(times)
+
+
+def openvino_stages(path: Path, src, bgr, precision: str) -> dict[str, float]:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY",
+                                                           "INFERENCE_PRECISION_HINT": precision})
+    request = compiled.create_infer_request()
+    for _ in range(2):
+        request.infer({"src": src, "bgr": bgr})
+    times = collections.Counter()
+    for p in request.profiling_info:
+        times[stage_of(p.node_name, p.node_type)] += p.real_time.total_seconds()
+    return _shares(times)
+
+
+def _shares(times: collections.Counter) -> dict[str, float]:
+    total = sum(times.values()) or 1.0
+    return {s: times[s] / total for s in STAGES}
+
+
+def time_rounds(runners: dict, rounds: int) -> dict[str, list[float]]:
+    for run in runners.values():  # warm-up (and first-call compilation)
+        run()
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def export_files(backbone: str, resolution: str, folder: Path, calibration: Path) -> dict[str, Path]:
+    config = ExportConfig.from_preset(resolution, backbone=backbone)
+    weights = _every_patch_eligible(WeightsSource("random", seed=0), config,
+                                    folder / f"{backbone}_{resolution}_eligible.pth")
+    files = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        files["fp32"] = folder / f"{backbone}_{resolution}_fp32.onnx"
+        export_onnx(config, files["fp32"], weights=weights)
+        for bits in (7, 8):
+            name = f"int8 w{bits}"
+            files[name] = folder / f"{backbone}_{resolution}_int8_w{bits}.onnx"
+            export_onnx(ExportConfig.from_preset(resolution, backbone=backbone, precision="int8"), files[name],
+                        weights=weights, calibration=CalibrationSettings(calibration, samples=2, weight_bits=bits))
+    files["weights"] = weights
+    return files
+
+
+def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path) -> dict:
+    files = export_files(backbone, resolution, folder, calibration)
+    config = ExportConfig.from_preset(resolution, backbone=backbone)
+    model = build_model(files["weights"], **config.model_kwargs())
+    reference = as_reference_formulation(copy.deepcopy(model)).eval()
+    rng = np.random.default_rng(0)
+    src = rng.random((1, 3, config.height, config.width), dtype=np.float32)
+    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
+    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
+
+    def eager():
+        with torch.no_grad():
+            reference(src_t, bgr_t)
+
+    runners, skipped, stages = {"pytorch eager, reference method (baseline)": eager}, [], {}
+    for precision in ("fp32", "int8 w7", "int8 w8"):
+        path = files[precision]
+        ort_matter = Matter.open(path, backend="onnxruntime", threads=args.threads)
+        runners[f"onnxruntime {precision}"] = lambda m=ort_matter: m(src, bgr)
+        stages[f"onnxruntime {precision}"] = onnxruntime_stages(path, src, bgr, args.threads)
+        for hint in ("f32", "bf16"):
+            label = f"openvino {precision} {hint}"
+            try:
+                ov_matter = Matter.open(path, backend="openvino", inference_precision=hint,
+                                        threads=args.threads, cache_dir=folder / "ov_cache")
+            except MattexError as e:
+                skipped.append({"runner": label, "why": str(e)})
+                continue
+            runners[label] = lambda m=ov_matter: m(src, bgr)
+            stages[label] = openvino_stages(path, src, bgr, hint)
+    times = time_rounds(runners, args.rounds)
+    baseline = statistics.median(times[next(iter(runners))])
+    rows = []
+    for name, samples in times.items():
+        median = statistics.median(samples)
+        share = stages.get(name)
+        rows.append({"backbone": backbone, "resolution": resolution, "runner": name,
+                     "ms_per_frame": round(1000 * median, 1), "min_ms": round(1000 * min(samples), 1),
+                     "speedup_vs_reference": round(baseline / median, 3),
+                     "stage_shares": {k: round(v, 3) for k, v in share.items()} if share else None,
+                     "refiner_and_selection_share": round(1 - share["base"], 3) if share else None})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"rows": rows, "skipped": skipped}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
+    parser.add_argument("--resolutions", nargs="+", default=["hd", "4k"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    machine = describe_machine()
+    print(f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}")
+    result = {"machine": machine, "threads": args.threads, "rows": [], "skipped": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_synthetic_photomatte(folder / "calibration", 2, seed=7)
+        for backbone in args.backbones:
+            for resolution in args.resolutions:
+                out = bench(backbone, resolution, args, folder, folder / "calibration")
+                result["rows"] += out["rows"]
+                result["skipped"] += out["skipped"]
+                for f in folder.glob("*.onnx"):
+                    f.unlink()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
