@@ -118,3 +118,27 @@ def test_cpp_keeps_the_tensorrt_rules(sidecar_check, tmp_path):
     assert other.returncode == 1 and "rebuild it here" in other.stderr
     rtx = run_check(sidecar_check, engine, "tensorrt-rtx", "1.7.1.116", 8, 9, "NVIDIA L4")
     assert rtx.returncode == 1 and "build the C++ runtime against TensorRT" in rtx.stderr
+
+
+def test_cpp_sidecar_reader_survives_fuzzing(sidecar_check, tmp_path):
+    """Random, truncated and overwritten sidecars: the C++ reader exits 0 or with its error
+    code 1 and a message, never a crash (a signal) or a hang."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    engine = write_engine(tmp_path)
+    valid = (tmp_path / "m.engine.json").read_bytes()
+
+    @settings(max_examples=30, deadline=5000, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(at=st.floats(0, 1, exclude_max=True), patch=st.binary(max_size=12), cut=st.booleans())
+    def one(at, patch, cut):
+        index = int(at * len(valid))
+        data = valid[:index] if cut else valid[:index] + patch + valid[index + len(patch):]
+        (tmp_path / "m.engine.json").write_bytes(data)
+        out = subprocess.run([sidecar_check, engine], capture_output=True, timeout=10)  # bytes: messages may quote them
+        assert out.returncode in (0, 1), (out.returncode, out.stderr[-500:])
+        if out.returncode == 1:
+            assert out.stderr.strip()
+
+    one()
