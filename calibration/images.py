@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,10 @@ def open_image(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
         return image
-    except (UnidentifiedImageError, OSError) as e:
+    # Pillow's readers raise SyntaxError (a broken PNG chunk), ValueError, EOFError or
+    # struct.error for damaged files, DecompressionBombError for a huge claimed size.
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
+            EOFError, struct.error) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 

@@ -25,10 +25,16 @@ _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def is_torchscript_archive(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    """Whether `path` is a TorchScript archive (a zip with code/); CheckpointError for a zip
+    too damaged to list."""
+    try:
+        if not zipfile.is_zipfile(path):  # may itself raise BadZipFile on a damaged end record
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError) as e:  # bad names: ValueError
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (a damaged zip archive: "
+                              f"{type(e).__name__}: {e})") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -73,8 +79,11 @@ def _read_weights_only(path: Path) -> dict[str, torch.Tensor]:
 def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} is not a loadable TorchScript archive: {e}") from None
+    # A damaged archive: RuntimeError mostly; bad UTF-8 (ValueError), a missing record (IndexError,
+    # KeyError) or a damaged size field (std::bad_alloc: MemoryError) from torch's C++ reader.
+    except (RuntimeError, ValueError, IndexError, KeyError, OSError, EOFError, MemoryError) as e:
+        raise CheckpointError(f"{path} is not a loadable TorchScript archive: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     return dict(module.state_dict())
 
 

@@ -107,22 +107,43 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
     return b, h, w
 
 
+# A float in [+0, 1], read as an unsigned integer of its width, is at most the bits of 1.0; a
+# negative value (sign bit set), +-Inf and NaN (all exponent bits set) all read larger.
+_BITS_OF_ONE = {np.dtype(np.float32): (np.uint32, 0x3F800000), np.dtype(np.float16): (np.uint16, 0x3C00)}
+
+
+def in_unit_range(x: np.ndarray) -> bool:
+    """Whether every value of the float array `x` is finite and in [0, 1]: for float32 and
+    float16, one integer max pass over the bits (vectorised for both, where numpy's float16
+    min/max is not); other floats, or -0.0 in a frame, take a float min and max pass."""
+    bits = _BITS_OF_ONE.get(x.dtype)
+    if bits is not None:
+        uint, one = bits
+        if int(np.maximum.reduce(x.view(uint), axis=None, initial=0)) <= one:
+            return True
+    lo, hi = np.min(x), np.max(x)
+    return bool(lo >= 0 and hi <= 1)  # False for NaN
+
+
 def check_values(feeds: dict) -> None:
     """Float frames must be finite and in [0, 1]: a NaN or Inf, or 0-255 values not scaled,
-    would give a matte without a word. One min and one max pass per tensor (NaN propagates
-    through both); counts are taken only to write the error. Device (CUDA) arrays and uint8
-    frames are not checked. Cost: benchmarks/frame_checks.py."""
+    would give a matte without a word. Device (CUDA) arrays (`__cuda_array_interface__`) are
+    not checked (that would need a copy to the host), nor uint8 frames (always valid).
+
+    One pass per tensor (`in_unit_range`: the integer max of the float bits); the counts and
+    extremes of the message are computed only once a check has failed. Measured with
+    benchmarks/frame_checks.py on an AMD EPYC (AVX2, FMA), 2 cores: 2.1 ms per HD frame (src and
+    bgr, each (1, 3, 1080, 1920) float32) against 4.8-5.4 ms for a float min and max pass, and
+    0.8 ms against 67 ms in float16; well under 1% of the ~280 ms mobilenetv2 HD takes there."""
     for name in INPUTS:
         x = feeds[name]
-        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.size == 0:
-            continue
-        lo, hi = np.min(x), np.max(x)
-        if lo >= 0 and hi <= 1:  # False for NaN
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.size == 0 or in_unit_range(x):
             continue
         nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
         if nan or inf:
             raise InputValueError(f"{name} has {nan} NaN and {inf} Inf values: frames must be finite "
                                   "(Matter(..., check_values=False) skips this check)")
+        lo, hi = np.min(x), np.max(x)
         raise InputValueError(f"{name} has values outside [0, 1] (min {float(lo):.4g}, max {float(hi):.4g}): "
                               "pass frames scaled to [0, 1], e.g. uint8 / 255 (Matter(..., "
                               "check_values=False) skips this check)")

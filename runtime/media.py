@@ -7,6 +7,7 @@ interrupted one keeps a playable video of the frames done). Imported only by `ma
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -51,6 +52,14 @@ class VideoSource:
                 if not container.streams.video:
                     raise MediaError(f"{self.path} has no video stream")
                 stream = container.streams.video[0]
+                # A damaged or unknown codec: PyAV gives a stream without a decoder, whose
+                # attributes (height, width) would raise AttributeError.
+                if stream.codec_context is None:
+                    raise MediaError(f"{self.path} is not a readable video: its video stream has no "
+                                     "decoder (an unknown or damaged codec)")
+                if not (stream.height > 0 and stream.width > 0):
+                    raise MediaError(f"{self.path} is not a readable video: its video stream is "
+                                     f"{stream.width}x{stream.height}")
                 count = stream.frames or None
                 if count is None and stream.duration and stream.average_rate:
                     count = round(float(stream.duration * stream.time_base * stream.average_rate))
@@ -109,7 +118,10 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    # Pillow's readers raise SyntaxError (a broken PNG chunk), EOFError or struct.error for
+    # damaged files, DecompressionBombError for a huge claimed size.
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
+            EOFError, struct.error) as e:
         raise MediaError(f"{path} is not a readable image: {e}") from None
 
 

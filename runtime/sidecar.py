@@ -25,6 +25,43 @@ BACKENDS = ("tensorrt", "tensorrt-rtx")
 RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_int_list(v, length: int) -> bool:
+    return isinstance(v, list) and len(v) == length and all(_is_int(x) for x in v)
+
+
+def _check_fields(d: dict) -> None:
+    """ValueError naming the first field whose type or form is not what `mattex build` writes,
+    so that a damaged sidecar is refused when read rather than failing later in a check."""
+    def need(ok: bool, key: str, want: str) -> None:
+        if not ok:
+            raise ValueError(f"field {key!r} must be {want}, got {d.get(key)!r:.60}")
+
+    backend = d.get("backend", "tensorrt")
+    need(backend in BACKENDS, "backend", " or ".join(BACKENDS))
+    for key in ("tensorrt_version", "precision", "onnx_sha256", "plan_sha256", "mattex_version"):
+        need(isinstance(d.get(key), str), key, "a string")
+    need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")
+    cc = d.get("compute_capability")
+    need(_is_int_list(cc, 2) or (cc is None and backend == "tensorrt-rtx"), "compute_capability",
+         "[major, minor]" + (" or null" if backend == "tensorrt-rtx" else ""))
+    profiles = d.get("profiles")
+    need(isinstance(profiles, list) and len(profiles) > 0 and all(
+        isinstance(p, dict) and all(_is_int_list(p.get(k), 3) for k in ("min", "opt", "max"))
+        for p in profiles), "profiles", "a non-empty list of {min, opt, max: [batch, height, width]}")
+    need(isinstance(d.get("io"), list), "io", "a list")
+    need(isinstance(d.get("version_compatible", False), bool), "version_compatible", "true or false")
+    need(d.get("hardware_compatibility", "none") in HARDWARE_COMPAT, "hardware_compatibility",
+         " or ".join(HARDWARE_COMPAT))
+    need(isinstance(d.get("export_metadata", {}), dict), "export_metadata", "an object")
+    targets = d.get("target_compute_capabilities")
+    need(targets is None or (isinstance(targets, list) and all(_is_int_list(t, 2) for t in targets)),
+         "target_compute_capabilities", "a list of [major, minor] or null")
+
+
 def sidecar_path(engine: str | Path) -> Path:
     return Path(str(engine) + ".json")
 
@@ -67,14 +104,13 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sidecar":
+        _check_fields(d)
         d = dict(d)
         d["format"] = FORMAT  # read /1 and /2 alike; saved again as /2
         d["compute_capability"] = tuple(d["compute_capability"]) if d.get("compute_capability") else None
         d["profiles"] = [Profile.from_dict(p) for p in d["profiles"]]
         if d.get("target_compute_capabilities") is not None:
             d["target_compute_capabilities"] = [tuple(cc) for cc in d["target_compute_capabilities"]]
-        if d.get("backend", "tensorrt") not in BACKENDS:
-            raise ValueError(f"unknown backend {d['backend']!r}")
         return cls(**d)
 
     def save(self, engine: str | Path) -> Path:
@@ -96,7 +132,7 @@ def load_sidecar(engine: str | Path) -> Sidecar:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise CorruptEngineError(f"{path} is not a mattex sidecar (format {found!r})")
         return Sidecar.from_dict(data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, RecursionError, OSError) as e:  # JSONDecodeError, bad UTF-8: ValueError
         raise CorruptEngineError(f"{path} is not a readable mattex sidecar: {e}") from None
 
 

@@ -142,3 +142,41 @@ def test_cpp_sidecar_reader_survives_fuzzing(sidecar_check, tmp_path):
             assert out.stderr.strip()
 
     one()
+
+
+def test_cpp_sidecar_reader_survives_fields_of_the_wrong_type(sidecar_check, tmp_path):
+    """Well-formed JSON with fields replaced by values of any type or deleted, read alone and
+    with both environment checks: exit 0, or exit 1 with `error: <message>`; never a signal."""
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    engine = write_engine(tmp_path)
+    valid = json.loads((tmp_path / "m.engine.json").read_text())
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=6) | st.sampled_from(["tensorrt-rtx", "10.13.0", "1.7.1.116", "1..x", "ampere+"]),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["min", "opt", "max"]), inner),
+        max_leaves=10)
+    environments = [[], ["tensorrt", "10.13.0", "8", "9", "NVIDIA L4"], ["tensorrt-rtx", "1.7.1.116", "8", "9", "RTX"]]
+
+    @settings(max_examples=40, deadline=10000, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(changes=st.lists(st.tuples(st.sampled_from(sorted(valid)), st.none() | st.just("delete") | values),
+                            min_size=1, max_size=3))
+    def one(changes):
+        data = dict(valid)
+        for key, value in changes:
+            if value == "delete":
+                data.pop(key, None)
+            else:
+                data[key] = value
+        (tmp_path / "m.engine.json").write_text(json.dumps(data))
+        for environment in environments:
+            out = subprocess.run([sidecar_check, engine, *environment], capture_output=True, timeout=10)
+            assert out.returncode in (0, 1), (out.returncode, data, out.stderr[-500:])
+            if out.returncode == 1:
+                assert out.stderr.startswith(b"error: ") and len(out.stderr.strip()) > len(b"error:"), out.stderr
+
+    one()

@@ -1,126 +1,431 @@
-"""Property-based fuzzing of every file reader: random, truncated and bit-flipped bytes give
-only mattex's typed errors (MattexError), never another exception, and within a time bound."""
+"""Property-based fuzzing of every file reader: random, truncated, overwritten and bit-flipped
+bytes give only mattex's typed errors (MattexError), never another exception, and within a time
+bound (hypothesis' deadline per example).
+
+Readers: the ONNX metadata reader (verify/check) and the ONNX Runtime and OpenVINO backends
+opening a file; the engine sidecar reader, bytes and fields, with the checks that use what it
+read; the checkpoint reader (state_dicts and TorchScript archives); the image readers of
+`mattex run` and of the PhotoMatte85 loader (PNG, JPEG, TIFF, BMP, WebP); the video reader.
+Examples are derandomized (the same every run) and sized so the file takes about 15 s on 2 cores.
+Each reader bug fuzzing found is also pinned below as a deterministic regression test.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import struct
 import warnings
-from pathlib import Path
+import zipfile
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mattex.errors import MattexError
+from mattex.errors import MattexError, ModelFileError
 
-FUZZ = settings(max_examples=40, deadline=2000, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+# torch.jit.load warns on every TorchScript example; it is still how the published files load.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+
+
+def fuzz(examples: int, deadline_ms: int = 2000):
+    return settings(max_examples=examples, deadline=deadline_ms, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+# --- seeds: one valid file of each kind ----------------------------------------------------------
+
+def tiny_onnx(metadata: dict[str, str]) -> bytes:
+    """A few hundred bytes of valid ONNX with mattex's inputs, outputs and metadata: mutations
+    land in the structure, not in megabytes of weights."""
+    from onnx import TensorProto, helper
+
+    shape = [1, 3, 64, 64]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["src"], ["fgr"]),
+         helper.make_node("ReduceMean", ["bgr"], ["pha"], axes=[1], keepdims=1)], "mattex",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("src", "bgr")],
+        [helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 1, 64, 64]),
+         helper.make_tensor_value_info("fgr", TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    return model.SerializeToString()
+
+
+def image_bytes(fmt: str) -> bytes:
+    rgba = np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    image = Image.fromarray(rgba, "RGBA")
+    buffer = io.BytesIO()
+    (image if fmt in ("PNG", "TIFF", "WEBP") else image.convert("RGB")).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def sidecar_dict() -> dict:
+    from mattex.runtime.io_spec import Profile
+    from mattex.runtime.sidecar import Sidecar
+
+    return Sidecar(tensorrt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability=(8, 9),
+                   profiles=[Profile((1, 64, 64), (1, 64, 64), (2, 64, 64))],
+                   io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
+                   precision="fp32", onnx_sha256="0" * 64, plan_sha256="0" * 64, mattex_version="0.1.0").to_dict()
 
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
-    """One valid file of each kind, for truncation and mutation."""
+    from mattex.calibration.synthetic import write_synthetic_video
     from mattex.exporter.config import ExportConfig
     from mattex.exporter.export import export_onnx
-    from mattex.exporter.weights import WeightsSource, build_model
 
     root = tmp_path_factory.mktemp("fuzz")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_onnx(ExportConfig(height=64, width=64, sample_pixels=640), root / "m.onnx")
-    buffer = io.BytesIO()
-    state = build_model(WeightsSource("random", seed=0), backbone="mobilenetv2").state_dict()
-    torch.save({k: v for k, v in list(state.items())[:20]}, buffer)
-    png = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)).save(png, "PNG")
-    sidecar = {"format": "mattex-engine", "format_version": 2, "backend": "tensorrt", "tensorrt_version": "10.13.0",
-               "profiles": [{"min": [1, 64, 64], "opt": [1, 64, 64], "max": [1, 64, 64]}], "io": [],
-               "precision": "fp32", "onnx_sha256": "0" * 64, "plan_sha256": "0" * 64, "mattex_version": "0.1.0"}
-    return {"onnx": (root / "m.onnx").read_bytes(), "pth": buffer.getvalue(), "png": png.getvalue(),
-            "sidecar": json.dumps(sidecar).encode(), "mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"}
+    exported = (root / "m.onnx").read_bytes()
+    metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
+    state = io.BytesIO()
+    torch.save({"backbone.features.0.0.weight": torch.arange(24.0).reshape(2, 3, 2, 2),
+                "refiner.conv1.bias": torch.ones(2)}, state)
+    script = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: still how the published files load
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
+    write_synthetic_video(root / "clip.mp4", root / "bg.png", frames=3, height=64, width=64)
+    return {"onnx": exported, "tiny_onnx": tiny_onnx(metadata), "pth": state.getvalue(),
+            "torchscript": script.getvalue(), "sidecar": json.dumps(sidecar_dict(), indent=2).encode(),
+            "mp4": (root / "clip.mp4").read_bytes(),
+            **{fmt.lower(): image_bytes(fmt) for fmt in ("PNG", "JPEG", "TIFF", "BMP", "WEBP")}}
 
 
-def damaged(kind: str):
-    """Random bytes, or the valid seed truncated, or with bytes overwritten."""
-    return st.one_of(
-        st.binary(max_size=2048).map(lambda b: ("random", b, None)),
-        st.floats(0, 1, exclude_max=True).map(lambda f: ("truncate", f, None)),
-        st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=16))
-          .map(lambda t: ("overwrite", t[0], t[1])),
-    )
+# --- damage --------------------------------------------------------------------------------------
+
+DAMAGE = st.one_of(
+    st.tuples(st.just("random"), st.binary(max_size=2048)),
+    st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True)),
+    st.tuples(st.just("overwrite"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
+                                                       st.binary(min_size=1, max_size=16)), min_size=1, max_size=4)),
+    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
+                                        min_size=1, max_size=8)),
+)
 
 
-def materialise(seed: bytes, damage) -> bytes:
-    how, a, b = damage
-    if how == "random":
-        return a
-    at = int(a * len(seed))
-    if how == "truncate":
-        return seed[:at]
-    return seed[:at] + b + seed[at + len(b):]
+def damage(seed: bytes, how) -> bytes:
+    """The seed damaged: replaced by random bytes, truncated, with bytes overwritten, or with
+    bits flipped (positions as fractions of its length)."""
+    kind, arg = how
+    if kind == "random":
+        return arg
+    if kind == "truncate":
+        return seed[:int(arg * len(seed))]
+    data = bytearray(seed)
+    if kind == "overwrite":
+        for at, patch in arg:
+            i = int(at * len(data))
+            data[i:i + len(patch)] = patch
+    else:
+        for at, bit in arg:
+            data[int(at * len(data))] ^= 1 << bit
+    return bytes(data)
 
 
 def only_typed_errors(call) -> None:
+    """Returns normally or raises a MattexError; anything else fails the test."""
     try:
         call()
     except MattexError:
         pass
 
 
-@FUZZ
-@given(damage=damaged("onnx"))
-def test_onnx_metadata_reader(seeds, tmp_path, damage):
+# --- ONNX ----------------------------------------------------------------------------------------
+
+@fuzz(120)
+@given(how=DAMAGE, which=st.sampled_from(["onnx", "tiny_onnx"]))
+def test_onnx_metadata_reader(seeds, tmp_path, how, which):
     from mattex.exporter.verify import file_metadata
 
     path = tmp_path / "f.onnx"
-    path.write_bytes(materialise(seeds["onnx"], damage))
+    path.write_bytes(damage(seeds[which], how))
     only_typed_errors(lambda: file_metadata(path))
 
 
-@FUZZ
-@given(damage=damaged("sidecar"))
-def test_sidecar_reader(seeds, tmp_path, damage):
+@fuzz(150)
+@given(how=DAMAGE)
+def test_onnx_runtime_opening_a_damaged_file(seeds, tmp_path, how):
+    from mattex.runtime import Matter
+
+    path = tmp_path / "f.onnx"
+    path.write_bytes(damage(seeds["tiny_onnx"], how))
+    only_typed_errors(lambda: Matter.open(path, backend="onnxruntime"))
+
+
+def test_openvino_opening_a_damaged_file(seeds, tmp_path):
+    """As for ONNX Runtime (metadata bytes that are not UTF-8 included: ModelFileError)."""
+    pytest.importorskip("openvino")
+    from mattex.runtime import Matter
+
+    @fuzz(80)
+    @given(how=DAMAGE)
+    def one(how):
+        path = tmp_path / "f.onnx"
+        path.write_bytes(damage(seeds["tiny_onnx"], how))
+        only_typed_errors(lambda: Matter.open(path, backend="openvino", cache_dir=tmp_path / "cache"))
+
+    one()
+
+
+def test_openvino_refuses_metadata_that_is_not_utf8_with_a_typed_error(seeds, tmp_path):
+    pytest.importorskip("openvino")
+    from mattex.runtime import Matter
+
+    data = seeds["tiny_onnx"]
+    at = data.index(b"mattex_version") + len(b"mattex_version") + 2  # the value's first bytes
+    path = tmp_path / "f.onnx"
+    path.write_bytes(data[:at] + b"\xff\xfe" + data[at + 2:])
+    with pytest.raises(ModelFileError, match="metadata is not UTF-8"):
+        Matter.open(path, backend="openvino", cache_dir=tmp_path / "cache")
+
+
+# --- engine sidecars -----------------------------------------------------------------------------
+
+def use_sidecar(engine) -> None:
+    """Read the sidecar and run everything that uses what it says (without TensorRT)."""
+    from mattex.runtime.sidecar import Environment, check_environment, check_plan, load_sidecar
+
+    sidecar = load_sidecar(engine)
+    only_typed_errors(lambda: check_plan(engine, sidecar))
+    for env in (Environment("10.13.0", "NVIDIA L4", (8, 9)), Environment("1.7.1.116", "RTX 4090", (8, 9))):
+        only_typed_errors(lambda: check_environment(sidecar, env))
+    for profile in sidecar.profiles:
+        profile.accepts((1, 64, 64))
+        profile.describe()
+    sidecar.to_dict()
+
+
+@fuzz(300)
+@given(how=DAMAGE)
+def test_sidecar_reader_bytes(seeds, tmp_path, how):
+    from mattex.runtime.sidecar import sidecar_path
+
+    engine = tmp_path / "f.engine"
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_bytes(damage(seeds["sidecar"], how))
+    only_typed_errors(lambda: use_sidecar(engine))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8) | st.sampled_from(["tensorrt", "tensorrt-rtx", "ampere+", "10.13.0", "1.7.1.116"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["min", "opt", "max", "x"]), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+FIELDS = [*sidecar_dict(), "profiles.0.min", "profiles.0.opt", "profiles.0.max", "unknown"]
+DELETE = object()
+
+
+def set_field(d: dict, key: str, value) -> None:
+    if key.startswith("profiles."):
+        _, index, sub = key.split(".")
+        target = d.get("profiles")
+        if isinstance(target, list) and target and isinstance(target[0], dict):
+            d, key = target[int(index)], sub
+        else:
+            return
+    if value is DELETE:
+        d.pop(key, None)
+    else:
+        d[key] = value
+
+
+@fuzz(400)
+@given(changes=st.lists(st.tuples(st.sampled_from(FIELDS), st.just(DELETE) | JSON), min_size=1, max_size=3))
+def test_sidecar_reader_fields(tmp_path, changes):
+    """Well-formed JSON with fields of the wrong type, shape or value: refused when read
+    (CorruptEngineError naming the field), never a TypeError later in a check."""
+    from mattex.runtime.sidecar import sidecar_path
+
+    d = sidecar_dict()
+    for key, value in changes:
+        set_field(d, key, value)
+    engine = tmp_path / "f.engine"
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(json.dumps(d))
+    only_typed_errors(lambda: use_sidecar(engine))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tensorrt_version", 10, "'tensorrt_version' must be a string"),
+    ("compute_capability", [8], r"'compute_capability' must be \[major, minor\]"),
+    ("compute_capability", None, r"'compute_capability' must be \[major, minor\]"),
+    ("profiles", [], "'profiles' must be a non-empty list"),
+    ("profiles", [{"min": [1, 64], "opt": [1, 64, 64], "max": [1, 64, 64]}], "'profiles' must be"),
+    ("plan_sha256", 0.5, "'plan_sha256' must be a string"),
+    ("hardware_compatibility", "any", "'hardware_compatibility' must be none or ampere"),
+    ("target_compute_capabilities", [[8, "9"]], "'target_compute_capabilities' must be"),
+    ("backend", "onnxruntime", "'backend' must be tensorrt or tensorrt-rtx"),
+])
+def test_sidecar_fields_of_the_wrong_type_are_refused_when_read(tmp_path, key, value, message):
+    """Fuzzing found these read fine and failed later (AttributeError, TypeError, IndexError in
+    check_environment and check_plan)."""
+    from mattex.errors import CorruptEngineError
+    from mattex.runtime.sidecar import load_sidecar, sidecar_path
+
+    d = sidecar_dict()
+    d[key] = value
+    engine = tmp_path / "f.engine"
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(json.dumps(d))
+    with pytest.raises(CorruptEngineError, match=message) as e:
+        load_sidecar(engine)
+    assert "f.engine.json" in str(e.value)
+
+
+def test_a_deeply_nested_sidecar_is_refused(tmp_path):
+    from mattex.errors import CorruptEngineError
     from mattex.runtime.sidecar import load_sidecar, sidecar_path
 
     engine = tmp_path / "f.engine"
     engine.write_bytes(b"plan")
-    sidecar_path(engine).write_bytes(materialise(seeds["sidecar"], damage))
-    only_typed_errors(lambda: load_sidecar(engine))
+    sidecar_path(engine).write_text("[" * 100_000)  # RecursionError inside json
+    with pytest.raises(CorruptEngineError, match="f.engine.json is not a readable mattex sidecar"):
+        load_sidecar(engine)
 
 
-@FUZZ
-@given(damage=damaged("pth"))
-def test_checkpoint_reader(seeds, tmp_path, damage):
+# --- checkpoints ---------------------------------------------------------------------------------
+
+@fuzz(150)
+@given(how=DAMAGE, which=st.sampled_from(["pth", "torchscript"]))
+def test_checkpoint_reader(seeds, tmp_path, how, which):
     from mattex.model.checkpoint import read_state_dict
 
     path = tmp_path / "f.pth"
-    path.write_bytes(materialise(seeds["pth"], damage))
+    path.write_bytes(damage(seeds[which], how))
     only_typed_errors(lambda: read_state_dict(path))
 
 
-@FUZZ
-@given(damage=damaged("png"))
-def test_image_and_photomatte_readers(seeds, tmp_path, damage):
+def _zip_with_central_directory_damaged(data: bytes) -> bytes:
+    at = data.index(b"PK\x01\x02")  # the first central directory header's signature
+    return data[:at] + b"PK\x01\x03" + data[at + 4:]
+
+
+def _zip_with_a_name_not_utf8(data: bytes) -> bytes:
+    at = data.index(b"PK\x01\x02") + 46  # its file name
+    return data[:at] + b"\xff\xfe" + data[at + 2:]
+
+
+def _torchscript_with_code_not_utf8(data: bytes) -> bytes:
+    source, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for info in source.infolist():
+            body = source.read(info)
+            archive.writestr(info, b"\xff\xfe" + body if info.filename.endswith(".py") else body)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("seed, damaged, message", [
+    ("pth", _zip_with_central_directory_damaged, "a damaged zip archive: BadZipFile"),
+    ("pth", _zip_with_a_name_not_utf8, "a damaged zip archive: UnicodeDecodeError"),
+    ("torchscript", _torchscript_with_code_not_utf8, "not a loadable TorchScript archive"),
+])
+def test_damaged_checkpoint_archives_raise_checkpoint_error(seeds, tmp_path, seed, damaged, message):
+    """Fuzzing found BadZipFile, UnicodeDecodeError (zip names, TorchScript code), IndexError and
+    std::bad_alloc (MemoryError) escaping the checkpoint reader."""
+    from mattex.errors import CheckpointError
+    from mattex.model.checkpoint import read_state_dict
+
+    path = tmp_path / "f.pth"
+    path.write_bytes(damaged(seeds[seed]))
+    with pytest.raises(CheckpointError, match=message) as e:
+        read_state_dict(path)
+    assert "f.pth" in str(e.value)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+@fuzz(80)
+@given(how=DAMAGE, fmt=st.sampled_from(["png", "jpeg", "tiff", "bmp", "webp"]))
+def test_image_reader_of_mattex_run(seeds, tmp_path, how, fmt):
+    from mattex.runtime.media import read_image
+
+    path = tmp_path / f"f.{fmt}"
+    path.write_bytes(damage(seeds[fmt], how))
+    only_typed_errors(lambda: read_image(path))
+
+
+@fuzz(150)
+@given(how=DAMAGE)
+def test_image_and_photomatte_readers(seeds, tmp_path, how):
     from mattex.calibration.images import open_image
     from mattex.calibration.photomatte import PhotoMatteFolder
 
     folder = tmp_path / "pm"
     folder.mkdir(exist_ok=True)
     path = folder / "a.png"
-    path.write_bytes(materialise(seeds["png"], damage))
+    path.write_bytes(damage(seeds["png"], how))
     only_typed_errors(lambda: open_image(path))
     only_typed_errors(lambda: [item for item in PhotoMatteFolder(folder, (16, 16))])
 
 
-@FUZZ
-@given(damage=damaged("mp4"))
-def test_video_reader(seeds, tmp_path, damage):
+def _png_with_a_broken_second_chunk() -> bytes:
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 4), dtype=np.uint8)  # several IDAT chunks
+    Image.fromarray(noise, "RGBA").save(buffer, "PNG")
+    data = buffer.getvalue()
+    at = data.index(b"IDAT", data.index(b"IDAT") + 4)
+    return data[:at] + b"\t\x997\xf9" + data[at + 4:]  # SyntaxError("broken PNG file") in load()
+
+
+def _png_with_a_short_header(seed: bytes) -> bytes:
+    at = seed.index(b"IHDR")  # its length (4 bytes) comes first
+    return seed[:at - 4] + struct.pack(">I", 5) + seed[at:]  # ValueError("Truncated IHDR chunk")
+
+
+def _bmp_claiming_a_huge_size(seed: bytes) -> bytes:
+    return seed[:18] + struct.pack("<ii", 200_000, 200_000) + seed[26:]  # DecompressionBombError
+
+
+@pytest.mark.parametrize("make, suffix", [
+    (lambda seeds: _png_with_a_broken_second_chunk(), ".png"),
+    (lambda seeds: _png_with_a_short_header(seeds["png"]), ".png"),
+    (lambda seeds: _bmp_claiming_a_huge_size(seeds["bmp"]), ".bmp"),
+])
+def test_damaged_images_raise_typed_errors(seeds, tmp_path, make, suffix):
+    """Fuzzing found SyntaxError, ValueError and DecompressionBombError escaping Pillow."""
+    from mattex.calibration.images import DataError, open_image
+    from mattex.errors import MediaError
+    from mattex.runtime.media import read_image
+
+    path = tmp_path / f"f{suffix}"
+    path.write_bytes(make(seeds))
+    with pytest.raises(MediaError, match=f"f{suffix} is not a readable image"):
+        read_image(path)
+    with pytest.raises(DataError, match=f"cannot read image .*f{suffix}"):
+        open_image(path)
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+@fuzz(100)
+@given(how=DAMAGE)
+def test_video_reader(seeds, tmp_path, how):
     from mattex.runtime.media import open_source
 
     path = tmp_path / "f.mp4"
-    path.write_bytes(materialise(seeds["mp4"], damage))
+    path.write_bytes(damage(seeds["mp4"], how))
     only_typed_errors(lambda: list(open_source(path).frames()))
+
+
+def test_a_video_stream_without_a_decoder_raises_media_error(seeds, tmp_path):
+    """Fuzzing found an unknown codec tag giving PyAV a stream without a codec context, whose
+    height raised AttributeError."""
+    from mattex.errors import MediaError
+    from mattex.runtime.media import open_source
+
+    path = tmp_path / "f.mp4"
+    path.write_bytes(seeds["mp4"].replace(b"avc1", b"zzzz"))
+    with pytest.raises(MediaError, match="f.mp4 is not a readable video: its video stream has no decoder"):
+        open_source(path)

@@ -61,12 +61,15 @@ def check_inference_precision(precision: str, capabilities: list[str], cpu: str)
     return INFERENCE_PRECISIONS[precision]
 
 
-def _metadata(model) -> dict[str, str]:
+def _metadata(model, path: Path) -> dict[str, str]:
     """The ONNX file's metadata_props, which OpenVINO's ONNX reader keeps under 'framework'."""
     info = model.get_rt_info()
     if "framework" not in info:
         return {}
-    return {key: value.astype(str) for key, value in info["framework"].items()}
+    try:
+        return {key: value.astype(str) for key, value in info["framework"].items()}
+    except UnicodeDecodeError as e:  # ONNX Runtime refuses the same bytes as a damaged file
+        raise ModelFileError(f"{path.name} is not a readable ONNX file: its metadata is not UTF-8 ({e})") from None
 
 
 class OpenVinoBackend:
@@ -92,7 +95,7 @@ class OpenVinoBackend:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         core.set_property({"CACHE_DIR": str(self.cache_dir)})
         model = self._read(core)
-        self.metadata = _metadata(model)
+        self.metadata = _metadata(model, self.path)
         if self.metadata.get("precision") == "int8" and not allow_int8:
             raise BackendUnavailableError(f"{self.path.name}: {INT8_REFUSAL}")
         names = [i.get_any_name() for i in model.inputs]
