@@ -267,13 +267,18 @@ def _precision_summary(result) -> str:
     precision = result.metadata["precision"]
     if precision == "fp16":
         info = json.loads(result.metadata["fp16"])
-        return f"fp16 ({info['fp16_nodes']} nodes fp16, I/O {info['io_dtype']})"
+        return (f"fp16 ({info['fp16_nodes']} nodes fp16, I/O {info['io_dtype']}; left fp32: "
+                f"{_reasons(info['left_fp32'])})")
     if precision == "int8":
         q = result.quantization
         cache = "reused" if q.cache_reused else "written"
         return (f"int8 (symmetric Q/DQ, {q.samples} calibration composites; "
-                f"ranges {cache}: {q.cache_path})")
+                f"ranges {cache}: {q.cache_path}; left float: {_reasons(q.left_float)})")
     return "fp32"
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"
 
 
 @app.command(short_help="Lint an ONNX file against TensorRT's rules; --build runs the real builder.")

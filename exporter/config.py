@@ -135,9 +135,17 @@ BUDGETS = {
         outputs=_outputs(pha=(1.0, 5e-4), fgr=(1.0, 5e-4), pha_sm=(3e-2, 2.5e-4),
                          fgr_sm=(1e-2, 4e-4), err_sm=(1.5e-2, 2.5e-4), ref_sm=(1.0, 2e-3)),
         patch_mismatch=5e-3, patch_tolerance=2e-2, metrics=MetricBudget(ratio=1.02)),
+    # int8's coarse outputs, re-derived across sizes (tests/test_precision_sizes.py): mobilenetv2
+    # demo, exported at 256x256 (k = 500), float and uint8 inputs, 3 held-out sets of 8 composites
+    # at 256x256, 192x192, 512x512, 480x864 and 72x96 (fewer patches than k). Worst of all:
+    # pha mean 2.9e-3, fgr mean 6.8e-3, pha_sm max 0.98 mean 8.5e-3 (at 72x96, where a 18x24 coarse
+    # map is mostly edge), err_sm max 0.22 mean 6.5e-3, patches 1.1%. A coarse pixel on a hard edge
+    # moves by up to 1 (as pha's does where a patch flips), so pha_sm's max is unbounded; its mean
+    # and err_sm's take twice the worst. No layer kept float helps: the error is spread over the
+    # backbone (first conv, ASPP or decoder float: pha_sm mean within 10% of the default).
     "int8": PrecisionBudget(
-        outputs=_outputs(pha=(1.0, 6e-3), fgr=(1.0, 1.5e-2), pha_sm=(0.6, 6e-3),
-                         fgr_sm=(0.2, 1.5e-2), err_sm=(0.3, 6e-3), ref_sm=(1.0, 3e-2)),
+        outputs=_outputs(pha=(1.0, 6e-3), fgr=(1.0, 1.5e-2), pha_sm=(1.0, 1.5e-2),
+                         fgr_sm=(0.2, 1.5e-2), err_sm=(0.3, 1.2e-2), ref_sm=(1.0, 3e-2)),
         patch_mismatch=0.04, patch_tolerance=0.1, metrics=MetricBudget(ratio=1.10)),
     # bf16: an fp32 file run with OpenVINO's bf16 arithmetic (inference_precision="bf16", CPUs
     # with AMX or AVX-512 BF16). Measured by proxy (benchmarks/bf16_proxy.py: PyTorch CPU autocast

@@ -22,7 +22,7 @@ from mattex.plugins import TOPK_LAST_DIM
 
 from .config import DYNAMIC_AXES, FP16_KEEP_FP32, FRAME_INPUT_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
 from .lint import CheckReport, check_model
-from .mixed_precision import convert_to_fp16
+from .mixed_precision import convert_to_fp16, kept_in_fp32
 from .passes import PASSES
 from .quantize import CalibrationSettings, QuantizationResult, default_cache_path, quantize_int8
 from .topk_select import INDICES, SCORES
@@ -151,10 +151,11 @@ def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelProto, dict[str, str]]:
     graph = gs.import_onnx(model)
+    left = kept_in_fp32(graph, FP16_KEEP_FP32)
     converted = convert_to_fp16(graph, config.io_dtype, keep_fp32=FP16_KEEP_FP32)
     selection = "top-k input (TopkLastDim plugin)" if config.topk == "plugin" else "exact top-k selection"
     info = {"fp16_nodes": converted, "kept_fp32": [selection, "shape arithmetic", *FP16_KEEP_FP32],
-            "io_dtype": config.io_dtype}
+            "left_fp32": left, "io_dtype": config.io_dtype}
     return _checked(gs.export_onnx(graph)), {"fp16": json.dumps(info)}
 
 

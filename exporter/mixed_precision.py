@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from .dataflow import SHAPE_ARITHMETIC, count_reasons, data_tensors, takes_data
+
 SELECT_SCOPE = "_select"
 
 # Ops that run in fp16, and which of their inputs carry the op's float type T (the others, such
@@ -43,8 +45,6 @@ _FLOAT_INPUTS: dict[str, tuple[int, ...] | None] = {
 }
 # Ops that accept any input type: a float16 input needs no Cast back.
 _ANY_INPUT = {"Cast", "Shape", "Size"}
-# Ops whose outputs carry no data from their inputs' values.
-_SHAPE_ONLY = {"Shape", "Size"}
 
 
 def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
@@ -54,9 +54,9 @@ def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
     makes them float16. A graph without float32 data ops is left alone."""
     if io_dtype not in ("float32", "float16"):
         raise ValueError(f"io_dtype must be float32 or float16, got {io_dtype!r}")
-    keep = tuple(keep_fp32) + (SELECT_SCOPE,)
+    keep = tuple(keep_fp32)
     graph.toposort()
-    data = _data_tensors(graph)
+    data = data_tensors(graph)
     converted = [n for n in graph.nodes if _runs_in_fp16(n, data, keep)]
     if not converted:
         return 0
@@ -77,24 +77,34 @@ def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
     return len(converted)
 
 
-def _data_tensors(graph: gs.Graph) -> set[str]:
-    """Names of tensors whose values depend on the graph inputs' values (not only on shapes)."""
-    data = {t.name for t in graph.inputs}
-    for node in graph.nodes:  # topological order
-        if node.op in _SHAPE_ONLY:
-            continue
-        if any(t.name in data for t in node.inputs if isinstance(t, gs.Variable)):
-            data.update(t.name for t in node.outputs)
-    return data
+def kept_in_fp32(graph: gs.Graph, keep_fp32: Iterable[str] = ()) -> dict[str, int]:
+    """How many float32 nodes `convert_to_fp16` leaves in float32, by reason (call it first)."""
+    keep = tuple(keep_fp32)
+    graph.toposort()
+    data = data_tensors(graph)
+    floats = [n for n in graph.nodes if n.op in _FLOAT_INPUTS
+              and any(_is_float(t, np.float32) for t in _typed_inputs(n))]
+    return count_reasons(floats, lambda n: _fp32_reason(n, data, keep))
 
 
 def _runs_in_fp16(node: gs.Node, data: set[str], keep: tuple[str, ...]) -> bool:
-    if node.op not in _FLOAT_INPUTS or any(k in (node.name or "") for k in keep):
-        return False
+    return node.op in _FLOAT_INPUTS and _fp32_reason(node, data, keep) is None
+
+
+def _fp32_reason(node: gs.Node, data: set[str], keep: tuple[str, ...]) -> str | None:
+    """Why a node of `_FLOAT_INPUTS` stays float32, or None when it runs in fp16."""
+    name = node.name or ""
+    if SELECT_SCOPE in name:
+        return "top-k selection"
+    for k in keep:
+        if k in name:
+            return k
     floats = [t for t in _typed_inputs(node) if _is_float(t, np.float32)]
     if any(isinstance(t, gs.Constant) and _overflows_fp16(t.values) for t in floats):
-        return False  # a weight beyond fp16's range keeps its node in float32
-    return any(isinstance(t, gs.Variable) and t.name in data for t in floats)
+        return "weights beyond fp16's range"
+    if not any(isinstance(t, gs.Variable) and t.name in data for t in floats):
+        return SHAPE_ARITHMETIC if floats and not takes_data(node, data) else "no float data input"
+    return None
 
 
 def _overflows_fp16(values: np.ndarray) -> bool:

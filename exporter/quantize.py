@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import logging
 import tempfile
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from mattex.errors import ConfigError
 from mattex.files import atomic_write_bytes
 
 from .config import INT8_KEEP_FLOAT
+from .dataflow import SHAPE_ARITHMETIC, data_tensors, takes_data
 from .mixed_precision import SELECT_SCOPE
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -68,6 +70,7 @@ class QuantizationResult:
     cache_reused: bool
     samples: int
     excluded_nodes: int
+    left_float: dict[str, int]
     metadata: dict[str, str] = field(default_factory=dict)
     _pending_cache: bytes | None = None
 
@@ -92,9 +95,9 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
     settings.validate()
     composites = Composites(settings.data, size, settings.backgrounds, seed=settings.seed,
                             limit=settings.samples)
-    excluded = [n.name for n in fp32.graph.node
-                if any(k in n.name for k in (SELECT_SCOPE, *settings.keep_float))]
-    key = _cache_key(fp32, composites, settings, size)
+    left_float = _left_float(fp32, settings.keep_float)
+    excluded = sorted(left_float)
+    key = _cache_key(fp32, composites, settings, size, excluded)
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[settings.method]
     with tempfile.TemporaryDirectory(prefix="mattex-int8-") as tmp:
@@ -124,12 +127,13 @@ def quantize_int8(fp32: onnx.ModelProto, settings: CalibrationSettings, size: tu
             "samples": len(composites), "method": settings.method, "size": list(size),
             "seed": settings.seed, "data_sha256": key["data_sha256"],
             "quantized_op_types": list(QUANTIZED_OP_TYPES),
-            "kept_float": ["top-k selection", *settings.keep_float],
+            "kept_float": ["top-k selection", SHAPE_ARITHMETIC, *settings.keep_float],
+            "left_float": dict(Counter(left_float.values()).most_common()),
             "symmetric": True, "per_channel_weights": True, "weight_bits": settings.weight_bits,
             "bias": "float"}),
     }
     result = QuantizationResult(model, cache_path, reused, len(composites), len(excluded),
-                                metadata, pending)
+                                dict(Counter(left_float.values()).most_common()), metadata, pending)
     if write_cache:
         result.save_cache()
     return result
@@ -176,8 +180,35 @@ class _CompositeReader:
         return feed
 
 
+def _left_float(fp32: onnx.ModelProto, keep_float: tuple[str, ...]) -> dict[str, str]:
+    """The nodes of quantized op types that stay float, by name, with the reason: the exact top-k
+    selection, the measured `keep_float` layers, and everything off the data path. Shape
+    arithmetic (Resize target sizes computed in float from `Shape`) calibrated at the trace size
+    rounds or saturates at any other size; integer and index arithmetic has no float data."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(fp32)
+    graph.toposort()
+    data = data_tensors(graph)
+
+    def reason(node: gs.Node) -> str | None:
+        if SELECT_SCOPE in node.name:
+            return "top-k selection"
+        for k in keep_float:
+            if k in node.name:
+                return k
+        if not takes_data(node, data):
+            return SHAPE_ARITHMETIC
+        if not any(t.dtype in (np.float32, np.float16) for t in node.outputs):
+            return "integer arithmetic"
+        return None
+
+    quantizable = [n for n in graph.nodes if n.op in QUANTIZED_OP_TYPES]
+    return {n.name: r for n in quantizable if (r := reason(n)) is not None}
+
+
 def _cache_key(fp32: onnx.ModelProto, composites, settings: CalibrationSettings,
-               size: tuple[int, int]) -> dict:
+               size: tuple[int, int], excluded: list[str]) -> dict:
     """Everything the calibration ranges depend on."""
     import onnxruntime
 
@@ -196,7 +227,8 @@ def _cache_key(fp32: onnx.ModelProto, composites, settings: CalibrationSettings,
         "settings": {"samples": settings.samples, "method": settings.method, "seed": settings.seed,
                      "keep_float": list(settings.keep_float),
                      "quantized_op_types": list(QUANTIZED_OP_TYPES),
-                     "backgrounds": settings.backgrounds is not None},
+                     "backgrounds": settings.backgrounds is not None,
+                     "excluded_sha256": hashlib.sha256("\n".join(excluded).encode()).hexdigest()},
         "size": list(size),
         "onnxruntime": onnxruntime.__version__,
         "mattex": mattex.__version__,  # composites (perturbation, procedural backgrounds) may change
