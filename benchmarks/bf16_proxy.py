@@ -26,20 +26,22 @@ import numpy as np
 import torch
 
 from mattex.calibration.composite import Composites
-from mattex.calibration.evaluate import evaluate
 from mattex.calibration.synthetic import write_synthetic_photomatte
-from mattex.exporter.weights import demo_weights_path
-from mattex.machine import describe_machine
+from mattex.measure.evaluate import evaluate
+from mattex.measure.machine import describe_machine
 from mattex.model.checkpoint import load_matting_refine
+from mattex.model.sources import demo_weights_path
 
 NAMES = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
 
 
 def bf16_proxy(model):
     """`model` under CPU autocast to bfloat16: a (src, bgr) -> outputs callable, fp32 out."""
+
     def run(src: torch.Tensor, bgr: torch.Tensor):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             return tuple(t.float() for t in model(src, bgr))
+
     return run
 
 
@@ -57,8 +59,9 @@ def compare(model, composites) -> dict:
             diffs[name].append((g - w).abs().numpy().ravel())
         flipped += int(((got[5] > 0) != (want[5] > 0)).sum())
         cells += want[5].numel()
-    out = {n: {"max": float(np.concatenate(v).max()), "mean": float(np.concatenate(v).mean())}
-           for n, v in diffs.items()}
+    out = {
+        n: {"max": float(np.concatenate(v).max()), "mean": float(np.concatenate(v).mean())} for n, v in diffs.items()
+    }
     out["selection_differs"] = flipped / cells
     return out
 
@@ -67,7 +70,8 @@ def metric_ratios(model, composites, size) -> dict:
     def as_matter(run):
         def matter(src, bgr):
             pha, fgr = run(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
-            return pha.numpy(), fgr.numpy()
+            return {"pha": pha.numpy(), "fgr": fgr.numpy()}
+
         return matter
 
     def fp32(src, bgr):
@@ -89,11 +93,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_synthetic_photomatte(Path(tmp), args.images, seed=1234)  # held out: not calibration's seed
         for (h, w), k in (((256, 256), 500), ((512, 512), 5000)):
-            model = load_matting_refine(demo_weights_path("mobilenetv2"), backbone_scale=0.25,
-                                        refine_mode="sampling", refine_sample_pixels=k).eval()
+            model = load_matting_refine(
+                demo_weights_path("mobilenetv2"), backbone_scale=0.25, refine_mode="sampling", refine_sample_pixels=k
+            ).eval()
             composites = list(Composites(Path(tmp), (h, w), seed=0))
-            row = {"size": [h, w], "k": k, "images": len(composites), **compare(model, composites),
-                   "metric_ratio_bf16_over_fp32": metric_ratios(model, composites, (h, w))}
+            row = {
+                "size": [h, w],
+                "k": k,
+                "images": len(composites),
+                **compare(model, composites),
+                "metric_ratio_bf16_over_fp32": metric_ratios(model, composites, (h, w)),
+            }
             rows.append(row)
             print(json.dumps(row))
     result = {"machine": describe_machine(), "proxy": "torch.autocast('cpu', bfloat16)", "rows": rows}

@@ -39,14 +39,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible  # noqa: E402
 
+from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
 from mattex.errors import MattexError  # noqa: E402
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
-from mattex.exporter.quantize import CalibrationSettings  # noqa: E402
-from mattex.exporter.weights import WeightsSource, build_model  # noqa: E402
-from mattex.machine import describe_machine  # noqa: E402
+from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
+from mattex.model.sources import WeightsSource, build_model  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 
 STAGES = ("base", "selection", "crop", "refine", "paste")
@@ -76,8 +76,9 @@ def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dic
     options.profile_file_prefix = str(path.with_suffix(""))
     probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     precision = probe.get_modelmeta().custom_metadata_map.get("precision")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=disabled_optimizers_for(precision))
+    session = ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled_optimizers_for(precision)
+    )
     for _ in range(runs):
         session.run(None, {"src": src, "bgr": bgr})
     events = json.loads(Path(session.end_profiling()).read_text())
@@ -91,8 +92,9 @@ def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dic
 def openvino_stages(path: Path, src, bgr, precision: str) -> dict[str, float]:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(path), "CPU", {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY",
-                                                           "INFERENCE_PRECISION_HINT": precision})
+    compiled = ov.Core().compile_model(
+        str(path), "CPU", {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    )
     request = compiled.create_infer_request()
     for _ in range(2):
         request.infer({"src": src, "bgr": bgr})
@@ -121,8 +123,9 @@ def time_rounds(runners: dict, rounds: int) -> dict[str, list[float]]:
 
 def export_files(backbone: str, resolution: str, folder: Path, calibration: Path) -> dict[str, Path]:
     config = ExportConfig.from_preset(resolution, backbone=backbone)
-    weights = _every_patch_eligible(WeightsSource("random", seed=0), config,
-                                    folder / f"{backbone}_{resolution}_eligible.pth")
+    weights = _every_patch_eligible(
+        WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}_eligible.pth"
+    )
     files = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -131,8 +134,12 @@ def export_files(backbone: str, resolution: str, folder: Path, calibration: Path
         for bits in (7, 8):
             name = f"int8 w{bits}"
             files[name] = folder / f"{backbone}_{resolution}_int8_w{bits}.onnx"
-            export_onnx(ExportConfig.from_preset(resolution, backbone=backbone, precision="int8"), files[name],
-                        weights=weights, calibration=CalibrationSettings(calibration, samples=2, weight_bits=bits))
+            export_onnx(
+                ExportConfig.from_preset(resolution, backbone=backbone, precision="int8"),
+                files[name],
+                weights=weights,
+                calibration=CalibrationSettings(calibration, samples=2, weight_bits=bits),
+            )
     files["weights"] = weights
     return files
 
@@ -160,8 +167,13 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
         for hint in ("f32", "bf16"):
             label = f"openvino {precision} {hint}"
             try:
-                ov_matter = Matter.open(path, backend="openvino", inference_precision=hint,
-                                        threads=args.threads, cache_dir=folder / "ov_cache")
+                ov_matter = Matter.open(
+                    path,
+                    backend="openvino",
+                    inference_precision=hint,
+                    threads=args.threads,
+                    cache_dir=folder / "ov_cache",
+                )
             except MattexError as e:
                 skipped.append({"runner": label, "why": str(e)})
                 continue
@@ -173,11 +185,18 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
     for name, samples in times.items():
         median = statistics.median(samples)
         share = stages.get(name)
-        rows.append({"backbone": backbone, "resolution": resolution, "runner": name,
-                     "ms_per_frame": round(1000 * median, 1), "min_ms": round(1000 * min(samples), 1),
-                     "speedup_vs_reference": round(baseline / median, 3),
-                     "stage_shares": {k: round(v, 3) for k, v in share.items()} if share else None,
-                     "refiner_and_selection_share": round(1 - share["base"], 3) if share else None})
+        rows.append(
+            {
+                "backbone": backbone,
+                "resolution": resolution,
+                "runner": name,
+                "ms_per_frame": round(1000 * median, 1),
+                "min_ms": round(1000 * min(samples), 1),
+                "speedup_vs_reference": round(baseline / median, 3),
+                "stage_shares": {k: round(v, 3) for k, v in share.items()} if share else None,
+                "refiner_and_selection_share": round(1 - share["base"], 3) if share else None,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return {"rows": rows, "skipped": skipped}
 

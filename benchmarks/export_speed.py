@@ -35,11 +35,10 @@ import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mattex.model.reference_method import as_reference_formulation  # noqa: E402
-
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
-from mattex.exporter.weights import WeightsSource, build_model, resolve_weights  # noqa: E402
+from mattex.model.reference_method import as_reference_formulation  # noqa: E402
+from mattex.model.sources import WeightsSource, build_model, resolve_weights  # noqa: E402
 
 
 def time_rounds(runners: dict, rounds: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -71,9 +70,10 @@ def bench_backbone(backbone: str, args, folder: Path) -> list[dict]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.log_severity_level = 3
-    sessions = {name: ort.InferenceSession(str(folder / f"{backbone}_{name}.onnx"), options,
-                                           providers=["CPUExecutionProvider"])
-                for name in ("hd", "hd_full")}
+    sessions = {
+        name: ort.InferenceSession(str(folder / f"{backbone}_{name}.onnx"), options, providers=["CPUExecutionProvider"])
+        for name in ("hd", "hd_full")
+    }
     rng = np.random.default_rng(0)
     src = rng.random((1, 3, args.height, args.width), dtype=np.float32)
     bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
@@ -84,6 +84,7 @@ def bench_backbone(backbone: str, args, folder: Path) -> list[dict]:
         def run():
             with torch.no_grad():
                 m(src_t, bgr_t)
+
         return run
 
     runners = {
@@ -97,9 +98,16 @@ def bench_backbone(backbone: str, args, folder: Path) -> list[dict]:
     rows = []
     for name, samples in times.items():
         median = statistics.median(samples)
-        rows.append({"backbone": backbone, "runner": name, "ms_per_frame": 1000 * median,
-                     "min_ms": 1000 * min(samples), "speedup_vs_baseline": baseline / median,
-                     "rounds": len(samples)})
+        rows.append(
+            {
+                "backbone": backbone,
+                "runner": name,
+                "ms_per_frame": 1000 * median,
+                "min_ms": 1000 * min(samples),
+                "speedup_vs_baseline": baseline / median,
+                "rounds": len(samples),
+            }
+        )
     return rows
 
 
@@ -135,14 +143,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in args.backbones:
             rows += bench_backbone(backbone, args, Path(tmp))
-    print(f"\nHD {args.width}x{args.height}, batch 1, fp32, {args.threads} threads, "
-          f"median of {args.rounds} interleaved rounds")
+    print(
+        f"\nHD {args.width}x{args.height}, batch 1, fp32, {args.threads} threads, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     print(f"{'backbone':<12} {'runner':<52} {'ms/frame':>9} {'speedup':>8}")
     for r in rows:
         print(f"{r['backbone']:<12} {r['runner']:<52} {r['ms_per_frame']:>9.1f} {r['speedup_vs_baseline']:>7.2f}x")
     if args.json:
-        meta = {"eligible": args.eligible, "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": args.threads,
-                "cpu_count": os.cpu_count(), "size": [args.height, args.width]}
+        meta = {
+            "eligible": args.eligible,
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+            "threads": args.threads,
+            "cpu_count": os.cpu_count(),
+            "size": [args.height, args.width],
+        }
         args.json.write_text(json.dumps({"environment": meta, "results": rows}, indent=2))
 
 

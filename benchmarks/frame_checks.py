@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from mattex.machine import describe_machine
+from mattex.measure.machine import describe_machine
 from mattex.runtime.io_spec import check_values
 
 
@@ -42,14 +42,16 @@ def main() -> None:
         "check_values, float16": median_ms(lambda: check_values(half), args.rounds),
         "nothing": median_ms(lambda: None, args.rounds),
         "float min + max, float32": median_ms(lambda: [(x.min(), x.max()) for x in hd.values()], args.rounds),
-        "float min + max, float16": median_ms(lambda: [(x.min(), x.max()) for x in half.values()],
-                                              max(3, args.rounds // 10)),
+        "float min + max, float16": median_ms(
+            lambda: [(x.min(), x.max()) for x in half.values()], max(3, args.rounds // 10)
+        ),
     }
     machine = describe_machine()
-    print(f"CPU: {machine['cpu']}, {machine['cores']} cores, instruction sets: "
-          f"{', '.join(machine['instruction_sets']) or 'none detected'}")
-    print("ms per HD frame (src + bgr, 1x3x1080x1920 each), median of "
-          f"{args.rounds} rounds:")
+    print(
+        f"CPU: {machine['cpu']}, {machine['cores']} cores, instruction sets: "
+        f"{', '.join(machine['instruction_sets']) or 'none detected'}"
+    )
+    print(f"ms per HD frame (src + bgr, 1x3x1080x1920 each), median of {args.rounds} rounds:")
     for name, ms in rows.items():
         print(f"  {name:<26} {ms:8.3f} ms")
 

@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible, benchmark_parser, time_rounds  # noqa: E402
 
 from mattex.calibration.composite import Composites  # noqa: E402
-from mattex.calibration.evaluate import check_metric_budget, evaluate  # noqa: E402
+from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
-from mattex.exporter.config import BUDGETS, ExportConfig  # noqa: E402
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx  # noqa: E402
-from mattex.exporter.quantize import CalibrationSettings  # noqa: E402
-from mattex.exporter.weights import WeightsSource, resolve_weights  # noqa: E402
+from mattex.measure.budgets import BUDGETS  # noqa: E402
+from mattex.measure.evaluate import check_metric_budget, evaluate  # noqa: E402
+from mattex.model.sources import WeightsSource, resolve_weights  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -53,17 +54,17 @@ def export_three(backbone: str, args, folder: Path, data: dict[str, Path]) -> di
         weights = resolve_weights(backbone, None)
         if weights.kind == "random":
             base = ExportConfig.from_preset("hd", backbone=backbone)
-            weights = _every_patch_eligible(WeightsSource("random", seed=0), base,
-                                            folder / f"{backbone}_eligible.pth")
+            weights = _every_patch_eligible(WeightsSource("random", seed=0), base, folder / f"{backbone}_eligible.pth")
     paths = {}
     for precision in PRECISIONS:
-        config = ExportConfig.from_preset("hd", backbone=backbone, precision=precision,
-                                          height=args.height, width=args.width)
+        config = ExportConfig.from_preset(
+            "hd", backbone=backbone, precision=precision, height=args.height, width=args.width
+        )
         calibration = None
         if precision == "int8":
-            calibration = CalibrationSettings(data["calib"], data["calib_bg"],
-                                              samples=args.calibration_samples,
-                                              method=args.calibration_method)
+            calibration = CalibrationSettings(
+                data["calib"], data["calib_bg"], samples=args.calibration_samples, method=args.calibration_method
+            )
         paths[precision] = folder / f"{backbone}_{precision}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -75,22 +76,27 @@ def export_three(backbone: str, args, folder: Path, data: dict[str, Path]) -> di
 def bench_backbone(backbone: str, args, folder: Path, data: dict[str, Path]) -> list[dict]:
     print(f"{backbone}:", flush=True)
     paths = export_three(backbone, args, folder, data)
-    matters = {p: Matter.open(paths[p], providers=["CPUExecutionProvider"], threads=args.threads)
-               for p in PRECISIONS}
+    matters = {p: Matter.open(paths[p], providers=["CPUExecutionProvider"], threads=args.threads) for p in PRECISIONS}
     rng = np.random.default_rng(0)
     src = rng.random((1, 3, args.height, args.width), dtype=np.float32)
     bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
     times = time_rounds({p: (lambda m=m: m(src, bgr)) for p, m in matters.items()}, args.rounds)
 
     composites = Composites(data["eval"], (args.height, args.width), data["eval_bg"], seed=1)
-    reports = {p: evaluate(m, composites, p, (args.height, args.width)) for p, m in matters.items()}
+    reports = {p: evaluate(m.matte_floats, composites, p, (args.height, args.width)) for p, m in matters.items()}
     baseline = statistics.median(times["fp32"])
     rows = []
     for p in PRECISIONS:
         median = statistics.median(times[p])
-        row = {"backbone": backbone, "precision": p, "ms_per_frame": 1000 * median,
-               "min_ms": 1000 * min(times[p]), "speedup_vs_fp32": baseline / median,
-               "metrics": reports[p].mean.to_dict(), "images": len(reports[p].per_image)}
+        row = {
+            "backbone": backbone,
+            "precision": p,
+            "ms_per_frame": 1000 * median,
+            "min_ms": 1000 * min(times[p]),
+            "speedup_vs_fp32": baseline / median,
+            "metrics": reports[p].mean.to_dict(),
+            "images": len(reports[p].per_image),
+        }
         if p != "fp32":
             check = check_metric_budget(reports[p], reports["fp32"], p)
             row["metric_ratios_vs_fp32"] = check.ratios
@@ -101,12 +107,11 @@ def bench_backbone(backbone: str, args, folder: Path, data: dict[str, Path]) -> 
 
 
 def synthetic_data(root: Path, calibration_count: int, eval_count: int) -> dict[str, Path]:
-    write_synthetic_photomatte(root / "calib", calibration_count, seed=100, height=640,
-                               width=512, backgrounds=root / "calib_bg")
-    write_synthetic_photomatte(root / "eval", eval_count, seed=200, height=640, width=512,
-                               backgrounds=root / "eval_bg")
-    return {"calib": root / "calib", "calib_bg": root / "calib_bg",
-            "eval": root / "eval", "eval_bg": root / "eval_bg"}
+    write_synthetic_photomatte(
+        root / "calib", calibration_count, seed=100, height=640, width=512, backgrounds=root / "calib_bg"
+    )
+    write_synthetic_photomatte(root / "eval", eval_count, seed=200, height=640, width=512, backgrounds=root / "eval_bg")
+    return {"calib": root / "calib", "calib_bg": root / "calib_bg", "eval": root / "eval", "eval_bg": root / "eval_bg"}
 
 
 def main() -> None:
@@ -122,25 +127,40 @@ def main() -> None:
         data = synthetic_data(Path(tmp) / "data", args.calibration_samples, args.eval_count)
         for backbone in args.backbones:
             rows += bench_backbone(backbone, args, Path(tmp), data)
-    print(f"\nHD {args.width}x{args.height} sampling k=5000, batch 1, ONNX Runtime CPU, "
-          f"{args.threads} threads, median of {args.rounds} interleaved rounds; metrics on "
-          f"{args.eval_count} held-out synthetic composites")
-    print(f"{'backbone':<12} {'precision':<9} {'ms/frame':>9} {'vs fp32':>8} {'SAD':>8} "
-          f"{'MSE':>8} {'Grad':>8} {'Conn':>8} {'FG MSE':>8}  budget")
+    print(
+        f"\nHD {args.width}x{args.height} sampling k=5000, batch 1, ONNX Runtime CPU, "
+        f"{args.threads} threads, median of {args.rounds} interleaved rounds; metrics on "
+        f"{args.eval_count} held-out synthetic composites"
+    )
+    print(
+        f"{'backbone':<12} {'precision':<9} {'ms/frame':>9} {'vs fp32':>8} {'SAD':>8} "
+        f"{'MSE':>8} {'Grad':>8} {'Conn':>8} {'FG MSE':>8}  budget"
+    )
     for r in rows:
         m = r["metrics"]
-        verdict = "" if r["precision"] == "fp32" else (
-            f"{'within' if r['within_metric_budget'] else 'OVER'} {r['metric_budget']}x")
-        print(f"{r['backbone']:<12} {r['precision']:<9} {r['ms_per_frame']:>9.1f} "
-              f"{r['speedup_vs_fp32']:>7.2f}x {m['sad']:>8.3f} {m['mse']:>8.3f} {m['grad']:>8.4f} "
-              f"{m['conn']:>8.3f} {m['fgr_mse']:>8.3f}  {verdict}")
+        verdict = (
+            ""
+            if r["precision"] == "fp32"
+            else (f"{'within' if r['within_metric_budget'] else 'OVER'} {r['metric_budget']}x")
+        )
+        print(
+            f"{r['backbone']:<12} {r['precision']:<9} {r['ms_per_frame']:>9.1f} "
+            f"{r['speedup_vs_fp32']:>7.2f}x {m['sad']:>8.3f} {m['mse']:>8.3f} {m['grad']:>8.4f} "
+            f"{m['conn']:>8.3f} {m['fgr_mse']:>8.3f}  {verdict}"
+        )
     if args.json:
         cpu_flags = _cpu_flags()
-        meta = {"torch": torch.__version__, "onnxruntime": ort.__version__, "threads": args.threads,
-                "cpu_count": os.cpu_count(), "size": [args.height, args.width],
-                "cpu_int8_instructions": cpu_flags,
-                "calibration_samples": args.calibration_samples,
-                "calibration_method": args.calibration_method, "eval_count": args.eval_count}
+        meta = {
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+            "threads": args.threads,
+            "cpu_count": os.cpu_count(),
+            "size": [args.height, args.width],
+            "cpu_int8_instructions": cpu_flags,
+            "calibration_samples": args.calibration_samples,
+            "calibration_method": args.calibration_method,
+            "eval_count": args.eval_count,
+        }
         args.json.write_text(json.dumps({"environment": meta, "results": rows}, indent=2))
 
 

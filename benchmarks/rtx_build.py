@@ -20,38 +20,52 @@ import time
 import warnings
 from pathlib import Path
 
+from mattex.calibration.int8 import CalibrationSettings
 from mattex.calibration.synthetic import write_synthetic_photomatte
 from mattex.exporter.build import build_engine, parse_profile
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
 from mattex.exporter.lint import check_model
-from mattex.exporter.quantize import CalibrationSettings
-from mattex.exporter.weights import WeightsSource
-from mattex.machine import describe_machine
+from mattex.measure.machine import describe_machine
+from mattex.model.sources import WeightsSource
 
 VARIANTS = [("sampling", "fp32"), ("sampling", "fp16"), ("sampling", "int8"), ("full", "fp32")]
 
 
-def build_variant(backbone: str, preset: str, mode: str, precision: str, folder: Path,
-                  calibration: CalibrationSettings) -> dict:
+def build_variant(
+    backbone: str, preset: str, mode: str, precision: str, folder: Path, calibration: CalibrationSettings
+) -> dict:
     config = ExportConfig.from_preset(preset, backbone=backbone, refine_mode=mode, precision=precision)
     onnx_path = folder / f"{backbone}_{preset}_{mode}_{precision}.onnx"
     started = time.perf_counter()
-    export_onnx(config, onnx_path, weights=WeightsSource("random", seed=0),
-                calibration=calibration if precision == "int8" else None)
+    export_onnx(
+        config,
+        onnx_path,
+        weights=WeightsSource("random", seed=0),
+        calibration=calibration if precision == "int8" else None,
+    )
     exported = time.perf_counter() - started
     import onnx
 
     lint = check_model(onnx.load(str(onnx_path)), "tensorrt-rtx")
     started = time.perf_counter()
-    sidecar = build_engine(onnx_path, onnx_path.with_suffix(".engine"),
-                           [parse_profile(f"{config.height}x{config.width}")], "tensorrt-rtx")
+    sidecar = build_engine(
+        onnx_path, onnx_path.with_suffix(".engine"), [parse_profile(f"{config.height}x{config.width}")], "tensorrt-rtx"
+    )
     built = time.perf_counter() - started
-    row = {"backbone": backbone, "preset": preset, "mode": mode, "precision": precision,
-           "k": config.k if mode == "sampling" else None, "trace": [config.height, config.width],
-           "export_s": round(exported, 1), "build_s": round(built, 2),
-           "plan_mib": round(onnx_path.with_suffix(".engine").stat().st_size / 2**20, 1),
-           "lint_passed": lint.passed, "tensorrt_rtx": sidecar.tensorrt_version}
+    row = {
+        "backbone": backbone,
+        "preset": preset,
+        "mode": mode,
+        "precision": precision,
+        "k": config.k if mode == "sampling" else None,
+        "trace": [config.height, config.width],
+        "export_s": round(exported, 1),
+        "build_s": round(built, 2),
+        "plan_mib": round(onnx_path.with_suffix(".engine").stat().st_size / 2**20, 1),
+        "lint_passed": lint.passed,
+        "tensorrt_rtx": sidecar.tensorrt_version,
+    }
     for path in (onnx_path, onnx_path.with_suffix(".engine")):
         path.unlink()
     return row

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte, write_synthetic_video  # noqa: E402
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
-from mattex.exporter.quantize import CalibrationSettings  # noqa: E402
-from mattex.machine import describe_machine  # noqa: E402
+from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 from mattex.runtime.media import Background, open_source  # noqa: E402
 from mattex.runtime.pipeline import matte_media  # noqa: E402
@@ -72,17 +72,24 @@ def main() -> None:
                 write_synthetic_photomatte(tmp / "data", 4, 1, args.height, args.width)
                 calibration = CalibrationSettings(tmp / "data", None, samples=4)
             models[precision] = tmp / f"m_{precision}.onnx"
-            export_onnx(ExportConfig(height=args.height, width=args.width, precision=precision),
-                        models[precision], calibration=calibration)
+            export_onnx(
+                ExportConfig(height=args.height, width=args.width, precision=precision),
+                models[precision],
+                calibration=calibration,
+            )
         for precision, model in models.items():
             pure, run = [], []
             for _ in range(args.rounds):
                 pure.append(pure_inference(model, frames, still))
                 run.append(end_to_end(model, clip, background, tmp / "out"))
-            row = {"precision": precision, "pure_fps": round(statistics.median(pure), 3),
-                   "run_fps": round(statistics.median(run), 3),
-                   "ratio": round(statistics.median(run) / statistics.median(pure), 3),
-                   "pure_rounds": [round(v, 3) for v in pure], "run_rounds": [round(v, 3) for v in run]}
+            row = {
+                "precision": precision,
+                "pure_fps": round(statistics.median(pure), 3),
+                "run_fps": round(statistics.median(run), 3),
+                "ratio": round(statistics.median(run) / statistics.median(pure), 3),
+                "pure_rounds": [round(v, 3) for v in pure],
+                "run_rounds": [round(v, 3) for v in run],
+            }
             print(json.dumps(row), flush=True)
             results["rows"].append(row)
     if args.json:

@@ -28,8 +28,7 @@ class Perturbation:
     noise_variance: tuple[float, float] = (0.08e-3, 0.15e-3)
 
 
-def perturb_background(bgr: np.ndarray, rng: np.random.Generator,
-                       spec: Perturbation = Perturbation()) -> np.ndarray:
+def perturb_background(bgr: np.ndarray, rng: np.random.Generator, spec: Perturbation = Perturbation()) -> np.ndarray:
     """bgr (3, H, W) in [0, 1] -> the same scene as a slightly different capture."""
     dy, dx = rng.uniform(-spec.shift_px, spec.shift_px, 2)
     shifted = ndimage.shift(bgr, (0, dy, dx), order=1, mode="nearest")
@@ -68,8 +67,15 @@ class Composites:
     and "fgr" (1, 3, H, W), and "name". Deterministic: item i depends only on (seed, i).
     """
 
-    def __init__(self, data: str | Path, size: tuple[int, int], backgrounds: str | Path | None = None,
-                 seed: int = 0, limit: int | None = None, perturbation: Perturbation = Perturbation()):
+    def __init__(
+        self,
+        data: str | Path,
+        size: tuple[int, int],
+        backgrounds: str | Path | None = None,
+        seed: int = 0,
+        limit: int | None = None,
+        perturbation: Perturbation = Perturbation(),
+    ):
         self.mattes = PhotoMatteFolder(data, size)
         self.backgrounds = BackgroundSource(size, backgrounds)
         self.seed = seed
@@ -85,8 +91,7 @@ class Composites:
         background = self.backgrounds.get(i, rng)
         src = composite(matte.fgr, matte.pha, background)
         bgr = perturb_background(background, rng, self.perturbation)
-        return {"name": matte.name, "src": src[None], "bgr": bgr[None],
-                "pha": matte.pha[None], "fgr": matte.fgr[None]}
+        return {"name": matte.name, "src": src[None], "bgr": bgr[None], "pha": matte.pha[None], "fgr": matte.fgr[None]}
 
     def __iter__(self) -> Iterator[dict]:
         return (self[i] for i in range(len(self)))

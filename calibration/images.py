@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mattex.contract import IMAGE_SUFFIXES
 from mattex.errors import MattexError
 from mattex.files import atomic_path
 
 
 class DataError(MattexError, ValueError):
     """A dataset folder or file cannot be used (empty, unreadable, wrong mode, unpaired)."""
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
@@ -33,8 +31,15 @@ def open_image(path: Path) -> Image.Image:
         return image
     # Pillow's readers raise SyntaxError (a broken PNG chunk), ValueError, EOFError or
     # struct.error for damaged files, DecompressionBombError for a huge claimed size.
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
-            EOFError, struct.error) as e:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+    ) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
@@ -48,8 +53,7 @@ def fit(image: Image.Image, size: tuple[int, int], resample=Image.BILINEAR) -> I
     """Scale to cover `size` = (height, width), keeping the aspect ratio, then centre-crop."""
     height, width = size
     scale = max(height / image.height, width / image.width)
-    resized = image.resize((max(width, round(image.width * scale)),
-                            max(height, round(image.height * scale))), resample)
+    resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))), resample)
     left = (resized.width - width) // 2
     top = (resized.height - height) // 2
     return resized.crop((left, top, left + width, top + height))

@@ -32,8 +32,9 @@ class PhotoMatteFolder:
         else:
             files = [p for p in image_files(self.folder) if p.suffix.lower() == ".png"]
             if not files:
-                raise DataError(f"no PNG images in {self.folder}: PhotoMatte85 is a folder of "
-                                "RGBA PNGs (or fgr/ and pha/ folders)")
+                raise DataError(
+                    f"no PNG images in {self.folder}: PhotoMatte85 is a folder of RGBA PNGs (or fgr/ and pha/ folders)"
+                )
             self.pairs = [(p, None) for p in files]
 
     def _paired_layout(self) -> list[tuple[Path, Path]]:
@@ -47,8 +48,7 @@ class PhotoMatteFolder:
             raise DataError(f"no images in {fgr_dir}")
         if fgr.keys() != pha.keys():
             only_fgr, only_pha = sorted(fgr.keys() - pha.keys()), sorted(pha.keys() - fgr.keys())
-            raise DataError(f"fgr/ and pha/ do not pair up: only in fgr/: {only_fgr[:5]}, "
-                            f"only in pha/: {only_pha[:5]}")
+            raise DataError(f"fgr/ and pha/ do not pair up: only in fgr/: {only_fgr[:5]}, only in pha/: {only_pha[:5]}")
         return [(fgr[k], pha[k]) for k in sorted(fgr)]
 
     def __len__(self) -> int:
@@ -59,8 +59,10 @@ class PhotoMatteFolder:
         image = open_image(fgr_path)
         if pha_path is None:
             if image.mode != "RGBA":
-                raise DataError(f"{fgr_path.name} is {image.mode}, not RGBA: PhotoMatte85 "
-                                "images carry alpha in their fourth channel")
+                raise DataError(
+                    f"{fgr_path.name} is {image.mode}, not RGBA: PhotoMatte85 "
+                    "images carry alpha in their fourth channel"
+                )
             rgb, alpha = image.convert("RGB"), image.getchannel("A")
         else:
             rgb, alpha = image.convert("RGB"), open_image(pha_path).convert("L")

@@ -42,7 +42,7 @@ def _strands(rng, height, width, roots, count, length_range, sigma=0.7):
         p2 = p0 + length * np.array([np.sin(direction), np.cos(direction)])
         mid = (p0 + p2) / 2 + bend * length * 0.5 * np.array([np.cos(direction), -np.sin(direction)])
         t = np.linspace(0, 1, int(length * 3))[:, None]
-        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * mid + t ** 2 * p2
+        pts = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * mid + t**2 * p2
         opacity = rng.uniform(0.35, 0.9)
         iy, ix = np.round(pts[:, 0]).astype(int), np.round(pts[:, 1]).astype(int)
         keep = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
@@ -55,22 +55,33 @@ def synth_portrait(rng: np.random.Generator, height: int = 640, width: int = 512
     """One portrait-like foreground: (fgr (3, H, W), pha (1, H, W)) float32 in [0, 1]."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     cx = width * (0.5 + rng.uniform(-0.12, 0.12))
-    head_cy, head_ry, head_rx = height * rng.uniform(0.27, 0.37), height * rng.uniform(0.13, 0.17), width * rng.uniform(0.13, 0.18)
+    head_cy, head_ry, head_rx = (
+        height * rng.uniform(0.27, 0.37),
+        height * rng.uniform(0.13, 0.17),
+        width * rng.uniform(0.13, 0.18),
+    )
     soft = rng.uniform(1.0, 3.0)
     head = _ellipse_alpha(yy, xx, head_cy, cx, head_ry, head_rx, soft)
-    torso = _ellipse_alpha(yy, xx, height * rng.uniform(1.0, 1.1), cx + width * rng.uniform(-0.05, 0.05),
-                           height * rng.uniform(0.42, 0.55), width * rng.uniform(0.36, 0.48), soft)
-    neck = np.clip(np.minimum(0.5 - (np.abs(xx - cx) - head_rx * 0.45) / soft,
-                              0.5 - (head_cy - yy) / soft), 0, 1) * (yy < height)
+    torso = _ellipse_alpha(
+        yy,
+        xx,
+        height * rng.uniform(1.0, 1.1),
+        cx + width * rng.uniform(-0.05, 0.05),
+        height * rng.uniform(0.42, 0.55),
+        width * rng.uniform(0.36, 0.48),
+        soft,
+    )
+    neck = np.clip(np.minimum(0.5 - (np.abs(xx - cx) - head_rx * 0.45) / soft, 0.5 - (head_cy - yy) / soft), 0, 1) * (
+        yy < height
+    )
     # Hair: a fuzzy cap over the top of the head, and strands growing out of it.
-    cap = _ellipse_alpha(yy, xx, head_cy - head_ry * 0.15, cx, head_ry * 1.08, head_rx * 1.12,
-                         rng.uniform(4.0, 9.0)) * (yy < head_cy + head_ry * 0.1)
+    cap = _ellipse_alpha(
+        yy, xx, head_cy - head_ry * 0.15, cx, head_ry * 1.08, head_rx * 1.12, rng.uniform(4.0, 9.0)
+    ) * (yy < head_cy + head_ry * 0.1)
     angles = rng.uniform(np.pi * 1.05, np.pi * 1.95, 64)
-    roots = [(head_cy - head_ry * 0.15 + np.sin(a) * head_ry * 1.05, cx + np.cos(a) * head_rx * 1.1, a)
-             for a in angles]
+    roots = [(head_cy - head_ry * 0.15 + np.sin(a) * head_ry * 1.05, cx + np.cos(a) * head_rx * 1.1, a) for a in angles]
     shortest = min(15.0, height * 0.1)  # small images get shorter strands
-    strands = _strands(rng, height, width, roots, rng.integers(40, 120),
-                       (shortest, max(height * 0.15, shortest + 1.0)))
+    strands = _strands(rng, height, width, roots, rng.integers(40, 120), (shortest, max(height * 0.15, shortest + 1.0)))
     body = np.maximum(np.maximum(head, torso), neck)
     pha = np.maximum(np.maximum(body, cap), strands)
 
@@ -93,16 +104,30 @@ def synth_background(rng: np.random.Generator, height: int = 640, width: int = 5
     image = a + (b - a) * (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
     image = image + _texture(rng, height, width, (0.5, 0.5, 0.5), amplitude=0.1) - 0.5
     for _ in range(rng.integers(4, 12)):  # objects in the room
-        blob = _ellipse_alpha(yy, xx, rng.uniform(0, height), rng.uniform(0, width),
-                              rng.uniform(10, height / 4), rng.uniform(10, width / 4), rng.uniform(1, 20))
+        blob = _ellipse_alpha(
+            yy,
+            xx,
+            rng.uniform(0, height),
+            rng.uniform(0, width),
+            rng.uniform(10, height / 4),
+            rng.uniform(10, width / 4),
+            rng.uniform(1, 20),
+        )
         image = image * (1 - blob[None]) + rng.uniform(0, 1, (3, 1, 1)) * blob[None]
     image = image + rng.normal(0, 0.01, image.shape)
     return np.clip(image, 0, 1).astype(np.float32)
 
 
-def write_synthetic_photomatte(out: str | Path, count: int, seed: int = 0, height: int = 640,
-                               width: int = 512, backgrounds: str | Path | None = None,
-                               background_count: int | None = None, progress=lambda i: None) -> list[Path]:
+def write_synthetic_photomatte(
+    out: str | Path,
+    count: int,
+    seed: int = 0,
+    height: int = 640,
+    width: int = 512,
+    backgrounds: str | Path | None = None,
+    background_count: int | None = None,
+    progress=lambda i: None,
+) -> list[Path]:
     """Write `count` RGBA PNGs (PhotoMatte85's layout) to `out`, and optionally textured
     backgrounds to `backgrounds`. Returns the foreground files."""
     from contextlib import ExitStack
@@ -131,8 +156,16 @@ def write_synthetic_photomatte(out: str | Path, count: int, seed: int = 0, heigh
     return files
 
 
-def write_synthetic_video(out: str | Path, background: str | Path, frames: int = 48, height: int = 240,
-                          width: int = 320, fps: int = 24, seed: int = 0, progress=lambda i: None) -> Path:
+def write_synthetic_video(
+    out: str | Path,
+    background: str | Path,
+    frames: int = 48,
+    height: int = 240,
+    width: int = 320,
+    fps: int = 24,
+    seed: int = 0,
+    progress=lambda i: None,
+) -> Path:
     """A clip without downloads: one synthetic portrait sways and walks across a textured room,
     filmed with light capture noise, written to `out` (H.264 MP4); the room without the person,
     the captured background, goes to `background` (PNG). Both are written atomically."""
@@ -141,10 +174,11 @@ def write_synthetic_video(out: str | Path, background: str | Path, frames: int =
     from mattex.runtime.media import VideoSink
 
     if frames < 1 or height < 16 or width < 16 or fps < 1:
-        raise ConfigError(f"need at least 1 frame of 16x16 at 1 fps, got {frames} frames of "
-                          f"{width}x{height} at {fps} fps")
+        raise ConfigError(
+            f"need at least 1 frame of 16x16 at 1 fps, got {frames} frames of {width}x{height} at {fps} fps"
+        )
     rng = np.random.default_rng(seed)
-    room = synth_background(rng, height, width)                               # (3, H, W)
+    room = synth_background(rng, height, width)  # (3, H, W)
     fgr, pha = synth_portrait(rng, height, width)
     with atomic_path(Path(background)) as tmp:
         save_rgb(tmp, room, format="PNG")
@@ -156,7 +190,7 @@ def write_synthetic_video(out: str | Path, background: str | Path, frames: int =
             phase = 2 * np.pi * i / max(frames, 2)
             dx, dy = int(width * 0.25 * np.sin(phase)), int(height * 0.03 * np.sin(3 * phase))
             shifted_fgr, shifted_pha = _shift(fgr, dy, dx), _shift(pha, dy, dx)
-            noise = rng.normal(0, 0.008, room.shape).astype(np.float32)       # each frame's capture noise
+            noise = rng.normal(0, 0.008, room.shape).astype(np.float32)  # each frame's capture noise
             frame = shifted_pha * shifted_fgr + (1 - shifted_pha) * np.clip(room + noise, 0, 1)
             sink.write((np.clip(frame, 0, 1).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8))
             progress(i)
@@ -170,6 +204,7 @@ def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """x (C, H, W) moved by (dy, dx) pixels, zeros where it leaves the frame."""
     out = np.zeros_like(x)
     h, w = x.shape[1:]
-    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-        x[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
     return out

@@ -6,10 +6,10 @@ The paper's losses (as its refine training script combines them): L1 and Sobel-g
 alpha at full and base resolution, foreground L1 where the true alpha is > 0, and MSE of the
 predicted error map against |pha_sm - true pha_sm|; plus, by default, an alpha L1 restricted to
 the band around fractional alpha (weight 4), which lowered the band SAD of the 45-minute run
-from 2.05 to 1.82 and its MSE from 40.0 to 31.2 (20 held-out composites at 512x512). Data: a pool of synthetic portraits and
-backgrounds (`synthetic.py`), composited with random crops and flips, and `bgr` perturbed as in
-evaluation. The result is saved as an fp16 state_dict. These are demo weights trained on
-synthetic data, not the published weights.
+from 2.05 to 1.82 and its MSE from 40.0 to 31.2 (20 held-out composites at 512x512). Data: a
+pool of synthetic portraits and backgrounds (`synthetic.py`), composited with random crops and
+flips, and `bgr` perturbed as in evaluation. The result is saved as an fp16 state_dict. These
+are demo weights trained on synthetic data, not the published weights.
 """
 
 from __future__ import annotations
@@ -57,10 +57,15 @@ def matting_loss(outputs, true_pha, true_fgr, edge_weight: float = 0.0) -> torch
     if edge_weight:
         band = soft_band(true_pha)
         edges = edge_weight * ((pha - true_pha).abs() * band).sum() / band.sum().clamp(min=1.0)
-    return edges + (F.l1_loss(pha, true_pha) + F.l1_loss(sobel(pha), sobel(true_pha))
-            + F.l1_loss(pha_sm, true_pha_sm) + F.l1_loss(sobel(pha_sm), sobel(true_pha_sm))
-            + F.l1_loss(fgr * mask, true_fgr * mask) + F.l1_loss(fgr_sm * mask_sm, true_fgr_sm * mask_sm)
-            + F.mse_loss(err_sm, true_err_sm))
+    return edges + (
+        F.l1_loss(pha, true_pha)
+        + F.l1_loss(sobel(pha), sobel(true_pha))
+        + F.l1_loss(pha_sm, true_pha_sm)
+        + F.l1_loss(sobel(pha_sm), sobel(true_pha_sm))
+        + F.l1_loss(fgr * mask, true_fgr * mask)
+        + F.l1_loss(fgr_sm * mask_sm, true_fgr_sm * mask_sm)
+        + F.mse_loss(err_sm, true_err_sm)
+    )
 
 
 class Pool:
@@ -93,8 +98,7 @@ class Pool:
             bgr.append(perturb_background(np.ascontiguousarray(b), self.rng))
             pha.append(p)
             fgr.append(f)
-        as_tensor = lambda xs: torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
-        return as_tensor(src), as_tensor(bgr), as_tensor(pha), as_tensor(fgr)
+        return tuple(torch.from_numpy(np.ascontiguousarray(np.stack(xs))) for xs in (src, bgr, pha, fgr))
 
 
 def save_fp16(model: torch.nn.Module, out: Path) -> None:
@@ -104,8 +108,17 @@ def save_fp16(model: torch.nn.Module, out: Path) -> None:
     out.chmod(0o644)
 
 
-def train(out: Path, minutes: float, pool_size: int, size: int, batch: int, lr: float,
-          seed: int = TRAIN_SEED, edge_weight: float = 4.0, log=print) -> MattingRefine:
+def train(
+    out: Path,
+    minutes: float,
+    pool_size: int,
+    size: int,
+    batch: int,
+    lr: float,
+    seed: int = TRAIN_SEED,
+    edge_weight: float = 4.0,
+    log=print,
+) -> MattingRefine:
     torch.manual_seed(seed)
     start = time.time()
     pool = Pool(pool_size, size, seed)
@@ -126,8 +139,7 @@ def train(out: Path, minutes: float, pool_size: int, size: int, batch: int, lr: 
         optimizer.step()
         step += 1
         if step % 50 == 0:
-            log(f"step {step} loss {loss.item():.4f} lr {optimizer.param_groups[0]['lr']:.2e} "
-                f"{elapsed / 60:.1f} min")
+            log(f"step {step} loss {loss.item():.4f} lr {optimizer.param_groups[0]['lr']:.2e} {elapsed / 60:.1f} min")
         if step % 500 == 0:
             save_fp16(model, out)
     save_fp16(model, out)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mattex
+from mattex.contract import INPUTS, parse_size
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
 from mattex.files import atomic_write_bytes, sha256_file
+from mattex.metadata import ExportMetadata
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
 from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt, tensorrt_installed
-from mattex.runtime.io_spec import INPUTS, Profile
+from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar
 
-PROFILE_PRESETS = {"hd": (1080, 1920), "4k": (2160, 3840)}
 BUILD_BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
 
 
@@ -32,24 +33,14 @@ def parse_profile(text: str, max_batch: int = 1) -> Profile:
     """`hd`, `4k`, `HxW` (one size) or `HxW-HxW` (a range; opt = the larger) -> a Profile with
     batch 1..max_batch (opt max_batch)."""
     if max_batch < 1:
-        raise ConfigError(f"--batch must be at least 1, got {max_batch}")
-    sizes = []
-    for part in text.lower().split("-"):
-        if part in PROFILE_PRESETS:
-            sizes.append(PROFILE_PRESETS[part])
-            continue
-        match = re.fullmatch(r"(\d+)x(\d+)", part)
-        if not match:
-            raise ConfigError(f"profile {text!r}: expected hd, 4k, HxW or HxW-HxW")
-        sizes.append((int(match[1]), int(match[2])))
-    if len(sizes) not in (1, 2):
-        raise ConfigError(f"profile {text!r}: expected one size or a min-max range")
+        raise ConfigError(f"the largest batch (`batch`) must be at least 1, got {max_batch}")
+    parts = text.lower().split("-")
+    if len(parts) not in (1, 2):
+        raise ConfigError(f"`profile` {text!r}: expected one size or a min-max range (hd, 4k, HxW, HxW-HxW)")
+    sizes = [parse_size(part, "profile") for part in parts]
     low, high = sizes[0], sizes[-1]
-    for h, w in sizes:
-        if h % 4 or w % 4 or h <= 0 or w <= 0:
-            raise ConfigError(f"profile {text!r}: height and width must be positive multiples of 4")
     if low[0] > high[0] or low[1] > high[1]:
-        raise ConfigError(f"profile {text!r}: the minimum exceeds the maximum")
+        raise ConfigError(f"`profile` {text!r}: the minimum exceeds the maximum")
     return Profile((1, *low), (max_batch, *high), (max_batch, *high))
 
 
@@ -61,12 +52,13 @@ def parse_compute_capabilities(text: str | None) -> list[str] | None:
     values = [v.strip().lower() for v in text.split(",") if v.strip()]
     for value in values:
         if value != "current" and not re.fullmatch(r"\d+\.\d+", value):
-            raise ConfigError(f"compute capability {value!r}: expected MAJOR.MINOR (e.g. 8.6) or current")
+            raise ConfigError(f"`compute_capabilities` {value!r}: expected MAJOR.MINOR (e.g. 8.6) or current")
     if "current" in values and len(values) > 1:
-        raise ConfigError("--compute-capability current targets this machine's GPU alone; "
-                          "do not combine it with others")
+        raise ConfigError(
+            "`compute_capabilities` current targets this machine's GPU alone; do not combine it with others"
+        )
     if len(set(values)) != len(values):
-        raise ConfigError(f"--compute-capability {text!r} names a compute capability twice")
+        raise ConfigError(f"`compute_capabilities` {text!r} names a compute capability twice")
     return values
 
 
@@ -74,7 +66,7 @@ def choose_build_backend(requested: str = "auto") -> str:
     """`tensorrt` or `tensorrt-rtx`. auto: TensorRT where it is installed and a GPU is visible
     (it builds for that GPU), else TensorRT for RTX where installed (no GPU needed)."""
     if requested not in BUILD_BACKENDS:
-        raise ConfigError(f"unknown build backend {requested!r}; choose one of {', '.join(BUILD_BACKENDS)}")
+        raise ConfigError(f"unknown build `backend` {requested!r}; choose one of {', '.join(BUILD_BACKENDS)}")
     if requested != "auto":
         return requested
     if tensorrt_installed("tensorrt") and _gpu_visible():
@@ -88,7 +80,8 @@ def choose_build_backend(requested: str = "auto") -> str:
     raise BackendUnavailableError(
         "no TensorRT here to build with: TensorRT for RTX builds on any machine, GPU or not ("
         f"{BACKENDS['tensorrt-rtx'].install}); TensorRT 10/11 on the GPU machine ("
-        f"{BACKENDS['tensorrt'].install})")
+        f"{BACKENDS['tensorrt'].install})"
+    )
 
 
 def _gpu_visible() -> bool:
@@ -113,23 +106,28 @@ class BuildOptions:
 
     def validate(self, backend: str) -> None:
         if self.workspace_gib <= 0:
-            raise ConfigError(f"--workspace must be positive, got {self.workspace_gib} GiB")
+            raise ConfigError(f"`workspace_gib` must be positive, got {self.workspace_gib} GiB")
         if self.hardware_compat not in HARDWARE_COMPAT:
-            raise ConfigError(f"--hardware-compat must be one of {', '.join(HARDWARE_COMPAT)}")
+            raise ConfigError(f"`hardware_compat` must be one of {', '.join(HARDWARE_COMPAT)}")
         if backend == "tensorrt-rtx":
-            refused = {"--timing-cache": self.timing_cache is not None,
-                       "--version-compatible": self.version_compatible,
-                       "--hardware-compat": self.hardware_compat != "none"}
+            refused = {
+                "`timing_cache`": self.timing_cache is not None,
+                "`version_compatible`": self.version_compatible,
+                "`hardware_compat`": self.hardware_compat != "none",
+            }
             given = [name for name, set_ in refused.items() if set_]
             if given:
                 raise ConfigError(
                     f"{', '.join(given)} {'is a TensorRT option' if len(given) == 1 else 'are TensorRT options'}"
                     ": TensorRT for RTX builds without a GPU "
                     "and compiles kernels for the GPU when the engine loads (target GPUs: "
-                    "--compute-capability; reuse compiled kernels: Matter.open(engine, runtime_cache=PATH))")
+                    "`compute_capabilities`; reuse compiled kernels: Matter.open(engine, runtime_cache=PATH))"
+                )
         elif self.compute_capabilities is not None:
-            raise ConfigError("--compute-capability is TensorRT for RTX's (--backend tensorrt-rtx); a "
-                              "TensorRT plan is built for the GPU it is built on (see --hardware-compat)")
+            raise ConfigError(
+                "`compute_capabilities` is TensorRT for RTX's (`backend` tensorrt-rtx); a "
+                "TensorRT plan is built for the GPU it is built on (see `hardware_compat`)"
+            )
 
 
 @dataclass
@@ -161,8 +159,9 @@ def _recording_logger(trt):
     return Recorder()
 
 
-def parse_and_build(trt, onnx_path: Path, shapes: dict[str, list[tuple]], configure=lambda config: None,
-                    keep_timing_cache: bool = False) -> BuiltPlan:
+def parse_and_build(
+    trt, onnx_path: Path, shapes: dict[str, list[tuple]], configure=lambda config: None, keep_timing_cache: bool = False
+) -> BuiltPlan:
     """Parse `onnx_path` with `trt`'s ONNX parser into a strongly typed network and build a
     serialized plan with one optimization profile per entry of each input's `shapes` list
     ((min, opt, max) tuples), after `configure(builder_config)`. Raises EngineBuildError with
@@ -194,19 +193,28 @@ def parse_and_build(trt, onnx_path: Path, shapes: dict[str, list[tuple]], config
     configure(config)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise EngineBuildError(f"{label} {trt.__version__} could not build {onnx_path.name}:\n  "
-                               + "\n  ".join(logger.errors or ["(no error message)"]))
+        raise EngineBuildError(
+            f"{label} {trt.__version__} could not build {onnx_path.name}:\n  "
+            + "\n  ".join(logger.errors or ["(no error message)"])
+        )
 
     def io(tensor, mode):
         import numpy as np
 
-        return {"name": tensor.name, "mode": mode, "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
-                "shape": list(tensor.shape)}
+        return {
+            "name": tensor.name,
+            "mode": mode,
+            "dtype": np.dtype(trt.nptype(tensor.dtype)).name,
+            "shape": list(tensor.shape),
+        }
 
-    return BuiltPlan(bytes(plan), [io(t, "input") for t in inputs]
-                     + [io(network.get_output(i), "output") for i in range(network.num_outputs)],
-                     time.perf_counter() - started, logger.warnings,
-                     bytes(config.get_timing_cache().serialize()) if keep_timing_cache else None)
+    return BuiltPlan(
+        bytes(plan),
+        [io(t, "input") for t in inputs] + [io(network.get_output(i), "output") for i in range(network.num_outputs)],
+        time.perf_counter() - started,
+        logger.warnings,
+        bytes(config.get_timing_cache().serialize()) if keep_timing_cache else None,
+    )
 
 
 @dataclass
@@ -215,7 +223,7 @@ class OnnxFacts:
     calls (read from the nodes, so a file whose metadata was stripped is still checked), and
     whether its inputs are uint8 frames (B, H, W, 3)."""
 
-    metadata: dict
+    metadata: ExportMetadata | None  # None: a graph mattex did not export
     plugins: list[dict]
     frames: bool
 
@@ -223,12 +231,12 @@ class OnnxFacts:
 def _read_onnx(path: Path) -> OnnxFacts:
     import onnx
 
-    from .onnx_file import load_onnx
+    from .onnx_file import load_onnx, metadata_of
 
     model = load_onnx(path, load_external_data=False)
-    frames = any(i.name in INPUTS and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8
-                 for i in model.graph.input)
-    return OnnxFacts({p.key: p.value for p in model.metadata_props}, plugins_in_graph(model.graph), frames)
+    frames = any(i.name in INPUTS and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8 for i in model.graph.input)
+    exported = any(p.key == "export_config" for p in model.metadata_props)
+    return OnnxFacts(metadata_of(model, path) if exported else None, plugins_in_graph(model.graph), frames)
 
 
 def plugins_in_graph(graph) -> list[dict]:
@@ -242,9 +250,14 @@ def plugins_in_graph(graph) -> list[dict]:
             continue
         plugin = PLUGINS[node.op_type]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        found.append({"name": plugin.name, "node": node.name, "min_tensorrt": plugin.min_tensorrt,
-                      "min_axis_size": int(attrs.get(plugin.min_axis_size_field, 0))
-                      if plugin.min_axis_size_field else 0})
+        found.append(
+            {
+                "name": plugin.name,
+                "node": node.name,
+                "min_tensorrt": plugin.min_tensorrt,
+                "min_axis_size": int(attrs.get(plugin.min_axis_size_field, 0)) if plugin.min_axis_size_field else 0,
+            }
+        )
     return found
 
 
@@ -255,9 +268,14 @@ def mattex_shapes(profiles: list[Profile], frames: bool = False) -> dict[str, li
     return {name: [(shape(p.min), shape(p.opt), shape(p.max)) for p in profiles] for name in INPUTS}
 
 
-def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profile],
-                 backend: str = "auto", options: BuildOptions | None = None,
-                 log=lambda message: None) -> Sidecar:
+def build_engine(
+    onnx_path: str | Path,
+    output: str | Path,
+    profiles: list[Profile],
+    backend: str = "auto",
+    options: BuildOptions | None = None,
+    log=lambda message: None,
+) -> Sidecar:
     """Build `output` (a raw plan) and `output`.json with `backend` (auto, tensorrt,
     tensorrt-rtx); returns the sidecar. Nothing is written unless the build succeeds."""
     onnx_path, output = Path(onnx_path), Path(output)
@@ -265,13 +283,16 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     if not onnx_path.is_file():
         raise ModelFileError(f"no such ONNX file: {onnx_path}")
     if not profiles:
-        raise ConfigError("at least one --profile is needed")
+        raise ConfigError("at least one `profile` is needed")
     backend = choose_build_backend(backend)
     options.validate(backend)
-    from .onnx_file import require_mattex_export
-
     facts = _read_onnx(onnx_path)
-    meta, plugins = require_mattex_export(facts.metadata, onnx_path), facts.plugins
+    if facts.metadata is None:
+        raise ModelFileError(
+            f"{onnx_path} is a valid ONNX model but not a mattex export (no "
+            "export_config metadata): export it with `mattex export`"
+        )
+    meta, plugins = facts.metadata, facts.plugins
     check_plugin_requirements(plugins, profiles, options.version_compatible, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
@@ -282,22 +303,41 @@ def build_engine(onnx_path: str | Path, output: str | Path, profiles: list[Profi
     else:
         gpu, cc = None, None
         targets = _rtx_targets(trt, options.compute_capabilities)
-        where = ("ahead of time for " + (", ".join(f"{a}.{b}" for a, b in targets) if targets else
-                                         "its default GPUs (compute capability 8.0, 8.6, 8.9, 12.0 and later)"))
-    log(f"building {onnx_path.name} with {LABELS[backend]} {trt.__version__} {where}"
-        + (f" (plugins: {', '.join(sorted({p['name'] for p in plugins}))})" if plugins else ""))
-    built = parse_and_build(trt, onnx_path, mattex_shapes(profiles, facts.frames),
-                            lambda config: _configure(trt, config, backend, options, targets),
-                            keep_timing_cache=options.timing_cache is not None)
+        where = "ahead of time for " + (
+            ", ".join(f"{a}.{b}" for a, b in targets)
+            if targets
+            else "its default GPUs (compute capability 8.0, 8.6, 8.9, 12.0 and later)"
+        )
+    log(
+        f"building {onnx_path.name} with {LABELS[backend]} {trt.__version__} {where}"
+        + (f" (plugins: {', '.join(sorted({p['name'] for p in plugins}))})" if plugins else "")
+    )
+    built = parse_and_build(
+        trt,
+        onnx_path,
+        mattex_shapes(profiles, facts.frames),
+        lambda config: _configure(trt, config, backend, options, targets),
+        keep_timing_cache=options.timing_cache is not None,
+    )
     atomic_write_bytes(output, built.plan)
     if built.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, built.timing_cache)
     sidecar = Sidecar(
-        tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=cc, profiles=profiles,
-        io=built.io, precision=meta.get("precision", "fp32"), onnx_sha256=sha256_file(onnx_path),
-        plan_sha256=sha256_file(output), mattex_version=mattex.__version__,
-        version_compatible=options.version_compatible, hardware_compatibility=options.hardware_compat,
-        export_metadata=meta, backend=backend, target_compute_capabilities=targets)
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu,
+        compute_capability=cc,
+        profiles=profiles,
+        io=built.io,
+        precision=meta.precision,
+        onnx_sha256=sha256_file(onnx_path),
+        plan_sha256=sha256_file(output),
+        mattex_version=mattex.__version__,
+        version_compatible=options.version_compatible,
+        hardware_compatibility=options.hardware_compat,
+        export_metadata=meta.to_props(),
+        backend=backend,
+        target_compute_capabilities=targets,
+    )
     sidecar.save(output)
     log(f"built in {built.seconds:.1f} s")
     return sidecar
@@ -315,9 +355,14 @@ class BuildCheck:
     profiles: list[Profile]
 
     def to_dict(self) -> dict:
-        return {"backend": self.backend, "version": self.version, "passed": self.passed,
-                "seconds": round(self.seconds, 3), "message": self.message,
-                "profiles": [p.to_dict() for p in self.profiles]}
+        return {
+            "backend": self.backend,
+            "version": self.version,
+            "passed": self.passed,
+            "seconds": round(self.seconds, 3),
+            "message": self.message,
+            "profiles": [p.to_dict() for p in self.profiles],
+        }
 
 
 def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Profile] | None = None) -> BuildCheck:
@@ -328,19 +373,30 @@ def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Pro
         raise ModelFileError(f"no such ONNX file: {onnx_path}")
     backend = choose_build_backend(backend)
     facts = _read_onnx(onnx_path)
-    profiles = profiles or [parse_profile(facts.metadata.get("trace_size", "hd"))]
+    trace = "{}x{}".format(*facts.metadata.trace_size) if facts.metadata else "hd"
+    profiles = profiles or [parse_profile(trace)]
     check_plugin_requirements(facts.plugins, profiles, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
         current_environment(trt)  # TensorRT builds for a GPU: it needs one
     try:
-        built = parse_and_build(trt, onnx_path, input_shapes(onnx_path, profiles, facts.frames),
-                                lambda config: _configure(trt, config, backend, BuildOptions(), None))
+        built = parse_and_build(
+            trt,
+            onnx_path,
+            input_shapes(onnx_path, profiles, facts.frames),
+            lambda config: _configure(trt, config, backend, BuildOptions(), None),
+        )
     except EngineBuildError as e:
         return BuildCheck(backend, trt.__version__, False, 0.0, str(e), profiles)
-    return BuildCheck(backend, trt.__version__, True, built.seconds,
-                      f"{LABELS[backend]} {trt.__version__} parsed and built {onnx_path.name} in "
-                      f"{built.seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB plan, not kept)", profiles)
+    return BuildCheck(
+        backend,
+        trt.__version__,
+        True,
+        built.seconds,
+        f"{LABELS[backend]} {trt.__version__} parsed and built {onnx_path.name} in "
+        f"{built.seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB plan, not kept)",
+        profiles,
+    )
 
 
 def input_shapes(onnx_path: Path, profiles: list[Profile], frames: bool = False) -> dict[str, list[tuple]]:
@@ -355,11 +411,12 @@ def input_shapes(onnx_path: Path, profiles: list[Profile], frames: bool = False)
     for inp in model.graph.input:
         if inp.name in shapes or inp.name in initializers:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else (1 if i == 0 else 64)
-                for i, d in enumerate(inp.type.tensor_type.shape.dim)]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (1 if i == 0 else 64)
+            for i, d in enumerate(inp.type.tensor_type.shape.dim)
+        ]
         shapes[inp.name] = [(tuple(dims),) * 3] * len(profiles)
-    return {name: value for name, value in shapes.items()
-            if name in {i.name for i in model.graph.input}}
+    return {name: value for name, value in shapes.items() if name in {i.name for i in model.graph.input}}
 
 
 def _rtx_targets(trt, values: list[str] | None) -> list[tuple[int, int]] | None:
@@ -378,7 +435,8 @@ def _rtx_targets(trt, values: list[str] | None) -> list[tuple[int, int]] | None:
             raise ConfigError(
                 f"TensorRT for RTX {trt.__version__} cannot target compute capability {major}.{minor} "
                 f"(it targets {', '.join(f'{a}.{b}' for a, b in known)}: RTX GPUs, not data-center "
-                "GPUs such as the H100, 9.0)")
+                "GPUs such as the H100, 9.0)"
+            )
     return targets
 
 
@@ -402,17 +460,24 @@ def _configure(trt, config, backend: str, options: BuildOptions, targets) -> Non
     config.hardware_compatibility_level = level
 
 
-def check_plugin_requirements(plugins: list[dict], profiles: list[Profile], version_compatible: bool = False,
-                              tensorrt_version: str | None = None, backend: str = "tensorrt") -> None:
+def check_plugin_requirements(
+    plugins: list[dict],
+    profiles: list[Profile],
+    version_compatible: bool = False,
+    tensorrt_version: str | None = None,
+    backend: str = "tensorrt",
+) -> None:
     """Refuse a build the graph's TensorRT plugins (`plugins_in_graph`) cannot serve: frames
     with fewer patches than a top-k plugin's k, a TensorRT older than the plugin, a
     version-compatible plan (its lean runtime does not carry libnvinfer_plugin), or TensorRT
     for RTX (it ships no plugin library)."""
     if plugins and backend == "tensorrt-rtx":
         names = ", ".join(sorted({p["name"] for p in plugins}))
-        raise ConfigError(f"the file calls the TensorRT plugin {names} (exported with --topk plugin); "
-                          "TensorRT for RTX ships no such plugin: export with --topk onnx (the "
-                          "default) for TensorRT for RTX")
+        raise ConfigError(
+            f"the file calls the TensorRT plugin {names} (exported with `topk` plugin); "
+            "TensorRT for RTX ships no such plugin: export with `topk` onnx (the "
+            "default) for TensorRT for RTX"
+        )
     for plugin in plugins:
         name, needed = plugin["name"], plugin["min_axis_size"]
         for profile in profiles:
@@ -420,14 +485,18 @@ def check_plugin_requirements(plugins: list[dict], profiles: list[Profile], vers
             if (h // 4) * (w // 4) < needed:
                 raise ConfigError(
                     f"profile minimum {h}x{w} has {(h // 4) * (w // 4)} patches but the {name} plugin "
-                    f"selects k = {needed}: use a larger minimum, or export with --topk onnx (any size)")
+                    f"selects k = {needed}: use a larger minimum, or export with `topk` onnx (any size)"
+                )
         if tensorrt_version is not None and _major(tensorrt_version) < _major(plugin["min_tensorrt"]):
             raise EngineBuildError(
                 f"the {name} plugin needs TensorRT >= {plugin['min_tensorrt']}, this is "
-                f"{tensorrt_version}: export with --topk onnx, or build with TensorRT {plugin['min_tensorrt']}")
+                f"{tensorrt_version}: export with `topk` onnx, or build with TensorRT {plugin['min_tensorrt']}"
+            )
     if plugins and version_compatible:
-        raise ConfigError("--version-compatible plans cannot call libnvinfer_plugin's plugins here: "
-                          "build without it, or export with --topk onnx")
+        raise ConfigError(
+            "`version_compatible` plans cannot call libnvinfer_plugin's plugins here: "
+            "build without it, or export with `topk` onnx"
+        )
 
 
 def automatic_build(onnx_path: str | Path, profiles: list[Profile]) -> tuple[str | None, str | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -16,17 +15,20 @@ import torch
 from torch import nn
 
 import mattex
+from mattex.calibration.int8 import CalibrationSettings, QuantizationResult, default_cache_path
+from mattex.contract import INPUTS, MODEL_OUTPUTS
 from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_path
+from mattex.metadata import ExportMetadata
+from mattex.model.sources import WeightsSource, build_model, resolve_weights
 from mattex.plugins import TOPK_LAST_DIM
 
-from .config import DYNAMIC_AXES, FP16_KEEP_FP32, FRAME_INPUT_AXES, INPUT_NAMES, MODEL_OUTPUT_ORDER, ExportConfig
+from .config import DYNAMIC_AXES, FP16_KEEP_FP32, FRAME_INPUT_AXES, ExportConfig
 from .lint import CheckReport, check_model
 from .mixed_precision import convert_to_fp16, kept_in_fp32
 from .passes import PASSES
-from .quantize import CalibrationSettings, QuantizationResult, default_cache_path, quantize_int8
+from .quantize import quantize_int8
 from .topk_select import INDICES, SCORES
-from .weights import WeightsSource, build_model, resolve_weights
 
 # Order matters: fold first so TopK's K and shapes are constants the rewrite can match.
 EXPORT_PASSES = ["fold_constants", "replace_unordered_topk", "cleanup", "toposort"]
@@ -52,7 +54,7 @@ class ExportResult:
     size_bytes: int
     nodes: int
     op_histogram: dict[str, int]
-    metadata: dict[str, str]
+    metadata: ExportMetadata
     passes: dict[str, int]
     check: CheckReport
     quantization: QuantizationResult | None = None
@@ -65,7 +67,7 @@ class _Outputs(nn.Module):
     def __init__(self, model: nn.Module, names: tuple[str, ...], frames: bool = False) -> None:
         super().__init__()
         self.model = model
-        self.keep = [MODEL_OUTPUT_ORDER.index(n) for n in names]
+        self.keep = [MODEL_OUTPUTS.index(n) for n in names]
         self.frames = frames
 
     def forward(self, src: torch.Tensor, bgr: torch.Tensor):
@@ -93,14 +95,18 @@ def export_onnx(
     config.validate()
     output = Path(output)
     if config.precision == "int8" and calibration is None:
-        raise ConfigError("--int8 needs calibration data: pass --calibration-data DIR "
-                          "(PhotoMatte85, or `mattex data synth` for a stand-in)")
+        raise ConfigError(
+            "an int8 export needs calibration data: `calibration` (a PhotoMatte85-layout "
+            "folder; `mattex data synth` writes a stand-in)"
+        )
     progress("resolving weights")
     weights = weights or resolve_weights(config.backbone, Path(checkpoint) if checkpoint else None)
     if weights.kind == "random":
         warnings.warn(
             f"no checkpoint or demo weights for {config.backbone}: exporting RANDOM weights "
-            f"(seed {weights.seed}); fine for speed tests, meaningless mattes", stacklevel=2)
+            f"(seed {weights.seed}); fine for speed tests, meaningless mattes",
+            stacklevel=2,
+        )
     model = build_model(weights, **config.model_kwargs())
 
     progress("tracing")
@@ -109,17 +115,23 @@ def export_onnx(
     graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
     pass_counts = PASSES.run(graph, PLUGIN_EXPORT_PASSES if config.topk == "plugin" else EXPORT_PASSES)
     exported = _checked(gs.export_onnx(graph))
-    precision_metadata: dict[str, str] = {}
+    precision_info: dict = {}
     quantization = None
     if config.precision == "fp16":
         progress("converting to fp16")
-        exported, precision_metadata = _to_fp16(exported, config)
+        exported, fp16_info = _to_fp16(exported, config)
+        precision_info = {"fp16": fp16_info}
     elif config.precision == "int8":
         progress("calibrating int8")
-        quantization = quantize_int8(exported, calibration, (config.height, config.width),
-                                     calibration_cache or default_cache_path(output),
-                                     calibration_progress, write_cache=False)
-        exported, precision_metadata = _checked(quantization.model), quantization.metadata
+        quantization = quantize_int8(
+            exported,
+            calibration,
+            (config.height, config.width),
+            calibration_cache or default_cache_path(output),
+            calibration_progress,
+            write_cache=False,
+        )
+        exported, precision_info = _checked(quantization.model), {"int8_calibration": quantization.info}
     if config.topk == "plugin":
         progress("handing top-k to the TensorRT plugin")
         exported, plugin_counts = _with_plugins(exported)
@@ -130,17 +142,24 @@ def export_onnx(
     if not report.passed:
         raise ExportCheckError(report)
 
-    metadata = {**export_metadata(config, weights), **precision_metadata,
-                **selection_metadata(exported)}
+    metadata = export_metadata(config, weights, selection=selection_entries(exported), **precision_info)
     del exported.metadata_props[:]
-    onnx.helper.set_model_props(exported, metadata)
+    onnx.helper.set_model_props(exported, metadata.to_props())
     progress("writing")
     write_atomically(exported, output)
     if quantization is not None:
         quantization.save_cache()  # only now: a refused export leaves no cache behind
     histogram = collections.Counter(n.op_type for n in exported.graph.node)
-    return ExportResult(output, output.stat().st_size, len(exported.graph.node),
-                        dict(histogram.most_common()), metadata, pass_counts, report, quantization)
+    return ExportResult(
+        output,
+        output.stat().st_size,
+        len(exported.graph.node),
+        dict(histogram.most_common()),
+        metadata,
+        pass_counts,
+        report,
+        quantization,
+    )
 
 
 def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -149,21 +168,25 @@ def _checked(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelProto, dict[str, str]]:
+def _to_fp16(model: onnx.ModelProto, config: ExportConfig) -> tuple[onnx.ModelProto, dict]:
     graph = gs.import_onnx(model)
     left = kept_in_fp32(graph, FP16_KEEP_FP32)
     converted = convert_to_fp16(graph, config.io_dtype, keep_fp32=FP16_KEEP_FP32)
     selection = "top-k input (TopkLastDim plugin)" if config.topk == "plugin" else "exact top-k selection"
-    info = {"fp16_nodes": converted, "kept_fp32": [selection, "shape arithmetic", *FP16_KEEP_FP32],
-            "left_fp32": left, "io_dtype": config.io_dtype}
-    return _checked(gs.export_onnx(graph)), {"fp16": json.dumps(info)}
+    info = {
+        "fp16_nodes": converted,
+        "kept_fp32": [selection, "shape arithmetic", *FP16_KEEP_FP32],
+        "left_fp32": left,
+        "io_dtype": config.io_dtype,
+    }
+    return _checked(gs.export_onnx(graph)), info
 
 
 def _with_plugins(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     graph = gs.import_onnx(model)
     counts = PASSES.run(graph, PLUGIN_PASSES)
     if not any(counts.values()):
-        raise ConfigError("--topk plugin: the traced graph has no unordered TopK to hand over")
+        raise ConfigError("`topk` plugin: the traced graph has no unordered TopK to hand over")
     return _checked(gs.export_onnx(graph)), counts
 
 
@@ -175,7 +198,7 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
     bgr = torch.rand(1, 3, config.height, config.width, generator=g)
     if frames:
         src, bgr = ((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous() for x in (src, bgr))
-    axes = {**DYNAMIC_AXES, **({n: FRAME_INPUT_AXES for n in INPUT_NAMES} if frames else {})}
+    axes = {**DYNAMIC_AXES, **({n: FRAME_INPUT_AXES for n in INPUTS} if frames else {})}
     names = config.output_names
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), torch.no_grad():
         # Shape checks in forward() become trace-time constants; that is intended.
@@ -184,73 +207,93 @@ def _trace(model: nn.Module, config: ExportConfig) -> onnx.ModelProto:
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         path = Path(tmp) / "traced.onnx"
         torch.onnx.export(
-            wrapper, (src, bgr), str(path), dynamo=False, opset_version=config.opset,
-            input_names=list(INPUT_NAMES), output_names=list(names),
-            dynamic_axes={n: axes[n] for n in (*INPUT_NAMES, *names)},
+            wrapper,
+            (src, bgr),
+            str(path),
+            dynamo=False,
+            opset_version=config.opset,
+            input_names=list(INPUTS),
+            output_names=list(names),
+            dynamic_axes={n: axes[n] for n in (*INPUTS, *names)},
             do_constant_folding=True,
         )
         return onnx.load(str(path))
 
 
-def export_metadata(config: ExportConfig, weights: WeightsSource) -> dict[str, str]:
-    """ONNX metadata_props: everything needed to rebuild the PyTorch side for verification."""
+def export_metadata(
+    config: ExportConfig,
+    weights: WeightsSource,
+    selection: list | None = None,
+    fp16: dict | None = None,
+    int8_calibration: dict | None = None,
+) -> ExportMetadata:
+    """Everything needed to rebuild the PyTorch side for verification, and what the precision
+    passes did."""
     frames = config.io == "uint8"
     contract = {
-        "inputs": {n: {"dtype": "uint8", "shape": ["batch", "height", "width", 3], "range": [0, 255]}
-                   if frames else {"dtype": config.io_dtype, "shape": ["batch", 3, "height", "width"],
-                                   "range": [0.0, 1.0]} for n in INPUT_NAMES},
+        "inputs": {
+            n: {"dtype": "uint8", "shape": ["batch", "height", "width", 3], "range": [0, 255]}
+            if frames
+            else {"dtype": config.io_dtype, "shape": ["batch", 3, "height", "width"], "range": [0.0, 1.0]}
+            for n in INPUTS
+        },
         "outputs": list(config.output_names),
         "height_width_multiple": 4,
     }
-    return {
-        "mattex_version": mattex.__version__,
-        "torch_version": torch.__version__,
-        "backbone": config.backbone,
-        "backbone_scale": repr(config.backbone_scale),
-        "refine_mode": config.refine_mode,
-        "refine_sample_pixels": str(config.sample_pixels),
-        "refine_k": str(config.k),
-        "refine_threshold": repr(config.threshold),
-        "refine_kernel_size": str(config.kernel_size),
-        "refine_prevent_oversampling": str(config.prevent_oversampling).lower(),
-        "weights": weights.describe(),
-        "precision": config.precision,
-        "opset": str(config.opset),
-        "target": config.target,
-        "topk": config.topk,
-        **plugin_metadata(config),
-        "trace_size": f"{config.height}x{config.width}",
-        "io_contract": json.dumps(contract),
-        "export_config": json.dumps(asdict(config)),
-    }
+    return ExportMetadata(
+        mattex_version=mattex.__version__,
+        torch_version=torch.__version__,
+        backbone=config.backbone,
+        backbone_scale=config.backbone_scale,
+        refine_mode=config.refine_mode,
+        refine_sample_pixels=config.sample_pixels,
+        refine_k=config.k,
+        refine_threshold=config.threshold,
+        refine_kernel_size=config.kernel_size,
+        refine_prevent_oversampling=config.prevent_oversampling,
+        weights=weights.describe(),
+        precision=config.precision,
+        opset=config.opset,
+        target=config.target,
+        trace_size=(config.height, config.width),
+        io_contract=contract,
+        export_config=asdict(config),
+        topk=config.topk,
+        selection=selection or [],
+        tensorrt_plugins=plugin_entries(config),
+        fp16=fp16,
+        int8_calibration=int8_calibration,
+    )
 
 
-def selection_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    """`selection`: the scores and indices tensors of each exact top-k selection in the graph,
-    by name, so that `mattex verify` can read which patches the file selected (absent when the
-    graph has none: full refinement, thresholding, --topk plugin)."""
+def selection_entries(model: onnx.ModelProto) -> list[dict]:
+    """The scores and indices tensors of each exact top-k selection in the graph, by name, so
+    that `mattex verify` can read which patches the file selected (none for full refinement,
+    thresholding and `topk` plugin)."""
     produced = {out for node in model.graph.node for out in node.output}
     scopes = sorted(name[: -len(SCORES) - 1] for name in produced if name.endswith(f"/{SCORES}"))
     found = [{"scores": f"{scope}/{SCORES}", "indices": f"{scope}/{INDICES}"} for scope in scopes]
     assert all(entry["indices"] in produced for entry in found), "a selection lost its indices"
-    return {"selection": json.dumps(found)} if found else {}
+    return found
 
 
-def plugin_metadata(config: ExportConfig) -> dict[str, str]:
-    """`tensorrt_plugins`: what a TensorRT build and runtime must provide (absent when none)."""
+def plugin_entries(config: ExportConfig) -> list[dict]:
+    """What a TensorRT build and runtime must provide (none unless `topk` plugin)."""
     if config.topk != "plugin":
-        return {}
+        return []
     plugin = TOPK_LAST_DIM
-    return {"tensorrt_plugins": json.dumps([{
-        "name": plugin.name, "version": plugin.version, "namespace": plugin.namespace,
-        "min_tensorrt": plugin.min_tensorrt, "min_patches": config.k}])}
+    return [
+        {
+            "name": plugin.name,
+            "version": plugin.version,
+            "namespace": plugin.namespace,
+            "min_tensorrt": plugin.min_tensorrt,
+            "min_patches": config.k,
+        }
+    ]
 
 
 def write_atomically(model: onnx.ModelProto, output: Path) -> None:
     """Write to a temporary name beside `output` and rename: a failure leaves nothing half-written."""
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
-
-
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}

@@ -22,8 +22,7 @@ class GraphBuilder:
     def const(self, value, dtype=np.float32) -> gs.Constant:
         return gs.Constant(self._name("const"), np.asarray(value, dtype=dtype))
 
-    def op(self, op: str, inputs: list, attrs: dict | None = None, outputs: int = 1,
-           domain: str | None = None):
+    def op(self, op: str, inputs: list, attrs: dict | None = None, outputs: int = 1, domain: str | None = None):
         name = self._name(op)
         outs = [gs.Variable(f"{name}_out{i}") for i in range(outputs)]
         self.graph.nodes.append(gs.Node(op, name, dict(attrs or {}), list(inputs), outs, domain=domain))

@@ -25,30 +25,58 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .dataflow import SHAPE_ARITHMETIC, count_reasons, data_tensors, takes_data
-
-SELECT_SCOPE = "_select"
+from .topk_select import SELECT_SCOPE
 
 # Ops that run in fp16, and which of their inputs carry the op's float type T (the others, such
 # as Resize's scales, keep their own fixed type).
 _ALL = None
 _FLOAT_INPUTS: dict[str, tuple[int, ...] | None] = {
-    "Conv": _ALL, "ConvTranspose": _ALL, "BatchNormalization": _ALL,
-    "Relu": _ALL, "LeakyRelu": _ALL, "Sigmoid": _ALL, "Tanh": _ALL, "HardSigmoid": _ALL,
-    "HardSwish": _ALL, "Clip": _ALL, "Abs": _ALL, "Neg": _ALL,
-    "Add": _ALL, "Sub": _ALL, "Mul": _ALL, "Div": _ALL, "Max": _ALL, "Min": _ALL,
-    "Concat": _ALL, "Sum": _ALL,
-    "Resize": (0,), "MaxPool": (0,), "AveragePool": (0,), "GlobalAveragePool": (0,),
-    "Slice": (0,), "Gather": (0,), "GatherElements": (0,), "Reshape": (0,), "Transpose": (0,),
-    "Squeeze": (0,), "Unsqueeze": (0,), "Flatten": (0,), "Expand": (0,), "Tile": (0,),
-    "Split": (0,), "Identity": (0,), "Pad": (0, 2), "Where": (1, 2),
-    "ScatterElements": (0, 2), "ScatterND": (0, 2),
+    "Conv": _ALL,
+    "ConvTranspose": _ALL,
+    "BatchNormalization": _ALL,
+    "Relu": _ALL,
+    "LeakyRelu": _ALL,
+    "Sigmoid": _ALL,
+    "Tanh": _ALL,
+    "HardSigmoid": _ALL,
+    "HardSwish": _ALL,
+    "Clip": _ALL,
+    "Abs": _ALL,
+    "Neg": _ALL,
+    "Add": _ALL,
+    "Sub": _ALL,
+    "Mul": _ALL,
+    "Div": _ALL,
+    "Max": _ALL,
+    "Min": _ALL,
+    "Concat": _ALL,
+    "Sum": _ALL,
+    "Resize": (0,),
+    "MaxPool": (0,),
+    "AveragePool": (0,),
+    "GlobalAveragePool": (0,),
+    "Slice": (0,),
+    "Gather": (0,),
+    "GatherElements": (0,),
+    "Reshape": (0,),
+    "Transpose": (0,),
+    "Squeeze": (0,),
+    "Unsqueeze": (0,),
+    "Flatten": (0,),
+    "Expand": (0,),
+    "Tile": (0,),
+    "Split": (0,),
+    "Identity": (0,),
+    "Pad": (0, 2),
+    "Where": (1, 2),
+    "ScatterElements": (0, 2),
+    "ScatterND": (0, 2),
 }
 # Ops that accept any input type: a float16 input needs no Cast back.
 _ANY_INPUT = {"Cast", "Shape", "Size"}
 
 
-def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
-                    keep_fp32: Iterable[str] = ()) -> int:
+def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32", keep_fp32: Iterable[str] = ()) -> int:
     """Rewrite `graph` in place to mixed precision; return the number of nodes now in fp16.
     `io_dtype` float32 keeps the inputs and outputs float32 (callers do not change); float16
     makes them float16. A graph without float32 data ops is left alone."""
@@ -70,8 +98,7 @@ def convert_to_fp16(graph: gs.Graph, io_dtype: str = "float32",
         if id(node) in fp16_nodes:
             _convert_node(node, casts)
         elif node.op not in _ANY_INPUT:
-            node.inputs = [casts.to(t, np.float32) if _is_float(t, np.float16) else t
-                           for t in node.inputs]
+            node.inputs = [casts.to(t, np.float32) if _is_float(t, np.float16) else t for t in node.inputs]
     _fix_outputs(graph, io_dtype, casts)
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     return len(converted)
@@ -82,8 +109,9 @@ def kept_in_fp32(graph: gs.Graph, keep_fp32: Iterable[str] = ()) -> dict[str, in
     keep = tuple(keep_fp32)
     graph.toposort()
     data = data_tensors(graph)
-    floats = [n for n in graph.nodes if n.op in _FLOAT_INPUTS
-              and any(_is_float(t, np.float32) for t in _typed_inputs(n))]
+    floats = [
+        n for n in graph.nodes if n.op in _FLOAT_INPUTS and any(_is_float(t, np.float32) for t in _typed_inputs(n))
+    ]
     return count_reasons(floats, lambda n: _fp32_reason(n, data, keep))
 
 
@@ -119,16 +147,15 @@ def _typed_inputs(node: gs.Node) -> list:
     return [node.inputs[i] for i in indices if i < len(node.inputs) and node.inputs[i].name]
 
 
-def _convert_node(node: gs.Node, casts: "_CastCache") -> None:
+def _convert_node(node: gs.Node, casts: _CastCache) -> None:
     typed = {id(t) for t in _typed_inputs(node)}
-    node.inputs = [casts.to(t, np.float16) if id(t) in typed and _is_float(t, np.float32) else t
-                   for t in node.inputs]
+    node.inputs = [casts.to(t, np.float16) if id(t) in typed and _is_float(t, np.float32) else t for t in node.inputs]
     for out in node.outputs:
         if out.dtype == np.float32:
             out.dtype = np.float16
 
 
-def _fix_outputs(graph: gs.Graph, io_dtype: str, casts: "_CastCache") -> None:
+def _fix_outputs(graph: gs.Graph, io_dtype: str, casts: _CastCache) -> None:
     """Graph outputs keep their names; with float32 I/O a final Cast restores their type."""
     want = np.float16 if io_dtype == "float16" else np.float32
     outputs = []
@@ -178,13 +205,13 @@ class _CastCache:
             assert not (dtype == np.float16 and _overflows_fp16(tensor.values)), tensor.name
             return gs.Constant(self.unique(f"{tensor.name}_{suffix}"), tensor.values.astype(dtype))
         out = gs.Variable(self.unique(f"{tensor.name}_{suffix}"), dtype=dtype, shape=tensor.shape)
-        self.graph.nodes.append(gs.Node("Cast", self.unique(f"{tensor.name}_cast_{suffix}"),
-                                        {"to": _onnx_type(dtype)}, [tensor], [out]))
+        self.graph.nodes.append(
+            gs.Node("Cast", self.unique(f"{tensor.name}_cast_{suffix}"), {"to": _onnx_type(dtype)}, [tensor], [out])
+        )
         return out
 
 
 def _onnx_type(dtype) -> int:
     from onnx import TensorProto
 
-    return {np.dtype(np.float16): TensorProto.FLOAT16,
-            np.dtype(np.float32): TensorProto.FLOAT}[np.dtype(dtype)]
+    return {np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.float32): TensorProto.FLOAT}[np.dtype(dtype)]

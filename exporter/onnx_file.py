@@ -9,6 +9,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from mattex.errors import ModelFileError
+from mattex.metadata import ExportMetadata
 
 
 def load_onnx(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
@@ -23,18 +24,27 @@ def load_onnx(path: str | Path, load_external_data: bool = True) -> onnx.ModelPr
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except (DecodeError, OSError, ValueError, RuntimeError, TypeError) as e:
-        raise ModelFileError(f"{path} is not a readable ONNX model (truncated or corrupt): "
-                             f"{str(e).strip() or type(e).__name__}") from None
+        raise ModelFileError(
+            f"{path} is not a readable ONNX model (truncated or corrupt): {str(e).strip() or type(e).__name__}"
+        ) from None
     # Protobuf parses some garbage into a message of unknown fields: no IR version, no graph.
     if model.ir_version == 0 or not model.graph.node:
-        raise ModelFileError(f"{path} is not a readable ONNX model (truncated or corrupt): "
-                             "no IR version or no graph nodes")
+        raise ModelFileError(
+            f"{path} is not a readable ONNX model (truncated or corrupt): no IR version or no graph nodes"
+        )
     return model
 
 
-def require_mattex_export(meta: dict[str, str], path: str | Path) -> dict[str, str]:
-    """`meta` (a file's metadata_props) if the file was written by `mattex export`."""
-    if "export_config" not in meta:
-        raise ModelFileError(f"{path} is a valid ONNX model but not a mattex export (no "
-                             "export_config metadata): export it with `mattex export`")
-    return meta
+def metadata_of(model: onnx.ModelProto, path: str | Path) -> ExportMetadata:
+    """The ExportMetadata of a loaded model; ModelFileError for a file mattex did not export."""
+    try:
+        props = {p.key: p.value for p in model.metadata_props}
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{path} is not a readable ONNX model: its metadata is not UTF-8 ({e})") from None
+    return ExportMetadata.from_props(props, path)
+
+
+def read_export_metadata(path: str | Path) -> ExportMetadata:
+    """The metadata `mattex export` wrote into `path` (its weights are not loaded);
+    ModelFileError for a missing, empty, corrupt or foreign file."""
+    return metadata_of(load_onnx(path, load_external_data=False), path)

@@ -21,8 +21,6 @@ from .topk_select import build_threshold_select
 
 GraphPass = Callable[[gs.Graph], int]
 
-TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: K < 3840 and sorted = 1
-
 
 class PassRegistry(Registry[GraphPass]):
     """Named passes; unknown or duplicate names fail loudly."""

@@ -44,6 +44,9 @@ INT64 = onnx.TensorProto.INT64
 # `<scope>/scores` and `<scope>/indices`, so that `mattex verify` can read which patches a file
 # selected (the exporter records the names in the file's metadata).
 SCORES, INDICES = "scores", "indices"
+# The name scope of the selection's nodes (`<TopK node>_select/...`): the precision passes keep
+# it in float32 (its bisection needs float32 resolution; its CumSum counts patches).
+SELECT_SCOPE = "_select"
 
 MANTISSA_BITS = 23  # float32: steps (b) above
 BRACKET_STEPS = 10  # the table below has 556 entries, padded to 2**10 with +inf
@@ -55,11 +58,11 @@ def power_of_two_brackets() -> tuple[np.ndarray, np.ndarray]:
     exponents = np.arange(-149, 128, dtype=np.float64)
     powers = np.exp2(exponents)
     finite = np.concatenate([[-float(np.finfo(np.float32).max)], -powers[::-1], [0.0], powers])
-    table = np.full(2 ** BRACKET_STEPS, np.inf)
+    table = np.full(2**BRACKET_STEPS, np.inf)
     table[: finite.size] = finite
     widths = np.zeros_like(table)
     widths[: finite.size - 1] = np.diff(finite)
-    widths[finite.size - 1] = float(np.finfo(np.float32).max) - 2.0 ** 127
+    widths[finite.size - 1] = float(np.finfo(np.float32).max) - 2.0**127
     return table.astype(np.float32), widths.astype(np.float32)
 
 
@@ -72,9 +75,9 @@ def build_threshold_select(b: GraphBuilder, x: gs.Tensor, k: int) -> gs.Variable
     shape = b.op("Shape", [xf])
     n = b.op("Slice", [shape, b.const([1], np.int64), b.const([2], np.int64)])  # (1,) N
     k_const = b.const([float(k)])
-    k_eff = b.op("Min", [b.op("Cast", [n], {"to": FLOAT}), k_const])          # (1,) min(k, N)
+    k_eff = b.op("Min", [b.op("Cast", [n], {"to": FLOAT}), k_const])  # (1,) min(k, N)
 
-    threshold = _kth_largest(b, xf, k_eff)                                    # (B, 1)
+    threshold = _kth_largest(b, xf, k_eff)  # (B, 1)
 
     above = b.op("Greater", [xf, threshold])
     tied = b.op("Equal", [xf, threshold])
@@ -86,20 +89,24 @@ def build_threshold_select(b: GraphBuilder, x: gs.Tensor, k: int) -> gs.Variable
 
     n_above = b.reduce("ReduceSum", b.op("Cast", [above], {"to": FLOAT}), axis=1)  # (B, 1) < k
     slot_tied = b.op("Add", [n_above, cumulative_slot(tied)])
-    element_ids = cumulative_slot(b.op("ConstantOfShape", [shape], {
-        "value": onnx.helper.make_tensor("true", onnx.TensorProto.BOOL, [1], [True])}))
+    element_ids = cumulative_slot(
+        b.op("ConstantOfShape", [shape], {"value": onnx.helper.make_tensor("true", onnx.TensorProto.BOOL, [1], [True])})
+    )
     taken_tie = b.op("And", [tied, b.op("Less", [slot_tied, k_const])])
-    slot = b.op("Where", [above, cumulative_slot(above),
-                          b.op("Where", [taken_tie, slot_tied, b.op("Add", [element_ids, k_const])])])
-    slot = b.op("Cast", [slot], {"to": INT64})                                # (B, N) distinct
+    slot = b.op(
+        "Where",
+        [above, cumulative_slot(above), b.op("Where", [taken_tie, slot_tied, b.op("Add", [element_ids, k_const])])],
+    )
+    slot = b.op("Cast", [slot], {"to": INT64})  # (B, N) distinct
 
     batch = b.op("Slice", [shape, b.const([0], np.int64), b.const([1], np.int64)])
-    slots = b.op("ConstantOfShape", [b.op("Concat", [batch, b.op("Add", [n, b.const([k], np.int64)])],
-                                          {"axis": 0})],
-                 {"value": onnx.helper.make_tensor("zero", FLOAT, [1], [0.0])})
+    slots = b.op(
+        "ConstantOfShape",
+        [b.op("Concat", [batch, b.op("Add", [n, b.const([k], np.int64)])], {"axis": 0})],
+        {"value": onnx.helper.make_tensor("zero", FLOAT, [1], [0.0])},
+    )
     slots = b.op("ScatterElements", [slots, slot, element_ids], {"axis": 1})  # (B, N + k)
-    chosen = b.op("Slice", [slots, b.const([0], np.int64), b.const([k], np.int64),
-                            b.const([1], np.int64)])                          # (B, k)
+    chosen = b.op("Slice", [slots, b.const([0], np.int64), b.const([k], np.int64), b.const([1], np.int64)])  # (B, k)
     indices = b.op("Cast", [chosen], {"to": INT64})
     indices.name = f"{b.prefix}/{INDICES}"
     return indices
@@ -109,21 +116,20 @@ def _kth_largest(b: GraphBuilder, xf, k_eff):
     """The largest float t with count(x >= t) >= k_eff per row: exactly the k-th largest."""
 
     def enough_at_or_above(t):  # (B, 1) 1.0 where at least k_eff entries are >= t
-        count = b.reduce("ReduceSum", b.op("Cast", [b.op("GreaterOrEqual", [xf, t])],
-                                           {"to": FLOAT}), axis=1)
+        count = b.reduce("ReduceSum", b.op("Cast", [b.op("GreaterOrEqual", [xf, t])], {"to": FLOAT}), axis=1)
         return b.op("Cast", [b.op("GreaterOrEqual", [count, k_eff])], {"to": FLOAT})
 
     table, widths = power_of_two_brackets()
     table_c, widths_c = b.const(table), b.const(widths)
     # (a) the bracket: index += step where P[index + step] still has k entries at or above it.
-    index = b.const([[0.0]])                                                  # broadcasts to (B, 1)
+    index = b.const([[0.0]])  # broadcasts to (B, 1)
     for bit in reversed(range(BRACKET_STEPS)):
-        step = b.const(float(2 ** bit))
+        step = b.const(float(2**bit))
         candidate = b.op("Add", [index, step])
         value = b.op("Gather", [table_c, b.op("Cast", [candidate], {"to": INT64})], {"axis": 0})
         index = b.op("Add", [index, b.op("Mul", [step, enough_at_or_above(value)])])
     at = b.op("Cast", [index], {"to": INT64})
-    t = b.op("Gather", [table_c, at], {"axis": 0})                            # (B, 1)
+    t = b.op("Gather", [table_c, at], {"axis": 0})  # (B, 1)
     width = b.op("Gather", [widths_c, at], {"axis": 0})
     # (b) inside the bracket: halving steps, each sum exactly representable.
     for j in range(MANTISSA_BITS):

@@ -33,9 +33,13 @@ def _umask() -> int:
 def output_error(path: str | Path, error: OSError) -> OutputPathError:
     """The typed error for an OSError met while writing `path` (read-only folder, full disk...)."""
     reason = os.strerror(error.errno) if error.errno else str(error)
-    hint = {errno.ENOSPC: ": free some space or write elsewhere", errno.EDQUOT: ": over the disk quota",
-            errno.EACCES: ": the folder is not writable", errno.EPERM: ": the folder is not writable",
-            errno.EROFS: ": the file system is read-only"}.get(error.errno, "")
+    hint = {
+        errno.ENOSPC: ": free some space or write elsewhere",
+        errno.EDQUOT: ": over the disk quota",
+        errno.EACCES: ": the folder is not writable",
+        errno.EPERM: ": the folder is not writable",
+        errno.EROFS: ": the file system is read-only",
+    }.get(error.errno, "")
     return OutputPathError(f"cannot write {path}: {reason}{hint}; nothing was left behind")
 
 

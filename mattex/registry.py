@@ -34,3 +34,8 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._items)
+
+    def remove(self, name: str) -> T:
+        """Take `name` out again (tests that register a temporary item)."""
+        self[name]  # unknown names fail like everywhere else
+        return self._items.pop(name)

@@ -43,9 +43,7 @@ class Bottleneck(nn.Module):
         width = planes
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(
-            width, width, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
-        )
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -94,21 +92,19 @@ class ResNetEncoder(nn.Module):
             )
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, previous_dilation)]
         self.inplanes = planes * Bottleneck.expansion
-        layers += [
-            Bottleneck(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)
-        ]
+        layers += [Bottleneck(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        x0 = x                                          # (B, 6, H, W)
+        x0 = x  # (B, 6, H, W)
         x = self.relu(self.bn1(self.conv1(x)))
-        x1 = x                                          # (B, 64, H/2, W/2)
+        x1 = x  # (B, 64, H/2, W/2)
         x = self.layer1(self.maxpool(x))
-        x2 = x                                          # (B, 256, H/4, W/4)
+        x2 = x  # (B, 256, H/4, W/4)
         x = self.layer2(x)
-        x3 = x                                          # (B, 512, H/8, W/8)
+        x3 = x  # (B, 512, H/8, W/8)
         x = self.layer4(self.layer3(x))
-        x4 = x                                          # (B, 2048, H/16, W/16)
+        x4 = x  # (B, 2048, H/16, W/16)
         return x4, x3, x2, x1, x0
 
 
@@ -151,8 +147,15 @@ class MobileNetV2Encoder(nn.Module):
     """MobileNetV2 (width 1.0) without its last 1x1 conv and classifier, output stride 16."""
 
     # (expansion t, channels c, repeats n, stride s), torchvision's table
-    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    SETTINGS = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
     feature_channels = (320, 32, 24, 16)
 
     def __init__(self, in_channels: int) -> None:
@@ -172,17 +175,17 @@ class MobileNetV2Encoder(nn.Module):
         _init_like_torchvision(self)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        x0 = x                                          # (B, 6, H, W)
+        x0 = x  # (B, 6, H, W)
         x = self.features[1](self.features[0](x))
-        x1 = x                                          # (B, 16, H/2, W/2)
+        x1 = x  # (B, 16, H/2, W/2)
         x = self.features[3](self.features[2](x))
-        x2 = x                                          # (B, 24, H/4, W/4)
+        x2 = x  # (B, 24, H/4, W/4)
         for i in range(4, 7):
             x = self.features[i](x)
-        x3 = x                                          # (B, 32, H/8, W/8)
+        x3 = x  # (B, 32, H/8, W/8)
         for i in range(7, 18):
             x = self.features[i](x)
-        x4 = x                                          # (B, 320, H/16, W/16)
+        x4 = x  # (B, 320, H/16, W/16)
         return x4, x3, x2, x1, x0
 
 

@@ -33,8 +33,9 @@ def is_torchscript_archive(path: Path) -> bool:
         with zipfile.ZipFile(path) as archive:
             return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
     except (zipfile.BadZipFile, NotImplementedError, ValueError, OSError, EOFError) as e:  # bad names: ValueError
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (a damaged zip archive: "
-                              f"{type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (a damaged zip archive: {type(e).__name__}: {e})"
+        ) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -65,9 +66,7 @@ def _read_weights_only(path: Path) -> dict[str, torch.Tensor]:
             f"state_dict: torch.save(model.state_dict(), path). ({culprit})"
         ) from None
     except Exception as e:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})"
-        ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a state_dict of tensors "
@@ -82,8 +81,10 @@ def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
     # A damaged archive: RuntimeError mostly; bad UTF-8 (ValueError), a missing record (IndexError,
     # KeyError) or a damaged size field (std::bad_alloc: MemoryError) from torch's C++ reader.
     except (RuntimeError, ValueError, IndexError, KeyError, OSError, EOFError, MemoryError) as e:
-        raise CheckpointError(f"{path} is not a loadable TorchScript archive: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        raise CheckpointError(
+            f"{path} is not a loadable TorchScript archive: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        ) from None
     return dict(module.state_dict())
 
 
@@ -115,9 +116,7 @@ class KeyReport:
 
     def raise_if_mismatched(self, source: str = "checkpoint") -> None:
         if not self.ok:
-            raise CheckpointMismatchError(
-                self.backbone, self.missing, self.unexpected, self.mismatched, source
-            )
+            raise CheckpointMismatchError(self.backbone, self.missing, self.unexpected, self.mismatched, source)
 
 
 def compare_keys(state: dict[str, torch.Tensor], backbone: str) -> KeyReport:
@@ -138,9 +137,7 @@ def count_parameters(state: dict[str, torch.Tensor]) -> int:
     return sum(v.numel() for k, v in state.items() if not k.endswith(_BUFFER_SUFFIXES))
 
 
-def load_matting_refine(
-    path: str | Path, backbone: str | None = None, **refine_kwargs
-) -> MattingRefine:
+def load_matting_refine(path: str | Path, backbone: str | None = None, **refine_kwargs) -> MattingRefine:
     """MattingRefine in eval mode with the checkpoint's weights; the backbone is inferred from
     the keys unless given. Raises CheckpointMismatchError listing every key difference."""
     state = read_state_dict(path)
@@ -169,8 +166,5 @@ def describe_checkpoint(path: str | Path, backbone: str | None = None) -> dict:
         "keys_match": report.ok,
         "missing": report.missing,
         "unexpected": report.unexpected,
-        "mismatched": [
-            {"key": k, "checkpoint": list(got), "model": list(want)}
-            for k, got, want in report.mismatched
-        ],
+        "mismatched": [{"key": k, "checkpoint": list(got), "model": list(want)} for k, got, want in report.mismatched],
     }

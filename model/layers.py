@@ -39,9 +39,7 @@ class ASPP(nn.Module):
         branches += [nn.Sequential(*_conv_bn_relu(cin, cout, 3, rate)) for rate in rates]
         branches.append(ASPPPooling(cin, cout))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(
-            *_conv_bn_relu(len(branches) * cout, cout, 1), nn.Dropout(0.5)
-        )
+        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * cout, cout, 1), nn.Dropout(0.5))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
@@ -71,7 +69,7 @@ class Decoder(nn.Module):
         return torch.cat([x, skip], dim=1)
 
     def forward(self, x4: Tensor, x3: Tensor, x2: Tensor, x1: Tensor, x0: Tensor) -> Tensor:
-        x = self.relu(self.bn1(self.conv1(self._up_cat(x4, x3))))   # (B, 128, H/8, W/8)
-        x = self.relu(self.bn2(self.conv2(self._up_cat(x, x2))))    # (B, 64, H/4, W/4)
-        x = self.relu(self.bn3(self.conv3(self._up_cat(x, x1))))    # (B, 48, H/2, W/2)
-        return self.conv4(self._up_cat(x, x0))                      # (B, out, H, W)
+        x = self.relu(self.bn1(self.conv1(self._up_cat(x4, x3))))  # (B, 128, H/8, W/8)
+        x = self.relu(self.bn2(self.conv2(self._up_cat(x, x2))))  # (B, 64, H/4, W/4)
+        x = self.relu(self.bn3(self.conv3(self._up_cat(x, x1))))  # (B, 48, H/2, W/2)
+        return self.conv4(self._up_cat(x, x0))  # (B, out, H, W)

@@ -26,9 +26,7 @@ def check_inputs(src: Tensor, bgr: Tensor, multiple: int = 1) -> None:
         if t.dim() != 4 or t.shape[1] != 3:
             raise InputShapeError(f"{name} must be (B, 3, H, W) RGB, got shape {tuple(t.shape)}")
     if src.shape != bgr.shape:
-        raise InputShapeError(
-            f"src {tuple(src.shape)} and bgr {tuple(bgr.shape)} must have the same shape"
-        )
+        raise InputShapeError(f"src {tuple(src.shape)} and bgr {tuple(bgr.shape)} must have the same shape")
     H, W = src.shape[2:]
     if H % multiple or W % multiple:
         raise InputShapeError(
@@ -52,15 +50,15 @@ class MattingBase(nn.Module):
 
     def _decode(self, src: Tensor, bgr: Tensor) -> Tensor:
         x4, x3, x2, x1, x0 = self.backbone(torch.cat([src, bgr], dim=1))
-        return self.decoder(self.aspp(x4), x3, x2, x1, x0)                 # (B, 37, H, W)
+        return self.decoder(self.aspp(x4), x3, x2, x1, x0)  # (B, 37, H, W)
 
     def forward(self, src: Tensor, bgr: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         check_inputs(src, bgr)
         x = self._decode(src, bgr)
-        pha = x[:, 0:1].clamp(0.0, 1.0)                                     # (B, 1, H, W)
-        fgr = (x[:, 1:4] + src).clamp(0.0, 1.0)                             # (B, 3, H, W)
-        err = x[:, 4:5].clamp(0.0, 1.0)                                     # (B, 1, H, W)
-        hid = x[:, 5:].relu()                                               # (B, 32, H, W)
+        pha = x[:, 0:1].clamp(0.0, 1.0)  # (B, 1, H, W)
+        fgr = (x[:, 1:4] + src).clamp(0.0, 1.0)  # (B, 3, H, W)
+        err = x[:, 4:5].clamp(0.0, 1.0)  # (B, 1, H, W)
+        hid = x[:, 5:].relu()  # (B, 32, H, W)
         return pha, fgr, err, hid
 
 
@@ -84,15 +82,11 @@ class MattingRefine(MattingBase):
         if not 0 < backbone_scale <= 1 / 2:
             raise ConfigError(f"backbone_scale must be in (0, 1/2], got {backbone_scale}")
         if refine_mode not in REFINE_MODES:
-            raise ConfigError(
-                f"unknown refine_mode {refine_mode!r}; choose one of {', '.join(REFINE_MODES)}"
-            )
+            raise ConfigError(f"unknown refine_mode {refine_mode!r}; choose one of {', '.join(REFINE_MODES)}")
         if refine_kernel_size not in (1, 3):
             raise ConfigError(f"refine_kernel_size must be 1 or 3, got {refine_kernel_size}")
         if refine_sample_pixels < 16:
-            raise ConfigError(
-                f"refine_sample_pixels must be at least 16 (one 4x4 patch), got {refine_sample_pixels}"
-            )
+            raise ConfigError(f"refine_sample_pixels must be at least 16 (one 4x4 patch), got {refine_sample_pixels}")
         super().__init__(backbone)
         self.backbone_scale = backbone_scale
         self.refiner = Refiner(
@@ -105,22 +99,21 @@ class MattingRefine(MattingBase):
             backbone_scale,
         )
 
-    def forward(
-        self, src: Tensor, bgr: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, src: Tensor, bgr: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         check_inputs(src, bgr, multiple=4)
         src_sm, bgr_sm = (
-            F.interpolate(t, scale_factor=self.backbone_scale, mode="bilinear",
-                          align_corners=False, recompute_scale_factor=True)
+            F.interpolate(
+                t, scale_factor=self.backbone_scale, mode="bilinear", align_corners=False, recompute_scale_factor=True
+            )
             for t in (src, bgr)
-        )                                                                   # (B, 3, h, w)
-        x = self._decode(src_sm, bgr_sm)                                    # (B, 37, h, w)
+        )  # (B, 3, h, w)
+        x = self._decode(src_sm, bgr_sm)  # (B, 37, h, w)
         pha_sm = x[:, 0:1].clamp(0.0, 1.0)
-        fgr_sm = x[:, 1:4]              # residual: the refiner takes it unclamped
+        fgr_sm = x[:, 1:4]  # residual: the refiner takes it unclamped
         err_sm = x[:, 4:5].clamp(0.0, 1.0)
         hid_sm = x[:, 5:].relu()
         pha, fgr, ref_sm = self.refiner(src, bgr, pha_sm, fgr_sm, err_sm, hid_sm)
-        pha = pha.clamp(0.0, 1.0)                                           # (B, 1, H, W)
-        fgr = (fgr + src).clamp(0.0, 1.0)                                   # (B, 3, H, W)
-        fgr_sm = (src_sm + fgr_sm).clamp(0.0, 1.0)                          # (B, 3, h, w)
+        pha = pha.clamp(0.0, 1.0)  # (B, 1, H, W)
+        fgr = (fgr + src).clamp(0.0, 1.0)  # (B, 3, H, W)
+        fgr_sm = (src_sm + fgr_sm).clamp(0.0, 1.0)  # (B, 3, h, w)
         return pha, fgr, pha_sm, fgr_sm, err_sm, ref_sm

@@ -26,8 +26,8 @@ class ReferenceRefiner(Refiner):
         idx = torch.nonzero(ref.squeeze(1))
         idx = idx[:, 0], idx[:, 1], idx[:, 2]
         if idx[0].size(0) == 0:
-            up = lambda t: F.interpolate(t, (H_full, W_full), mode="bilinear", align_corners=False)
-            return up(pha), up(fgr), ref
+            pha, fgr = (F.interpolate(t, (H_full, W_full), mode="bilinear", align_corners=False) for t in (pha, fgr))
+            return pha, fgr, ref
         k3 = self.kernel_size == 3
         x = torch.cat([hid, pha, fgr], dim=1)
         x = F.interpolate(x, (H_half, W_half), mode="bilinear", align_corners=False)
@@ -40,8 +40,7 @@ class ReferenceRefiner(Refiner):
         y = self._crop(src_bgr, idx, 4, 2 if k3 else 0)
         x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))
         x = self.conv4(x)
-        out = F.interpolate(torch.cat([pha, fgr], dim=1), (H_full, W_full), mode="bilinear",
-                            align_corners=False)
+        out = F.interpolate(torch.cat([pha, fgr], dim=1), (H_full, W_full), mode="bilinear", align_corners=False)
         out = self._replace(out, x, idx)
         return out[:, :1], out[:, 1:], ref
 

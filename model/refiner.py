@@ -43,9 +43,9 @@ def window_pixels(
     map_h, map_w = map_hw
     b, i, j = _patch_coordinates(ids, grid)
     r = torch.arange(size, device=ids.device)
-    rows = (i * stride - pad)[:, None, None] + r[None, :, None]                # (N, size, 1)
-    cols = (j * stride - pad)[:, None, None] + r[None, None, :]                # (N, 1, size)
-    inside = (rows >= 0) & (rows < map_h) & (cols >= 0) & (cols < map_w)       # (N, size, size)
+    rows = (i * stride - pad)[:, None, None] + r[None, :, None]  # (N, size, 1)
+    cols = (j * stride - pad)[:, None, None] + r[None, None, :]  # (N, 1, size)
+    inside = (rows >= 0) & (rows < map_h) & (cols >= 0) & (cols < map_w)  # (N, size, size)
     pixels = rows.clamp(0, map_h - 1) * map_w + cols.clamp(0, map_w - 1)
     return b[:, None, None], pixels, inside
 
@@ -54,18 +54,16 @@ def _channel_indices(x: Tensor, b: Tensor, pixels: Tensor) -> Tensor:
     """Flat indices into x (B, C, H, W) viewed as (B*C*H*W,), for every channel of each pixel:
     (C, *pixels.shape). Gathering with them needs no transposed copy of x."""
     B, C, H, W = x.shape
-    base = b * (C * H * W) + pixels                                            # (N, s, s)
+    base = b * (C * H * W) + pixels  # (N, s, s)
     channels = torch.arange(C, device=x.device) * (H * W)
     return base[None] + channels.view(C, *([1] * base.dim()))
 
 
-def crop_windows(
-    x: Tensor, ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int
-) -> Tensor:
+def crop_windows(x: Tensor, ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int) -> Tensor:
     """Crop each patch's window from `x` (B, C, Hx, Wx) as if zero-padded by `pad`, without
     padding or transposing the map. Returns (N, C, size, size)."""
     b, pixels, inside = window_pixels(ids, grid, stride, size, pad, tuple(x.shape[2:]))
-    crops = x.reshape(-1)[_channel_indices(x, b, pixels)]                      # (C, N, s, s)
+    crops = x.reshape(-1)[_channel_indices(x, b, pixels)]  # (C, N, s, s)
     if pad:
         crops = torch.where(inside, crops, torch.zeros((), dtype=x.dtype, device=x.device))
     return crops.transpose(0, 1)
@@ -84,22 +82,27 @@ def _bilinear_taps(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Te
     return index0, index1, 1 - weight1, weight1
 
 
-def _interpolation_matrix(dst: Tensor, inside: Tensor, base: Tensor, span: int,
-                          in_size: int, out_size: int) -> Tensor:
+def _interpolation_matrix(dst: Tensor, inside: Tensor, base: Tensor, span: int, in_size: int, out_size: int) -> Tensor:
     """(N, span, size): column a holds the bilinear weights of output index dst[:, a] over the
     source indices base .. base + span - 1 (all zero where the output lies outside the map,
     which is the zero padding)."""
     index0, index1, weight0, weight1 = _bilinear_taps(dst, in_size, out_size)
     offsets = torch.arange(span, device=dst.device)[None, :, None]
-    at0 = (index0 - base[:, None])[:, None, :] == offsets                      # (N, span, size)
+    at0 = (index0 - base[:, None])[:, None, :] == offsets  # (N, span, size)
     at1 = (index1 - base[:, None])[:, None, :] == offsets
     matrix = weight0[:, None, :] * at0 + weight1[:, None, :] * at1
     return matrix * inside[:, None, :]
 
 
 def crop_resized(
-    x: Tensor, ids: Tensor, grid: tuple[int, int], out_hw: tuple[int, int], stride: int, size: int,
-    pad: int, max_ratio: float,
+    x: Tensor,
+    ids: Tensor,
+    grid: tuple[int, int],
+    out_hw: tuple[int, int],
+    stride: int,
+    size: int,
+    pad: int,
+    max_ratio: float,
 ) -> Tensor:
     """crop_windows(F.interpolate(x, out_hw, mode="bilinear", align_corners=False), ...) without
     the resized map: each window is interpolated from the neighbourhood of `x` it reads.
@@ -121,21 +124,21 @@ def crop_resized(
     span = int(math.ceil((size - 1) * max_ratio)) + 2
     b, i, j = _patch_coordinates(ids, grid)
     r = torch.arange(size, device=ids.device)
-    rows = (i * stride - pad)[:, None] + r                                     # (N, size) output rows
+    rows = (i * stride - pad)[:, None] + r  # (N, size) output rows
     cols = (j * stride - pad)[:, None] + r
-    row0 = _bilinear_taps(rows[:, :1], h, out_h)[0][:, 0]                      # (N,) first source row
+    row0 = _bilinear_taps(rows[:, :1], h, out_h)[0][:, 0]  # (N,) first source row
     col0 = _bilinear_taps(cols[:, :1], w, out_w)[0][:, 0]
     # The neighbourhood (N, span, span, C) from x channels-last; clamping only touches rows and
     # columns past the edge, which no weight reads.
     nb_rows = (row0[:, None] + torch.arange(span, device=x.device)).clamp(max=h - 1)
     nb_cols = (col0[:, None] + torch.arange(span, device=x.device)).clamp(max=w - 1)
     flat = (b[:, None, None] * (h * w) + nb_rows[:, :, None] * w + nb_cols[:, None, :]).reshape(-1)
-    neighbourhood = x.permute(0, 2, 3, 1).reshape(B * h * w, C)[flat]         # (N*span*span, C)
-    neighbourhood = neighbourhood.view(-1, span, span * C)                     # (N, t, (u, c))
+    neighbourhood = x.permute(0, 2, 3, 1).reshape(B * h * w, C)[flat]  # (N*span*span, C)
+    neighbourhood = neighbourhood.view(-1, span, span * C)  # (N, t, (u, c))
     rows_m = _interpolation_matrix(rows, (rows >= 0) & (rows < out_h), row0, span, h, out_h)  # (N, t, a)
     cols_m = _interpolation_matrix(cols, (cols >= 0) & (cols < out_w), col0, span, w, out_w)  # (N, u, b)
-    x = (neighbourhood.transpose(1, 2) @ rows_m.to(x.dtype)).view(-1, span, C * size)        # (N, u, (c, a))
-    return (x.transpose(1, 2) @ cols_m.to(x.dtype)).view(-1, C, size, size)                  # (N, c, a, b)
+    x = (neighbourhood.transpose(1, 2) @ rows_m.to(x.dtype)).view(-1, span, C * size)  # (N, u, (c, a))
+    return (x.transpose(1, 2) @ cols_m.to(x.dtype)).view(-1, C, size, size)  # (N, c, a, b)
 
 
 def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None) -> Tensor:
@@ -146,9 +149,9 @@ def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None
     flat (B*C*H*W,) view, so the output is never transposed.
     """
     B, C, H, W = out.shape
-    b, pixels, _ = window_pixels(ids, (H // 4, W // 4), 4, 4, 0, (H, W))       # (N, 4, 4)
-    index = _channel_indices(out, b, pixels).reshape(-1)                       # (C*N*16,)
-    values = patches.transpose(0, 1).reshape(-1)                               # (C*N*16,)
+    b, pixels, _ = window_pixels(ids, (H // 4, W // 4), 4, 4, 0, (H, W))  # (N, 4, 4)
+    index = _channel_indices(out, b, pixels).reshape(-1)  # (C*N*16,)
+    values = patches.transpose(0, 1).reshape(-1)  # (C*N*16,)
     flat = out.reshape(-1)
     if keep is not None:
         keep_pixels = keep[None, :, None, None].expand(C, -1, 4, 4).reshape(-1)
@@ -212,15 +215,15 @@ class Refiner(nn.Module):
 
         coarse = F.interpolate(
             torch.cat([pha, fgr], dim=1), (H, W), mode="bilinear", align_corners=False
-        )                                                                       # (B, 4, H, W)
-        patches = self._refine_patches(ids, src, bgr, pha, fgr, hid)             # (N, 4, 4, 4)
+        )  # (B, 4, H, W)
+        patches = self._refine_patches(ids, src, bgr, pha, fgr, hid)  # (N, 4, 4, 4)
         out = paste_patches(coarse, patches, ids, keep)
         return out[:, :1], out[:, 1:], ref
 
     def _select_top_k(self, err: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """The k largest error locations per image, k static (capped at the grid size)."""
         B = err.shape[0]
-        err_flat = err.flatten(1)                                               # (B, Hq*Wq)
+        err_flat = err.flatten(1)  # (B, Hq*Wq)
         grid_hw = err_flat.shape[1]
         k = min(self.patches_per_image, grid_hw)
         if self.tie_break == "lowest_index":
@@ -229,25 +232,23 @@ class Refiner(nn.Module):
         else:
             # Exactly the reference's call on exactly its tensor: ties at the k-th value are
             # then broken the same way as the published implementation.
-            idx = err_flat.topk(k, dim=1, sorted=False).indices                 # (B, k)
+            idx = err_flat.topk(k, dim=1, sorted=False).indices  # (B, k)
         if self.prevent_oversampling:
-            keep = err_flat.gather(1, idx) > 0                                  # (B, k)
+            keep = err_flat.gather(1, idx) > 0  # (B, k)
         else:
             keep = torch.ones_like(idx, dtype=torch.bool)
         ref = torch.zeros_like(err_flat).scatter(1, idx, keep.to(err.dtype)).view_as(err)
         batch_offset = torch.arange(B, device=err.device)[:, None] * grid_hw
-        ids = (idx + batch_offset).flatten()                                    # (B*k,)
+        ids = (idx + batch_offset).flatten()  # (B*k,)
         return ids, (keep.flatten() if self.prevent_oversampling else None), ref
 
     def _select_over_threshold(self, err: Tensor) -> tuple[Tensor, None, Tensor]:
         """Every location whose error exceeds the threshold (a data-dependent count)."""
-        ref = err.gt(self.threshold).to(err.dtype)                              # (B, 1, Hq, Wq)
-        ids = torch.nonzero(ref.flatten()).squeeze(1)                           # (N,)
+        ref = err.gt(self.threshold).to(err.dtype)  # (B, 1, Hq, Wq)
+        ids = torch.nonzero(ref.flatten()).squeeze(1)  # (N,)
         return ids, None, ref
 
-    def _refine_patches(
-        self, ids: Tensor, src: Tensor, bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor
-    ) -> Tensor:
+    def _refine_patches(self, ids: Tensor, src: Tensor, bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor) -> Tensor:
         H, W = src.shape[2:]
         grid = (H // 4, W // 4)
         k3 = self.kernel_size == 3
@@ -257,29 +258,40 @@ class Refiner(nn.Module):
         window = dict(grid=grid, stride=2, size=8 if k3 else 2, pad=3 if k3 else 0)
         # src and bgr are cropped one by one: concatenating them at full resolution cost more
         # than cropping them.
-        x = torch.cat([
-            crop_resized(torch.cat([hid, pha, fgr], dim=1), ids, out_hw=(H // 2, W // 2),
-                         max_ratio=2 * self.backbone_scale, **window),
-            *(crop_windows(F.interpolate(image, (H // 2, W // 2), mode="bilinear", align_corners=False),
-                           ids, **window) for image in (src, bgr)),
-        ], dim=1)                                                               # (N, 42, 8, 8)
-        x = self.relu(self.bn1(self.conv1(x)))                                  # (N, 24, 6, 6)
-        x = self.relu(self.bn2(self.conv2(x)))                                  # (N, 16, 4, 4)
-        x = F.interpolate(x, 8 if k3 else 4, mode="nearest")                    # (N, 16, 8, 8)
+        x = torch.cat(
+            [
+                crop_resized(
+                    torch.cat([hid, pha, fgr], dim=1),
+                    ids,
+                    out_hw=(H // 2, W // 2),
+                    max_ratio=2 * self.backbone_scale,
+                    **window,
+                ),
+                *(
+                    crop_windows(
+                        F.interpolate(image, (H // 2, W // 2), mode="bilinear", align_corners=False), ids, **window
+                    )
+                    for image in (src, bgr)
+                ),
+            ],
+            dim=1,
+        )  # (N, 42, 8, 8)
+        x = self.relu(self.bn1(self.conv1(x)))  # (N, 24, 6, 6)
+        x = self.relu(self.bn2(self.conv2(x)))  # (N, 16, 4, 4)
+        x = F.interpolate(x, 8 if k3 else 4, mode="nearest")  # (N, 16, 8, 8)
         # Stage 2, full resolution.
-        y = torch.cat([crop_windows(image, ids, grid, stride=4, size=8 if k3 else 4, pad=2 if k3 else 0)
-                       for image in (src, bgr)], dim=1)                         # (N, 6, 8, 8)
-        x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))           # (N, 12, 6, 6)
-        return self.conv4(x)                                                    # (N, 4, 4, 4)
+        y = torch.cat(
+            [crop_windows(image, ids, grid, stride=4, size=8 if k3 else 4, pad=2 if k3 else 0) for image in (src, bgr)],
+            dim=1,
+        )  # (N, 6, 8, 8)
+        x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))  # (N, 12, 6, 6)
+        return self.conv4(x)  # (N, 4, 4, 4)
 
-    def _refine_full(
-        self, src_bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    def _refine_full(self, src_bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The same convolutions over the whole image (equals sampling every patch)."""
         B, _, H, W = src_bgr.shape
         k3 = self.kernel_size == 3
-        x = F.interpolate(torch.cat([hid, pha, fgr], dim=1), (H // 2, W // 2),
-                          mode="bilinear", align_corners=False)
+        x = F.interpolate(torch.cat([hid, pha, fgr], dim=1), (H // 2, W // 2), mode="bilinear", align_corners=False)
         y = F.interpolate(src_bgr, (H // 2, W // 2), mode="bilinear", align_corners=False)
         if k3:
             x, y = F.pad(x, (3, 3, 3, 3)), F.pad(y, (3, 3, 3, 3))
@@ -292,6 +304,6 @@ class Refiner(nn.Module):
             x = F.interpolate(x, (H, W), mode="nearest")
             y = src_bgr
         x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))
-        x = self.conv4(x)                                                       # (B, 4, H, W)
+        x = self.conv4(x)  # (B, 4, H, W)
         ref = torch.ones((B, 1, H // 4, W // 4), device=src_bgr.device, dtype=src_bgr.dtype)
         return x[:, :1], x[:, 1:], ref

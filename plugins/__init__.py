@@ -47,8 +47,9 @@ class TensorRTPlugin:
             raise ConfigError(f"plugin {self.name}: unknown fields {unknown}, missing fields {missing}")
         for key, value in values.items():
             if not isinstance(value, self.fields[key]) or isinstance(value, bool):
-                raise ConfigError(f"plugin {self.name}: field {key!r} must be {self.fields[key].__name__}, "
-                                  f"got {value!r}")
+                raise ConfigError(
+                    f"plugin {self.name}: field {key!r} must be {self.fields[key].__name__}, got {value!r}"
+                )
         return {**values, "plugin_version": self.version, "plugin_namespace": self.namespace}
 
 
@@ -67,11 +68,15 @@ PLUGINS = PluginRegistry()
 # `axis` for any k (TopK layers stop below 3840). Input of dtype `type_id`; outputs the values,
 # sorted, and their int32 indices. Its README requires k <= N along the axis and the code does
 # not check it, so `mattex build` refuses profiles with fewer than k patches.
-TOPK_LAST_DIM = PLUGINS.register(TensorRTPlugin(
-    name="TopkLastDim", version="1", min_tensorrt="11.0",
-    fields={"type_id": int, "k": int, "is_largest": int, "axis": int},
-    summary="top-k along one axis for any k; outputs sorted values and int32 indices",
-    min_axis_size_field="k",
-))
+TOPK_LAST_DIM = PLUGINS.register(
+    TensorRTPlugin(
+        name="TopkLastDim",
+        version="1",
+        min_tensorrt="11.0",
+        fields={"type_id": int, "k": int, "is_largest": int, "axis": int},
+        summary="top-k along one axis for any k; outputs sorted values and int32 indices",
+        min_axis_size_field="k",
+    )
+)
 # The plugin's `type_id` field: TensorRT DataType values of the input types it accepts.
 TENSORRT_TYPE_IDS = {"float32": 0, "float16": 1, "int32": 3, "bfloat16": 7}

@@ -58,8 +58,9 @@ class PinnedBuffer:
     def __init__(self, nbytes: int) -> None:
         self.nbytes = nbytes
         self.ptr = ctypes.c_void_p()
-        _check(cudart().handle.cudaMallocHost(ctypes.byref(self.ptr), ctypes.c_size_t(max(nbytes, 1))),
-               "cudaMallocHost")
+        _check(
+            cudart().handle.cudaMallocHost(ctypes.byref(self.ptr), ctypes.c_size_t(max(nbytes, 1))), "cudaMallocHost"
+        )
 
     def array(self, shape, dtype):
         import numpy as np
@@ -92,8 +93,9 @@ class CudaGraph:
             enqueue()
         finally:
             _check(lib.cudaStreamEndCapture(self.stream, ctypes.byref(self.graph)), "cudaStreamEndCapture")
-        _check(lib.cudaGraphInstantiate(ctypes.byref(self.exec), self.graph, ctypes.c_ulonglong(0)),
-               "cudaGraphInstantiate")
+        _check(
+            lib.cudaGraphInstantiate(ctypes.byref(self.exec), self.graph, ctypes.c_ulonglong(0)), "cudaGraphInstantiate"
+        )
 
     def launch(self) -> None:
         _check(cudart().handle.cudaGraphLaunch(self.exec, self.stream), "cudaGraphLaunch")

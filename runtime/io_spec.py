@@ -11,11 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mattex.contract import INPUTS
 from mattex.errors import InputShapeError, InputValueError
-
-INPUTS = ("src", "bgr")
-OUTPUTS = ("pha", "fgr")
-DEBUG_OUTPUTS = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")  # files exported with --debug-outputs
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class Profile:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Profile":
+    def from_dict(cls, d: dict) -> Profile:
         return cls(tuple(d["min"]), tuple(d["opt"]), tuple(d["max"]))
 
 
@@ -50,7 +47,8 @@ def array_shape_dtype(value) -> tuple[tuple[int, ...], np.dtype, str]:
     if interface is not None:
         return tuple(interface["shape"]), np.dtype(interface["typestr"]), "device"
     raise InputShapeError(
-        f"inputs must be numpy arrays or CUDA arrays (__cuda_array_interface__), got {type(value).__name__}")
+        f"inputs must be numpy arrays or CUDA arrays (__cuda_array_interface__), got {type(value).__name__}"
+    )
 
 
 def is_frame_dtype(dtype) -> bool:
@@ -96,14 +94,14 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
         raise InputShapeError(f"src {shapes['src']} and bgr {shapes['bgr']} must have the same shape")
     b, h, w = (shapes["src"][i] for i in ((0, 1, 2) if is_frame_dtype(dtype) else (0, 2, 3)))
     if b < 1 or h < 4 or w < 4:
-        raise InputShapeError(f"src and bgr need a batch of at least 1 and at least 4x4 pixels, got "
-                              f"batch {b}, {h}x{w}")
+        raise InputShapeError(f"src and bgr need a batch of at least 1 and at least 4x4 pixels, got batch {b}, {h}x{w}")
     if h % 4 or w % 4:
         raise InputShapeError(f"src and bgr height and width must be divisible by 4, got {h}x{w}")
     if profiles and not any(p.accepts((b, h, w)) for p in profiles):
         raise InputShapeError(
             f"src/bgr shape (batch {b}, height {h}, width {w}) is outside the engine's profiles: "
-            + "; ".join(p.describe() for p in profiles))
+            + "; ".join(p.describe() for p in profiles)
+        )
     return b, h, w
 
 
@@ -141,9 +139,13 @@ def check_values(feeds: dict) -> None:
             continue
         nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
         if nan or inf:
-            raise InputValueError(f"{name} has {nan} NaN and {inf} Inf values: frames must be finite "
-                                  "(Matter(..., check_values=False) skips this check)")
+            raise InputValueError(
+                f"{name} has {nan} NaN and {inf} Inf values: frames must be finite "
+                "(Matter(..., check_values=False) skips this check)"
+            )
         lo, hi = np.min(x), np.max(x)
-        raise InputValueError(f"{name} has values outside [0, 1] (min {float(lo):.4g}, max {float(hi):.4g}): "
-                              "pass frames scaled to [0, 1], e.g. uint8 / 255 (Matter(..., "
-                              "check_values=False) skips this check)")
+        raise InputValueError(
+            f"{name} has values outside [0, 1] (min {float(lo):.4g}, max {float(hi):.4g}): "
+            "pass frames scaled to [0, 1], e.g. uint8 / 255 (Matter(..., "
+            "check_values=False) skips this check)"
+        )

@@ -1,18 +1,26 @@
 """One small session API over every backend:
 
-    matter = Matter.open("bgm_resnet50_hd.engine")   # TensorRT or TensorRT for RTX (sidecar says)
-    matter = Matter.open("bgm_resnet50_hd.onnx")     # OpenVINO or ONNX Runtime, the faster here
-    pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 1]
+matter = Matter.open("bgm_resnet50_hd.engine")   # TensorRT or TensorRT for RTX (sidecar says)
+matter = Matter.open("bgm_resnet50_hd.onnx")     # OpenVINO or ONNX Runtime, the faster here
+pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 1]
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
-from mattex.errors import ConfigError, ModelFileError
+import numpy as np
 
-from .backends import BACKENDS, ENGINE_SUFFIXES, ONNX_SUFFIXES
+from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
+from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
+
+from .backends import BACKENDS
+from .io_spec import check_values, float_to_input, frames_to_input
 from .sidecar import load_sidecar
+
+# Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
+ONNX_RUNTIME_ONLY_OPTIONS = {"providers", "spinning"}
 
 
 class Matter:
@@ -23,8 +31,14 @@ class Matter:
         self.check_values = check_values  # NaN/Inf and [0, 1] checks of float frames
 
     @classmethod
-    def open(cls, path: str | Path, backend: str | None = None, providers: list[str] | None = None,
-             check_values: bool = True, **options) -> "Matter":
+    def open(
+        cls,
+        path: str | Path,
+        backend: str | None = None,
+        providers: list[str] | None = None,
+        check_values: bool = True,
+        **options,
+    ) -> Matter:
         """Open `path` with `backend` (a name in `mattex.runtime.backends.BACKENDS`). An engine
         (`.engine`/`.plan`) runs on the backend its sidecar names: TensorRT, or TensorRT for
         RTX (options: `runtime_cache=PATH`, `cuda_graph`, `device`). An `.onnx` file runs on
@@ -38,40 +52,42 @@ class Matter:
             raise ModelFileError(f"no such model file: {path}" + (" (a folder)" if path.is_dir() else ""))
         if path.stat().st_size == 0:
             raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export, build or copy?")
+        if providers is not None:
+            if backend not in (None, "onnxruntime"):
+                raise ConfigError(f"`providers` are ONNX Runtime's; backend {backend} takes none")
+            options["providers"] = providers
         suffix = path.suffix.lower()
         if suffix in ENGINE_SUFFIXES:
-            built_with = load_sidecar(path).backend
-            if backend is not None and backend != built_with:
-                raise ConfigError(f"{path.name} was built for {built_with}; it cannot run on {backend}")
+            sidecar = load_sidecar(path)  # read once, handed to the backend
+            if backend is not None and backend != sidecar.backend:
+                raise ConfigError(f"{path.name} was built for {sidecar.backend}; it cannot run on {backend}")
             if providers is not None:
-                raise ConfigError("providers apply to .onnx files on ONNX Runtime; an engine runs on "
-                                  f"the backend it was built for ({built_with})")
-            backend = built_with
+                raise ConfigError(
+                    "`providers` apply to .onnx files on ONNX Runtime; an engine runs on "
+                    f"the backend it was built for ({sidecar.backend})"
+                )
+            backend, options["sidecar"] = sidecar.backend, sidecar
         elif suffix in ONNX_SUFFIXES:
-            if backend is None and providers is None:
+            if backend is None:
                 chosen = _open_on_the_fastest_cpu_backend(path, options)
                 if chosen is not None:
                     return cls(chosen, check_values)
-            backend = backend or "onnxruntime"
-            if providers is not None:
-                if backend != "onnxruntime":
-                    raise ConfigError(f"providers are ONNX Runtime's; backend {backend} takes none")
-                options["providers"] = providers
+                backend = "onnxruntime"
         else:
             raise ConfigError(f"{path.name}: expected a .onnx model or a .engine/.plan engine")
-        chosen = BACKENDS[backend]
-        if suffix not in chosen.suffixes:
-            raise ConfigError(f"backend {backend} opens {', '.join(chosen.suffixes)} files, not {path.name}")
-        return cls(chosen.open(path, **options), check_values)
+        entry = BACKENDS[backend]
+        if suffix not in entry.suffixes:
+            raise ConfigError(f"backend {backend} opens {', '.join(entry.suffixes)} files, not {path.name}")
+        return cls(entry.open(path, **options), check_values)
 
     @property
     def kind(self) -> str:
         return self.backend.kind
 
     @property
-    def io_dtype(self):
+    def io_dtype(self) -> np.dtype:
         """The dtype the model takes: float32, float16 (fp16-I/O files) or uint8 (files exported
-        with --io uint8, whose inputs are frames (B, H, W, 3))."""
+        with `io` uint8, whose inputs are frames (B, H, W, 3))."""
         return self.backend.io_dtype
 
     @property
@@ -79,18 +95,22 @@ class Matter:
         """pha, fgr, and the debug outputs (pha_sm, fgr_sm, err_sm, ref_sm) where the file has them."""
         return list(self.backend.output_names)
 
+    @property
+    def metadata(self):
+        """The file's ExportMetadata (None for an ONNX file mattex did not export)."""
+        return self.backend.metadata
+
+    @property
+    def arithmetic(self) -> str | None:
+        """The lower arithmetic the backend runs a float file at (OpenVINO bf16), or None."""
+        return self.backend.arithmetic
+
     def __call__(self, src, bgr):
         """Returns (pha, fgr) for inputs src, bgr: (B, 3, H, W) floats in [0, 1], or (B, H, W, 3)
         uint8 frames for a uint8 file. Float frames with NaN/Inf or values outside [0, 1]
         raise InputValueError unless the Matter was opened with check_values=False."""
         self._check(src, bgr)
         return self.backend(src, bgr)
-
-    def _check(self, src, bgr) -> None:
-        if self.check_values:
-            from .io_spec import check_values
-
-            check_values({"src": src, "bgr": bgr})
 
     def run(self, src, bgr) -> dict:
         """Every output of the file by name, for the same inputs as __call__."""
@@ -100,14 +120,19 @@ class Matter:
     def matte_frames(self, src, bgr) -> dict:
         """Every output for uint8 RGB frames (B, H, W, 3) as decoders give them, whatever the
         file takes: a uint8 file gets them as they are, a float file as (B, 3, H, W) in [0, 1]."""
-        from .io_spec import frames_to_input
-
         # Frames converted from uint8 are finite and in [0, 1] by construction: no value check.
         return self.backend.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
 
+    def matte_floats(self, src: np.ndarray, bgr: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output as float32 for float32 (B, 3, H, W) RGB in [0, 1], whatever the file
+        takes: cast for fp16-I/O files, stored as uint8 frames (rounded) for uint8 files."""
+        self._check(src, bgr)
+        outputs = self.backend.run(float_to_input(src, self.io_dtype), float_to_input(bgr, self.io_dtype))
+        return {name: np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
 
-# Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
-ONNX_RUNTIME_ONLY_OPTIONS = {"providers", "spinning"}
+    def _check(self, src, bgr) -> None:
+        if self.check_values:
+            check_values({"src": src, "bgr": bgr})
 
 
 def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
@@ -115,10 +140,6 @@ def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
     TensorRT EP); otherwise OpenVINO where it is installed and runs the file (fp32 and fp16;
     it refuses int8 files), measured faster on the CPU (benchmarks/cpu_backends.py: mobilenetv2
     HD fp32 278 vs 327 ms, AMD EPYC AVX2); otherwise ONNX Runtime (returns None)."""
-    import importlib.util
-
-    from mattex.errors import BackendUnavailableError
-
     if ONNX_RUNTIME_ONLY_OPTIONS & options.keys() or importlib.util.find_spec("openvino") is None:
         return None
     import onnxruntime as ort

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import IMAGE_SUFFIXES
 from mattex.errors import MediaError
 from mattex.files import commit, discard, temporary_beside, temporary_folder_beside
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 GREEN = (120, 255, 155)  # the reference's composite background (inference_video.py)
 
 
@@ -55,17 +54,24 @@ class VideoSource:
                 # A damaged or unknown codec: PyAV gives a stream without a decoder, whose
                 # attributes (height, width) would raise AttributeError.
                 if stream.codec_context is None:
-                    raise MediaError(f"{self.path} is not a readable video: its video stream has no "
-                                     "decoder (an unknown or damaged codec)")
+                    raise MediaError(
+                        f"{self.path} is not a readable video: its video stream has no "
+                        "decoder (an unknown or damaged codec)"
+                    )
                 if not (stream.height > 0 and stream.width > 0):
-                    raise MediaError(f"{self.path} is not a readable video: its video stream is "
-                                     f"{stream.width}x{stream.height}")
+                    raise MediaError(
+                        f"{self.path} is not a readable video: its video stream is {stream.width}x{stream.height}"
+                    )
                 count = stream.frames or None
                 if count is None and stream.duration and stream.average_rate:
                     count = round(float(stream.duration * stream.time_base * stream.average_rate))
-                self.info = SourceInfo("video", count, (stream.height, stream.width),
-                                       Fraction(stream.average_rate) if stream.average_rate else None,
-                                       audio=bool(container.streams.audio))
+                self.info = SourceInfo(
+                    "video",
+                    count,
+                    (stream.height, stream.width),
+                    Fraction(stream.average_rate) if stream.average_rate else None,
+                    audio=bool(container.streams.audio),
+                )
         except MediaError:
             raise
         except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -80,8 +86,10 @@ class VideoSource:
                 stream.thread_type = "AUTO"
                 for index, frame in enumerate(container.decode(stream)):
                     if (frame.height, frame.width) != (height, width):
-                        raise MediaError(f"{self.path}: frame {index} is {frame.width}x{frame.height}, the "
-                                         f"video started at {width}x{height}; frames must keep one size")
+                        raise MediaError(
+                            f"{self.path}: frame {index} is {frame.width}x{frame.height}, the "
+                            f"video started at {width}x{height}; frames must keep one size"
+                        )
                     yield frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
             raise MediaError(f"{self.path}: decoding failed: {e}") from None
@@ -106,8 +114,10 @@ class ImageSource:
         for path in self.files:
             image = read_image(path)
             if image.shape[:2] != (height, width):
-                raise MediaError(f"{path.name} is {image.shape[1]}x{image.shape[0]}, the first image "
-                                 f"{width}x{height}: the images of a folder must share one size")
+                raise MediaError(
+                    f"{path.name} is {image.shape[1]}x{image.shape[0]}, the first image "
+                    f"{width}x{height}: the images of a folder must share one size"
+                )
             yield image
 
 
@@ -120,8 +130,15 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     # Pillow's readers raise SyntaxError (a broken PNG chunk), EOFError or struct.error for
     # damaged files, DecompressionBombError for a huge claimed size.
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
-            EOFError, struct.error) as e:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+    ) as e:
         raise MediaError(f"{path} is not a readable image: {e}") from None
 
 
@@ -147,12 +164,15 @@ class Background:
             raise MediaError(f"the background {self.path} is a folder: give one image or a video")
         got = self.source.info.size
         if got != size and not resize:
-            raise MediaError(f"the background is {got[1]}x{got[0]} but the frames are {size[1]}x{size[0]}: "
-                             "capture it at the same size, or pass --resize-bgr")
-        if self.source.info.kind == "video" and frames and self.source.info.count and \
-                self.source.info.count < frames:
-            raise MediaError(f"the background video has {self.source.info.count} frames, the source "
-                             f"{frames}: it needs one background frame per frame")
+            raise MediaError(
+                f"the background is {got[1]}x{got[0]} but the frames are {size[1]}x{size[0]}: "
+                "capture it at the same size, or pass `resize_bgr`"
+            )
+        if self.source.info.kind == "video" and frames and self.source.info.count and self.source.info.count < frames:
+            raise MediaError(
+                f"the background video has {self.source.info.count} frames, the source "
+                f"{frames}: it needs one background frame per frame"
+            )
         self._still = self._fit(next(self.source.frames())) if self.source.info.kind == "images" else None
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
@@ -183,8 +203,16 @@ class VideoSink:
     one thread per output took 15 ms of CPU per HD frame where veryfast took 36 (crf 18 keeps
     the quality; a slower preset makes smaller files)."""
 
-    def __init__(self, path: Path, fps: Fraction, size: tuple[int, int], audio_from: Path | None = None,
-                 crf: int = 18, preset: str = "ultrafast", threads: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fps: Fraction,
+        size: tuple[int, int],
+        audio_from: Path | None = None,
+        crf: int = 18,
+        preset: str = "ultrafast",
+        threads: int = 1,
+    ) -> None:
         av = _av()
         self.path = Path(path)
         self.tmp = temporary_beside(self.path)
@@ -196,8 +224,11 @@ class VideoSink:
         self.stream.width, self.stream.height = width, height
         # 4:2:0 needs even sizes; 4:4:4 takes any.
         self.stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        self.stream.options = {"crf": str(crf), "threads": str(threads),
-                               **({"preset": preset} if codec == "libx264" else {})}
+        self.stream.options = {
+            "crf": str(crf),
+            "threads": str(threads),
+            **({"preset": preset} if codec == "libx264" else {}),
+        }
         self.fps, self.frames = fps, 0
         self.audio_from, self.audio = None, None
         if audio_from is not None:

@@ -54,13 +54,15 @@ class FrameImages:
     def __post_init__(self) -> None:
         from PIL import Image
 
-        self._background = Image.fromarray(np.ascontiguousarray(self.background)) if self.background is not None else None
+        self._background = (
+            Image.fromarray(np.ascontiguousarray(self.background)) if self.background is not None else None
+        )
 
     def __call__(self, out: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
         from PIL import Image
 
         height, width = size
-        pha = _to_uint8(out["pha"][0, :height, :width])                        # (H, W)
+        pha = _to_uint8(out["pha"][0, :height, :width])  # (H, W)
         images = {"pha": pha} if "pha" in self.kinds else {}
         if "fgr" in self.kinds or "com" in self.kinds:
             # uint8 first (channels-first is contiguous), then the cheap uint8 transpose.
@@ -68,8 +70,9 @@ class FrameImages:
             if "fgr" in self.kinds:
                 images["fgr"] = np.dstack([fgr, pha]) if self.rgba_fgr else fgr
             if "com" in self.kinds:  # fgr * pha + background * (1 - pha), in Pillow's C loop
-                images["com"] = np.asarray(Image.composite(Image.fromarray(fgr), self._background,
-                                                           Image.fromarray(pha, "L")))
+                images["com"] = np.asarray(
+                    Image.composite(Image.fromarray(fgr), self._background, Image.fromarray(pha, "L"))
+                )
         if "err" in self.kinds:
             images["err"] = _to_uint8(_upsample_bilinear(out["err_sm"][0], (height, width)))
         if "ref" in self.kinds:
@@ -118,29 +121,45 @@ class RunStats:
 
     def to_dict(self) -> dict:
         per_frame = {k: round(1000 * v / max(self.frames, 1), 2) for k, v in self.stage_seconds.items()}
-        return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 3),
-                "ms_per_frame": per_frame, "interrupted": self.interrupted}
+        return {
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3),
+            "ms_per_frame": per_frame,
+            "interrupted": self.interrupted,
+        }
 
 
 def check_outputs(kinds: list[str], output_names: list[str]) -> None:
     """Refuse output kinds the file cannot give, before anything runs."""
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
-        raise ConfigError(f"--outputs {','.join(kinds)}: choose from {','.join(OUTPUT_KINDS)}")
+        raise ConfigError(f"`outputs` {','.join(kinds)}: choose from {','.join(OUTPUT_KINDS)}")
     missing = [k for k in kinds if k in NEEDS_DEBUG_OUTPUT and NEEDS_DEBUG_OUTPUT[k] not in output_names]
     if missing:
-        raise ConfigError(f"--outputs {','.join(missing)} need the file's debug outputs "
-                          f"({', '.join(NEEDS_DEBUG_OUTPUT[k] for k in missing)}): export it with --debug-outputs")
+        raise ConfigError(
+            f"`outputs` {','.join(missing)} need the file's debug outputs "
+            f"({', '.join(NEEDS_DEBUG_OUTPUT[k] for k in missing)}): export it with `debug_outputs`"
+        )
 
 
 class Pipeline:
     """One run: frames from `source` and `background` through `matter` into `sinks`."""
 
-    def __init__(self, matter, frames, backgrounds, images: FrameImages, sinks: dict,
-                 names: Callable[[int], str], batch: int = 1, queue_frames: int = 8,
-                 progress: Callable[[int], None] = lambda n: None) -> None:
+    def __init__(
+        self,
+        matter,
+        frames,
+        backgrounds,
+        images: FrameImages,
+        sinks: dict,
+        names: Callable[[int], str],
+        batch: int = 1,
+        queue_frames: int = 8,
+        progress: Callable[[int], None] = lambda n: None,
+    ) -> None:
         if batch < 1:
-            raise ConfigError(f"--batch must be at least 1, got {batch}")
+            raise ConfigError(f"`batch` must be at least 1, got {batch}")
         self.matter, self.frames, self.backgrounds = matter, frames, backgrounds
         self.images, self.sinks, self.names, self.batch = images, sinks, names, batch
         self.progress = progress
@@ -155,8 +174,10 @@ class Pipeline:
         """Run to the end, or until interrupted (KeyboardInterrupt in the calling thread). Sinks
         are closed: kept on success and on interruption, discarded on failure (re-raised)."""
         started = time.perf_counter()
-        threads = [threading.Thread(target=self._guard, args=(stage,), name=f"mattex-{stage.__name__}", daemon=True)
-                   for stage in (self._decode, self._matte, self._encode)]
+        threads = [
+            threading.Thread(target=self._guard, args=(stage,), name=f"mattex-{stage.__name__}", daemon=True)
+            for stage in (self._decode, self._matte, self._encode)
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -241,10 +262,10 @@ class Pipeline:
             self._put(self.matted, _END)
 
     def _matte_batch(self, items) -> list[dict]:
-        src = np.stack([item[1] for item in items])                            # (B, H, W, 3)
+        src = np.stack([item[1] for item in items])  # (B, H, W, 3)
         bgr = np.stack([item[2] for item in items])
         height, width = src.shape[1:3]
-        pad = ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0))              # the model needs H, W % 4 == 0
+        pad = ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0))  # the model needs H, W % 4 == 0
         if any(p[1] for p in pad):
             src, bgr = np.pad(src, pad, mode="edge"), np.pad(bgr, pad, mode="edge")
         out = self.matter.matte_frames(src, bgr)
@@ -274,24 +295,36 @@ class RunResult:
         return {**self.stats.to_dict(), "source": self.source, "outputs": self.outputs}
 
 
-def matte_media(model: str | Path, src: str | Path, bgr: str | Path, out: str | Path,
-                outputs: list[str] = ("com", "pha", "fgr"), composite: str = "green", png: bool = False,
-                rgba_fgr: bool = False, batch: int = 1, resize_bgr: bool = False, crf: int = 18,
-                preset: str = "ultrafast", progress: Callable[[int], None] = lambda n: None,
-                on_start: Callable[[dict], None] = lambda info: None, **open_options) -> RunResult:
+def matte_media(
+    model: str | Path,
+    src: str | Path,
+    bgr: str | Path,
+    out: str | Path,
+    outputs: list[str] = ("com", "pha", "fgr"),
+    composite: str = "green",
+    png: bool = False,
+    rgba_fgr: bool = False,
+    batch: int = 1,
+    resize_bgr: bool = False,
+    crf: int = 18,
+    preset: str = "ultrafast",
+    progress: Callable[[int], None] = lambda n: None,
+    on_start: Callable[[dict], None] = lambda info: None,
+    **open_options,
+) -> RunResult:
     """Matte a video, an image or a folder of images against a captured background (an image,
     or a video with as many frames) with an exported model, writing each output kind to `out`:
     `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. Options for Matter.open
     (backend, providers, runtime_cache, ...) pass through."""
-    from .matter import Matter
     from mattex.files import output_folder
 
+    from .matter import Matter
     from .media import Background, ImageSink, VideoSink, open_source
 
     outputs = list(outputs)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the outputs")
+        raise ConfigError(f"`out` {out} is a file; give a folder for the outputs")
     if Path(model).suffix.lower() == ".onnx" and open_options.get("backend", "onnxruntime") == "onnxruntime":
         # Idle ONNX Runtime threads sleep rather than spin: decoding and encoding use that CPU
         # (HD, 2 cores: 0.83 -> 0.92 of the model's own frames/s).
@@ -301,27 +334,44 @@ def matte_media(model: str | Path, src: str | Path, bgr: str | Path, out: str | 
     source = open_source(src)
     info = source.info
     background = Background(bgr, info.size, info.count, resize_bgr)
-    images = FrameImages(tuple(outputs), composite_background(composite, info.size) if "com" in outputs else None,
-                         rgba_fgr)
+    images = FrameImages(
+        tuple(outputs), composite_background(composite, info.size) if "com" in outputs else None, rgba_fgr
+    )
     video = info.kind == "video" and not png
+    if rgba_fgr and video:
+        raise ConfigError("`rgba_fgr` writes fgr as RGBA PNGs: add `png` for a video source")
     if video and info.fps is None:
-        raise ConfigError(f"{src} does not say its frame rate; write --png image sequences instead")
-    source_facts = {"kind": info.kind, "frames": info.count, "size": list(info.size),
-                    "fps": float(info.fps) if info.fps else None, "audio": info.audio}
+        raise ConfigError(f"{src} does not say its frame rate; write image sequences instead (`png`)")
+    source_facts = {
+        "kind": info.kind,
+        "frames": info.count,
+        "size": list(info.size),
+        "fps": float(info.fps) if info.fps else None,
+        "audio": info.audio,
+    }
     on_start(source_facts)
     sinks: dict = {}
     with output_folder(out):  # made here, and gone again if the run fails
         try:
             for kind in outputs:
-                sinks[kind] = (VideoSink(out / f"{kind}.mp4", info.fps, info.size,
-                                         audio_from=Path(src) if kind == "com" and info.audio else None,
-                                         crf=crf, preset=preset)
-                               if video else ImageSink(out / kind))
+                sinks[kind] = (
+                    VideoSink(
+                        out / f"{kind}.mp4",
+                        info.fps,
+                        info.size,
+                        audio_from=Path(src) if kind == "com" and info.audio else None,
+                        crf=crf,
+                        preset=preset,
+                    )
+                    if video
+                    else ImageSink(out / kind)
+                )
         except BaseException:
             for sink in sinks.values():
                 sink.close(keep=False)
             raise
         names = (lambda i: info.names[i]) if info.kind == "images" else (lambda i: f"{i:06d}")
-        stats = Pipeline(matter, source.frames(), background.frames(), images, sinks, names, batch,
-                         progress=progress).run()
+        stats = Pipeline(
+            matter, source.frames(), background.frames(), images, sinks, names, batch, progress=progress
+        ).run()
     return RunResult(stats, source_facts, {kind: str(sink.path) for kind, sink in sinks.items()})

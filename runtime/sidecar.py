@@ -36,6 +36,7 @@ def _is_int_list(v, length: int) -> bool:
 def _check_fields(d: dict) -> None:
     """ValueError naming the first field whose type or form is not what `mattex build` writes,
     so that a damaged sidecar is refused when read rather than failing later in a check."""
+
     def need(ok: bool, key: str, want: str) -> None:
         if not ok:
             raise ValueError(f"field {key!r} must be {want}, got {d.get(key)!r:.60}")
@@ -46,20 +47,35 @@ def _check_fields(d: dict) -> None:
         need(isinstance(d.get(key), str), key, "a string")
     need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")
     cc = d.get("compute_capability")
-    need(_is_int_list(cc, 2) or (cc is None and backend == "tensorrt-rtx"), "compute_capability",
-         "[major, minor]" + (" or null" if backend == "tensorrt-rtx" else ""))
+    need(
+        _is_int_list(cc, 2) or (cc is None and backend == "tensorrt-rtx"),
+        "compute_capability",
+        "[major, minor]" + (" or null" if backend == "tensorrt-rtx" else ""),
+    )
     profiles = d.get("profiles")
-    need(isinstance(profiles, list) and len(profiles) > 0 and all(
-        isinstance(p, dict) and all(_is_int_list(p.get(k), 3) for k in ("min", "opt", "max"))
-        for p in profiles), "profiles", "a non-empty list of {min, opt, max: [batch, height, width]}")
+    need(
+        isinstance(profiles, list)
+        and len(profiles) > 0
+        and all(
+            isinstance(p, dict) and all(_is_int_list(p.get(k), 3) for k in ("min", "opt", "max")) for p in profiles
+        ),
+        "profiles",
+        "a non-empty list of {min, opt, max: [batch, height, width]}",
+    )
     need(isinstance(d.get("io"), list), "io", "a list")
     need(isinstance(d.get("version_compatible", False), bool), "version_compatible", "true or false")
-    need(d.get("hardware_compatibility", "none") in HARDWARE_COMPAT, "hardware_compatibility",
-         " or ".join(HARDWARE_COMPAT))
+    need(
+        d.get("hardware_compatibility", "none") in HARDWARE_COMPAT,
+        "hardware_compatibility",
+        " or ".join(HARDWARE_COMPAT),
+    )
     need(isinstance(d.get("export_metadata", {}), dict), "export_metadata", "an object")
     targets = d.get("target_compute_capabilities")
-    need(targets is None or (isinstance(targets, list) and all(_is_int_list(t, 2) for t in targets)),
-         "target_compute_capabilities", "a list of [major, minor] or null")
+    need(
+        targets is None or (isinstance(targets, list) and all(_is_int_list(t, 2) for t in targets)),
+        "target_compute_capabilities",
+        "a list of [major, minor] or null",
+    )
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -103,7 +119,7 @@ class Sidecar:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Sidecar":
+    def from_dict(cls, d: dict) -> Sidecar:
         _check_fields(d)
         d = dict(d)
         d["format"] = FORMAT  # read /1 and /2 alike; saved again as /2
@@ -125,7 +141,8 @@ def load_sidecar(engine: str | Path) -> Sidecar:
     if not path.is_file():
         raise CorruptEngineError(
             f"no sidecar {path.name} beside {Path(engine).name}: mattex engines are built with "
-            "`mattex build`, which writes it (the plan alone does not say what it was built for)")
+            "`mattex build`, which writes it (the plan alone does not say what it was built for)"
+        )
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
@@ -142,7 +159,8 @@ def check_plan(engine: str | Path, sidecar: Sidecar) -> None:
     if digest != sidecar.plan_sha256:
         raise CorruptEngineError(
             f"{Path(engine).name} changed since it was built (sha256 {digest[:12]}... but the "
-            f"sidecar recorded {sidecar.plan_sha256[:12]}...): rebuild it with `mattex build`")
+            f"sidecar recorded {sidecar.plan_sha256[:12]}...): rebuild it with `mattex build`"
+        )
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -160,11 +178,11 @@ def check_environment(sidecar: Sidecar, env: Environment) -> None:
         rule = "a version-compatible engine runs on the same major version, same or newer"
     else:
         ok = running[:3] == built[:3]
-        rule = "rebuild it here, or build with --version-compatible"
+        rule = "rebuild it here, or build with `version_compatible`"
     if not ok:
         raise EngineMismatchError(
-            f"engine built with TensorRT {sidecar.tensorrt_version}, running TensorRT "
-            f"{env.tensorrt_version}: {rule}")
+            f"engine built with TensorRT {sidecar.tensorrt_version}, running TensorRT {env.tensorrt_version}: {rule}"
+        )
     built_cc, cc = tuple(sidecar.compute_capability), tuple(env.compute_capability)
     compat = sidecar.hardware_compatibility
     if compat == "ampere+":
@@ -172,16 +190,18 @@ def check_environment(sidecar: Sidecar, env: Environment) -> None:
         rule = "an ampere+ engine needs compute capability 8.0 or newer"
     else:
         ok = cc == built_cc
-        rule = "rebuild it on this GPU, or build with --hardware-compat ampere+"
+        rule = "rebuild it on this GPU, or build with `hardware_compat` ampere+"
     if not ok:
         raise EngineMismatchError(
             f"engine built for {sidecar.gpu_name} (compute capability {built_cc[0]}.{built_cc[1]}), "
-            f"running on {env.gpu_name} ({cc[0]}.{cc[1]}): {rule}")
+            f"running on {env.gpu_name} ({cc[0]}.{cc[1]}): {rule}"
+        )
     if compat == "none" and sidecar.gpu_name != env.gpu_name:
         # Same architecture, other model: TensorRT's tactics were timed on the other GPU.
         raise EngineMismatchError(
             f"engine built on {sidecar.gpu_name}, running on {env.gpu_name}: TensorRT plans are "
-            "tuned to the GPU model; rebuild here or build with --hardware-compat same-cc")
+            "tuned to the GPU model; rebuild here or build with `hardware_compat` same-cc"
+        )
 
 
 def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> bool:
@@ -204,13 +224,18 @@ def _check_rtx_environment(sidecar: Sidecar, env: Environment) -> None:
         raise EngineMismatchError(
             f"engine built with TensorRT for RTX {sidecar.tensorrt_version}, running TensorRT for "
             f"RTX {env.tensorrt_version}: its engines run only on the release that built them; "
-            "rebuild it with this one (mattex build --backend tensorrt-rtx)")
+            "rebuild it with this one (mattex build --backend tensorrt-rtx)"
+        )
     cc = tuple(env.compute_capability)
     if not rtx_runs_on(sidecar.target_compute_capabilities, cc):
         raise EngineMismatchError(
             f"{env.gpu_name} has compute capability {cc[0]}.{cc[1]}, which the engine does not "
             f"target ({describe_targets(sidecar.target_compute_capabilities)}): rebuild it with "
             f"`mattex build --backend tensorrt-rtx --compute-capability {cc[0]}.{cc[1]}`"
-            + ("" if cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5) else
-               "; TensorRT for RTX documents 7.5, 8.0, 8.6, 8.9 and 12.x only, so it may not "
-               "support this GPU at all"))
+            + (
+                ""
+                if cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5)
+                else "; TensorRT for RTX documents 7.5, 8.0, 8.6, 8.9 and 12.x only, so it may not "
+                "support this GPU at all"
+            )
+        )

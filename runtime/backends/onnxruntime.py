@@ -10,7 +10,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from ..io_spec import INPUTS, OUTPUTS, check_inputs
+from .base import Backend
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
@@ -25,7 +25,8 @@ def choose_providers(requested: list[str] | None, available: list[str]) -> list[
     if missing:
         raise BackendUnavailableError(
             f"execution providers {missing} are not available in this onnxruntime "
-            f"(available: {available}); for CUDA/TensorRT install onnxruntime-gpu on a GPU machine")
+            f"(available: {available}); for CUDA/TensorRT install onnxruntime-gpu on a GPU machine"
+        )
     return list(requested)
 
 
@@ -48,14 +49,15 @@ def tensorrt_plugin_named_in(error: Exception) -> str | None:
     return match[1] if match else None
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None,
-                 spinning: bool = True):
+    def __init__(
+        self, path: str | Path, providers: list[str] | None = None, threads: int | None = None, spinning: bool = True
+    ):
         import onnxruntime as ort
 
-        self.path = Path(path)
+        super().__init__(path)
         chosen = choose_providers(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.log_severity_level = 3
@@ -66,47 +68,33 @@ class OnnxRuntimeBackend:
             # whatever runs beside the model (mattex run's decoding and encoding).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+            session = ort.InferenceSession(str(self.path), options, providers=chosen)
+            props = session.get_modelmeta().custom_metadata_map
             # The precision is only known from the file: reopen the few that need other settings.
-            disabled = disabled_optimizers_for(
-                self.session.get_modelmeta().custom_metadata_map.get("precision"))
+            disabled = disabled_optimizers_for(props.get("precision"))
             if disabled:
-                self.session = ort.InferenceSession(str(self.path), options, providers=chosen,
-                                                    disabled_optimizers=disabled)
+                session = ort.InferenceSession(str(self.path), options, providers=chosen, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
             plugin = tensorrt_plugin_named_in(e)
             if plugin:
                 raise BackendUnavailableError(
                     f"{self.path.name} calls the TensorRT plugin {plugin} (exported with "
-                    "--topk plugin): it runs on TensorRT only (mattex build); export with --topk onnx "
-                    "for ONNX Runtime") from None
+                    "`topk` plugin): it runs on TensorRT only (mattex build); export with `topk` onnx "
+                    "for ONNX Runtime"
+                ) from None
             raise ModelFileError(f"{self.path} is not a loadable ONNX model: {e}") from None
-        active = self.session.get_providers()
+        self.session = session
+        active = session.get_providers()
         # ONNX Runtime drops a GPU provider it cannot initialise and carries on: refuse that.
         dropped = [p for p in chosen if p in GPU_PROVIDERS and p not in active]
         if providers is not None and dropped:
             raise BackendUnavailableError(f"{dropped} failed to initialise (no usable GPU?); active: {active}")
         self.providers = active
-        names = [i.name for i in self.session.get_inputs()]
-        if names != list(INPUTS):
-            raise ModelFileError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        kind = self.session.get_inputs()[0].type  # tensor(float) / tensor(float16) / tensor(uint8)
+        self._require_inputs([i.name for i in session.get_inputs()])
+        self._read_metadata(dict(props))
+        kind = session.get_inputs()[0].type  # tensor(float) / tensor(float16) / tensor(uint8)
         self.io_dtype = np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32))
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names = [o.name for o in session.get_outputs()]
 
-    def run(self, src, bgr) -> dict[str, np.ndarray]:
-        """Every output of the file by name (pha, fgr, and the debug outputs it has)."""
-        check_inputs({"src": src, "bgr": bgr}, self.io_dtype)
-        if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
-            raise BackendUnavailableError("the ONNX Runtime backend takes numpy arrays; pass device "
-                                          "memory to a TensorRT engine")
+    def _run(self, src, bgr) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(self.output_names, {"src": src, "bgr": bgr})))
-
-    def __call__(self, src, bgr) -> tuple[np.ndarray, np.ndarray]:
-        check_inputs({"src": src, "bgr": bgr}, self.io_dtype)
-        if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
-            raise BackendUnavailableError("the ONNX Runtime backend takes numpy arrays; pass device "
-                                          "memory to a TensorRT engine")
-        pha, fgr = self.session.run(list(OUTPUTS), {"src": src, "bgr": bgr})
-        return pha, fgr

@@ -18,7 +18,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from ..io_spec import INPUTS, OUTPUTS, check_inputs
+from .base import Backend
 
 INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
 # The CPU capability each inference precision needs (OPTIMIZATION_CAPABILITIES); f32 needs none.
@@ -28,18 +28,21 @@ DEVICE = "CPU"
 # 7-bit weights) give pha_sm 0.39 mean away from ONNX Runtime's (budget 6e-3) and change which
 # outputs are requested (0.69 vs 0.02 on one decoder resize) or whether shapes are static (0.09)
 # changes the result, with its low-precision transformations on or off. Until a release passes
-# tests/test_openvino.py, int8 files are refused rather than run wrong.
-INT8_REFUSAL = ("OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.39 on "
-                "average against ONNX Runtime's int8, budget 0.006): run int8 files on ONNX Runtime "
-                "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
-                "openvino` measures a new OpenVINO release")
+# tests/runtime/test_openvino.py, int8 files are refused rather than run wrong.
+INT8_REFUSAL = (
+    "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.39 on "
+    "average against ONNX Runtime's int8, budget 0.006): run int8 files on ONNX Runtime "
+    "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
+    "openvino` measures a new OpenVINO release"
+)
 
 
 def default_cache_dir() -> Path:
     """Where compiled models are kept between launches: $MATTEX_CACHE or ~/.cache/mattex, then
     openvino/."""
     root = os.environ.get("MATTEX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mattex")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mattex"
+    )
     return Path(root) / "openvino"
 
 
@@ -51,17 +54,19 @@ def check_inference_precision(precision: str, capabilities: list[str], cpu: str)
     """The OpenVINO hint for `precision`; refuses a precision this CPU computes only by emulation
     (OpenVINO would silently run f32 instead)."""
     if precision not in INFERENCE_PRECISIONS:
-        raise ConfigError(f"unknown OpenVINO inference precision {precision!r}; "
-                          f"known: {', '.join(INFERENCE_PRECISIONS)}")
+        raise ConfigError(
+            f"unknown OpenVINO inference precision {precision!r}; known: {', '.join(INFERENCE_PRECISIONS)}"
+        )
     needed = NEEDS_CAPABILITY.get(precision)
     if needed and needed not in capabilities:
         raise BackendUnavailableError(
             f"inference precision {precision} needs a CPU with {needed} (AMX or AVX-512 BF16); "
-            f"{cpu} offers {', '.join(capabilities)}: use f32")
+            f"{cpu} offers {', '.join(capabilities)}: use f32"
+        )
     return INFERENCE_PRECISIONS[precision]
 
 
-def _metadata(model, path: Path) -> dict[str, str]:
+def _metadata_props(model, path: Path) -> dict[str, str]:
     """The ONNX file's metadata_props, which OpenVINO's ONNX reader keeps under 'framework'."""
     info = model.get_rt_info()
     if "framework" not in info:
@@ -72,22 +77,26 @@ def _metadata(model, path: Path) -> dict[str, str]:
         raise ModelFileError(f"{path.name} is not a readable ONNX file: its metadata is not UTF-8 ({e})") from None
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Backend):
     kind = "openvino"
 
-    def __init__(self, path: str | Path, inference_precision: str = "f32", threads: int | None = None,
-                 cache_dir: str | Path | None = None, extra_outputs: list[str] = (),
-                 allow_int8: bool = False) -> None:
-        """`extra_outputs`: names of inner tensors to return from `run` as well (verify reads the
-        selection's scores and indices this way). `allow_int8`: run an int8 file although
-        OpenVINO's results for mattex's int8 files fail their budget (see INT8_REFUSAL); for
-        `mattex verify --backend openvino`, which measures exactly that."""
+    def __init__(
+        self,
+        path: str | Path,
+        inference_precision: str = "f32",
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+        allow_int8: bool = False,
+    ) -> None:
+        """`allow_int8`: run an int8 file although OpenVINO's results for mattex's int8 files
+        fail their budget (see INT8_REFUSAL); for `mattex verify --backend openvino`, which
+        measures exactly that."""
         try:
             import openvino as ov
         except ImportError:
             raise BackendUnavailableError('OpenVINO is not installed: pip install "mattex[openvino]"') from None
 
-        self.path = Path(path)
+        super().__init__(path)
         core = ov.Core()
         cpu = core.get_property(DEVICE, "FULL_DEVICE_NAME")
         hint = check_inference_precision(inference_precision, cpu_capabilities(core), cpu)
@@ -95,27 +104,19 @@ class OpenVinoBackend:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         core.set_property({"CACHE_DIR": str(self.cache_dir)})
         model = self._read(core)
-        self.metadata = _metadata(model, self.path)
-        if self.metadata.get("precision") == "int8" and not allow_int8:
+        self._read_metadata(_metadata_props(model, self.path))
+        if self.precision == "int8" and not allow_int8:
             raise BackendUnavailableError(f"{self.path.name}: {INT8_REFUSAL}")
-        names = [i.get_any_name() for i in model.inputs]
-        if names != list(INPUTS):
-            raise ModelFileError(f"{self.path.name} has inputs {names}, not a mattex model {list(INPUTS)}")
+        self._require_inputs([i.get_any_name() for i in model.inputs])
         self.output_names = [o.get_any_name() for o in model.outputs]
-        if extra_outputs:
-            try:
-                model.add_outputs(list(extra_outputs))
-            except RuntimeError as e:
-                raise ConfigError(f"{self.path.name} has no tensor among {list(extra_outputs)}: {e}") from None
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(model, DEVICE, config)
         self.inference_precision = inference_precision
+        self.arithmetic = "bf16" if inference_precision == "bf16" else None
         self.io_dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
-        # Added outputs come after the file's own, in the order asked for.
-        self._all_outputs = self.output_names + list(extra_outputs)
-        assert len(self.compiled.outputs) == len(self._all_outputs)
+        assert len(self.compiled.outputs) == len(self.output_names)
         self._requests = threading.local()  # an infer request serves one call at a time
 
     def _read(self, core):
@@ -130,8 +131,9 @@ class OpenVinoBackend:
             message = str(e).strip()
             if PLUGIN_DOMAIN in message or "TopkLastDim" in message:
                 raise BackendUnavailableError(
-                    f"{self.path.name} calls a TensorRT plugin (exported with --topk plugin): it runs "
-                    "on TensorRT only (mattex build); export with --topk onnx for OpenVINO") from None
+                    f"{self.path.name} calls a TensorRT plugin (exported with `topk` plugin): it runs "
+                    "on TensorRT only (mattex build); export with `topk` onnx for OpenVINO"
+                ) from None
             reason = message.splitlines()[-1] if message else type(e).__name__
             raise ModelFileError(f"{self.path} is not a loadable ONNX model (OpenVINO: {reason})") from None
 
@@ -141,20 +143,8 @@ class OpenVinoBackend:
             request = self._requests.request = self.compiled.create_infer_request()
         return request
 
-    def _infer(self, src, bgr) -> list[np.ndarray]:
-        check_inputs({"src": src, "bgr": bgr}, self.io_dtype)
-        if not isinstance(src, np.ndarray) or not isinstance(bgr, np.ndarray):
-            raise BackendUnavailableError("the OpenVINO backend takes numpy arrays")
+    def _run(self, src, bgr) -> dict[str, np.ndarray]:
         request = self._request()
         request.infer({"src": np.ascontiguousarray(src), "bgr": np.ascontiguousarray(bgr)})
         # The request's output buffers are reused by its next call: hand out copies.
-        return [request.get_output_tensor(i).data.copy() for i in range(len(self._all_outputs))]
-
-    def run(self, src, bgr) -> dict[str, np.ndarray]:
-        """Every output of the file by name (pha, fgr, the debug outputs it has, and the
-        `extra_outputs` asked for)."""
-        return dict(zip(self._all_outputs, self._infer(src, bgr)))
-
-    def __call__(self, src, bgr) -> tuple[np.ndarray, np.ndarray]:
-        outputs = self.run(src, bgr)
-        return tuple(outputs[name] for name in OUTPUTS)
+        return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import DEBUG_OUTPUTS, INPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
 from mattex.files import atomic_write_bytes
+from mattex.metadata import ExportMetadata
 
-from ..io_spec import DEBUG_OUTPUTS, INPUTS, OUTPUTS, array_shape_dtype, check_inputs
-from ..sidecar import Environment, check_environment, check_plan, load_sidecar
+from ..io_spec import array_shape_dtype, is_frame_dtype
+from ..sidecar import Environment, Sidecar, check_environment, check_plan, load_sidecar
+from .base import Backend
 
 # Backend name -> the Python module of its API.
 FLAVORS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
@@ -29,8 +32,7 @@ def import_tensorrt(flavor: str = "tensorrt"):
     try:
         return importlib.import_module(FLAVORS[flavor])
     except ImportError:
-        raise BackendUnavailableError(
-            f"{LABELS[flavor]} is not installed here: {BACKENDS[flavor].install}") from None
+        raise BackendUnavailableError(f"{LABELS[flavor]} is not installed here: {BACKENDS[flavor].install}") from None
 
 
 def tensorrt_installed(flavor: str) -> bool:
@@ -66,8 +68,13 @@ class DeviceTensor:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False),
-                "version": 3, "strides": None}
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "version": 3,
+            "strides": None,
+        }
 
 
 class _Buffer:
@@ -84,21 +91,37 @@ class _Buffer:
         return self.array.ptr
 
 
-class TensorRTBackend:
-    """A mattex engine on TensorRT (`flavor` "tensorrt") or TensorRT for RTX ("tensorrt-rtx")."""
+class TensorRTBackend(Backend):
+    """A mattex engine on TensorRT (`flavor` "tensorrt") or TensorRT for RTX ("tensorrt-rtx").
+    `sidecar`: the engine's sidecar when the caller has read it already (Matter.open has)."""
 
-    def __init__(self, path: str | Path, flavor: str = "tensorrt", cuda_graph: bool = False,
-                 device: int = 0, runtime_cache: str | Path | None = None) -> None:
+    takes_device_memory = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        flavor: str = "tensorrt",
+        cuda_graph: bool = False,
+        device: int = 0,
+        runtime_cache: str | Path | None = None,
+        sidecar: Sidecar | None = None,
+    ) -> None:
         if runtime_cache is not None and flavor != "tensorrt-rtx":
-            raise ConfigError("runtime_cache is TensorRT for RTX's cache of kernels compiled at load "
-                              "time; TensorRT plans are compiled when they are built")
+            raise ConfigError(
+                "`runtime_cache` is TensorRT for RTX's cache of kernels compiled at load "
+                "time; TensorRT plans are compiled when they are built"
+            )
+        super().__init__(path)
         self.kind = flavor
-        self.path = Path(path)
-        self.sidecar = load_sidecar(self.path)
+        self.sidecar = sidecar or load_sidecar(self.path)
+        self.profiles = self.sidecar.profiles
+        props = self.sidecar.export_metadata
+        self.metadata = ExportMetadata.from_props(props, self.path.name) if "export_config" in props else None
         if self.sidecar.backend != flavor:
             raise EngineMismatchError(
                 f"{self.path.name} was built with {LABELS.get(self.sidecar.backend, self.sidecar.backend)}; "
-                f"it cannot run on {LABELS[flavor]} (Matter.open picks the backend from the sidecar)")
+                f"it cannot run on {LABELS[flavor]} (Matter.open picks the backend from the sidecar)"
+            )
         check_plan(self.path, self.sidecar)
         trt = import_tensorrt(flavor)
         check_environment(self.sidecar, current_environment(trt, device))
@@ -117,15 +140,23 @@ class TensorRTBackend:
             raise CorruptEngineError(f"{LABELS[flavor]} {trt.__version__} could not deserialize {self.path.name}")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.output_names = [n for n in names if n not in INPUTS]
-        if (sorted(set(names) & set(INPUTS)) != sorted(INPUTS) or not set(OUTPUTS) <= set(self.output_names)
-                or not set(self.output_names) <= set(OUTPUTS + DEBUG_OUTPUTS)):
-            raise CorruptEngineError(f"{self.path.name} has I/O tensors {names}, expected "
-                                     f"{list(INPUTS + OUTPUTS)} (and optionally {list(DEBUG_OUTPUTS)})")
+        if (
+            sorted(set(names) & set(INPUTS)) != sorted(INPUTS)
+            or not set(OUTPUTS) <= set(self.output_names)
+            or not set(self.output_names) <= set(OUTPUTS + DEBUG_OUTPUTS)
+        ):
+            raise CorruptEngineError(
+                f"{self.path.name} has I/O tensors {names}, expected "
+                f"{list(INPUTS + OUTPUTS)} (and optionally {list(DEBUG_OUTPUTS)})"
+            )
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self.io_dtype = self.dtypes["src"]
         self.runtime_cache = RuntimeCache(self.engine, runtime_cache) if flavor == "tensorrt-rtx" else None
-        self.context = (self.engine.create_execution_context(self.runtime_cache.config)
-                        if self.runtime_cache else self.engine.create_execution_context())
+        self.context = (
+            self.engine.create_execution_context(self.runtime_cache.config)
+            if self.runtime_cache
+            else self.engine.create_execution_context()
+        )
 
         from polygraphy import cuda
 
@@ -152,15 +183,12 @@ class TensorRTBackend:
             buffer = self.pinned[name] = PinnedBuffer(nbytes)
         return buffer.array(shape, dtype)
 
-    def __call__(self, src, bgr):
-        outputs = self.run(src, bgr)
-        return outputs["pha"], outputs["fgr"]
-
-    def run(self, src, bgr) -> dict:
+    def _run(self, src, bgr) -> dict:
         """Every output of the engine by name: numpy arrays, or DeviceTensors left on the GPU
         when the inputs were device memory."""
         feeds = {"src": src, "bgr": bgr}
-        bhw = check_inputs(feeds, self.dtypes["src"], self.sidecar.profiles)
+        shape = array_shape_dtype(src)[0]
+        bhw = (shape[0], *(shape[1:3] if is_frame_dtype(self.io_dtype) else shape[2:4]))
         self._select_profile(bhw)
         on_device = False
         addresses = {}
@@ -181,8 +209,9 @@ class TensorRTBackend:
                 ptr = self.buffers[name].ensure(staging.nbytes)
                 from polygraphy import cuda
 
-                cuda.wrapper().memcpy(ptr, staging.ctypes.data, staging.nbytes,
-                                      cuda.MemcpyKind.HostToDevice, self.stream.ptr)
+                cuda.wrapper().memcpy(
+                    ptr, staging.ctypes.data, staging.nbytes, cuda.MemcpyKind.HostToDevice, self.stream.ptr
+                )
                 addresses[name] = ptr
                 self.context.set_tensor_address(name, ptr)
         shapes = {}
@@ -203,8 +232,13 @@ class TensorRTBackend:
         outputs = {}
         for name in self.output_names:
             host = self._host_staging(name + ":out", shapes[name], self.dtypes[name])
-            cuda.wrapper().memcpy(host.ctypes.data, self.buffers[name].array.ptr, host.nbytes,
-                                  cuda.MemcpyKind.DeviceToHost, self.stream.ptr)
+            cuda.wrapper().memcpy(
+                host.ctypes.data,
+                self.buffers[name].array.ptr,
+                host.nbytes,
+                cuda.MemcpyKind.DeviceToHost,
+                self.stream.ptr,
+            )
             outputs[name] = host
         self.stream.synchronize()
         return {name: o.copy() for name, o in outputs.items()}  # the pinned staging is reused next call
@@ -233,7 +267,7 @@ class TensorRTBackend:
 # EngineInvalidityDiagnostics bits TensorRT for RTX reports, and what they mean for the user.
 RTX_DIAGNOSTICS = {
     "UNSUPPORTED_CC": "the GPU's compute capability is not among the engine's targets: rebuild with "
-                      "`mattex build --backend tensorrt-rtx --compute-capability` naming it",
+    "`mattex build --backend tensorrt-rtx --compute-capability` naming it",
     "VERSION_MISMATCH": "the engine comes from another TensorRT for RTX version: rebuild it with this one",
     "OLD_CUDA_DRIVER": "the CUDA driver is older than TensorRT for RTX needs: update the driver",
     "OLD_CUDA_RUNTIME": "the CUDA runtime is older than TensorRT for RTX needs",
@@ -254,8 +288,7 @@ def rtx_invalidity_error(trt, name: str, diagnostics: int):
     """The error for an engine TensorRT for RTX calls invalid here, its diagnostic bits named:
     CorruptEngineError for a malformed plan, EngineMismatchError for anything about this
     machine (compute capability, version, driver, memory)."""
-    flags = [flag for flag in RTX_DIAGNOSTICS
-             if diagnostics & int(getattr(trt.EngineInvalidityDiagnostics, flag))]
+    flags = [flag for flag in RTX_DIAGNOSTICS if diagnostics & int(getattr(trt.EngineInvalidityDiagnostics, flag))]
     error = CorruptEngineError if "MALFORMED_ENGINE" in flags else EngineMismatchError
     reasons = "; ".join(RTX_DIAGNOSTICS[flag] for flag in flags) or f"invalid (diagnostics {diagnostics})"
     return error(f"TensorRT for RTX {trt.__version__} cannot run {name} here: {reasons}")

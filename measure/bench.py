@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from mattex.errors import ConfigError, MattexError
-from mattex.machine import describe_machine
+
+from .machine import describe_machine
 
 
 @dataclass
@@ -81,32 +83,13 @@ class _PeakRss:
         self.peak = max(self.peak, rss_mib())
 
 
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    presets = {"hd": (1080, 1920), "4k": (2160, 3840)}
-    sizes = []
-    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
-        if part in presets:
-            sizes.append(presets[part])
-            continue
-        try:
-            height, width = (int(v) for v in part.split("x"))
-        except ValueError:
-            raise ConfigError(f"--resolution {part!r}: expected hd, 4k or HxW") from None
-        if height <= 0 or width <= 0 or height % 4 or width % 4:
-            raise ConfigError(f"--resolution {part}: height and width must be positive multiples of 4")
-        sizes.append((height, width))
-    if not sizes:
-        raise ConfigError("--resolution names no size")
-    return sizes
-
-
 def parse_batches(text: str) -> list[int]:
     try:
         batches = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise ConfigError(f"--batch {text!r}: expected numbers like 1,4") from None
+        raise ConfigError(f"`batch` {text!r}: expected numbers like 1,4") from None
     if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"--batch {text!r}: every batch must be at least 1")
+        raise ConfigError(f"`batch` {text!r}: every batch must be at least 1")
     return batches
 
 
@@ -121,61 +104,59 @@ def _inputs(size: tuple[int, int], batch: int, seed: int = 0) -> tuple[np.ndarra
 Runner = Callable[[], object]
 
 
-def _file_runners(path: Path, src, bgr, threads: int | None, skipped: list) -> list[tuple[BenchRow, Callable[[], Runner]]]:
-    """(row, opener) for each backend that can run `path` here; openers return the timed call."""
+def _file_runners(
+    path: Path, src, bgr, threads: int | None, skipped: list
+) -> list[tuple[BenchRow, Callable[[], Runner]]]:
+    """(row, opener) for each way each backend that opens `path`'s kind of file can run it
+    (`BACKENDS.for_suffix`, each backend's bench variants); openers return the timed call, and
+    one that cannot run here raises a MattexError that says why. An engine runs on the backend
+    its sidecar names only."""
     from mattex.runtime import Matter
-    from mattex.runtime.backends import ENGINE_SUFFIXES
+    from mattex.runtime.backends import BACKENDS
+    from mattex.runtime.sidecar import load_sidecar
 
     size, batch = src.shape[1:3], src.shape[0]
-    found = []
+    entries = BACKENDS.for_suffix(path.suffix)
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        built_for = load_sidecar(path).backend
+        entries = [e for e in entries if e.name == built_for]
 
-    def opener(**options):
+    def opener(backend: str, options: dict):
         def open_it():
-            matter = Matter.open(path, **options)
+            matter = Matter.open(path, backend=backend, **options)
             return lambda: matter.matte_frames(src, bgr)
+
         return open_it
 
-    if path.suffix.lower() in ENGINE_SUFFIXES:
-        from mattex.runtime.sidecar import load_sidecar
-
-        backend = load_sidecar(path).backend
-        found.append((BenchRow(backend, backend, "gpu", str(path), size, batch), opener()))
-        return found
-    import onnxruntime as ort
-
-    cpu = {"providers": ["CPUExecutionProvider"], **({"threads": threads} if threads else {})}
-    found.append((BenchRow("onnxruntime cpu", "onnxruntime", "cpu", str(path), size, batch), opener(**cpu)))
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is not None:
-        found.append((BenchRow("openvino cpu", "openvino", "cpu", str(path), size, batch),
-                      opener(backend="openvino", **({"threads": threads} if threads else {}))))
-    else:
-        skipped.append({"runner": "openvino cpu", "file": str(path),
-                        "why": 'OpenVINO is not installed (pip install "mattex[openvino]")'})
-    for provider, label in (("CUDAExecutionProvider", "cuda"), ("TensorrtExecutionProvider", "tensorrt ep")):
-        if provider in ort.get_available_providers():
-            found.append((BenchRow(f"onnxruntime {label}", "onnxruntime", "gpu", str(path), size, batch),
-                          opener(providers=[provider, "CPUExecutionProvider"])))
-        else:
-            skipped.append({"runner": f"onnxruntime {label}", "file": str(path),
-                            "why": f"{provider} is not in this onnxruntime (onnxruntime-gpu on a GPU machine)"})
+    found = []
+    for entry in entries:
+        for variant in entry.bench_variants:
+            options = dict(variant.options)
+            if threads and variant.device == "cpu":
+                options["threads"] = threads
+            label = f"{entry.name} {variant.label}".strip()
+            found.append(
+                (BenchRow(label, entry.name, variant.device, str(path), size, batch), opener(entry.name, options))
+            )
     return found
 
 
-def _torch_runners(path: Path, src, bgr, reference: bool, threads: int | None,
-                   skipped: list) -> list[tuple[BenchRow, Callable[[], Runner]]]:
+def _torch_runners(
+    path: Path, src, bgr, reference: bool, threads: int | None, skipped: list
+) -> list[tuple[BenchRow, Callable[[], Runner]]]:
     """PyTorch eager with the weights `path` was exported from (mattex's model, and the
     reference's patch method), on the CPU and on CUDA where present."""
     import torch
 
-    from mattex.exporter.verify import file_metadata, reference_model
+    from mattex.exporter.onnx_file import read_export_metadata
     from mattex.model.reference_method import as_reference_formulation
     from mattex.runtime.io_spec import frames_to_input
 
+    from .reference import reference_model
+
     if threads:
         torch.set_num_threads(threads)
-    meta = file_metadata(path)
+    meta = read_export_metadata(path)
     size, batch = src.shape[1:3], src.shape[0]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if len(devices) == 1:
@@ -200,16 +181,23 @@ def _torch_runners(path: Path, src, bgr, reference: bool, threads: int | None,
                     if device == "cuda":
                         torch.cuda.synchronize()
                     return out
+
                 return call
 
-            found.append((BenchRow(f"pytorch {device}, {label}", "pytorch", device, str(path), size, batch),
-                          open_it))
+            found.append((BenchRow(f"pytorch {device}, {label}", "pytorch", device, str(path), size, batch), open_it))
     return found
 
 
-def bench(files: list[str | Path], sizes: list[tuple[int, int]], batches: list[int], reference: bool = False,
-          rounds: int = 3, warmup: int = 1, threads: int | None = None,
-          progress: Callable[[str], None] = lambda step: None) -> BenchReport:
+def bench(
+    files: list[str | Path],
+    sizes: list[tuple[int, int]],
+    batches: list[int],
+    reference: bool = False,
+    rounds: int = 3,
+    warmup: int = 1,
+    threads: int | None = None,
+    progress: Callable[[str], None] = lambda step: None,
+) -> BenchReport:
     """Time every runner that can run `files` here, at each size and batch."""
     files = [Path(f) for f in files]
     if not files:
@@ -218,9 +206,9 @@ def bench(files: list[str | Path], sizes: list[tuple[int, int]], batches: list[i
         if not path.is_file():
             raise ConfigError(f"no such model file: {path}")
     if rounds < 1 or warmup < 0:
-        raise ConfigError(f"--rounds must be at least 1 and --warmup at least 0, got {rounds}, {warmup}")
+        raise ConfigError(f"`rounds` must be at least 1 and `warmup` at least 0, got {rounds}, {warmup}")
     report = BenchReport(describe_machine())
-    onnx_files = [f for f in files if f.suffix.lower() == ".onnx"]
+    onnx_files = [f for f in files if f.suffix.lower() in ONNX_SUFFIXES]
     for size in sizes:
         for batch in batches:
             src, bgr = _inputs(size, batch)
@@ -230,7 +218,9 @@ def bench(files: list[str | Path], sizes: list[tuple[int, int]], batches: list[i
             if onnx_files:
                 candidates += _torch_runners(onnx_files[0], src, bgr, reference, threads, report.skipped)
             elif reference:
-                report.skipped.append({"runner": "pytorch", "why": "PyTorch rows take their weights from an .onnx file"})
+                report.skipped.append(
+                    {"runner": "pytorch", "why": "PyTorch rows take their weights from an .onnx file"}
+                )
             report.rows += _time(candidates, rounds, warmup, report.skipped, progress)
     return report
 

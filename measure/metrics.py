@@ -17,8 +17,7 @@ from scipy import ndimage
 CIRCLE_3X3 = ndimage.generate_binary_structure(2, 1)
 
 
-def unknown_region(true_pha: np.ndarray, low: float = 0.06, high: float = 0.96,
-                   iterations: int = 10) -> np.ndarray:
+def unknown_region(true_pha: np.ndarray, low: float = 0.06, high: float = 0.96, iterations: int = 10) -> np.ndarray:
     """The trimap's unknown region from ground truth: alpha strictly between `low` and `high`,
     dilated `iterations` times then eroded as often with a 3x3 circular kernel. (H, W) bool."""
     alpha = np.asarray(true_pha, np.float64).squeeze()
@@ -91,11 +90,14 @@ def score(pred_pha, true_pha, pred_fgr=None, true_fgr=None) -> MatteScores:
     true = np.asarray(true_pha, np.float64).squeeze()
     region = unknown_region(true)
     fg = None if pred_fgr is None else foreground_mse(pred_fgr, true_fgr, true)
-    return MatteScores(sad(pred, true, region), mse(pred, true, region), grad(pred, true, region),
-                       conn(pred, true, region), fg)
+    return MatteScores(
+        sad(pred, true, region), mse(pred, true, region), grad(pred, true, region), conn(pred, true, region), fg
+    )
 
 
 def mean_scores(scores: list[MatteScores]) -> MatteScores:
     fg = [s.fgr_mse for s in scores if s.fgr_mse is not None]
-    return MatteScores(*(float(np.mean([getattr(s, k) for s in scores])) for k in ("sad", "mse", "grad", "conn")),
-                       float(np.mean(fg)) if fg else None)
+    return MatteScores(
+        *(float(np.mean([getattr(s, k) for s in scores])) for k in ("sad", "mse", "grad", "conn")),
+        float(np.mean(fg)) if fg else None,
+    )

@@ -1,4 +1,5 @@
-"""Where an export's weights come from: a checkpoint, the shipped demo weights, or a seed."""
+"""Where a model's weights come from: a checkpoint, the demo weights shipped in `weights/`, or a
+seed; recorded in an exported file's metadata so the PyTorch side can be rebuilt exactly."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 import torch
 
 from mattex.errors import CheckpointError, CheckpointMismatchError
-from mattex.model import MattingRefine
 from mattex.files import sha256_file
-from mattex.model.checkpoint import compare_keys, read_state_dict
+
+from .checkpoint import compare_keys, read_state_dict
+from .matting import MattingRefine
 
 RANDOM_SEED = 0
 
@@ -30,7 +32,7 @@ class WeightsSource:
         return f"{self.kind} {self.sha256}"
 
     @classmethod
-    def parse(cls, text: str) -> "WeightsSource":
+    def parse(cls, text: str) -> WeightsSource:
         kind, _, rest = text.partition(" ")
         if kind == "random":
             return cls("random", seed=int(rest.split("=", 1)[1]))
@@ -39,7 +41,7 @@ class WeightsSource:
 
 def demo_weights_path(backbone: str) -> Path | None:
     """The small demo state_dict shipped in the package for `backbone`, if there is one."""
-    path = Path(__file__).resolve().parent.parent / "model" / "weights" / f"demo_{backbone}.pth"
+    path = Path(__file__).resolve().parent / "weights" / f"demo_{backbone}.pth"
     return path if path.is_file() else None
 
 
@@ -57,13 +59,14 @@ def find_checkpoint(backbone: str, search: list[Path] | None = None) -> Path | N
 
 
 def resolve_weights(backbone: str, checkpoint: Path | None = None) -> WeightsSource:
-    """The weights an export without --checkpoint uses, in the documented order."""
+    """The weights an export without a checkpoint uses, in the documented order."""
     if checkpoint is None:
         checkpoint = find_checkpoint(backbone)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {checkpoint}" + (
-                " (a folder)" if Path(checkpoint).is_dir() else ""))
+            raise CheckpointError(
+                f"checkpoint not found: {checkpoint}" + (" (a folder)" if Path(checkpoint).is_dir() else "")
+            )
         return WeightsSource("checkpoint", Path(checkpoint), sha256_file(checkpoint))
     demo = demo_weights_path(backbone)
     if demo is not None:
@@ -89,12 +92,16 @@ def build_model(source: WeightsSource, **model_kwargs) -> MattingRefine:
     compare_keys(state, backbone).raise_if_mismatched(str(path))
     model = MattingRefine(**model_kwargs)
     want = model.state_dict()
-    mismatched = [(k, tuple(v.shape), tuple(want[k].shape)) for k, v in state.items()
-                  if k in want and v.shape != want[k].shape]
+    mismatched = [
+        (k, tuple(v.shape), tuple(want[k].shape)) for k, v in state.items() if k in want and v.shape != want[k].shape
+    ]
     if mismatched:  # the keys fit, an option does not: name it
         kernel = next((got[-1] for k, got, _ in mismatched if k.startswith("refiner.") and len(got) == 4), None)
-        hint = (f" (its refiner kernels are {kernel}x{kernel}: use --kernel-size {kernel})"
-                if kernel is not None and kernel != model_kwargs.get("refine_kernel_size", 3) else "")
+        hint = (
+            f" (its refiner kernels are {kernel}x{kernel}: use `kernel_size` {kernel})"
+            if kernel is not None and kernel != model_kwargs.get("refine_kernel_size", 3)
+            else ""
+        )
         raise CheckpointMismatchError(backbone, [], [], mismatched, source=f"{path}{hint}")
     model.load_state_dict(state)
     return model.eval()

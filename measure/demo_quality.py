@@ -1,6 +1,6 @@
 """How good the demo weights are, on held-out synthetic composites (the data issue's gate).
 
-    python -m mattex.calibration.demo_quality --count 20 --size 512 --json demo_quality.json
+    python -m mattex.measure.demo_quality --count 20 --size 512 --json demo_quality.json
 
 Scores the demo weights and the naive difference matte (alpha = clip(sum |src - bgr| * gain,
 0, 1), gain tuned on training-seed composites) with the paper's metrics on `count` held-out
@@ -19,12 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mattex.exporter.weights import demo_weights_path
+from mattex.calibration.composite import Composites
+from mattex.calibration.synthetic import write_synthetic_photomatte
 from mattex.model.checkpoint import load_matting_refine
+from mattex.model.sources import demo_weights_path
 
-from .composite import Composites
 from .evaluate import difference_matter, evaluate, tune_difference_gain
-from .synthetic import write_synthetic_photomatte
+from .reference import torch_matter
 
 HELD_OUT_SEED = 7  # the demo weights were trained on seed 1000's pool
 TUNING_SEED = 1000
@@ -53,10 +54,10 @@ def whole_image_errors(matter, composites) -> dict:
     """SAD (/1000) and MSE (x1e3) of alpha over every pixel, not only the trimap's band."""
     sads, mses = [], []
     for item in composites:
-        pha = matter(item["src"], item["bgr"])[0]
+        pha = matter(item["src"], item["bgr"])["pha"]
         diff = pha - item["pha"]
         sads.append(float(np.abs(diff).sum() / 1000))
-        mses.append(float((diff ** 2).mean() * 1000))
+        mses.append(float((diff**2).mean() * 1000))
     return {"sad": float(np.mean(sads)), "mse": float(np.mean(mses))}
 
 
@@ -68,23 +69,27 @@ def measure(count: int = 20, size: int = 512, tuning_count: int = 20, weights: P
         gain = tune_difference_gain(tuning)
         held_out = synthetic_set(Path(tmp) / "test", count, size, HELD_OUT_SEED)
 
-        def demo(src, bgr):
-            with torch.no_grad():
-                pha, fgr = model(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
-            return pha.numpy(), fgr.numpy()
-
+        demo = torch_matter(model)
         demo_scores = evaluate(demo, held_out, "demo weights", (size, size)).mean
         naive_scores = evaluate(difference_matter(gain), held_out, "difference matte", (size, size)).mean
-        whole = {"demo": whole_image_errors(demo, held_out),
-                 "difference_matte": whole_image_errors(difference_matter(gain), held_out)}
+        whole = {
+            "demo": whole_image_errors(demo, held_out),
+            "difference_matte": whole_image_errors(difference_matter(gain), held_out),
+        }
         concentration = error_concentration(model, held_out)
     return {
-        "count": count, "size": size, "difference_gain": gain,
-        "demo": demo_scores.to_dict(), "difference_matte": naive_scores.to_dict(),
-        "sad_ratio": naive_scores.sad / demo_scores.sad, "mse_ratio": naive_scores.mse / demo_scores.mse,
-        "whole_image": {**whole,
-                        "sad_ratio": whole["difference_matte"]["sad"] / whole["demo"]["sad"],
-                        "mse_ratio": whole["difference_matte"]["mse"] / whole["demo"]["mse"]},
+        "count": count,
+        "size": size,
+        "difference_gain": gain,
+        "demo": demo_scores.to_dict(),
+        "difference_matte": naive_scores.to_dict(),
+        "sad_ratio": naive_scores.sad / demo_scores.sad,
+        "mse_ratio": naive_scores.mse / demo_scores.mse,
+        "whole_image": {
+            **whole,
+            "sad_ratio": whole["difference_matte"]["sad"] / whole["demo"]["sad"],
+            "mse_ratio": whole["difference_matte"]["mse"] / whole["demo"]["mse"],
+        },
         "error_map": concentration,
     }
 

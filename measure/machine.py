@@ -9,9 +9,17 @@ from pathlib import Path
 
 # /proc/cpuinfo flag -> the name figures are reported with.
 INSTRUCTION_SETS = {
-    "avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512F", "avx512bw": "AVX-512BW",
-    "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX-512 BF16",
-    "avx512_fp16": "AVX-512 FP16", "amx_tile": "AMX", "amx_bf16": "AMX-BF16", "amx_int8": "AMX-INT8",
+    "avx2": "AVX2",
+    "fma": "FMA",
+    "avx512f": "AVX-512F",
+    "avx512bw": "AVX-512BW",
+    "avx512_vnni": "AVX-512 VNNI",
+    "avx_vnni": "AVX-VNNI",
+    "avx512_bf16": "AVX-512 BF16",
+    "avx512_fp16": "AVX-512 FP16",
+    "amx_tile": "AMX",
+    "amx_bf16": "AMX-BF16",
+    "amx_int8": "AMX-INT8",
 }
 
 
@@ -49,9 +57,14 @@ def describe_machine() -> dict:
             gpu = {"name": name, "compute_capability": f"{cc[0]}.{cc[1]}"}
     except (MattexError, ImportError, OSError):  # no CUDA runtime or driver: a CPU-only machine
         gpu = None
-    return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(), "instruction_sets": instruction_sets(), "gpu": gpu,
-            "python": platform.python_version(), "system": platform.system()}
+    return {
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "instruction_sets": instruction_sets(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "system": platform.system(),
+    }
 
 
 def _read(path: str) -> str:

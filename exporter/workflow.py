@@ -1,0 +1,112 @@
+"""`mattex export` as one library call: export the ONNX graph, then build an engine for its trace
+size wherever one can be built here, and say what to do next."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mattex.calibration.int8 import CalibrationSettings
+from mattex.contract import TENSORRT_TARGETS
+
+from .build import automatic_build, build_engine, parse_profile
+from .config import ExportConfig
+from .export import ExportResult, export_onnx
+
+
+@dataclass
+class ExportOutcome:
+    result: ExportResult
+    config: ExportConfig
+    engine: Path | None = None
+    engine_backend: str | None = None
+    note: str | None = None  # why no engine was built, where that is worth saying
+    next_steps: list[str] = field(default_factory=list)  # the commands that come next
+    warnings: list[str] = field(default_factory=list)  # e.g. random weights
+
+    def to_dict(self) -> dict:
+        r = self.result
+        return {
+            "file": str(r.path),
+            "engine": str(self.engine) if self.engine else None,
+            "engine_backend": self.engine_backend,
+            "size_bytes": r.size_bytes,
+            "nodes": r.nodes,
+            "op_histogram": r.op_histogram,
+            "passes": r.passes,
+            "check": r.check.to_dict(),
+            "metadata": r.metadata.to_props(),
+            "left_in_float": self.left_in_float,
+            "note": self.note,
+            "warnings": self.warnings,
+            "next": self.next_steps,
+        }
+
+    @property
+    def left_in_float(self) -> dict[str, int]:
+        """What the precision pass left in float32, by reason (empty for fp32 files)."""
+        meta = self.result.metadata
+        if meta.fp16:
+            return meta.fp16.get("left_fp32", {})
+        if meta.int8_calibration:
+            return meta.int8_calibration.get("left_float", {})
+        return {}
+
+
+def export_and_build(
+    config: ExportConfig,
+    output: str | Path,
+    checkpoint: str | Path | None = None,
+    calibration: CalibrationSettings | None = None,
+    calibration_cache: Path | None = None,
+    build: bool = True,
+    progress: Callable[[str], None] = lambda step: None,
+    calibration_progress: Callable[[int, int], None] = lambda i, n: None,
+    build_log: Callable[[str], None] = lambda message: None,
+) -> ExportOutcome:
+    """Export `config` to `output`; with `build`, also build `output`.engine for the trace size
+    where this machine can: with TensorRT where it and a GPU are here, else with TensorRT for RTX
+    (no GPU needed). A file that cannot be built here is written all the same, with a note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = export_onnx(
+            config,
+            output,
+            checkpoint,
+            progress=progress,
+            calibration=calibration,
+            calibration_cache=calibration_cache,
+            calibration_progress=calibration_progress,
+        )
+    outcome = ExportOutcome(result, config, warnings=[str(w.message) for w in caught])
+    trace = f"{config.height}x{config.width}"
+    profiles = [parse_profile(trace)]
+    if build and config.target in TENSORRT_TARGETS:
+        backend, problem = automatic_build(result.path, profiles)
+        if config.target == "tensorrt-rtx" and backend == "tensorrt":
+            backend = "tensorrt-rtx"  # the file is for TensorRT for RTX: build that
+        if backend is not None:
+            progress(f"building the engine ({backend})")
+            outcome.engine, outcome.engine_backend = result.path.with_suffix(".engine"), backend
+            build_engine(result.path, outcome.engine, profiles, backend, log=build_log)
+        elif problem != "no TensorRT or TensorRT for RTX here":
+            outcome.note = f"engine not built here: {problem}"
+    outcome.next_steps = _next_steps(outcome, checkpoint, trace)
+    return outcome
+
+
+def _next_steps(outcome: ExportOutcome, checkpoint, trace: str) -> list[str]:
+    path, config = outcome.result.path, outcome.config
+    steps = [f"mattex check {path} --target {config.target}"]
+    if config.topk != "plugin":  # ONNX Runtime cannot run a TensorRT plugin
+        steps.append(f"mattex verify {path}" + (f" --checkpoint {checkpoint}" if checkpoint else ""))
+    if outcome.engine is None:
+        where = (
+            "on the machine with TensorRT 11 and the GPU"
+            if config.topk == "plugin"
+            else "with TensorRT for RTX (any machine) or TensorRT (on the GPU machine)"
+        )
+        steps.append(f"mattex build {path} --profile {trace}  # {where}")
+    return steps

@@ -1,0 +1,65 @@
+"""One home for the facts every part of mattex shares: the graph's input and output names, the
+sizes it takes, the named sizes, the file kinds, and the limits of the engines it targets.
+
+Standard library only: the slim runtime imports it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mattex.errors import ConfigError
+
+# --- the graph contract --------------------------------------------------------------------------
+INPUTS = ("src", "bgr")  # the frame and its captured background
+OUTPUTS = ("pha", "fgr")  # alpha (B, 1, H, W) and foreground (B, 3, H, W)
+DEBUG_OUTPUTS = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")  # files exported with debug outputs
+MODEL_OUTPUTS = OUTPUTS + DEBUG_OUTPUTS  # MattingRefine's return order
+SIZE_MULTIPLE = 4  # H and W must be divisible by 4: the refiner works on 4x4 patches
+PATCH = 4
+
+# What the inputs are: "float", (B, 3, H, W) RGB in [0, 1]; "uint8", frames as decoders give them,
+# (B, H, W, 3) uint8 RGB, converted to float inside the graph (a quarter of the bytes to move).
+IO_FORMATS = ("float", "uint8")
+IO_DTYPES = ("float32", "float16")  # of float inputs; float16 only in fp16 files
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# --- named sizes ---------------------------------------------------------------------------------
+SIZES = {"hd": (1080, 1920), "4k": (2160, 3840)}  # (height, width)
+
+
+def parse_size(text: str, option: str = "size") -> tuple[int, int]:
+    """`hd`, `4k` or `HxW` -> (height, width), both positive multiples of 4."""
+    part = text.strip().lower()
+    if part in SIZES:
+        return SIZES[part]
+    match = re.fullmatch(r"(\d+)x(\d+)", part)
+    if not match:
+        raise ConfigError(f"`{option}` {text!r}: expected {', '.join(SIZES)} or HxW (e.g. 720x1280)")
+    height, width = int(match[1]), int(match[2])
+    if height <= 0 or width <= 0 or height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        raise ConfigError(f"`{option}` {text}: height and width must be positive and divisible by {SIZE_MULTIPLE}")
+    return height, width
+
+
+def parse_sizes(text: str, option: str = "size") -> list[tuple[int, int]]:
+    """A comma-separated list of sizes (`hd,4k`, `720x1280,hd`)."""
+    sizes = [parse_size(part, option) for part in text.split(",") if part.strip()]
+    if not sizes:
+        raise ConfigError(f"`{option}` names no size")
+    return sizes
+
+
+# --- files ---------------------------------------------------------------------------------------
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan")  # raw TensorRT plans, each with a JSON sidecar
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+# --- engines -------------------------------------------------------------------------------------
+TENSORRT_TARGETS = ("tensorrt", "tensorrt-rtx")  # TensorRT for RTX has TensorRT's parser and builder
+TARGETS = (*TENSORRT_TARGETS, "onnxruntime")  # the rule sets a file is checked against
+TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: "K input must be less than 3840" (10.15 parser table)
+# How the refiner's top-k patch selection is exported: "onnx", exact standard ops any runtime
+# runs; "plugin", TensorRT 11's TopkLastDim plugin (TensorRT only).
+TOPK_METHODS = ("onnx", "plugin")

@@ -1,0 +1,67 @@
+"""The (src, bgr) pairs a file is measured on: generated (uniform noise, or synthetic
+composites), real frames over one captured background, or PhotoMatte-layout composites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mattex.exporter.onnx_file import read_export_metadata
+
+
+def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
+    """Frames and backgrounds that differ like a capture: src uniform, bgr = src + noise."""
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        src = rng.random((batch, 3, height, width), dtype=np.float32)
+        noise = rng.normal(0, 0.25, src.shape).astype(np.float32)
+        yield src, np.clip(src + noise, 0, 1).astype(np.float32)
+
+
+def synthetic_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
+    """Synthetic portraits composited over textured backgrounds with the paper's capture
+    perturbations (the data pipeline's stand-in for PhotoMatte85), batched."""
+    from mattex.calibration.composite import Perturbation, composite, perturb_background
+    from mattex.calibration.synthetic import synth_background, synth_portrait
+
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        pairs = []
+        for _ in range(batch):
+            fgr, pha = synth_portrait(rng, height, width)
+            background = synth_background(rng, height, width)
+            pairs.append((composite(fgr, pha, background), perturb_background(background, rng, Perturbation())))
+        yield (np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.float32))
+
+
+def frame_pairs(images: Path, background: Path):
+    """(src, bgr) pairs, batch 1, from every image in `images` over one captured background,
+    cropped to a multiple of 4 (the model's requirement)."""
+    from mattex.calibration.images import DataError, image_files, open_image, to_float
+
+    files = image_files(Path(images))
+    if not files:
+        raise DataError(f"no images in {images}")
+    bgr = to_float(open_image(Path(background)), "RGB")
+    for file in files:
+        src = to_float(open_image(file), "RGB")
+        if src.shape != bgr.shape:
+            raise DataError(
+                f"{file.name} is {src.shape[2]}x{src.shape[1]} but the background "
+                f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match"
+            )
+        h, w = src.shape[1] // 4 * 4, src.shape[2] // 4 * 4
+        yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()
+
+
+def composite_pairs(
+    model: Path, data: Path, backgrounds: Path | None = None, height: int | None = None, width: int | None = None
+):
+    """(src, bgr) pairs from PhotoMatte-layout composites at `height`x`width` (default: the
+    file's trace size)."""
+    from mattex.calibration.composite import Composites
+
+    trace = read_export_metadata(model).trace_size
+    size = (height or trace[0], width or trace[1])
+    return ((item["src"], item["bgr"]) for item in Composites(data, size, backgrounds))

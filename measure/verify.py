@@ -1,0 +1,383 @@
+"""`mattex verify`: run an exported file and the PyTorch model on the same inputs and hold the
+differences to the budget declared for the file's precision (names, then shapes, then values).
+
+The file runs through the runtime's backend registry (`Matter.open`), on any backend; where the
+exporter recorded the top-k selection's tensors, they are added to a temporary copy of the graph
+as outputs, so the gate reads which patches the file itself selected."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mattex.contract import INPUTS, MODEL_OUTPUTS, OUTPUTS
+from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.exporter.config import ExportConfig
+from mattex.exporter.onnx_file import load_onnx, read_export_metadata
+from mattex.files import atomic_write_text
+from mattex.metadata import ExportMetadata
+from mattex.runtime import Matter
+from mattex.runtime.backends import BACKENDS
+from mattex.runtime.io_spec import float_to_input, frames_to_input
+
+from .budgets import BUDGETS
+from .inputs import random_pairs, synthetic_pairs
+from .reference import reference_model
+
+
+class VerifyError(MattexError):
+    """The file's interface does not match the PyTorch model (names or shapes)."""
+
+
+@dataclass
+class OutputDiff:
+    max_abs: float
+    mean_abs: float
+    budget_max_abs: float
+    budget_mean_abs: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.budget_max_abs and self.mean_abs <= self.budget_mean_abs
+
+
+@dataclass
+class VerifyReport:
+    file: str
+    precision: str
+    samples: int
+    shape: list[int]
+    outputs: dict[str, OutputDiff] = field(default_factory=dict)
+    patch_mismatch: float = 0.0  # share of patches differing outside the ties
+    patch_budget: float = 0.0
+    tie_flips: float = 0.0  # share of patches selected differently among interchangeable ones
+    tie_band: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["passed"] = self.passed
+        for name, diff in self.outputs.items():
+            out["outputs"][name]["ok"] = diff.ok
+        return out
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+
+def verify_onnx(
+    path: str | Path,
+    inputs=None,
+    checkpoint: Path | None = None,
+    samples: int = 2,
+    batch: int = 1,
+    height: int | None = None,
+    width: int | None = None,
+    providers: list[str] | None = None,
+    budget: str | None = None,
+    tie_break: str = "lowest_index",
+    backend: str = "onnxruntime",
+    inference_precision: str | None = None,
+    **options,
+) -> VerifyReport:
+    """Compare the file against PyTorch fp32 on `inputs` (an iterable of (src, bgr) numpy
+    pairs) or on `samples` generated pairs at `height`x`width` (default: the trace size), within
+    the budget of the file's precision (or of `budget`, another precision's name). The file runs
+    on `backend` with `options` (ONNX Runtime's `providers`, OpenVINO's `inference_precision`...).
+
+    Patches the two sides select differently where their errors lie within the precision's
+    tie band of the k-th largest (or of 0) are interchangeable: reported as tie flips and left
+    out of the value comparison. Any other difference in selection counts against the patch
+    budget, and patches selected alike are compared in full. PyTorch breaks exact ties as the file does
+    (`tie_break` "lowest_index"); "torch" keeps the reference's torch.topk."""
+    if providers is not None:
+        options["providers"] = providers
+    if inference_precision is not None:
+        options["inference_precision"] = inference_precision
+    with Verifier(path, checkpoint, budget, tie_break, backend, **options) as verifier:
+        return verifier.verify(inputs, samples, batch, height, width)
+
+
+class Verifier:
+    """A file and its PyTorch reference, opened once and verified on as many input sets (sizes)
+    as asked: `with Verifier(path) as v: v.verify(pairs_at_one_size); v.verify(pairs_at_another)`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        checkpoint: Path | None = None,
+        budget: str | None = None,
+        tie_break: str = "lowest_index",
+        backend: str = "onnxruntime",
+        **options,
+    ) -> None:
+        self.path = Path(path)
+        self.meta = read_export_metadata(self.path)
+        if self.meta.tensorrt_plugins:
+            names = ", ".join(p["name"] for p in self.meta.tensorrt_plugins)
+            raise BackendUnavailableError(
+                f"{self.path.name} calls the TensorRT plugin {names} (exported with `topk` plugin): it runs on "
+                "TensorRT only, so ONNX Runtime cannot verify it; verify the `topk` onnx export of the "
+                "same model (the two graphs differ only in how the top-k is taken)"
+            )
+        self.config = ExportConfig.from_metadata(self.meta)
+        self.reference = reference_model(self.meta, checkpoint, tie_break)
+        self._opened = _opened(self.path, self.meta, backend, options)
+        self.matter, self.selection = self._opened.__enter__()
+        self.precision = budget or budget_name(self.meta.precision, self.matter.arithmetic)
+        if self.precision not in BUDGETS:
+            self.close()
+            raise ConfigError(
+                f"no accuracy budget declared for precision {self.precision!r}; known: {', '.join(BUDGETS)}"
+            )
+
+    def verify(
+        self, inputs=None, samples: int = 2, batch: int = 1, height: int | None = None, width: int | None = None
+    ) -> VerifyReport:
+        if inputs is None:
+            size = (height or self.config.height, width or self.config.width)
+            # Reduced-precision budgets are declared for matting inputs (calibrated ranges);
+            # uniform noise lies outside them and would fail a faithful file.
+            generate = random_pairs if self.meta.precision == "fp32" else synthetic_pairs
+            inputs = generate(samples, batch, *size)
+        return _compare(self.path, self.matter, self.selection, self.reference, self.config, self.precision, inputs)
+
+    def close(self) -> None:
+        self._opened.__exit__(None, None, None)
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _compare(path, matter, selection, reference, config, precision, inputs) -> VerifyReport:
+    budget = BUDGETS[precision]
+    _check_names(matter.output_names)
+    diffs: dict[str, list[np.ndarray]] = {}
+    mismatched, flipped, total_patches, count, shape = 0, 0, 0, 0, []
+    names = [n for n in matter.output_names if n in MODEL_OUTPUTS]
+    for src, bgr in inputs:
+        # The file sees the frames in its own input format (float16-rounded, or stored as uint8
+        # frames), as its callers would send them; PyTorch sees the same values in float32.
+        feeds = {"src": float_to_input(src, matter.io_dtype), "bgr": float_to_input(bgr, matter.io_dtype)}
+        if matter.io_dtype == np.uint8:
+            src, bgr = (frames_to_input(feeds[n], np.float32) for n in INPUTS)
+        results = matter.run(feeds["src"], feeds["bgr"])
+        got = {n: results[n].astype(np.float32) for n in names}
+        with torch.no_grad():
+            want = dict(
+                zip(MODEL_OUTPUTS, (t.numpy() for t in reference(torch.from_numpy(src), torch.from_numpy(bgr))))
+            )
+        _check_shapes(got, want)
+        differs = _differing_patches(got, want, budget.patch_tolerance)
+        flips = np.zeros_like(differs)
+        if selection:  # which patches the file refined, read from the file itself
+            scores, indices = results[selection["scores"]], results[selection["indices"]]
+            selected_differently = (
+                file_selection(scores, indices, config.prevent_oversampling)
+                != (want["ref_sm"] > 0).reshape(scores.shape)
+            ).reshape(differs.shape)
+            flips = selected_differently & interchangeable_patches(
+                want["err_sm"], differs.shape[1:], config, budget.tie_band
+            )
+            differs = (differs | selected_differently) & ~flips
+        for name in names:
+            diffs.setdefault(name, []).append(_compared(np.abs(got[name].astype(np.float64) - want[name]), flips))
+        mismatched += int(differs.sum())
+        flipped += int(flips.sum())
+        total_patches += differs.size
+        count, shape = count + 1, list(src.shape)
+    if not count:
+        raise ConfigError("no input pairs to verify with")
+    report = _judge(path, precision, budget, diffs, mismatched / total_patches, count, shape)
+    report.tie_flips, report.tie_band = flipped / total_patches, budget.tie_band
+    return report
+
+
+def budget_name(file_precision: str, arithmetic: str | None) -> str:
+    """The budget a file is held to: its own precision's, or that of the lower arithmetic its
+    backend was asked to run it at (an fp32 file on OpenVINO's bf16: bf16)."""
+    if arithmetic is not None and file_precision == "fp32":
+        return arithmetic
+    return file_precision
+
+
+@contextmanager
+def _opened(path: Path, meta: ExportMetadata, backend: str, options: dict) -> Iterator[tuple[Matter, dict]]:
+    """The file opened on `backend` through the registry, with the settings the runtime uses
+    for its precision; where the exporter recorded a top-k selection, from a temporary copy of
+    the graph whose outputs include the selection's scores and indices."""
+    selection = meta.selection[0] if meta.selection else {}  # BGMv2 has one top-k
+    options = {**BACKENDS[backend].measure_options, **options}
+    if not selection:
+        yield Matter.open(path, backend=backend, check_values=False, **options), selection
+        return
+    import onnx
+
+    model = load_onnx(path)
+    model.graph.output.extend(
+        [
+            onnx.helper.make_tensor_value_info(selection["scores"], onnx.TensorProto.FLOAT, None),
+            onnx.helper.make_tensor_value_info(selection["indices"], onnx.TensorProto.INT64, None),
+        ]
+    )
+    with tempfile.TemporaryDirectory(prefix="mattex-verify-") as tmp:
+        copy = Path(tmp) / path.name
+        onnx.save(model, str(copy))
+        yield Matter.open(copy, backend=backend, check_values=False, **options), selection
+
+
+def file_selection(scores: np.ndarray, indices: np.ndarray, prevent_oversampling: bool) -> np.ndarray:
+    """(B, N) True for the patches a file refines: its top-k `indices` (B, k) of `scores`
+    (B, N), less those with zero error under prevent_oversampling (as the refiner keeps them)."""
+    selected = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(selected, indices, True, axis=1)
+    if prevent_oversampling:
+        selected &= scores > 0
+    return selected
+
+
+def interchangeable_patches(err_sm: np.ndarray, grid: tuple[int, int], config: ExportConfig, band: float) -> np.ndarray:
+    """(B, *grid) True where a patch's error, upsampled to the (H/4, W/4) patch `grid` as the
+    refiner selects on it, lies
+    within `band` of a selection boundary: the k-th largest error per image and, under
+    prevent_oversampling, 0 (sampling); the threshold (thresholding). Full refinement has none.
+    Which of these patches a file refines depends on float noise in its error map, not on
+    whether it is faithful."""
+    B = err_sm.shape[0]
+    grid = tuple(grid)
+    if config.refine_mode == "full":
+        return np.zeros((B, *grid), dtype=bool)
+    err = torch.nn.functional.interpolate(torch.from_numpy(err_sm), grid, mode="bilinear", align_corners=False).flatten(
+        1
+    )  # (B, N)
+    if config.refine_mode == "thresholding":
+        near = (err - config.threshold).abs() <= band
+    else:
+        kth = err.topk(min(config.k, err.shape[1]), dim=1).values[:, -1:]  # sorted: k-th last
+        near = (err - kth).abs() <= band
+        if config.prevent_oversampling:
+            near |= err <= band
+    return near.view(B, *grid).numpy()
+
+
+def _check_names(outputs: list[str]) -> None:
+    if list(outputs[:2]) != list(OUTPUTS):
+        raise VerifyError(f"outputs are {outputs}, expected {' and '.join(OUTPUTS)} first")
+
+
+def _check_shapes(got: dict, want: dict) -> None:
+    for name, value in got.items():
+        if value.shape != want[name].shape:
+            raise VerifyError(f"output {name} has shape {value.shape}, PyTorch gives {want[name].shape}")
+
+
+def _differing_patches(got: dict, want: dict, tolerance: float) -> np.ndarray:
+    """(B, H/4, W/4) True for patches (4x4 blocks) selected differently or whose alpha or
+    foreground differs by more than `tolerance`."""
+    B, _, H, W = got["pha"].shape
+    bad = np.zeros((B, H // 4, W // 4), dtype=bool)
+    for name in ("pha", "fgr"):
+        diff = np.abs(got[name] - want[name]).max(axis=1)  # (B, H, W)
+        bad |= diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4)) > tolerance
+    if "ref_sm" in got:
+        bad |= got["ref_sm"][:, 0] != want["ref_sm"][:, 0]
+    return bad
+
+
+def _compared(diff: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """The differences of one output outside the patches flipped at ties (flattened): at full
+    resolution their 4x4 blocks, on the patch grid (ref_sm) their cells; a low-resolution
+    output is compared whole."""
+    B, _, H, W = diff.shape
+    grid = flips.shape[1:]
+    if (H, W) == grid:
+        return diff[np.broadcast_to(~flips[:, None], diff.shape)]
+    if (H, W) == (grid[0] * 4, grid[1] * 4):
+        keep = ~np.repeat(np.repeat(flips, 4, axis=1), 4, axis=2)[:, None]
+        return diff[np.broadcast_to(keep, diff.shape)]
+    return diff.ravel()
+
+
+def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyReport:
+    report = VerifyReport(
+        str(path), precision, count, shape, patch_mismatch=patch_share, patch_budget=budget.patch_mismatch
+    )
+    for name, parts in diffs.items():
+        b = budget.outputs[name]
+        values = np.concatenate(parts)
+        report.outputs[name] = OutputDiff(
+            max_abs=float(values.max(initial=0.0)),
+            mean_abs=float(values.mean()) if values.size else 0.0,
+            budget_max_abs=b.max_abs,
+            budget_mean_abs=b.mean_abs,
+        )
+    for name, diff in report.outputs.items():
+        if not diff.ok:
+            report.failures.append(
+                f"{name}: max abs diff {diff.max_abs:.3g} (budget {diff.budget_max_abs:.3g}), "
+                f"mean {diff.mean_abs:.3g} (budget {diff.budget_mean_abs:.3g})"
+            )
+    if patch_share > budget.patch_mismatch:
+        report.failures.append(
+            f"patches: {patch_share:.3%} selected or refined differently outside the ties "
+            f"(budget {budget.patch_mismatch:.3%})"
+        )
+    return report
+
+
+def verify_file(
+    model: Path,
+    checkpoint: Path | None = None,
+    samples: int = 2,
+    batch: int = 1,
+    height: int | None = None,
+    width: int | None = None,
+    images: Path | None = None,
+    background: Path | None = None,
+    data: Path | None = None,
+    backgrounds: Path | None = None,
+    budget: str | None = None,
+    backend: str = "onnxruntime",
+    inference_precision: str | None = None,
+) -> VerifyReport:
+    """`mattex verify`: `verify_onnx` on generated pairs, real frames (`images` over `background`)
+    or PhotoMatte-layout composites (`data`, with `backgrounds`)."""
+    from .inputs import composite_pairs, frame_pairs
+
+    if (images is None) != (background is None):
+        raise ConfigError("`images` and `background` go together")
+    if images is not None and data is not None:
+        raise ConfigError("choose `images` or `data`, not both")
+    if backgrounds is not None and data is None:
+        raise ConfigError("`backgrounds` goes with `data`")
+    pairs = None
+    if images is not None:
+        pairs = frame_pairs(images, background)
+    elif data is not None:
+        pairs = composite_pairs(model, data, backgrounds, height, width)
+    return verify_onnx(
+        model,
+        pairs,
+        checkpoint,
+        samples,
+        batch,
+        height,
+        width,
+        budget=budget,
+        backend=backend,
+        inference_precision=inference_precision,
+    )
