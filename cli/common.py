@@ -1,0 +1,99 @@
+"""What every command shares: the consoles, one way to turn a library error into a message and
+an exit code, JSON output for CI, and the progress display."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import wraps
+
+import typer
+from rich.console import Console
+
+from mattex.errors import MattexError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes: 0 success; 1 a finding (over budget, lint errors, a failed build check);
+# 2 a user error; 130 interrupted (Ctrl-C, or SIGTERM from a container stop or a scheduler).
+EXIT_FINDING, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+
+_OPTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
+    """Library messages name options in the API's terms, `weight_bits`; on the command line they
+    read as the flags that set them, --weight-bits (or what `flags` maps them to)."""
+    flags = flags or {}
+    return _OPTION.sub(lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
+def user_errors(flags: dict[str, str] | None = None):
+    """Show a MattexError as one line and exit 2, never a traceback; an interruption exits 130
+    (the library has already removed whatever it was writing)."""
+
+    def decorate(command: Callable) -> Callable:
+        @wraps(command)
+        def run(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except MattexError as e:
+                err_console.print(
+                    f"[bold red]error:[/] {type(e).__name__}: {as_flags(str(e), flags)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(EXIT_USER_ERROR) from None
+            except KeyboardInterrupt:
+                err_console.print("[bold yellow]interrupted[/]: nothing half-written was left behind")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+        return run
+
+    return decorate
+
+
+def emit_json(data: dict, json_output: bool) -> bool:
+    """Print `data` as JSON when asked; True when it was printed (the caller prints nothing else)."""
+    if json_output:
+        print(json.dumps(data, indent=2, default=str))
+    return json_output
+
+
+@contextmanager
+def progress(description: str, disable: bool = False):
+    """A transient progress bar on stderr; yields `update(description=None, done=None, total=None)`."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=disable,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(description: str | None = None, done: int | None = None, total: int | None = None) -> None:
+            fields = {"description": description, "completed": done, "total": total}
+            bar.update(task, **{k: v for k, v in fields.items() if v is not None})
+
+        yield update
+
+
+def field_table(title: str, rows: list[tuple[str, str]]):
+    """A two-column table of named fields."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

@@ -1,0 +1,196 @@
+"""`mattex export`: one ONNX graph that ONNX Runtime runs and TensorRT builds, and its engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import console, emit_json, err_console, field_table, progress, user_errors
+
+SHORT_HELP = "Export BGMv2 to one ONNX graph that ONNX Runtime runs and TensorRT builds."
+# Library option -> the flag that sets it here (others are --name-with-dashes).
+FLAGS = {
+    "precision": "--fp16/--int8",
+    "calibration": "--calibration-data",
+    "samples": "--calibration-samples",
+    "method": "--calibration-method",
+    "threshold": "--refine-threshold",
+}
+CALIBRATION_DEFAULTS = {"samples": 32, "method": "minmax", "weight_bits": 7}
+
+
+@user_errors(FLAGS)
+def command(
+    backbone: str = typer.Option("mobilenetv2", help="resnet50 | resnet101 | mobilenetv2."),
+    checkpoint: Path | None = typer.Option(
+        None,
+        help="Official .pth. Default: pytorch_<backbone>.pth in . or $MATTEX_HOME, then "
+        "the shipped demo weights, then random weights (with a warning).",
+    ),
+    resolution: str = typer.Option(
+        "hd", help="Preset: hd (backbone_scale 0.25, sample_pixels 80,000) or 4k (0.125, 320,000)."
+    ),
+    backbone_scale: float | None = typer.Option(None, help="Override the preset's scale."),
+    sample_pixels: int | None = typer.Option(None, help="Override: k = sample_pixels // 16."),
+    refine_mode: str = typer.Option("sampling", help="sampling | full | thresholding."),
+    refine_threshold: float = typer.Option(0.1, help="Error threshold of thresholding mode."),
+    kernel_size: int = typer.Option(3, help="Refiner kernel size, 3 or 1."),
+    height: int | None = typer.Option(None, min=4, help="Trace height (the file runs at any H % 4 == 0)."),
+    width: int | None = typer.Option(None, min=4, help="Trace width."),
+    opset: int = typer.Option(17, help="ONNX opset (13..20)."),
+    debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
+    target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | tensorrt-rtx | onnxruntime."),
+    fp16: bool = typer.Option(False, "--fp16", help="Mixed fp16/fp32 graph (strongly typed TensorRT FP16)."),
+    io_dtype: str = typer.Option("float32", help="With --fp16: float32 (callers unchanged) or float16 I/O."),
+    io: str = typer.Option(
+        "float",
+        "--io",
+        help="Inputs: float ((B, 3, H, W) RGB in [0, 1]) or uint8 (frames "
+        "(B, H, W, 3) RGB as decoders give them, converted inside the graph).",
+    ),
+    int8: bool = typer.Option(False, "--int8", help="Q/DQ int8 graph calibrated on --calibration-data."),
+    calibration_data: Path | None = typer.Option(None, help="PhotoMatte85-layout folder for --int8."),
+    backgrounds: Path | None = typer.Option(
+        None, help="Background images for calibration composites (default: procedural)."
+    ),
+    calibration_samples: int = typer.Option(32, min=1, help="Composites to calibrate on."),
+    calibration_method: str = typer.Option("minmax", help="minmax | entropy | percentile."),
+    calibration_cache: Path | None = typer.Option(
+        None, help="Ranges cache (default: beside the output); reused while model, data and settings match."
+    ),
+    weight_bits: int = typer.Option(
+        7, help="int8 weight range: 7 (runs exactly on x86 CPUs without VNNI too) or 8 (TensorRT-only files)."
+    ),
+    topk: str = typer.Option(
+        "onnx",
+        help="How the top-k patch selection is exported: onnx (exact, "
+        "standard ops, runs everywhere) or plugin (TensorRT 11's TopkLastDim "
+        "plugin; TensorRT only, frames need at least k patches).",
+    ),
+    output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
+    no_engine: bool = typer.Option(
+        False,
+        "--no-engine",
+        help="Do not build an engine. By default export "
+        "builds one where it can: with TensorRT and a GPU, else with TensorRT for RTX (no GPU needed).",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Example: mattex export --backbone resnet50 --resolution hd --fp16 -o bgm_resnet50_hd_fp16.onnx
+
+    Trace MattingRefine with its top-k patch refinement to ONNX (batch, height and width
+    dynamic), rewrite TopK into TensorRT-buildable ops, check it for TensorRT and write it
+    atomically with its metadata. --fp16 and --int8 put the precision in the graph itself, as
+    strongly typed TensorRT (10 and 11) wants: fp16 tensors, or symmetric int8 Q/DQ nodes
+    calibrated on PhotoMatte85 composites at the trace size
+    (--int8 --calibration-data PhotoMatte85/).
+    """
+    import onnxruntime
+
+    from mattex.calibration.int8 import CalibrationSettings
+    from mattex.exporter.config import ExportConfig
+    from mattex.exporter.workflow import export_and_build
+
+    # Constant folding and calibration run ONNX Runtime sessions whose optimizer notices
+    # ("UnsqueezeElimination cannot remove node ...") are not the user's concern. The command
+    # owns its process, so it may quiet ONNX Runtime's process-wide logger.
+    onnxruntime.set_default_logger_severity(3)
+    if fp16 and int8:
+        raise typer.BadParameter("choose --fp16 or --int8, not both")
+    calibration_options = {"samples": calibration_samples, "method": calibration_method, "weight_bits": weight_bits}
+    given = [FLAGS.get(k, "--weight-bits") for k, v in calibration_options.items() if v != CALIBRATION_DEFAULTS[k]]
+    given += [
+        flag
+        for flag, value in (
+            ("--calibration-data", calibration_data),
+            ("--backgrounds", backgrounds),
+            ("--calibration-cache", calibration_cache),
+        )
+        if value is not None
+    ]
+    if given and not int8:
+        raise typer.BadParameter(f"{', '.join(given)} only apply to --int8")
+    config = ExportConfig.from_preset(
+        resolution,
+        backbone=backbone,
+        backbone_scale=backbone_scale,
+        sample_pixels=sample_pixels,
+        refine_mode=refine_mode,
+        threshold=refine_threshold,
+        kernel_size=kernel_size,
+        height=height,
+        width=width,
+        opset=opset,
+        debug_outputs=debug_outputs,
+        target=target,
+        precision="fp16" if fp16 else "int8" if int8 else "fp32",
+        io_dtype=io_dtype,
+        io=io,
+        topk=topk,
+    )
+    calibration = (
+        CalibrationSettings(calibration_data, backgrounds, **calibration_options)
+        if int8 and calibration_data is not None
+        else None
+    )
+    log = (lambda m: None) if json_output else (lambda m: err_console.print(m, highlight=False))
+    with progress("exporting", disable=json_output) as update:
+        outcome = export_and_build(
+            config,
+            output,
+            checkpoint,
+            calibration,
+            calibration_cache,
+            build=not no_engine,
+            progress=lambda step: update(step),
+            calibration_progress=lambda i, n: update(f"calibrating int8 ({i}/{n})", i, n),
+            build_log=log,
+        )
+    for warning in outcome.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if outcome.note:
+        err_console.print(f"[bold yellow]note:[/] {outcome.note}", highlight=False)
+    if not emit_json(outcome.to_dict(), json_output):
+        _print(outcome)
+
+
+def _print(outcome) -> None:
+    result, config = outcome.result, outcome.config
+    ops = ", ".join(f"{op} {n}" for op, n in list(result.op_histogram.items())[:12])
+    selection = ", top-k by TensorRT 11's TopkLastDim plugin" if config.topk == "plugin" else ""
+    console.print(
+        field_table(
+            f"exported {result.path}",
+            [
+                ("size", f"{result.size_bytes / 2**20:.1f} MiB"),
+                ("nodes", str(result.nodes)),
+                ("ops", ops),
+                ("weights", result.metadata.weights),
+                ("precision", _precision(outcome)),
+                ("refine", f"{config.refine_mode}, k = {config.k}, backbone_scale {config.backbone_scale}{selection}"),
+                ("check", f"[green]passes {config.target} rules[/]"),
+                (
+                    "engine",
+                    f"{outcome.engine} ({outcome.engine_backend})"
+                    if outcome.engine
+                    else "not built (--no-engine, or no TensorRT for RTX, nor TensorRT with a GPU, here)",
+                ),
+            ],
+        )
+    )
+    console.print("next:\n  " + "\n  ".join(outcome.next_steps), highlight=False)
+
+
+def _precision(outcome) -> str:
+    meta, q = outcome.result.metadata, outcome.result.quantization
+    left = ", ".join(f"{n} {reason}" for reason, n in outcome.left_in_float.items()) or "none"
+    if meta.precision == "fp16":
+        return f"fp16 ({meta.fp16['fp16_nodes']} nodes fp16, I/O {meta.fp16['io_dtype']}; left fp32: {left})"
+    if meta.precision == "int8":
+        cache = "reused" if q.cache_reused else "written"
+        return (
+            f"int8 (symmetric Q/DQ, {q.samples} calibration composites; ranges {cache}: "
+            f"{q.cache_path}; left float: {left})"
+        )
+    return "fp32"

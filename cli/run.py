@@ -1,0 +1,110 @@
+"""`mattex run`: matte a video, an image or a folder of images with an exported model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_INTERRUPTED, console, emit_json, err_console, field_table, user_errors
+
+SHORT_HELP = "Matte a video, an image or a folder of images with an exported model."
+FLAGS = {"rgba_fgr": "--rgba", "png": "--png", "out": "--out"}
+
+
+@user_errors(FLAGS)
+def command(
+    model: Path = typer.Argument(..., help="An exported .onnx or a .engine."),
+    src: Path = typer.Argument(..., help="A video (mp4, mov, mkv, webm), one image, or a folder of images."),
+    bgr: Path = typer.Argument(..., help="The captured background: an image, or a video with as many frames."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs."),
+    outputs: str = typer.Option(
+        "com,pha,fgr", help="Any of com,pha,fgr,err,ref (err and ref need a file exported with --debug-outputs)."
+    ),
+    composite: str = typer.Option("green", help="What com is composited on: green, white, or an image file."),
+    png: bool = typer.Option(False, "--png", help="Image sequences (<output>/<frame>.png) instead of videos."),
+    rgba: bool = typer.Option(False, "--rgba", help="Write fgr as RGBA PNGs carrying the alpha (image outputs)."),
+    batch: int = typer.Option(1, min=1, help="Frames per inference call."),
+    crf: int = typer.Option(18, help="Video quality (x264 CRF: lower is better and larger)."),
+    preset: str = typer.Option(
+        "ultrafast", help="x264 preset: ultrafast hides encoding behind inference; slower ones make smaller files."
+    ),
+    backend: str | None = typer.Option(
+        None,
+        help="Run an .onnx on onnxruntime or openvino (default: the "
+        "faster here); an engine runs on the backend it was built for.",
+    ),
+    providers: str | None = typer.Option(
+        None, help="ONNX Runtime providers, comma-separated (default: TensorRT EP, CUDA EP, CPU, whichever exist)."
+    ),
+    runtime_cache: Path | None = typer.Option(None, help="TensorRT for RTX engines: the runtime cache file."),
+    resize_bgr: bool = typer.Option(
+        False, "--resize-bgr", help="Resize the background to the frames (else a size mismatch is an error)."
+    ),
+    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
+
+    Decode, matte and encode in their own threads: videos in give com.mp4, pha.mp4 and fgr.mp4
+    with the source's frame count, frame rate and size (com keeps the source's audio); images
+    in give <output>/<name>.png. com is composited on green (the reference's), white or an
+    image. Ctrl-C (or SIGTERM) stops cleanly and keeps the frames done; a failure leaves no
+    output behind.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mattex.runtime.pipeline import matte_media
+
+    options = {"backend": backend} if backend else {}
+    if providers:
+        options["providers"] = [p.strip() for p in providers.split(",") if p.strip()]
+    if runtime_cache:
+        options["runtime_cache"] = runtime_cache
+    columns = (
+        TextColumn("matting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.2f} frames/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True, disable=json_output) as bar:
+        task = bar.add_task("matting", total=None, fps=0.0)
+        started = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            bar.update(task, advance=n, fps=done / max(time.perf_counter() - started, 1e-9))
+
+        result = matte_media(
+            model,
+            src,
+            bgr,
+            out,
+            [o.strip() for o in outputs.split(",") if o.strip()],
+            composite,
+            png,
+            rgba,
+            batch,
+            resize_bgr,
+            crf,
+            preset,
+            progress=advance,
+            on_start=lambda info: bar.update(task, total=info["frames"]),
+            **options,
+        )
+    summary = result.to_dict()
+    if not emit_json(summary, json_output):
+        stats = result.stats
+        rows = [
+            ("frames", f"{stats.frames}" + (" (interrupted)" if stats.interrupted else "")),
+            ("frames/s", f"{stats.fps:.2f}"),
+            (
+                "ms per frame",
+                ", ".join(f"{k} {v:.1f}" for k, v in summary["ms_per_frame"].items()) + " (stages overlap)",
+            ),
+            *result.outputs.items(),
+        ]
+        console.print(field_table(f"mattex run {model.name} on {src.name}", rows))
+    if result.stats.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
