@@ -66,20 +66,35 @@ def golden_files() -> list[Path]:
 PRECISION_SIZE = 256  # k = 500 of 4,096 patches: selection matters at this size
 
 
-def precision_export(data: Path, precision: str, io_dtype: str = "float32", io: str = "float",
-                     **calibration) -> Path:
+def precision_export(data: Path, precision: str, io_dtype: str = "float32", io: str = "float", **calibration) -> Path:
     """mobilenetv2 (demo weights) exported at PRECISION_SIZE with debug outputs; int8 calibrated
     on data/calib (precision_data in conftest.py)."""
+    from mattex.calibration.int8 import CalibrationSettings
     from mattex.exporter.config import ExportConfig
     from mattex.exporter.export import export_onnx
-    from mattex.exporter.quantize import CalibrationSettings
 
-    config = ExportConfig(backbone="mobilenetv2", height=PRECISION_SIZE, width=PRECISION_SIZE,
-                          sample_pixels=8000, precision=precision, io_dtype=io_dtype, io=io,
-                          debug_outputs=True)
+    config = ExportConfig(
+        backbone="mobilenetv2",
+        height=PRECISION_SIZE,
+        width=PRECISION_SIZE,
+        sample_pixels=8000,
+        precision=precision,
+        io_dtype=io_dtype,
+        io=io,
+        debug_outputs=True,
+    )
     settings = None
     if precision == "int8":
         settings = CalibrationSettings(data / "calib", data / "calib_bg", samples=4, **calibration)
     path = data / f"mobilenetv2_{precision}_{io_dtype}{'_frames' if io == 'uint8' else ''}.onnx"
     export_onnx(config, path, calibration=settings)
     return path
+
+
+def metadata_props(model) -> dict[str, str]:
+    """The raw `metadata_props` of an ONNX model (a ModelProto or a path): what other tools see."""
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}

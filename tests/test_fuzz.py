@@ -33,11 +33,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 
 def fuzz(examples: int, deadline_ms: int = 2000):
-    return settings(max_examples=examples, deadline=deadline_ms, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=examples,
+        deadline=deadline_ms,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 # --- seeds: one valid file of each kind ----------------------------------------------------------
+
 
 def tiny_onnx(metadata: dict[str, str]) -> bytes:
     """A few hundred bytes of valid ONNX with mattex's inputs, outputs and metadata: mutations
@@ -46,11 +51,17 @@ def tiny_onnx(metadata: dict[str, str]) -> bytes:
 
     shape = [1, 3, 64, 64]
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["src"], ["fgr"]),
-         helper.make_node("ReduceMean", ["bgr"], ["pha"], axes=[1], keepdims=1)], "mattex",
+        [
+            helper.make_node("Identity", ["src"], ["fgr"]),
+            helper.make_node("ReduceMean", ["bgr"], ["pha"], axes=[1], keepdims=1),
+        ],
+        "mattex",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("src", "bgr")],
-        [helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 1, 64, 64]),
-         helper.make_tensor_value_info("fgr", TensorProto.FLOAT, shape)])
+        [
+            helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 1, 64, 64]),
+            helper.make_tensor_value_info("fgr", TensorProto.FLOAT, shape),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     for key, value in metadata.items():
@@ -70,10 +81,17 @@ def sidecar_dict() -> dict:
     from mattex.runtime.io_spec import Profile
     from mattex.runtime.sidecar import Sidecar
 
-    return Sidecar(tensorrt_version="10.13.0", gpu_name="NVIDIA L4", compute_capability=(8, 9),
-                   profiles=[Profile((1, 64, 64), (1, 64, 64), (2, 64, 64))],
-                   io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-                   precision="fp32", onnx_sha256="0" * 64, plan_sha256="0" * 64, mattex_version="0.1.0").to_dict()
+    return Sidecar(
+        tensorrt_version="10.13.0",
+        gpu_name="NVIDIA L4",
+        compute_capability=(8, 9),
+        profiles=[Profile((1, 64, 64), (1, 64, 64), (2, 64, 64))],
+        io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
+        precision="fp32",
+        onnx_sha256="0" * 64,
+        plan_sha256="0" * 64,
+        mattex_version="0.1.0",
+    ).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +107,24 @@ def seeds(tmp_path_factory):
     exported = (root / "m.onnx").read_bytes()
     metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
     state = io.BytesIO()
-    torch.save({"backbone.features.0.0.weight": torch.arange(24.0).reshape(2, 3, 2, 2),
-                "refiner.conv1.bias": torch.ones(2)}, state)
+    torch.save(
+        {"backbone.features.0.0.weight": torch.arange(24.0).reshape(2, 3, 2, 2), "refiner.conv1.bias": torch.ones(2)},
+        state,
+    )
     script = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: still how the published files load
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
     write_synthetic_video(root / "clip.mp4", root / "bg.png", frames=3, height=64, width=64)
-    return {"onnx": exported, "tiny_onnx": tiny_onnx(metadata), "pth": state.getvalue(),
-            "torchscript": script.getvalue(), "sidecar": json.dumps(sidecar_dict(), indent=2).encode(),
-            "mp4": (root / "clip.mp4").read_bytes(),
-            **{fmt.lower(): image_bytes(fmt) for fmt in ("PNG", "JPEG", "TIFF", "BMP", "WEBP")}}
+    return {
+        "onnx": exported,
+        "tiny_onnx": tiny_onnx(metadata),
+        "pth": state.getvalue(),
+        "torchscript": script.getvalue(),
+        "sidecar": json.dumps(sidecar_dict(), indent=2).encode(),
+        "mp4": (root / "clip.mp4").read_bytes(),
+        **{fmt.lower(): image_bytes(fmt) for fmt in ("PNG", "JPEG", "TIFF", "BMP", "WEBP")},
+    }
 
 
 # --- damage --------------------------------------------------------------------------------------
@@ -107,10 +132,16 @@ def seeds(tmp_path_factory):
 DAMAGE = st.one_of(
     st.tuples(st.just("random"), st.binary(max_size=2048)),
     st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True)),
-    st.tuples(st.just("overwrite"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True),
-                                                       st.binary(min_size=1, max_size=16)), min_size=1, max_size=4)),
-    st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)),
-                                        min_size=1, max_size=8)),
+    st.tuples(
+        st.just("overwrite"),
+        st.lists(
+            st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=16)), min_size=1, max_size=4
+        ),
+    ),
+    st.tuples(
+        st.just("flip"),
+        st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=8),
+    ),
 )
 
 
@@ -121,12 +152,12 @@ def damage(seed: bytes, how) -> bytes:
     if kind == "random":
         return arg
     if kind == "truncate":
-        return seed[:int(arg * len(seed))]
+        return seed[: int(arg * len(seed))]
     data = bytearray(seed)
     if kind == "overwrite":
         for at, patch in arg:
             i = int(at * len(data))
-            data[i:i + len(patch)] = patch
+            data[i : i + len(patch)] = patch
     else:
         for at, bit in arg:
             data[int(at * len(data))] ^= 1 << bit
@@ -143,10 +174,11 @@ def only_typed_errors(call) -> None:
 
 # --- ONNX ----------------------------------------------------------------------------------------
 
+
 @fuzz(120)
 @given(how=DAMAGE, which=st.sampled_from(["onnx", "tiny_onnx"]))
 def test_onnx_metadata_reader(seeds, tmp_path, how, which):
-    from mattex.exporter.verify import file_metadata
+    from mattex.exporter.onnx_file import read_export_metadata as file_metadata
 
     path = tmp_path / "f.onnx"
     path.write_bytes(damage(seeds[which], how))
@@ -185,12 +217,13 @@ def test_openvino_refuses_metadata_that_is_not_utf8_with_a_typed_error(seeds, tm
     data = seeds["tiny_onnx"]
     at = data.index(b"mattex_version") + len(b"mattex_version") + 2  # the value's first bytes
     path = tmp_path / "f.onnx"
-    path.write_bytes(data[:at] + b"\xff\xfe" + data[at + 2:])
+    path.write_bytes(data[:at] + b"\xff\xfe" + data[at + 2 :])
     with pytest.raises(ModelFileError, match="metadata is not UTF-8"):
         Matter.open(path, backend="openvino", cache_dir=tmp_path / "cache")
 
 
 # --- engine sidecars -----------------------------------------------------------------------------
+
 
 def use_sidecar(engine) -> None:
     """Read the sidecar and run everything that uses what it says (without TensorRT)."""
@@ -199,7 +232,7 @@ def use_sidecar(engine) -> None:
     sidecar = load_sidecar(engine)
     only_typed_errors(lambda: check_plan(engine, sidecar))
     for env in (Environment("10.13.0", "NVIDIA L4", (8, 9)), Environment("1.7.1.116", "RTX 4090", (8, 9))):
-        only_typed_errors(lambda: check_environment(sidecar, env))
+        only_typed_errors(lambda env=env: check_environment(sidecar, env))
     for profile in sidecar.profiles:
         profile.accepts((1, 64, 64))
         profile.describe()
@@ -218,11 +251,17 @@ def test_sidecar_reader_bytes(seeds, tmp_path, how):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8) | st.sampled_from(["tensorrt", "tensorrt-rtx", "ampere+", "10.13.0", "1.7.1.116"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["min", "opt", "max", "x"]), inner,
-                                                                 max_size=4),
-    max_leaves=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["tensorrt", "tensorrt-rtx", "ampere+", "10.13.0", "1.7.1.116"]),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["min", "opt", "max", "x"]), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 FIELDS = [*sidecar_dict(), "profiles.0.min", "profiles.0.opt", "profiles.0.max", "unknown"]
 DELETE = object()
 
@@ -257,17 +296,20 @@ def test_sidecar_reader_fields(tmp_path, changes):
     only_typed_errors(lambda: use_sidecar(engine))
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("tensorrt_version", 10, "'tensorrt_version' must be a string"),
-    ("compute_capability", [8], r"'compute_capability' must be \[major, minor\]"),
-    ("compute_capability", None, r"'compute_capability' must be \[major, minor\]"),
-    ("profiles", [], "'profiles' must be a non-empty list"),
-    ("profiles", [{"min": [1, 64], "opt": [1, 64, 64], "max": [1, 64, 64]}], "'profiles' must be"),
-    ("plan_sha256", 0.5, "'plan_sha256' must be a string"),
-    ("hardware_compatibility", "any", "'hardware_compatibility' must be none or ampere"),
-    ("target_compute_capabilities", [[8, "9"]], "'target_compute_capabilities' must be"),
-    ("backend", "onnxruntime", "'backend' must be tensorrt or tensorrt-rtx"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("tensorrt_version", 10, "'tensorrt_version' must be a string"),
+        ("compute_capability", [8], r"'compute_capability' must be \[major, minor\]"),
+        ("compute_capability", None, r"'compute_capability' must be \[major, minor\]"),
+        ("profiles", [], "'profiles' must be a non-empty list"),
+        ("profiles", [{"min": [1, 64], "opt": [1, 64, 64], "max": [1, 64, 64]}], "'profiles' must be"),
+        ("plan_sha256", 0.5, "'plan_sha256' must be a string"),
+        ("hardware_compatibility", "any", "'hardware_compatibility' must be none or ampere"),
+        ("target_compute_capabilities", [[8, "9"]], "'target_compute_capabilities' must be"),
+        ("backend", "onnxruntime", "'backend' must be tensorrt or tensorrt-rtx"),
+    ],
+)
 def test_sidecar_fields_of_the_wrong_type_are_refused_when_read(tmp_path, key, value, message):
     """Fuzzing found these read fine and failed later (AttributeError, TypeError, IndexError in
     check_environment and check_plan)."""
@@ -297,6 +339,7 @@ def test_a_deeply_nested_sidecar_is_refused(tmp_path):
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
+
 @fuzz(150)
 @given(how=DAMAGE, which=st.sampled_from(["pth", "torchscript"]))
 def test_checkpoint_reader(seeds, tmp_path, how, which):
@@ -309,12 +352,12 @@ def test_checkpoint_reader(seeds, tmp_path, how, which):
 
 def _zip_with_central_directory_damaged(data: bytes) -> bytes:
     at = data.index(b"PK\x01\x02")  # the first central directory header's signature
-    return data[:at] + b"PK\x01\x03" + data[at + 4:]
+    return data[:at] + b"PK\x01\x03" + data[at + 4 :]
 
 
 def _zip_with_a_name_not_utf8(data: bytes) -> bytes:
     at = data.index(b"PK\x01\x02") + 46  # its file name
-    return data[:at] + b"\xff\xfe" + data[at + 2:]
+    return data[:at] + b"\xff\xfe" + data[at + 2 :]
 
 
 def _torchscript_with_code_not_utf8(data: bytes) -> bytes:
@@ -326,11 +369,14 @@ def _torchscript_with_code_not_utf8(data: bytes) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("seed, damaged, message", [
-    ("pth", _zip_with_central_directory_damaged, "a damaged zip archive: BadZipFile"),
-    ("pth", _zip_with_a_name_not_utf8, "a damaged zip archive: UnicodeDecodeError"),
-    ("torchscript", _torchscript_with_code_not_utf8, "not a loadable TorchScript archive"),
-])
+@pytest.mark.parametrize(
+    "seed, damaged, message",
+    [
+        ("pth", _zip_with_central_directory_damaged, "a damaged zip archive: BadZipFile"),
+        ("pth", _zip_with_a_name_not_utf8, "a damaged zip archive: UnicodeDecodeError"),
+        ("torchscript", _torchscript_with_code_not_utf8, "not a loadable TorchScript archive"),
+    ],
+)
 def test_damaged_checkpoint_archives_raise_checkpoint_error(seeds, tmp_path, seed, damaged, message):
     """Fuzzing found BadZipFile, UnicodeDecodeError (zip names, TorchScript code), IndexError and
     std::bad_alloc (MemoryError) escaping the checkpoint reader."""
@@ -345,6 +391,7 @@ def test_damaged_checkpoint_archives_raise_checkpoint_error(seeds, tmp_path, see
 
 
 # --- images --------------------------------------------------------------------------------------
+
 
 @fuzz(80)
 @given(how=DAMAGE, fmt=st.sampled_from(["png", "jpeg", "tiff", "bmp", "webp"]))
@@ -376,23 +423,26 @@ def _png_with_a_broken_second_chunk() -> bytes:
     Image.fromarray(noise, "RGBA").save(buffer, "PNG")
     data = buffer.getvalue()
     at = data.index(b"IDAT", data.index(b"IDAT") + 4)
-    return data[:at] + b"\t\x997\xf9" + data[at + 4:]  # SyntaxError("broken PNG file") in load()
+    return data[:at] + b"\t\x997\xf9" + data[at + 4 :]  # SyntaxError("broken PNG file") in load()
 
 
 def _png_with_a_short_header(seed: bytes) -> bytes:
     at = seed.index(b"IHDR")  # its length (4 bytes) comes first
-    return seed[:at - 4] + struct.pack(">I", 5) + seed[at:]  # ValueError("Truncated IHDR chunk")
+    return seed[: at - 4] + struct.pack(">I", 5) + seed[at:]  # ValueError("Truncated IHDR chunk")
 
 
 def _bmp_claiming_a_huge_size(seed: bytes) -> bytes:
     return seed[:18] + struct.pack("<ii", 200_000, 200_000) + seed[26:]  # DecompressionBombError
 
 
-@pytest.mark.parametrize("make, suffix", [
-    (lambda seeds: _png_with_a_broken_second_chunk(), ".png"),
-    (lambda seeds: _png_with_a_short_header(seeds["png"]), ".png"),
-    (lambda seeds: _bmp_claiming_a_huge_size(seeds["bmp"]), ".bmp"),
-])
+@pytest.mark.parametrize(
+    "make, suffix",
+    [
+        (lambda seeds: _png_with_a_broken_second_chunk(), ".png"),
+        (lambda seeds: _png_with_a_short_header(seeds["png"]), ".png"),
+        (lambda seeds: _bmp_claiming_a_huge_size(seeds["bmp"]), ".bmp"),
+    ],
+)
 def test_damaged_images_raise_typed_errors(seeds, tmp_path, make, suffix):
     """Fuzzing found SyntaxError, ValueError and DecompressionBombError escaping Pillow."""
     from mattex.calibration.images import DataError, open_image
@@ -408,6 +458,7 @@ def test_damaged_images_raise_typed_errors(seeds, tmp_path, make, suffix):
 
 
 # --- video ---------------------------------------------------------------------------------------
+
 
 @fuzz(100)
 @given(how=DAMAGE)

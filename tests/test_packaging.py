@@ -23,16 +23,28 @@ def test_this_environment_maps_every_component_folder():
 def test_regular_wheel_install_in_a_clean_venv(tmp_path):
     wheel_dir = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheel_dir), str(ROOT)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel_dir),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
     )
     (wheel,) = wheel_dir.glob("mattex-*.whl")
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel), "numpy"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--no-deps", "-q", str(wheel), "numpy"], check=True, capture_output=True
+    )
     # Only numpy beside it, no torch or onnx: the runtime must still import, and every
     # subpackage must be there.
     check = (

@@ -12,8 +12,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def tour_commands() -> list[list[str]]:
     lines = README.read_text().split("<!-- tour -->", 1)[1].split("```console", 1)[1].split("```", 1)[0]
-    return [shlex.split(line[2:].split("  #", 1)[0]) for line in lines.strip().splitlines()
-            if line.startswith("$ mattex ")]
+    return [
+        shlex.split(line[2:].split("  #", 1)[0]) for line in lines.strip().splitlines() if line.startswith("$ mattex ")
+    ]
 
 
 def test_the_tour_runs_as_written(tmp_path, monkeypatch):

@@ -15,8 +15,7 @@ from mattex.cli.main import app
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic_photomatte(root / "pm", 3, seed=1, height=160, width=128,
-                               backgrounds=root / "bg")
+    write_synthetic_photomatte(root / "pm", 3, seed=1, height=160, width=128, backgrounds=root / "bg")
     return root
 
 
@@ -115,7 +114,8 @@ def test_empty_background_folder_is_an_error(synth, tmp_path):
 
 
 def test_cli_data_synth(tmp_path):
-    result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "pm"), "--count", "2",
-                                      "--height", "64", "--width", "64"])
+    result = CliRunner().invoke(
+        app, ["data", "synth", "--out", str(tmp_path / "pm"), "--count", "2", "--height", "64", "--width", "64"]
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "pm").glob("*.png"))) == 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import warnings
 from pathlib import Path
@@ -39,95 +38,226 @@ class Bad:
 
 BAD_CLI = [
     # ONNX files given to every command that reads one
-    *[Bad(f"{cmd}-{kind}", argv + [f"{{{kind}.onnx}}"] + rest, "ModelFileError", msg)
-      for cmd, argv, rest in [
-          ("verify", ["verify"], []),
-          ("check", ["check"], []),
-          ("build", ["build"], ["-o", "{out}/m.engine"]),
-          ("run", ["run"], ["{frame.png}", "{bg.png}", "--out", "{out}/run"]),
-          ("evaluate", ["evaluate"], ["--data", "{photomatte}", "--resolution", "64x64"]),
-      ]
-      for kind, msg in [("missing", "no such (ONNX|model) file"), ("empty", "is empty \\(0 bytes\\)"),
-                        ("truncated", "not a (readable|loadable) ONNX model"),
-                        ("corrupt", "not a (readable|loadable) ONNX model"),
-                        ("foreign", "not a mattex (export|model)")]
-      if not (cmd == "check" and kind == "foreign")],  # check lints any ONNX graph, by design
+    *[
+        Bad(f"{cmd}-{kind}", argv + [f"{{{kind}.onnx}}"] + rest, "ModelFileError", msg)
+        for cmd, argv, rest in [
+            ("verify", ["verify"], []),
+            ("check", ["check"], []),
+            ("build", ["build"], ["-o", "{out}/m.engine"]),
+            ("run", ["run"], ["{frame.png}", "{bg.png}", "--out", "{out}/run"]),
+            ("evaluate", ["evaluate"], ["--data", "{photomatte}", "--resolution", "64x64"]),
+        ]
+        for kind, msg in [
+            ("missing", "no such (ONNX|model) file"),
+            ("empty", "is empty \\(0 bytes\\)"),
+            ("truncated", "not a (readable|loadable) ONNX model"),
+            ("corrupt", "not a (readable|loadable) ONNX model"),
+            ("foreign", "not a mattex (export|model)"),
+        ]
+        if not (cmd == "check" and kind == "foreign")
+    ],  # check lints any ONNX graph, by design
     # checkpoints
-    Bad("export-checkpoint-missing", ["export", "--checkpoint", "{missing.pth}", *SIZE, "-o", "{out}/m.onnx"],
-        "CheckpointError", "checkpoint not found"),
-    Bad("export-checkpoint-other-backbone", ["export", "--backbone", "resnet50", "--checkpoint", "{mobilenetv2.pth}",
-                                             *SIZE, "-o", "{out}/m.onnx"], "CheckpointMismatchError", "missing keys"),
-    Bad("export-checkpoint-half-written", ["export", "--checkpoint", "{half.pth}", *SIZE, "-o", "{out}/m.onnx"],
-        "CheckpointError", "not a readable PyTorch checkpoint"),
-    Bad("export-kernel-size-weights-do-not-fit", ["export", "--backbone", "mobilenetv2", "--kernel-size", "1", *SIZE,
-                                                 "-o", "{out}/m.onnx"], "CheckpointMismatchError",
-        "refiner kernels are 3x3: use --kernel-size 3"),
+    Bad(
+        "export-checkpoint-missing",
+        ["export", "--checkpoint", "{missing.pth}", *SIZE, "-o", "{out}/m.onnx"],
+        "CheckpointError",
+        "checkpoint not found",
+    ),
+    Bad(
+        "export-checkpoint-other-backbone",
+        ["export", "--backbone", "resnet50", "--checkpoint", "{mobilenetv2.pth}", *SIZE, "-o", "{out}/m.onnx"],
+        "CheckpointMismatchError",
+        "missing keys",
+    ),
+    Bad(
+        "export-checkpoint-half-written",
+        ["export", "--checkpoint", "{half.pth}", *SIZE, "-o", "{out}/m.onnx"],
+        "CheckpointError",
+        "not a readable PyTorch checkpoint",
+    ),
+    Bad(
+        "export-kernel-size-weights-do-not-fit",
+        ["export", "--backbone", "mobilenetv2", "--kernel-size", "1", *SIZE, "-o", "{out}/m.onnx"],
+        "CheckpointMismatchError",
+        "refiner kernels are 3x3: use --kernel-size 3",
+    ),
     Bad("info-half-written", ["info", "{half.pth}"], "CheckpointError", "not a readable PyTorch checkpoint"),
     Bad("info-not-a-checkpoint", ["info", "{frame.png}"], "CheckpointError", "not a readable PyTorch checkpoint"),
-    Bad("verify-checkpoint-of-other-weights", ["verify", "{good.onnx}", "--checkpoint", "{mobilenetv2.pth}"],
-        "CheckpointError", "not the (checkpoint|demo) weights recorded|sha256"),
+    Bad(
+        "verify-checkpoint-of-other-weights",
+        ["verify", "{good.onnx}", "--checkpoint", "{mobilenetv2.pth}"],
+        "CheckpointError",
+        "not the (checkpoint|demo) weights recorded|sha256",
+    ),
     # calibration data
-    Bad("export-int8-corrupt-png", ["export", "--int8", "--calibration-data", "{calib_corrupt}",
-                                    "--calibration-samples", "4", *SIZE, "-o", "{out}/m.onnx"],
-        "DataError", "cannot read image .*bad.png"),
-    Bad("export-int8-empty-folder", ["export", "--int8", "--calibration-data", "{empty_dir}", *SIZE,
-                                     "-o", "{out}/m.onnx"], "DataError", "no PNG images"),
-    Bad("export-int8-missing-folder", ["export", "--int8", "--calibration-data", "{missing_dir}", *SIZE,
-                                       "-o", "{out}/m.onnx"], "DataError", "not a folder|no PNG images|no such"),
-    Bad("evaluate-fgr-pha-sizes-differ", ["evaluate", "--data", "{mixed_sizes}", "--resolution", "64x64"],
-        "DataError", "foreground .* and alpha .* differ in size"),
-    Bad("evaluate-rgb-not-rgba", ["evaluate", "--data", "{rgb_only}", "--resolution", "64x64"],
-        "DataError", "not RGBA"),
+    Bad(
+        "export-int8-corrupt-png",
+        [
+            "export",
+            "--int8",
+            "--calibration-data",
+            "{calib_corrupt}",
+            "--calibration-samples",
+            "4",
+            *SIZE,
+            "-o",
+            "{out}/m.onnx",
+        ],
+        "DataError",
+        "cannot read image .*bad.png",
+    ),
+    Bad(
+        "export-int8-empty-folder",
+        ["export", "--int8", "--calibration-data", "{empty_dir}", *SIZE, "-o", "{out}/m.onnx"],
+        "DataError",
+        "no PNG images",
+    ),
+    Bad(
+        "export-int8-missing-folder",
+        ["export", "--int8", "--calibration-data", "{missing_dir}", *SIZE, "-o", "{out}/m.onnx"],
+        "DataError",
+        "not a folder|no PNG images|no such",
+    ),
+    Bad(
+        "evaluate-fgr-pha-sizes-differ",
+        ["evaluate", "--data", "{mixed_sizes}", "--resolution", "64x64"],
+        "DataError",
+        "foreground .* and alpha .* differ in size",
+    ),
+    Bad(
+        "evaluate-rgb-not-rgba", ["evaluate", "--data", "{rgb_only}", "--resolution", "64x64"], "DataError", "not RGBA"
+    ),
     # counts, sizes and batches
     Bad("data-synth-count-negative", ["data", "synth", "--out", "{out}/synth", "--count", "-1"], "usage", "--count"),
     Bad("data-synth-count-zero", ["data", "synth", "--out", "{out}/synth", "--count", "0"], "usage", "--count"),
     Bad("data-synth-height-zero", ["data", "synth", "--out", "{out}/synth", "--height", "0"], "usage", "--height"),
-    Bad("data-synth-video-frames-zero", ["data", "synth-video", "--out", "{out}/v.mp4", "--background",
-                                        "{out}/b.png", "--frames", "0"], "usage", "--frames"),
+    Bad(
+        "data-synth-video-frames-zero",
+        ["data", "synth-video", "--out", "{out}/v.mp4", "--background", "{out}/b.png", "--frames", "0"],
+        "usage",
+        "--frames",
+    ),
     Bad("verify-samples-zero", ["verify", "{good.onnx}", "--samples", "0"], "usage", "--samples"),
     Bad("verify-batch-zero", ["verify", "{good.onnx}", "--batch", "0"], "usage", "--batch"),
-    Bad("verify-height-not-divisible-by-4", ["verify", "{good.onnx}", "--height", "62"], "InputShapeError|ConfigError",
-        "divisible by 4"),
-    Bad("run-batch-zero", ["run", "{good.onnx}", "{frame.png}", "{bg.png}", "--out", "{out}/run", "--batch", "0"],
-        "usage", "--batch"),
+    Bad(
+        "verify-height-not-divisible-by-4",
+        ["verify", "{good.onnx}", "--height", "62"],
+        "InputShapeError|ConfigError",
+        "divisible by 4",
+    ),
+    Bad(
+        "run-batch-zero",
+        ["run", "{good.onnx}", "{frame.png}", "{bg.png}", "--out", "{out}/run", "--batch", "0"],
+        "usage",
+        "--batch",
+    ),
     Bad("build-batch-zero", ["build", "{good.onnx}", "--batch", "0", "-o", "{out}/m.engine"], "usage", "--batch"),
-    Bad("evaluate-limit-zero", ["evaluate", "--data", "{photomatte}", "--limit", "0", "--resolution", "64x64"],
-        "usage", "--limit"),
-    Bad("export-calibration-samples-zero", ["export", "--int8", "--calibration-data", "{photomatte}",
-                                            "--calibration-samples", "0", *SIZE, "-o", "{out}/m.onnx"],
-        "usage", "--calibration-samples"),
-    Bad("export-size-not-divisible-by-4", ["export", "--height", "66", "--width", "64", "--no-engine",
-                                           "-o", "{out}/m.onnx"], "ConfigError", "divisible by 4"),
-    Bad("evaluate-resolution-not-divisible-by-4", ["evaluate", "--data", "{photomatte}", "--resolution", "65x64"],
-        "usage", "divisible by 4"),
+    Bad(
+        "evaluate-limit-zero",
+        ["evaluate", "--data", "{photomatte}", "--limit", "0", "--resolution", "64x64"],
+        "usage",
+        "--limit",
+    ),
+    Bad(
+        "export-calibration-samples-zero",
+        [
+            "export",
+            "--int8",
+            "--calibration-data",
+            "{photomatte}",
+            "--calibration-samples",
+            "0",
+            *SIZE,
+            "-o",
+            "{out}/m.onnx",
+        ],
+        "usage",
+        "--calibration-samples",
+    ),
+    Bad(
+        "export-size-not-divisible-by-4",
+        ["export", "--height", "66", "--width", "64", "--no-engine", "-o", "{out}/m.onnx"],
+        "ConfigError",
+        "divisible by 4",
+    ),
+    Bad(
+        "evaluate-resolution-not-divisible-by-4",
+        ["evaluate", "--data", "{photomatte}", "--resolution", "65x64"],
+        "ConfigError",
+        "--resolution 65x64: .*divisible by 4",
+    ),
     # where outputs go
     Bad("export-output-is-a-folder", ["export", *SIZE, "-o", "{a_folder}"], "OutputPathError", "is a folder"),
-    Bad("export-read-only-folder", ["export", *SIZE, "-o", "{out}/m.onnx"], "OutputPathError",
-        "not writable", patch="EACCES"),
-    Bad("export-disk-full", ["export", *SIZE, "-o", "{out}/m.onnx"], "OutputPathError",
-        "No space left on device", patch="ENOSPC"),
-    Bad("verify-report-disk-full", ["verify", "{good.onnx}", "--samples", "1", "--json", "{out}/r.json"],
-        "OutputPathError", "No space left on device", patch="ENOSPC"),
-    Bad("verify-report-is-a-folder", ["verify", "{good.onnx}", "--samples", "1", "--json", "{a_folder}"],
-        "OutputPathError", "is a folder"),
-    Bad("data-synth-disk-full", ["data", "synth", "--out", "{out}/synth", "--count", "2"], "OutputPathError",
-        "No space left on device", patch="ENOSPC"),
-    Bad("run-out-is-a-file", ["run", "{good.onnx}", "{frame.png}", "{bg.png}", "--out", "{frame.png}"],
-        "ConfigError", "is a file"),
+    Bad(
+        "export-read-only-folder",
+        ["export", *SIZE, "-o", "{out}/m.onnx"],
+        "OutputPathError",
+        "not writable",
+        patch="EACCES",
+    ),
+    Bad(
+        "export-disk-full",
+        ["export", *SIZE, "-o", "{out}/m.onnx"],
+        "OutputPathError",
+        "No space left on device",
+        patch="ENOSPC",
+    ),
+    Bad(
+        "verify-report-disk-full",
+        ["verify", "{good.onnx}", "--samples", "1", "--json", "{out}/r.json"],
+        "OutputPathError",
+        "No space left on device",
+        patch="ENOSPC",
+    ),
+    Bad(
+        "verify-report-is-a-folder",
+        ["verify", "{good.onnx}", "--samples", "1", "--json", "{a_folder}"],
+        "OutputPathError",
+        "is a folder",
+    ),
+    Bad(
+        "data-synth-disk-full",
+        ["data", "synth", "--out", "{out}/synth", "--count", "2"],
+        "OutputPathError",
+        "No space left on device",
+        patch="ENOSPC",
+    ),
+    Bad(
+        "run-out-is-a-file",
+        ["run", "{good.onnx}", "{frame.png}", "{bg.png}", "--out", "{frame.png}"],
+        "ConfigError",
+        "is a file",
+    ),
     # media for `mattex run`
-    Bad("run-missing-frames", ["run", "{good.onnx}", "{missing.mp4}", "{bg.png}", "--out", "{out}/run"],
-        "MediaError", "no such file or folder"),
-    Bad("run-corrupt-video", ["run", "{good.onnx}", "{corrupt.mp4}", "{bg.png}", "--out", "{out}/run"],
-        "MediaError", "not a readable video"),
-    Bad("run-frames-change-size-midway", ["run", "{good.onnx}", "{mixed_frames}", "{bg.png}", "--out", "{out}/run"],
-        "MediaError", "the first image"),
-    Bad("run-background-other-size", ["run", "{good.onnx}", "{frame.png}", "{bg_small.png}", "--out", "{out}/run"],
-        "MediaError", "capture it at the same size"),
+    Bad(
+        "run-missing-frames",
+        ["run", "{good.onnx}", "{missing.mp4}", "{bg.png}", "--out", "{out}/run"],
+        "MediaError",
+        "no such file or folder",
+    ),
+    Bad(
+        "run-corrupt-video",
+        ["run", "{good.onnx}", "{corrupt.mp4}", "{bg.png}", "--out", "{out}/run"],
+        "MediaError",
+        "not a readable video",
+    ),
+    Bad(
+        "run-frames-change-size-midway",
+        ["run", "{good.onnx}", "{mixed_frames}", "{bg.png}", "--out", "{out}/run"],
+        "MediaError",
+        "the first image",
+    ),
+    Bad(
+        "run-background-other-size",
+        ["run", "{good.onnx}", "{frame.png}", "{bg_small.png}", "--out", "{out}/run"],
+        "MediaError",
+        "capture it at the same size",
+    ),
 ]
 
 
 def _state_dict(backbone: str) -> dict:
-    from mattex.exporter.weights import WeightsSource, build_model
+    from mattex.model.sources import WeightsSource, build_model
 
     return build_model(WeightsSource("random", seed=1), backbone=backbone).state_dict()
 
@@ -148,8 +278,10 @@ def world(tmp_path_factory):
     (root / "corrupt.onnx").write_bytes(rng.integers(0, 256, 4000, dtype=np.uint8).tobytes())
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])
-    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])],
-                                                            "g", [x], [y])), root / "foreign.onnx")
+    onnx.save(
+        onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])),
+        root / "foreign.onnx",
+    )
     torch.save(_state_dict("mobilenetv2"), root / "mobilenetv2.pth")
     whole = (root / "mobilenetv2.pth").read_bytes()
     (root / "half.pth").write_bytes(whole[: len(whole) // 2])
@@ -181,6 +313,7 @@ def _fill(argv: list[str], root: Path) -> list[str]:
             name, rest = arg[1:].split("}", 1)
             return str(root / name) + rest
         return arg
+
     return [one(a) for a in argv]
 
 
@@ -199,7 +332,9 @@ def _inject(monkeypatch, failure: str) -> None:
             tmp.unlink()
             raise files.output_error(path, PermissionError(code, os.strerror(code)))
         raise OSError(code, os.strerror(code))
+
     if failure == "ENOSPC":
+
         def failing(path):  # noqa: F811 - the disk fills while the artifact is written
             tmp = real(path)
             tmp.write_bytes(b"half of it")
@@ -208,15 +343,18 @@ def _inject(monkeypatch, failure: str) -> None:
             def full(self, data):
                 original(self, data[: len(data) // 2])
                 raise OSError(code, os.strerror(code))
+
             monkeypatch.setattr(Path, "write_bytes", full)
             import onnx as onnx_module
 
             def full_save(model, f, *args, **kwargs):
                 Path(f).open("ab").write(b"more")
                 raise OSError(code, os.strerror(code))
+
             monkeypatch.setattr(onnx_module, "save", full_save)
             monkeypatch.setattr(Image.Image, "save", lambda self, fp, *a, **k: full(Path(fp), b"xx"))
             return tmp
+
     monkeypatch.setattr(files, "temporary_beside", failing)
 
 
@@ -237,7 +375,7 @@ def test_cli_bad_input(bad: Bad, world: Path, monkeypatch):
     if bad.error == "usage":
         assert "Usage:" in result.output or "Invalid value" in output, output
     else:
-        assert f"error: " in output and any(f"{e}:" in output for e in bad.error.split("|")), output
+        assert "error: " in output and any(f"{e}:" in output for e in bad.error.split("|")), output
     import re
 
     assert re.search(bad.message, output), (bad.message, output)
@@ -252,6 +390,7 @@ def test_the_table_is_at_least_forty_rows():
 
 # --- the runtime and the library -----------------------------------------------------------------
 
+
 def _engine_with_sidecar(root: Path, **changes) -> Path:
     from mattex.files import sha256_file
     from mattex.runtime.io_spec import Profile
@@ -259,11 +398,17 @@ def _engine_with_sidecar(root: Path, **changes) -> Path:
 
     engine = root / "m.engine"
     engine.write_bytes(b"plan bytes as TensorRT wrote them")
-    sidecar = Sidecar(tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability=(8, 9),
-                      profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
-                      io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-                      precision="fp32", onnx_sha256="0" * 64, plan_sha256=sha256_file(engine),
-                      mattex_version="0.1.0")
+    sidecar = Sidecar(
+        tensorrt_version="10.13.0",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        compute_capability=(8, 9),
+        profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
+        io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
+        precision="fp32",
+        onnx_sha256="0" * 64,
+        plan_sha256=sha256_file(engine),
+        mattex_version="0.1.0",
+    )
     dataclasses.replace(sidecar, **changes).save(engine)
     return engine
 
@@ -317,25 +462,59 @@ BAD_API = [
     ("engine-without-sidecar", _no_sidecar, errors.CorruptEngineError, "no sidecar"),
     ("engine-corrupt-sidecar", _corrupt_sidecar, errors.CorruptEngineError, "not a readable mattex sidecar"),
     ("engine-plan-changed", _changed_plan, errors.CorruptEngineError, "changed since it was built"),
-    ("engine-other-tensorrt", lambda r: _check_env(r, tensorrt_version="11.4.0"), errors.EngineMismatchError,
-     "built with TensorRT 10.13.0, running TensorRT 11.4.0"),
-    ("engine-other-gpu", lambda r: _check_env(r, gpu_name="NVIDIA A100", compute_capability=(8, 0)),
-     errors.EngineMismatchError, "running on NVIDIA A100"),
+    (
+        "engine-other-tensorrt",
+        lambda r: _check_env(r, tensorrt_version="11.4.0"),
+        errors.EngineMismatchError,
+        "built with TensorRT 10.13.0, running TensorRT 11.4.0",
+    ),
+    (
+        "engine-other-gpu",
+        lambda r: _check_env(r, gpu_name="NVIDIA A100", compute_capability=(8, 0)),
+        errors.EngineMismatchError,
+        "running on NVIDIA A100",
+    ),
     ("matter-nan-frames", lambda r: _matter(r)(_frames(fill=np.nan), _frames()), errors.MattexError, "NaN"),
     ("matter-inf-frames", lambda r: _matter(r)(_frames(), _frames(fill=np.inf)), errors.MattexError, "Inf|finite"),
     ("matter-frames-in-0-255", lambda r: _matter(r)(_frames() * 255, _frames()), errors.MattexError, r"\[0, 1\]"),
-    ("matter-wrong-rank", lambda r: _matter(r)(_frames((3, 64, 64)), _frames((3, 64, 64))), errors.InputShapeError,
-     "must be"),
-    ("matter-not-divisible-by-4", lambda r: _matter(r)(_frames((1, 3, 62, 64)), _frames((1, 3, 62, 64))),
-     errors.InputShapeError, "divisible by 4"),
-    ("matter-src-bgr-differ", lambda r: _matter(r)(_frames(), _frames((1, 3, 64, 68))), errors.InputShapeError,
-     "same shape"),
-    ("matter-wrong-dtype", lambda r: _matter(r)(_frames(dtype=np.float64), _frames(dtype=np.float64)),
-     errors.InputShapeError, "float32"),
-    ("matter-zero-batch", lambda r: _matter(r)(_frames((0, 3, 64, 64)), _frames((0, 3, 64, 64))),
-     errors.InputShapeError, "batch"),
-    ("synthetic-count-zero", lambda r: __import__("mattex.calibration.synthetic", fromlist=["x"])
-     .write_synthetic_photomatte(r / "out" / "s", 0), errors.ConfigError, "at least 1"),
+    (
+        "matter-wrong-rank",
+        lambda r: _matter(r)(_frames((3, 64, 64)), _frames((3, 64, 64))),
+        errors.InputShapeError,
+        "must be",
+    ),
+    (
+        "matter-not-divisible-by-4",
+        lambda r: _matter(r)(_frames((1, 3, 62, 64)), _frames((1, 3, 62, 64))),
+        errors.InputShapeError,
+        "divisible by 4",
+    ),
+    (
+        "matter-src-bgr-differ",
+        lambda r: _matter(r)(_frames(), _frames((1, 3, 64, 68))),
+        errors.InputShapeError,
+        "same shape",
+    ),
+    (
+        "matter-wrong-dtype",
+        lambda r: _matter(r)(_frames(dtype=np.float64), _frames(dtype=np.float64)),
+        errors.InputShapeError,
+        "float32",
+    ),
+    (
+        "matter-zero-batch",
+        lambda r: _matter(r)(_frames((0, 3, 64, 64)), _frames((0, 3, 64, 64))),
+        errors.InputShapeError,
+        "batch",
+    ),
+    (
+        "synthetic-count-zero",
+        lambda r: __import__("mattex.calibration.synthetic", fromlist=["x"]).write_synthetic_photomatte(
+            r / "out" / "s", 0
+        ),
+        errors.ConfigError,
+        "at least 1",
+    ),
 ]
 
 

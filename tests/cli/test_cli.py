@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 def test_console_script_help_and_version():
     # The installed entry point, not just the Typer app object.
     help_text = subprocess.run(["mattex", "--help"], capture_output=True, text=True, check=True).stdout
-    assert "Example: mattex info" in help_text and "info" in help_text
+    assert "Example: mattex export" in help_text and "info" in help_text
     version = subprocess.run(["mattex", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"mattex {mattex.__version__}"
 

@@ -9,8 +9,21 @@ import onnx
 
 def test_two_processes_exporting_to_one_path_leave_a_whole_file(tmp_path):
     out = tmp_path / "m.onnx"
-    command = [sys.executable, "-m", "mattex.cli.main", "export", "--height", "64", "--width", "64",
-               "--sample-pixels", "640", "--no-engine", "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "mattex.cli.main",
+        "export",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--sample-pixels",
+        "640",
+        "--no-engine",
+        "-o",
+        str(out),
+    ]
     first = subprocess.Popen(command + ["--kernel-size", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second = subprocess.Popen(command + ["--debug-outputs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     results = [p.communicate(timeout=300) + (p.returncode,) for p in (first, second)]

@@ -7,16 +7,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import golden_config, golden_files, golden_state_dict
 from typer.testing import CliRunner
 
+from helpers import golden_config, golden_files, golden_state_dict
+from helpers import metadata_props as read_metadata
 from mattex.cli.main import app
 from mattex.errors import ConfigError
 from mattex.exporter import export as export_module
 from mattex.exporter.config import ExportConfig
-from mattex.exporter.export import ExportCheckError, export_onnx, read_metadata
+from mattex.exporter.export import ExportCheckError, export_onnx
 from mattex.exporter.lint import check_model
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.model.sources import WeightsSource, build_model
 
 OUTPUTS = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
 TRACE = dict(height=192, width=256)
@@ -54,8 +55,11 @@ def exports(tmp_path_factory):
     """One export per refine mode (mobilenetv2, default weights, debug outputs), made once."""
     folder = tmp_path_factory.mktemp("exports")
     made = {}
-    for mode, extra in [("sampling", {"sample_pixels": 16 * 400}), ("full", {}),
-                        ("thresholding", {"target": "onnxruntime", "threshold": 0.02})]:
+    for mode, extra in [
+        ("sampling", {"sample_pixels": 16 * 400}),
+        ("full", {}),
+        ("thresholding", {"target": "onnxruntime", "threshold": 0.02}),
+    ]:
         config = ExportConfig(refine_mode=mode, debug_outputs=True, **TRACE, **extra)
         made[mode] = (export_onnx(config, folder / f"{mode}.onnx"), config)
     return made
@@ -113,8 +117,8 @@ def test_4k_preset_with_k_20000(tmp_path):
 def test_hd_preset_passes_the_tensorrt_check(tmp_path):
     config = ExportConfig.from_preset("hd")  # traced at 1080 x 1920, k = 5,000
     result = export_onnx(config, tmp_path / "hd.onnx")
-    assert result.check.passed and result.metadata["refine_k"] == "5000"
-    assert result.metadata["trace_size"] == "1080x1920"
+    assert result.check.passed and result.metadata.refine_k == 5000
+    assert result.metadata.trace_size == (1080, 1920)
 
 
 @pytest.mark.parametrize("path", golden_files(), ids=lambda p: p.stem)
@@ -127,10 +131,15 @@ def test_golden_files_through_the_exported_graph(tmp_path, path):
     torch.save(golden_state_dict(backbone), tmp_path / "golden.pth")
     mode = kwargs.get("refine_mode", "sampling")
     config = ExportConfig(
-        backbone=backbone, backbone_scale=kwargs.get("backbone_scale", 0.25), refine_mode=mode,
+        backbone=backbone,
+        backbone_scale=kwargs.get("backbone_scale", 0.25),
+        refine_mode=mode,
         sample_pixels=kwargs.get("refine_sample_pixels", 80_000),
-        threshold=kwargs.get("refine_threshold", 0.1), debug_outputs=True,
-        target="onnxruntime" if mode == "thresholding" else "tensorrt", **TRACE)
+        threshold=kwargs.get("refine_threshold", 0.1),
+        debug_outputs=True,
+        target="onnxruntime" if mode == "thresholding" else "tensorrt",
+        **TRACE,
+    )
     export_onnx(config, tmp_path / "g.onnx", checkpoint=tmp_path / "golden.pth")
     data = np.load(path)
     got = dict(zip(OUTPUTS, session(tmp_path / "g.onnx").run(None, {"src": data["src"], "bgr": data["bgr"]})))
@@ -143,8 +152,9 @@ def test_golden_files_through_the_exported_graph(tmp_path, path):
     agree = ref == want_ref
     if mode == "sampling":
         # The error map on the patch grid, as the refiner sees it.
-        err = torch.nn.functional.interpolate(torch.from_numpy(data["err_sm"]), ref.shape[1:],
-                                              mode="bilinear", align_corners=False)[:, 0].numpy()
+        err = torch.nn.functional.interpolate(
+            torch.from_numpy(data["err_sm"]), ref.shape[1:], mode="bilinear", align_corners=False
+        )[:, 0].numpy()
         for b in range(2):
             e, sel, want = err[b].ravel(), ref[b].ravel() > 0, want_ref[b].ravel() > 0
             kth = np.sort(e)[::-1][config.k - 1]
@@ -181,10 +191,13 @@ def test_a_graph_failing_the_check_is_refused_and_not_written(tmp_path, monkeypa
 def test_cli_export_finds_the_checkpoint_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(5)
-    torch.save(build_model(WeightsSource("random", seed=5), backbone="mobilenetv2").state_dict(),
-               tmp_path / "pytorch_mobilenetv2.pth")
-    result = CliRunner().invoke(app, ["export", "--height", "128", "--width", "160",
-                                      "--sample-pixels", "1600", "-o", "m.onnx", "--json"])
+    torch.save(
+        build_model(WeightsSource("random", seed=5), backbone="mobilenetv2").state_dict(),
+        tmp_path / "pytorch_mobilenetv2.pth",
+    )
+    result = CliRunner().invoke(
+        app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "-o", "m.onnx", "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["metadata"]["weights"].startswith("checkpoint ")
@@ -195,12 +208,15 @@ def test_cli_export_finds_the_checkpoint_in_the_working_directory(tmp_path, monk
 def test_cli_export_uses_mattex_home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    torch.save(build_model(WeightsSource("random", seed=6), backbone="mobilenetv2").state_dict(),
-               home / "pytorch_mobilenetv2.pth")
+    torch.save(
+        build_model(WeightsSource("random", seed=6), backbone="mobilenetv2").state_dict(),
+        home / "pytorch_mobilenetv2.pth",
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MATTEX_HOME", str(home))
-    result = CliRunner().invoke(app, ["export", "--height", "128", "--width", "160",
-                                      "--sample-pixels", "1600", "-o", "m.onnx"])
+    result = CliRunner().invoke(
+        app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "-o", "m.onnx"]
+    )
     assert result.exit_code == 0, result.output
     meta = read_metadata(onnx.load(str(tmp_path / "m.onnx")))
     assert meta["weights"].startswith("checkpoint ")

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 from mattex.cli.main import app
 from mattex.errors import InputShapeError
 from mattex.exporter.build import build_engine, check_build, parse_profile
-from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.verify import verify_onnx
-from mattex.exporter.weights import WeightsSource
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.verify import verify_onnx
+from mattex.model.sources import WeightsSource
 from mattex.runtime import Matter
 from mattex.runtime.sidecar import load_sidecar
 
@@ -27,8 +28,11 @@ WEIGHTS = WeightsSource("random", seed=2)
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("uint8")
     for io in ("float", "uint8"):
-        export_onnx(ExportConfig(sample_pixels=16 * 300, height=SIZE[0], width=SIZE[1], io=io),
-                    folder / f"{io}.onnx", weights=WEIGHTS)
+        export_onnx(
+            ExportConfig(sample_pixels=16 * 300, height=SIZE[0], width=SIZE[1], io=io),
+            folder / f"{io}.onnx",
+            weights=WEIGHTS,
+        )
     return folder
 
 
@@ -66,10 +70,13 @@ def test_the_uint8_file_passes_check_verify_and_builds_with_tensorrt_for_rtx(fil
     checked = runner.invoke(app, ["check", str(files / "uint8.onnx"), "--build", "--json"])
     assert checked.exit_code == 0, checked.output
     assert json.loads(checked.output)["build"]["passed"]
-    sidecar = build_engine(files / "uint8.onnx", files / "uint8.engine",
-                           [parse_profile("96x128-128x160", 2)], "tensorrt-rtx")
+    sidecar = build_engine(
+        files / "uint8.onnx", files / "uint8.engine", [parse_profile("96x128-128x160", 2)], "tensorrt-rtx"
+    )
     assert [(t["name"], t["dtype"], t["shape"]) for t in sidecar.io[:2]] == [
-        ("src", "uint8", [-1, -1, -1, 3]), ("bgr", "uint8", [-1, -1, -1, 3])]
+        ("src", "uint8", [-1, -1, -1, 3]),
+        ("bgr", "uint8", [-1, -1, -1, 3]),
+    ]
     assert load_sidecar(files / "uint8.engine").io == sidecar.io
     report = verify_onnx(files / "uint8.onnx", samples=2, batch=2)
     assert report.passed, report.failures
@@ -78,18 +85,21 @@ def test_the_uint8_file_passes_check_verify_and_builds_with_tensorrt_for_rtx(fil
 
 def test_int8_with_uint8_frames_calibrates_on_frames_and_builds(tmp_path):
     pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed")
+    from mattex.calibration.int8 import CalibrationSettings
     from mattex.calibration.synthetic import write_synthetic_photomatte
-    from mattex.exporter.quantize import CalibrationSettings
 
     write_synthetic_photomatte(tmp_path / "data", 2, 0, *SIZE)
-    export_onnx(ExportConfig(sample_pixels=16 * 300, height=SIZE[0], width=SIZE[1], io="uint8",
-                             precision="int8"), tmp_path / "q.onnx", weights=WEIGHTS,
-                calibration=CalibrationSettings(tmp_path / "data", None, samples=2))
+    export_onnx(
+        ExportConfig(sample_pixels=16 * 300, height=SIZE[0], width=SIZE[1], io="uint8", precision="int8"),
+        tmp_path / "q.onnx",
+        weights=WEIGHTS,
+        calibration=CalibrationSettings(tmp_path / "data", None, samples=2),
+    )
     assert check_build(tmp_path / "q.onnx", "tensorrt-rtx").passed
 
 
 def test_uint8_io_refuses_float16_outputs():
     from mattex.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--io uint8 takes uint8 frames"):
+    with pytest.raises(ConfigError, match="`io` uint8 takes uint8 frames"):
         ExportConfig(io="uint8", precision="fp16", io_dtype="float16").validate()

@@ -2,9 +2,11 @@
 through TensorRT for RTX's parser and builder, on the CPU, and the verdict each rule declares
 (`RULES.info[rule].rtx`: rejects, builds or never finishes) must be what the builder does."""
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import onnx
 import pytest
@@ -13,12 +15,16 @@ from test_lint import CASES
 from mattex.exporter.build import EngineBuildError, parse_and_build
 from mattex.exporter.lint import RULES
 
-trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed (pip install "
-                          "tensorrt-rtx-cu13; the README's install command brings it)")
+trt = pytest.importorskip(
+    "tensorrt_rtx",
+    reason="TensorRT for RTX is not installed (pip install tensorrt-rtx-cu13; the README's install command brings it)",
+)
 
 # Sizes for the tiny graphs' free dimensions (N large enough for topk-limits' K = 100).
 DIMS = {"B": 1, "N": 128}
-NEVER_FINISHES_AFTER_S = 20  # the breaking where-chain graph needs over 100 s at 12 steps; it has 20
+# The breaking where-chain graph has 20 steps; 12 already took over 100 s (time exponential in the
+# chain), so a build still running after 8 s is one that does not finish.
+NEVER_FINISHES_AFTER_S = 8
 
 
 def shapes(model: onnx.ModelProto) -> dict[str, list[tuple]]:
@@ -27,8 +33,9 @@ def shapes(model: onnx.ModelProto) -> dict[str, list[tuple]]:
     for inp in model.graph.input:
         if inp.name in initializers:
             continue
-        dims = tuple(d.dim_value if d.HasField("dim_value") else DIMS.get(d.dim_param, 8)
-                     for d in inp.type.tensor_type.shape.dim)
+        dims = tuple(
+            d.dim_value if d.HasField("dim_value") else DIMS.get(d.dim_param, 8) for d in inp.type.tensor_type.shape.dim
+        )
         out[inp.name] = [(dims, dims, dims)]
     return out
 
@@ -50,8 +57,11 @@ def verdict(model: onnx.ModelProto, path, timeout_s: float | None = None) -> tup
         parse_and_build(trt, {str(path)!r}, shapes(onnx.load({str(path)!r})))
     """)
     try:
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=timeout_s, cwd=str(__import__("pathlib").Path(__file__).parent))
+        here = Path(__file__).resolve().parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout_s, cwd=str(here), env=env
+        )
     except subprocess.TimeoutExpired:
         return "never finishes", f"no plan after {timeout_s} s"
     return ("builds", "") if done.returncode == 0 else ("rejects", done.stderr[-500:])
@@ -76,16 +86,3 @@ def test_rules_tensorrt_for_rtx_does_not_confirm_say_what_they_rest_on():
         assert (info.rtx == "rejects") == (not info.basis), name
         if info.rtx == "builds" and "TensorRT 10/11" in info.basis:
             assert "tensorrt-rtx" not in info.targets, f"{name} would refuse what TensorRT for RTX builds"
-
-
-def test_the_readme_lists_every_rule_with_its_verdict_and_targets():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[1:-1]]
-            for line in readme.splitlines() if line.startswith("| `") and line.count("|") == 5}
-    for name, info in RULES.info.items():
-        assert name in rows, f"README's rule table lacks {name}"
-        _, _, verdict, targets = rows[name]
-        assert verdict.startswith(info.rtx), f"{name}: README says {verdict!r}, the rule declares {info.rtx!r}"
-        assert [t.strip() for t in targets.split(",")] == list(info.targets), name

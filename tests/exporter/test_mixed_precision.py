@@ -6,9 +6,9 @@ import onnx_graphsurgeon as gs
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from onnx_graphs import const, model, tensor
 
 from mattex.exporter.mixed_precision import convert_to_fp16
+from onnx_graphs import const, model, tensor
 
 IMG = ("B", 2, 8, 8)
 
@@ -27,12 +27,13 @@ def run(graph: gs.Graph, feeds: dict):
 def conv_block():
     """x -> Conv -> Relu -> Add(x) -> Clip -> y: a residual block with a clamp."""
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"]),
-             helper.make_node("Add", ["r", "x"], ["a"]),
-             helper.make_node("Clip", ["a", "lo", "hi"], ["y"], name="/model/Clip")]
-    inits = [const("w", rng.normal(0, 0.3, (2, 2, 3, 3))), const("b", [0.1, -0.1]),
-             const("lo", 0.0), const("hi", 1.0)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Add", ["r", "x"], ["a"]),
+        helper.make_node("Clip", ["a", "lo", "hi"], ["y"], name="/model/Clip"),
+    ]
+    inits = [const("w", rng.normal(0, 0.3, (2, 2, 3, 3))), const("b", [0.1, -0.1]), const("lo", 0.0), const("hi", 1.0)]
     return model(nodes, [tensor("x", shape=IMG)], [tensor("y", shape=IMG)], inits)
 
 
@@ -76,13 +77,14 @@ def test_float16_io_changes_the_interface():
 
 def shape_arithmetic_model():
     """y = x * W where W is computed in float from x's shape: coordinates, not data."""
-    nodes = [helper.make_node("Shape", ["x"], ["s"]),
-             helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["sf", "big"], ["scaled"], name="coords"),
-             helper.make_node("ReduceMax", ["scaled"], ["m"], keepdims=1),
-             helper.make_node("Mul", ["x", "m"], ["y"], name="data")]
-    return model(nodes, [tensor("x", shape=("N",))], [tensor("y", shape=("N",))],
-                 [const("big", [4097.0])])
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Cast", ["s"], ["sf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["sf", "big"], ["scaled"], name="coords"),
+        helper.make_node("ReduceMax", ["scaled"], ["m"], keepdims=1),
+        helper.make_node("Mul", ["x", "m"], ["y"], name="data"),
+    ]
+    return model(nodes, [tensor("x", shape=("N",))], [tensor("y", shape=("N",))], [const("big", [4097.0])])
 
 
 def test_shape_derived_arithmetic_stays_float32():
@@ -97,8 +99,10 @@ def test_shape_derived_arithmetic_stays_float32():
 
 
 def test_the_topk_selection_scope_stays_float32():
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="/model/refiner/TopK_select0/Relu_1"),
-             helper.make_node("Relu", ["r"], ["y"], name="/model/relu")]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="/model/refiner/TopK_select0/Relu_1"),
+        helper.make_node("Relu", ["r"], ["y"], name="/model/relu"),
+    ]
     graph = load(model(nodes, [tensor("x")], [tensor("y")]))
     assert convert_to_fp16(graph) == 1
     types = node_types(graph)
@@ -121,8 +125,10 @@ def test_refuses_an_unknown_io_dtype():
 
 
 def test_a_weight_beyond_float16_keeps_its_node_in_float32():
-    nodes = [helper.make_node("Mul", ["x", "huge"], ["m"], name="big"),
-             helper.make_node("Relu", ["m"], ["y"], name="relu")]
+    nodes = [
+        helper.make_node("Mul", ["x", "huge"], ["m"], name="big"),
+        helper.make_node("Relu", ["m"], ["y"], name="relu"),
+    ]
     graph = load(model(nodes, [tensor("x")], [tensor("y")], [const("huge", [1e6])]))
     assert convert_to_fp16(graph) == 1
     types = node_types(graph)
@@ -133,8 +139,7 @@ def test_a_weight_beyond_float16_keeps_its_node_in_float32():
 
 def test_new_names_never_collide_with_existing_tensors():
     # The graph already has a tensor called x_float16: the input's Cast must not reuse it.
-    nodes = [helper.make_node("Relu", ["x"], ["x_float16"]),
-             helper.make_node("Add", ["x_float16", "x"], ["y"])]
+    nodes = [helper.make_node("Relu", ["x"], ["x_float16"]), helper.make_node("Add", ["x_float16", "x"], ["y"])]
     graph = load(model(nodes, [tensor("x")], [tensor("y")]))
     assert convert_to_fp16(graph) == 2
     names = [t for t in graph.tensors()]

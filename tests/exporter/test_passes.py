@@ -7,11 +7,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 from onnx_graphsurgeon import Constant
-from onnx_graphs import const, model, numpy_topk_set, tensor, topk_model
 
 from mattex.errors import ConfigError
-from mattex.exporter.passes import PASSES, PassRegistry, cleanup, fold_constants, \
-    replace_unordered_topk, toposort
+from mattex.exporter.passes import PASSES, PassRegistry, cleanup, fold_constants, replace_unordered_topk, toposort
+from onnx_graphs import const, model, numpy_topk_set, tensor, topk_model
 
 
 def load(m: onnx.ModelProto) -> gs.Graph:
@@ -30,6 +29,7 @@ def ops(graph: gs.Graph) -> list[str]:
 
 
 # fold_constants ----------------------------------------------------------------------------
+
 
 def constant_add_model():
     nodes = [helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Mul", ["x", "ab"], ["y"])]
@@ -54,6 +54,7 @@ def test_fold_constants_leaves_input_dependent_graph_alone():
 
 # cleanup -----------------------------------------------------------------------------------
 
+
 def test_cleanup_removes_nodes_no_output_needs():
     nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["x"], ["unused"])]
     graph = load(model(nodes, [tensor("x")], [tensor("y")]))
@@ -67,17 +68,28 @@ def test_cleanup_leaves_a_clean_graph_alone():
 
 # toposort ----------------------------------------------------------------------------------
 
+
 def test_toposort_orders_producers_first():
-    graph = load(model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
-                       [tensor("x")], [tensor("y")]))
+    graph = load(
+        model(
+            [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
+            [tensor("x")],
+            [tensor("y")],
+        )
+    )
     graph.nodes.reverse()
     assert ops(graph) == ["Neg", "Relu"]
     assert toposort(graph) == 2 and ops(graph) == ["Relu", "Neg"]
 
 
 def test_toposort_leaves_a_sorted_graph_alone():
-    graph = load(model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
-                       [tensor("x")], [tensor("y")]))
+    graph = load(
+        model(
+            [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Neg", ["r"], ["y"])],
+            [tensor("x")],
+            [tensor("y")],
+        )
+    )
     assert toposort(graph) == 0 and ops(graph) == ["Relu", "Neg"]
 
 
@@ -104,7 +116,7 @@ def test_topk_rewrite_selects_onnx_topk_set(case):
     for b, row in enumerate(x):
         assert set(idx[b].tolist()) == numpy_topk_set(row, k)
         if row.size < k:  # every element is selected; spare slots repeat index 0, one of them
-            assert (idx[b, row.size:] == 0).all()
+            assert (idx[b, row.size :] == 0).all()
 
 
 def test_topk_rewrite_also_provides_values():
@@ -124,9 +136,11 @@ def test_topk_rewrite_matches_the_reference_for_k_20000():
         assert set(idx[b].tolist()) == numpy_topk_set(x[b], 20_000)
 
 
-@pytest.mark.parametrize("m", [topk_model(5, sorted_=1),
-                               model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")])],
-                         ids=["sorted TopK", "no TopK"])
+@pytest.mark.parametrize(
+    "m",
+    [topk_model(5, sorted_=1), model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")])],
+    ids=["sorted TopK", "no TopK"],
+)
 def test_topk_rewrite_leaves_unmatched_graphs_alone(m):
     graph = load(m)
     before = ops(graph)
@@ -134,6 +148,7 @@ def test_topk_rewrite_leaves_unmatched_graphs_alone(m):
 
 
 # registry ----------------------------------------------------------------------------------
+
 
 def test_registry_lists_the_export_passes_and_rejects_unknown_names():
     assert {"fold_constants", "cleanup", "toposort", "replace_unordered_topk"} <= set(PASSES.names())

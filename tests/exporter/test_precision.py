@@ -12,13 +12,15 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from mattex.calibration.images import DataError
-from mattex.calibration.synthetic import write_synthetic_photomatte
+from mattex.calibration.int8 import CalibrationSettings
 from mattex.cli.main import app
-from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
 from mattex.exporter.lint import check_model
-from mattex.exporter.quantize import CalibrationSettings, quantize_int8
-from mattex.exporter.verify import composite_pairs, verify_onnx
+from mattex.exporter.quantize import quantize_int8
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.inputs import composite_pairs
+from mattex.measure.verify import verify_onnx
 
 SIZE = 256  # k = 500 of 4,096 patches: selection matters at this size
 runner = CliRunner()
@@ -27,7 +29,7 @@ runner = CliRunner()
 from helpers import precision_export as export  # noqa: E402
 
 
-# The composites and the fp16/int8 exports are shared with tests/test_openvino.py (conftest.py).
+# The composites and the fp16/int8 exports are shared with tests/runtime/test_openvino.py (conftest.py).
 @pytest.fixture(scope="module")
 def data(precision_data):
     return precision_data
@@ -97,9 +99,21 @@ def test_verify_fails_an_int8_file_held_to_the_fp16_budget(int8, data):
     report = verify_on_composites(int8, data, budget="fp16")
     assert not report.passed
     assert any(f.startswith("pha:") for f in report.failures)
-    result = runner.invoke(app, ["verify", str(int8), "--data", str(data / "eval"),
-                                 "--backgrounds", str(data / "eval_bg"), "--budget", "fp16",
-                                 "--json", str(data / "report.json")])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(int8),
+            "--data",
+            str(data / "eval"),
+            "--backgrounds",
+            str(data / "eval_bg"),
+            "--budget",
+            "fp16",
+            "--json",
+            str(data / "report.json"),
+        ],
+    )
     assert result.exit_code == 1, result.output
     saved = json.loads((data / "report.json").read_text())
     assert saved["precision"] == "fp16" and saved["passed"] is False
@@ -109,9 +123,20 @@ def test_verify_fails_an_int8_file_held_to_the_fp16_budget(int8, data):
 @pytest.mark.parametrize("name", ["fp16", "int8"])
 def test_evaluate_holds_the_file_to_its_metric_budget(name, request, data):
     path = request.getfixturevalue(name)
-    result = runner.invoke(app, ["evaluate", str(path), "--data", str(data / "eval"),
-                                 "--backgrounds", str(data / "eval_bg"), "--resolution",
-                                 f"{SIZE}x{SIZE}", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(path),
+            "--data",
+            str(data / "eval"),
+            "--backgrounds",
+            str(data / "eval_bg"),
+            "--resolution",
+            f"{SIZE}x{SIZE}",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     check = report["budget"]
@@ -137,6 +162,7 @@ def test_float16_io_file_runs_through_the_runtime(data):
 
 
 # --- calibration cache and bad data ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def fp32_small(data):
@@ -168,9 +194,8 @@ def test_calibration_cache_is_reused_then_rebuilt_when_the_data_changes(fp32_sma
     third = calibrate(fp32_small, folder, cache, third_calls)
     assert not third.cache_reused and third_calls == [1, 2, 3]
     key = json.loads(cache.read_text())["key"]
-    assert json.loads(third.metadata["int8_calibration"])["data_sha256"] != \
-        json.loads(first.metadata["int8_calibration"])["data_sha256"]
-    assert key["data_sha256"] == json.loads(third.metadata["int8_calibration"])["data_sha256"]
+    assert third.info["data_sha256"] != first.info["data_sha256"]
+    assert key["data_sha256"] == third.info["data_sha256"]
 
 
 def test_calibration_cache_is_rebuilt_when_the_settings_change(fp32_small, data, tmp_path):
@@ -186,9 +211,24 @@ def test_empty_calibration_folder_is_a_clear_error_and_writes_nothing(data, tmp_
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "out" / "m.onnx"
-    result = runner.invoke(app, ["export", "--height", "128", "--width", "128",
-                                 "--sample-pixels", "4000", "--int8", "--calibration-data",
-                                 str(empty), "--no-engine", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--height",
+            "128",
+            "--width",
+            "128",
+            "--sample-pixels",
+            "4000",
+            "--int8",
+            "--calibration-data",
+            str(empty),
+            "--no-engine",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2
     assert "no PNG images" in result.output
     assert not out.exists() and not list(tmp_path.rglob("*.json"))
@@ -203,16 +243,29 @@ def test_unreadable_calibration_image_is_a_clear_error_and_writes_nothing(fp32_s
         calibrate(fp32_small, folder, cache, [])
     assert not cache.exists()
     out = tmp_path / "m.onnx"
-    config = ExportConfig(backbone="mobilenetv2", height=128, width=128, sample_pixels=4000,
-                          precision="int8")
+    config = ExportConfig(backbone="mobilenetv2", height=128, width=128, sample_pixels=4000, precision="int8")
     with pytest.raises(DataError):
         export_onnx(config, out, calibration=CalibrationSettings(folder, samples=3))
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
 
 
 def test_int8_without_calibration_data_is_refused(tmp_path):
-    result = runner.invoke(app, ["export", "--int8", "--height", "128", "--width", "128",
-                                 "--sample-pixels", "4000", "--no-engine", "-o", str(tmp_path / "m.onnx")])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--int8",
+            "--height",
+            "128",
+            "--width",
+            "128",
+            "--sample-pixels",
+            "4000",
+            "--no-engine",
+            "-o",
+            str(tmp_path / "m.onnx"),
+        ],
+    )
     assert result.exit_code == 2 and "--calibration-data" in result.output
     assert not list(tmp_path.iterdir())
 
@@ -227,8 +280,9 @@ def test_runtime_opens_int8_files_with_their_session_settings(int8, data):
     src, bgr = next(composite_pairs(int8, data / "eval", data / "eval_bg"))
     pha, fgr = matter(src, bgr)
     options = ort.SessionOptions()
-    tuned = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=INT8_DISABLED_OPTIMIZERS)
+    tuned = ort.InferenceSession(
+        str(int8), options, providers=["CPUExecutionProvider"], disabled_optimizers=INT8_DISABLED_OPTIMIZERS
+    )
     want_pha, want_fgr = tuned.run(["pha", "fgr"], {"src": src, "bgr": bgr})
     np.testing.assert_array_equal(pha, want_pha)
     np.testing.assert_array_equal(fgr, want_fgr)
@@ -245,8 +299,7 @@ def test_a_corrupt_or_foreign_cache_is_recalibrated_not_fatal(fp32_small, data, 
 
 
 def test_calibration_options_without_int8_are_refused(tmp_path):
-    for option in (["--calibration-samples", "8"], ["--weight-bits", "8"],
-                   ["--calibration-method", "entropy"]):
+    for option in (["--calibration-samples", "8"], ["--weight-bits", "8"], ["--calibration-method", "entropy"]):
         result = runner.invoke(app, ["export", "--fp16", *option, "-o", str(tmp_path / "m.onnx")])
         assert result.exit_code == 2 and "only apply to --int8" in result.output
     assert not list(tmp_path.iterdir())
@@ -263,8 +316,9 @@ def test_verify_without_data_uses_synthetic_composites_and_passes(name, request)
 def test_resnet50_fp16_stays_within_budget(data):
     # The headline command (`mattex export --backbone resnet50 --fp16`), numerics only: seeded
     # random weights, no demo weights exist for resnet50.
-    config = ExportConfig(backbone="resnet50", height=SIZE, width=SIZE, sample_pixels=8000,
-                          precision="fp16", debug_outputs=True)
+    config = ExportConfig(
+        backbone="resnet50", height=SIZE, width=SIZE, sample_pixels=8000, precision="fp16", debug_outputs=True
+    )
     path = data / "resnet50_fp16.onnx"
     with pytest.warns(UserWarning, match="RANDOM weights"):
         export_onnx(config, path)
@@ -278,10 +332,8 @@ def test_weight_bits_bound_the_int8_weights(fp32_small, data, tmp_path, bits, li
     settings = CalibrationSettings(data / "calib", samples=2, weight_bits=bits)
     model = quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json").model
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    weights = [inits[n.input[0]] for n in model.graph.node
-               if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
     assert weights and all(w.dtype == np.int8 for w in weights)
     peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
     assert limit - 2 <= peak <= limit
-    assert json.loads(quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json")
-                      .metadata["int8_calibration"])["weight_bits"] == bits
+    assert quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json").info["weight_bits"] == bits

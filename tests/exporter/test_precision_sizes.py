@@ -7,8 +7,10 @@ import onnx
 import pytest
 
 from helpers import PRECISION_SIZE, precision_export
-from mattex.exporter.config import BUDGETS, IO_FORMATS, PRECISIONS
-from mattex.exporter.verify import composite_pairs, verify_onnx
+from mattex.contract import IO_FORMATS, PRECISIONS
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.inputs import composite_pairs
+from mattex.measure.verify import Verifier
 
 K = 500  # precision_export: sample_pixels 8000
 SIZES = {
@@ -35,12 +37,13 @@ def size_files(precision_data, fp32_file, fp16_file, int8_file):
 def test_the_file_holds_its_budget_at_every_size(size_files, precision_data, precision, io):
     path = size_files[precision, io]
     rows = {}
-    for label, (height, width) in SIZES.items():
-        pairs = composite_pairs(path, precision_data / "eval", precision_data / "eval_bg", height, width)
-        limit = 2 if height * width > 256 * 256 else 4  # keep CI short at the large sizes
-        report = verify_onnx(path, inputs=(p for i, p in zip(range(limit), pairs)))
-        rows[label] = report
-        assert report.precision == precision and report.shape[2:] == [height, width]
+    with Verifier(path) as verifier:  # opened once, verified at every size
+        for label, (height, width) in SIZES.items():
+            pairs = composite_pairs(path, precision_data / "eval", precision_data / "eval_bg", height, width)
+            limit = 2 if height * width > 256 * 256 else 4  # keep CI short at the large sizes
+            report = verifier.verify(p for _, p in zip(range(limit), pairs))
+            rows[label] = report
+            assert report.precision == precision and report.shape[2:] == [height, width]
     failures = {label: r.failures for label, r in rows.items() if not r.passed}
     assert not failures, failures
     budget = BUDGETS[precision].outputs["pha"].mean_abs
@@ -60,6 +63,7 @@ def test_int8_leaves_the_shape_arithmetic_without_qdq(int8_file):
     assert quantized
     off_path = [t.name for t in quantized if isinstance(t, gs.Variable) and t.name not in data]
     assert off_path == []
-    info = __import__("json").loads({p.key: p.value for p in onnx.load(str(int8_file), load_external_data=False)
-                                     .metadata_props}["int8_calibration"])
+    info = __import__("json").loads(
+        {p.key: p.value for p in onnx.load(str(int8_file), load_external_data=False).metadata_props}["int8_calibration"]
+    )
     assert info["left_float"]["shape arithmetic"] > 0 and info["left_float"]["top-k selection"] > 0

@@ -13,43 +13,51 @@ from typer.testing import CliRunner
 
 from mattex.cli.main import app
 from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
-from mattex.exporter.build import (BuildOptions, build_engine, check_build, parse_compute_capabilities,
-                                   parse_profile)
+from mattex.exporter.build import BuildOptions, build_engine, check_build, parse_compute_capabilities, parse_profile
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.model.sources import WeightsSource, build_model
 from mattex.runtime import Matter
 from mattex.runtime.backends.tensorrt import rtx_invalidity_error
 from mattex.runtime.sidecar import Environment, check_environment, load_sidecar
 
-trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed (pip install "
-                          "tensorrt-rtx-cu13; the README's install command brings it)")
+trt = pytest.importorskip(
+    "tensorrt_rtx",
+    reason="TensorRT for RTX is not installed (pip install tensorrt-rtx-cu13; the README's install command brings it)",
+)
 runner = CliRunner()
 RANDOM = WeightsSource("random", seed=0)  # kernel size 1 and resnet have no demo weights
 
-# A pairwise covering of (mode, precision, preset, kernel size) on mobilenetv2 at the presets'
-# own k (5,000 HD, 20,000 4K: above TensorRT's TopK limit of 3840), then resnet50 and resnet101
-# at k = 4,000. The profiles take batch 1..4 and sizes around the trace size, down to frames
-# with fewer patches than k.
+# One build per point to prove: both refine modes in every precision, kernel sizes 3 and 1, the
+# 4k preset's k = 20,000 (above TensorRT's TopK limit of 3840), batch 1..4 and size ranges down to
+# frames with fewer patches than k, on mobilenetv2; resnet50 (the headline --fp16 export) for the
+# ResNet backbones, whose graphs differ from resnet101's only in depth. benchmarks/rtx_build.py
+# builds every backbone, preset, mode and precision.
 VARIANTS = {
     # name: (backbone, preset, mode, precision, kernel, trace (h, w), sample_pixels, profile, batch)
-    "mobilenetv2-hd-sampling-fp32-k3": ("mobilenetv2", "hd", "sampling", "fp32", 3, (288, 288), None, "192x192-320x384", 4),
+    "mobilenetv2-hd-sampling-fp32-k3": (
+        "mobilenetv2",
+        "hd",
+        "sampling",
+        "fp32",
+        3,
+        (288, 288),
+        None,
+        "192x192-320x384",
+        4,
+    ),
     "mobilenetv2-4k-sampling-fp16-k1": ("mobilenetv2", "4k", "sampling", "fp16", 1, (576, 576), None, "576x576", 1),
     "mobilenetv2-hd-sampling-int8-k1": ("mobilenetv2", "hd", "sampling", "int8", 1, (288, 288), None, "288x288", 2),
-    "mobilenetv2-4k-full-fp32-k1": ("mobilenetv2", "4k", "full", "fp32", 1, (256, 256), None, "256x256", 1),
     "mobilenetv2-hd-full-fp16-k3": ("mobilenetv2", "hd", "full", "fp16", 3, (256, 256), None, "128x128-256x320", 4),
     "mobilenetv2-4k-full-int8-k3": ("mobilenetv2", "4k", "full", "int8", 3, (256, 256), None, "256x256", 1),
-    "resnet50-hd-sampling-int8-k3": ("resnet50", "hd", "sampling", "int8", 3, (256, 256), 16 * 4000, "256x256", 1),
-    "resnet50-4k-full-fp32-k1": ("resnet50", "4k", "full", "fp32", 1, (256, 256), None, "256x256", 2),
-    "resnet101-4k-sampling-fp16-k1": ("resnet101", "4k", "sampling", "fp16", 1, (256, 256), 16 * 4000, "192x256-256x256", 4),
-    "resnet101-hd-full-fp32-k3": ("resnet101", "hd", "full", "fp32", 3, (256, 256), None, "256x256", 1),
+    "resnet50-hd-sampling-fp16-k3": ("resnet50", "hd", "sampling", "fp16", 3, (256, 256), 16 * 4000, "256x256", 1),
 }
 
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
+    from mattex.calibration.int8 import CalibrationSettings
     from mattex.calibration.synthetic import write_synthetic_photomatte
-    from mattex.exporter.quantize import CalibrationSettings
 
     folder = tmp_path_factory.mktemp("calibration")
     write_synthetic_photomatte(folder, 2, 0, 256, 256)
@@ -58,8 +66,16 @@ def calibration(tmp_path_factory):
 
 def export_variant(name, folder, calibration):
     backbone, preset, mode, precision, kernel, (h, w), pixels, _, _ = VARIANTS[name]
-    config = ExportConfig.from_preset(preset, backbone=backbone, refine_mode=mode, precision=precision,
-                                      kernel_size=kernel, height=h, width=w, sample_pixels=pixels)
+    config = ExportConfig.from_preset(
+        preset,
+        backbone=backbone,
+        refine_mode=mode,
+        precision=precision,
+        kernel_size=kernel,
+        height=h,
+        width=w,
+        sample_pixels=pixels,
+    )
     path = folder / f"{name}.onnx"
     export_onnx(config, path, weights=RANDOM, calibration=calibration if precision == "int8" else None)
     return path, config
@@ -88,12 +104,27 @@ def small(tmp_path_factory):
 
 def test_mattex_build_writes_engine_and_sidecar_without_a_gpu(small):
     engine = small / "m.engine"
-    result = runner.invoke(app, ["build", str(small / "m.onnx"), "--backend", "tensorrt-rtx", "--profile",
-                                 "128x160", "--batch", "4", "--compute-capability", "8.6,8.9,12.0",
-                                 "-o", str(engine), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            str(small / "m.onnx"),
+            "--backend",
+            "tensorrt-rtx",
+            "--profile",
+            "128x160",
+            "--batch",
+            "4",
+            "--compute-capability",
+            "8.6,8.9,12.0",
+            "-o",
+            str(engine),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     sidecar = json.loads((small / "m.engine.json").read_text())
-    assert json.loads(result.output[result.output.index("{"):]) == sidecar
+    assert json.loads(result.output[result.output.index("{") :]) == sidecar
     assert sidecar["backend"] == "tensorrt-rtx" and sidecar["tensorrt_version"] == trt.__version__
     assert sidecar["target_compute_capabilities"] == [[8, 6], [8, 9], [12, 0]]
     assert sidecar["gpu_name"] is None and sidecar["compute_capability"] is None
@@ -109,8 +140,9 @@ def test_mattex_build_writes_engine_and_sidecar_without_a_gpu(small):
 
 
 def test_auto_picks_tensorrt_for_rtx_without_a_gpu(small):
-    result = runner.invoke(app, ["build", str(small / "m.onnx"), "--profile", "128x160", "-o",
-                                 str(small / "auto.engine")])
+    result = runner.invoke(
+        app, ["build", str(small / "m.onnx"), "--profile", "128x160", "-o", str(small / "auto.engine")]
+    )
     assert result.exit_code == 0, result.output
     assert "TensorRT for RTX" in result.output
     assert load_sidecar(small / "auto.engine").target_compute_capabilities is None  # its default set
@@ -120,20 +152,25 @@ def test_export_builds_the_rtx_engine_itself_unless_told_not_to(tmp_path):
     args = ["export", "--height", "128", "--width", "160", "--sample-pixels", "4800", "--json"]
     built = runner.invoke(app, [*args, "-o", str(tmp_path / "a.onnx")])
     assert built.exit_code == 0, built.output
-    summary = json.loads(built.output[built.output.index("{"):])
+    summary = json.loads(built.output[built.output.index("{") :])
     assert summary["engine"] == str(tmp_path / "a.engine") and summary["engine_backend"] == "tensorrt-rtx"
     assert load_sidecar(tmp_path / "a.engine").backend == "tensorrt-rtx"
     skipped = runner.invoke(app, [*args, "--no-engine", "-o", str(tmp_path / "b.onnx")])
     assert skipped.exit_code == 0 and not (tmp_path / "b.engine").exists()
 
 
-@pytest.mark.parametrize("options, problem", [
-    (BuildOptions(timing_cache="t.cache"), "--timing-cache is a TensorRT option"),
-    (BuildOptions(version_compatible=True, hardware_compat="ampere+"),
-     "--version-compatible, --hardware-compat are TensorRT options"),
-    (BuildOptions(compute_capabilities=["9.0"]), "cannot target compute capability 9.0"),
-    (BuildOptions(workspace_gib=0), "--workspace must be positive"),
-])
+@pytest.mark.parametrize(
+    "options, problem",
+    [
+        (BuildOptions(timing_cache="t.cache"), "`timing_cache` is a TensorRT option"),
+        (
+            BuildOptions(version_compatible=True, hardware_compat="ampere+"),
+            "`version_compatible`, `hardware_compat` are TensorRT options",
+        ),
+        (BuildOptions(compute_capabilities=["9.0"]), "cannot target compute capability 9.0"),
+        (BuildOptions(workspace_gib=0), "`workspace_gib` must be positive"),
+    ],
+)
 def test_build_refuses_what_tensorrt_for_rtx_cannot_do(small, options, problem):
     with pytest.raises(ConfigError, match=problem):
         build_engine(small / "m.onnx", small / "x.engine", [parse_profile("128x160")], "tensorrt-rtx", options)
@@ -146,7 +183,7 @@ def test_compute_capability_option_parses_and_refuses_nonsense():
     for bad, problem in (("sm86", "expected MAJOR.MINOR"), ("8.6,8.6", "twice"), ("current,8.6", "alone")):
         with pytest.raises(ConfigError, match=problem):
             parse_compute_capabilities(bad)
-    with pytest.raises(ConfigError, match="--compute-capability is TensorRT for RTX's"):
+    with pytest.raises(ConfigError, match="`compute_capabilities` is TensorRT for RTX's"):
         BuildOptions(compute_capabilities=["8.6"]).validate("tensorrt")
 
 
@@ -163,8 +200,22 @@ def test_topk_plugin_is_refused_for_tensorrt_for_rtx_by_name(tmp_path):
     with pytest.raises(ConfigError, match="TensorRT for RTX ships no plugins"):
         ExportConfig(topk="plugin", target="tensorrt-rtx").validate()
     # export on a machine with TensorRT for RTX writes the file and says why it built no engine
-    result = runner.invoke(app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "4800",
-                                 "--topk", "plugin", "-o", str(tmp_path / "q.onnx")])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--height",
+            "128",
+            "--width",
+            "160",
+            "--sample-pixels",
+            "4800",
+            "--topk",
+            "plugin",
+            "-o",
+            str(tmp_path / "q.onnx"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "engine not built here" in result.output and "ships no such plugin" in result.output
     assert not (tmp_path / "q.engine").exists()
@@ -185,6 +236,7 @@ def test_check_build_runs_the_real_builder(small, tmp_path):
 
 # The sidecar and compute-capability checks of RTX engines (no GPU needed) ----------------------
 
+
 def rtx_sidecar(small, targets=None):
     if not (small / "m.engine").exists():
         build_engine(small / "m.onnx", small / "m.engine", [parse_profile("128x160")], "tensorrt-rtx")
@@ -193,15 +245,18 @@ def rtx_sidecar(small, targets=None):
     return sidecar
 
 
-@pytest.mark.parametrize("targets, gpu, cc, ok", [
-    (None, "NVIDIA GeForce RTX 4090", (8, 9), True),
-    (None, "NVIDIA GeForce RTX 5090", (12, 0), True),
-    (None, "NVIDIA A100", (8, 0), True),
-    (None, "NVIDIA H100", (9, 0), False),
-    (None, "NVIDIA GeForce RTX 2080 Ti", (7, 5), False),
-    ([(7, 5)], "NVIDIA GeForce RTX 2080 Ti", (7, 5), True),
-    ([(8, 6), (12, 0)], "NVIDIA GeForce RTX 4090", (8, 9), False),
-])
+@pytest.mark.parametrize(
+    "targets, gpu, cc, ok",
+    [
+        (None, "NVIDIA GeForce RTX 4090", (8, 9), True),
+        (None, "NVIDIA GeForce RTX 5090", (12, 0), True),
+        (None, "NVIDIA A100", (8, 0), True),
+        (None, "NVIDIA H100", (9, 0), False),
+        (None, "NVIDIA GeForce RTX 2080 Ti", (7, 5), False),
+        ([(7, 5)], "NVIDIA GeForce RTX 2080 Ti", (7, 5), True),
+        ([(8, 6), (12, 0)], "NVIDIA GeForce RTX 4090", (8, 9), False),
+    ],
+)
 def test_a_gpu_outside_the_engines_compute_capabilities_is_refused(small, targets, gpu, cc, ok):
     sidecar = rtx_sidecar(small, targets)
     env = Environment(trt.__version__, gpu, cc)
@@ -236,7 +291,7 @@ def test_matter_open_takes_the_backend_from_the_sidecar(small):
     rtx_sidecar(small)
     with pytest.raises(ConfigError, match="was built for tensorrt-rtx; it cannot run on tensorrt"):
         Matter.open(small / "m.engine", backend="tensorrt")
-    with pytest.raises(ConfigError, match="runtime_cache is TensorRT for RTX's"):
+    with pytest.raises(ConfigError, match="`runtime_cache` is TensorRT for RTX's"):
         from mattex.runtime.backends.tensorrt import TensorRTBackend
 
         TensorRTBackend(small / "m.engine", flavor="tensorrt", runtime_cache="x.cache")
@@ -269,8 +324,7 @@ def test_rtx_engine_runs_like_pytorch_and_keeps_its_runtime_cache(small, tmp_pat
     pha, _ = matter(src, bgr)
     assert cache.stat().st_size > 0
     meta = {p.key: p.value for p in onnx.load(str(small / "m.onnx")).metadata_props}
-    model = build_model(WeightsSource.parse(meta["weights"]),
-                        **ExportConfig(sample_pixels=16 * 300).model_kwargs())
+    model = build_model(WeightsSource.parse(meta["weights"]), **ExportConfig(sample_pixels=16 * 300).model_kwargs())
     with torch.no_grad():
         want = model(torch.from_numpy(src), torch.from_numpy(bgr))[0].numpy()
     assert np.abs(pha - want).max() <= 1e-3

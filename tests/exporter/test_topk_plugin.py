@@ -19,19 +19,20 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
-from onnx_graphs import const, model, numpy_topk_set, tensor, topk_model
 from typer.testing import CliRunner
 
+from helpers import metadata_props as read_metadata
 from mattex.cli.main import app
 from mattex.errors import BackendUnavailableError, ConfigError
 from mattex.exporter.build import EngineBuildError, check_plugin_requirements, parse_profile, plugins_in_graph
 from mattex.exporter.config import ExportConfig
-from mattex.exporter.export import export_onnx, read_metadata
+from mattex.exporter.export import export_onnx
 from mattex.exporter.lint import check_model
 from mattex.exporter.passes import replace_unordered_topk_with_plugin
-from mattex.exporter.weights import WeightsSource, build_model
-from mattex.plugins import PLUGIN_DOMAIN, PLUGINS, PluginRegistry, TensorRTPlugin
+from mattex.model.sources import WeightsSource, build_model
+from mattex.plugins import PLUGIN_DOMAIN, PluginRegistry, TensorRTPlugin
 from mattex.runtime.matter import Matter
+from onnx_graphs import const, model, numpy_topk_set, tensor, topk_model
 
 
 def load(m: onnx.ModelProto) -> gs.Graph:
@@ -61,8 +62,16 @@ def plugin_as_onnx_topk(proto: onnx.ModelProto) -> onnx.ModelProto:
         a = attrs(node)
         k_name, idx64 = f"{node.name}_k", f"{node.name}_idx64"
         proto.graph.initializer.append(const(k_name, [a["k"]], np.int64))
-        nodes.append(helper.make_node("TopK", [node.input[0], k_name], [node.output[0], idx64],
-                                      axis=a["axis"], largest=a["is_largest"], sorted=1))
+        nodes.append(
+            helper.make_node(
+                "TopK",
+                [node.input[0], k_name],
+                [node.output[0], idx64],
+                axis=a["axis"],
+                largest=a["is_largest"],
+                sorted=1,
+            )
+        )
         nodes.append(helper.make_node("Cast", [idx64], [node.output[1]], to=TensorProto.INT32))
     del proto.graph.node[:]
     proto.graph.node.extend(nodes)
@@ -74,14 +83,21 @@ def plugin_as_onnx_topk(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 # the rewrite on a tiny graph ----------------------------------------------------------------
 
+
 def test_rewrite_calls_the_plugin_as_tensorrts_parser_expects():
     graph = load(topk_model(5000, with_values=True))
     assert replace_unordered_topk_with_plugin(graph) == 1
     proto = exported(graph)
     plugin, cast = proto.graph.node
     assert (plugin.op_type, plugin.domain) == ("TopkLastDim", PLUGIN_DOMAIN)
-    assert attrs(plugin) == {"type_id": 0, "k": 5000, "is_largest": 1, "axis": -1,
-                             "plugin_version": "1", "plugin_namespace": ""}
+    assert attrs(plugin) == {
+        "type_id": 0,
+        "k": 5000,
+        "is_largest": 1,
+        "axis": -1,
+        "plugin_version": "1",
+        "plugin_namespace": "",
+    }
     assert cast.op_type == "Cast" and list(cast.input) == [plugin.output[1]]
     out = {o.name: o.type.tensor_type for o in proto.graph.output}
     assert out["idx"].elem_type == TensorProto.INT64 and out["vals"].elem_type == TensorProto.FLOAT
@@ -94,7 +110,7 @@ def test_rewrite_gives_the_onnx_topk_set_when_the_plugin_keeps_its_contract():
     proto = plugin_as_onnx_topk(exported(graph))
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((3, 40), dtype=np.float32)
-    idx, vals = (session.run(["idx", "vals"], {"x": x}))
+    idx, vals = session.run(["idx", "vals"], {"x": x})
     assert idx.dtype == np.int64 and idx.shape == (3, 5)
     assert np.array_equal(vals, np.take_along_axis(x, idx, axis=1))
     for b in range(3):
@@ -102,22 +118,30 @@ def test_rewrite_gives_the_onnx_topk_set_when_the_plugin_keeps_its_contract():
 
 
 def test_rewrite_names_the_input_type_for_the_plugin():
-    half = model([helper.make_node("TopK", ["x", "k"], ["v", "idx"], axis=1, sorted=0)],
-                 [tensor("x", TensorProto.FLOAT16)], [tensor("idx", TensorProto.INT64, ("B", 2))],
-                 [const("k", [2], np.int64)])
+    half = model(
+        [helper.make_node("TopK", ["x", "k"], ["v", "idx"], axis=1, sorted=0)],
+        [tensor("x", TensorProto.FLOAT16)],
+        [tensor("idx", TensorProto.INT64, ("B", 2))],
+        [const("k", [2], np.int64)],
+    )
     graph = load(half)
     replace_unordered_topk_with_plugin(graph)
     assert graph.nodes[0].attrs["type_id"] == 1  # TensorRT's DataType::kHALF
-    double = model([helper.make_node("TopK", ["x", "k"], ["v", "idx"], axis=1, sorted=0)],
-                   [tensor("x", TensorProto.DOUBLE)], [tensor("idx", TensorProto.INT64, ("B", 2))],
-                   [const("k", [2], np.int64)])
+    double = model(
+        [helper.make_node("TopK", ["x", "k"], ["v", "idx"], axis=1, sorted=0)],
+        [tensor("x", TensorProto.DOUBLE)],
+        [tensor("idx", TensorProto.INT64, ("B", 2))],
+        [const("k", [2], np.int64)],
+    )
     with pytest.raises(ConfigError, match="TopkLastDim takes float32, float16, int32, bfloat16, not float64"):
         replace_unordered_topk_with_plugin(load(double))
 
 
-@pytest.mark.parametrize("m", [topk_model(5, sorted_=1),
-                               model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")])],
-                         ids=["sorted TopK", "no TopK"])
+@pytest.mark.parametrize(
+    "m",
+    [topk_model(5, sorted_=1), model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")])],
+    ids=["sorted TopK", "no TopK"],
+)
 def test_rewrite_leaves_unmatched_graphs_alone(m):
     graph = load(m)
     before = [n.op for n in graph.nodes]
@@ -126,6 +150,7 @@ def test_rewrite_leaves_unmatched_graphs_alone(m):
 
 
 # the registry and the linter ----------------------------------------------------------------
+
 
 def test_plugin_registry_fails_loudly():
     registry = PluginRegistry()
@@ -141,8 +166,15 @@ def test_plugin_registry_fails_loudly():
 
 
 def plugin_node_model(op="TopkLastDim", domain=PLUGIN_DOMAIN, **overrides):
-    fields = {"type_id": 0, "k": 2, "is_largest": 1, "axis": -1, "plugin_version": "1",
-              "plugin_namespace": "", **overrides}
+    fields = {
+        "type_id": 0,
+        "k": 2,
+        "is_largest": 1,
+        "axis": -1,
+        "plugin_version": "1",
+        "plugin_namespace": "",
+        **overrides,
+    }
     fields = {k: v for k, v in fields.items() if v is not None}
     node = helper.make_node(op, ["x"], ["v", "i"], domain=domain, **fields)
     m = model([node], [tensor("x")], [tensor("v", shape=("B", 2)), tensor("i", TensorProto.INT32, ("B", 2))])
@@ -157,31 +189,45 @@ def test_check_accepts_a_known_plugin_and_says_which_tensorrt_it_needs():
     assert note.severity == "info" and "needs TensorRT >= 11.0" in note.message
 
 
-@pytest.mark.parametrize("m, problem", [
-    (plugin_node_model(op="GridSamplePlugin"), "neither an ONNX op nor a known TensorRT plugin"),
-    (plugin_node_model(k=None), r"missing \['k'\]"),
-    (plugin_node_model(extra=3), r"unknown \['extra'\]"),
-    (plugin_node_model(plugin_version="2"), "plugin_version '2'; TensorRT registers '1'"),
-    (plugin_node_model(plugin_namespace="mattex"), "plugin_namespace 'mattex'; TensorRT registers ''"),
-    (plugin_node_model(k=2.0), r"fields \['k'\] must be INT attributes"),
-    (plugin_node_model(domain="my.plugins"), "my.plugins::TopkLastDim is neither"),
-    (plugin_node_model(op="FusedConv", domain="com.microsoft"), "com.microsoft::FusedConv"),
-], ids=["unknown plugin", "missing field", "unknown field", "wrong version", "wrong namespace",
-        "float field", "other domain", "onnxruntime op"])
+@pytest.mark.parametrize(
+    "m, problem",
+    [
+        (plugin_node_model(op="GridSamplePlugin"), "neither an ONNX op nor a known TensorRT plugin"),
+        (plugin_node_model(k=None), r"missing \['k'\]"),
+        (plugin_node_model(extra=3), r"unknown \['extra'\]"),
+        (plugin_node_model(plugin_version="2"), "plugin_version '2'; TensorRT registers '1'"),
+        (plugin_node_model(plugin_namespace="mattex"), "plugin_namespace 'mattex'; TensorRT registers ''"),
+        (plugin_node_model(k=2.0), r"fields \['k'\] must be INT attributes"),
+        (plugin_node_model(domain="my.plugins"), "my.plugins::TopkLastDim is neither"),
+        (plugin_node_model(op="FusedConv", domain="com.microsoft"), "com.microsoft::FusedConv"),
+    ],
+    ids=[
+        "unknown plugin",
+        "missing field",
+        "unknown field",
+        "wrong version",
+        "wrong namespace",
+        "float field",
+        "other domain",
+        "onnxruntime op",
+    ],
+)
 def test_check_refuses_plugin_nodes_tensorrt_cannot_build(m, problem):
     report = check_model(m, "tensorrt")
     assert not report.passed
-    assert any(f.rule == "tensorrt-plugin" and f.severity == "error" and
-               re.search(problem, f.message) for f in report.findings), report.findings
+    assert any(
+        f.rule == "tensorrt-plugin" and f.severity == "error" and re.search(problem, f.message) for f in report.findings
+    ), report.findings
 
 
 def test_check_for_onnxruntime_refuses_a_plugin_file():
     report = check_model(plugin_node_model(), "onnxruntime")
     assert not report.passed
-    assert "a TensorRT plugin: export with --topk onnx" in report.findings[0].message
+    assert "a TensorRT plugin: export with `topk` onnx" in report.findings[0].message
 
 
 # the exported model -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def plugin_export(tmp_path_factory):
@@ -200,8 +246,9 @@ def test_plugin_export_passes_check_and_records_what_tensorrt_needs(plugin_expor
     assert not check_model(proto, "onnxruntime").passed
     meta = read_metadata(proto)
     assert meta["topk"] == "plugin"
-    assert json.loads(meta["tensorrt_plugins"]) == [{"name": "TopkLastDim", "version": "1", "namespace": "",
-                                                     "min_tensorrt": "11.0", "min_patches": 300}]
+    assert json.loads(meta["tensorrt_plugins"]) == [
+        {"name": "TopkLastDim", "version": "1", "namespace": "", "min_tensorrt": "11.0", "min_patches": 300}
+    ]
 
 
 @pytest.mark.parametrize("size", [(128, 160), (96, 224)], ids=["trace size", "other size"])
@@ -227,8 +274,8 @@ def test_reduced_precision_plugin_exports_name_the_plugins_input_type(precision,
     config = ExportConfig(height=128, width=160, sample_pixels=16 * 300, topk="plugin", precision=precision)
     calibration = None
     if precision == "int8":
+        from mattex.calibration.int8 import CalibrationSettings
         from mattex.calibration.synthetic import write_synthetic_photomatte
-        from mattex.exporter.quantize import CalibrationSettings
 
         write_synthetic_photomatte(tmp_path / "pm", 2, seed=5, height=128, width=160)
         calibration = CalibrationSettings(tmp_path / "pm", samples=2)
@@ -241,11 +288,14 @@ def test_reduced_precision_plugin_exports_name_the_plugins_input_type(precision,
     assert attrs(node)["type_id"] == want
 
 
-@pytest.mark.parametrize("overrides, problem", [
-    ({"target": "onnxruntime"}, "--target tensorrt"),
-    ({"refine_mode": "full"}, "--refine-mode sampling"),
-    ({"topk": "radix"}, "unknown --topk 'radix'"),
-])
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"target": "onnxruntime"}, "`target` tensorrt"),
+        ({"refine_mode": "full"}, "`refine_mode` sampling"),
+        ({"topk": "radix"}, "unknown `topk` 'radix'"),
+    ],
+)
 def test_plugin_export_refuses_what_the_plugin_cannot_serve(overrides, problem, tmp_path):
     config = ExportConfig(height=128, width=160, sample_pixels=16 * 300, **{"topk": "plugin", **overrides})
     with pytest.raises(ConfigError, match=problem):
@@ -255,8 +305,24 @@ def test_plugin_export_refuses_what_the_plugin_cannot_serve(overrides, problem, 
 
 def test_cli_exports_with_the_plugin_and_suggests_no_onnxruntime_verify(tmp_path):
     out = tmp_path / "m.onnx"
-    result = CliRunner().invoke(app, ["export", "--topk", "plugin", "--height", "128", "--width", "160",
-                                      "--sample-pixels", "4800", "-o", str(out), "--no-engine", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--topk",
+            "plugin",
+            "--height",
+            "128",
+            "--width",
+            "160",
+            "--sample-pixels",
+            "4800",
+            "-o",
+            str(out),
+            "--no-engine",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["metadata"]["topk"] == "plugin"
@@ -277,6 +343,7 @@ def test_onnxruntime_refuses_a_plugin_file_by_name(plugin_export):
 
 # the TensorRT build -------------------------------------------------------------------------
 
+
 def test_build_refuses_profiles_the_plugin_cannot_serve(plugin_export):
     _, path, _ = plugin_export
     proto = onnx.load(str(path))
@@ -287,7 +354,7 @@ def test_build_refuses_profiles_the_plugin_cannot_serve(plugin_export):
         check_plugin_requirements(plugins, [parse_profile("64x64-128x160")])
     with pytest.raises(EngineBuildError, match="needs TensorRT >= 11.0, this is 10.13.0"):
         check_plugin_requirements(plugins, [parse_profile("128x160")], tensorrt_version="10.13.0")
-    with pytest.raises(ConfigError, match="--version-compatible"):
+    with pytest.raises(ConfigError, match="`version_compatible`"):
         check_plugin_requirements(plugins, [parse_profile("128x160")], version_compatible=True)
     check_plugin_requirements([], [parse_profile("64x64")], version_compatible=True)
 

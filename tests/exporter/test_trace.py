@@ -17,15 +17,18 @@ def exported(model, h, w, dynamic_batch=False):
 
 
 def refiner_conv_batches(program):
-    convs = [n for n in program.graph.nodes if n.op == "call_function" and ("conv2d" in str(n.target) or "convolution" in str(n.target))]
+    convs = [
+        n
+        for n in program.graph.nodes
+        if n.op == "call_function" and ("conv2d" in str(n.target) or "convolution" in str(n.target))
+    ]
     return [n.meta["val"].shape[0] for n in convs[-4:]]  # the refiner's conv1..conv4
 
 
 @pytest.mark.parametrize("kernel_size", [3, 1])
 def test_sampling_traces_with_static_k_at_two_resolutions(kernel_size):
     k = 60
-    model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * k,
-                          refine_kernel_size=kernel_size).eval()
+    model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * k, refine_kernel_size=kernel_size).eval()
     for h, w in [(64, 96), (128, 160)]:
         program = exported(model, h, w)
         targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
@@ -46,4 +49,3 @@ def test_batch_stays_symbolic_and_patch_count_is_batch_times_k():
             assert not free_unbacked_symbols(val), f"data-dependent shape at {node}"
     batches = refiner_conv_batches(program)
     assert all(isinstance(b, torch.SymInt) and "60" in str(b) for b in batches), batches
-

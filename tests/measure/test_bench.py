@@ -8,13 +8,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mattex.bench import parse_batches, parse_sizes
 from mattex.cli.main import app
+from mattex.contract import parse_sizes
 from mattex.errors import ConfigError
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.measure.bench import parse_batches
 from mattex.model.reference_method import as_reference_formulation
+from mattex.model.sources import WeightsSource, build_model
 
 runner = CliRunner()
 
@@ -28,9 +29,22 @@ def two_files(tmp_path_factory):
 
 
 def test_bench_json_has_a_row_per_file_with_its_ms_per_frame(two_files):
-    result = runner.invoke(app, ["bench", str(two_files / "a.onnx"), str(two_files / "b.onnx"),
-                                 "--resolution", "96x128", "--batch", "1,2", "--reference",
-                                 "--rounds", "2", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(two_files / "a.onnx"),
+            str(two_files / "b.onnx"),
+            "--resolution",
+            "96x128",
+            "--batch",
+            "1,2",
+            "--reference",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["machine"]["cores"] >= 1 and "instruction_sets" in report["machine"]
@@ -77,8 +91,9 @@ def test_bench_options_are_checked():
 
 def test_the_reference_patch_method_computes_what_mattex_computes():
     model = build_model(WeightsSource("random", seed=1), backbone="mobilenetv2", refine_sample_pixels=16 * 300)
-    reference = as_reference_formulation(build_model(WeightsSource("random", seed=1), backbone="mobilenetv2",
-                                                     refine_sample_pixels=16 * 300))
+    reference = as_reference_formulation(
+        build_model(WeightsSource("random", seed=1), backbone="mobilenetv2", refine_sample_pixels=16 * 300)
+    )
     g = torch.Generator().manual_seed(0)
     src = torch.rand(2, 3, 128, 160, generator=g)
     bgr = (src + 0.2 * torch.randn(src.shape, generator=g)).clamp(0, 1)

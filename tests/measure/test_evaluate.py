@@ -9,13 +9,13 @@ import torch
 from typer.testing import CliRunner
 
 from mattex.calibration.composite import Composites
-from mattex.calibration.evaluate import difference_matte, tune_difference_gain
-from mattex.calibration.metrics import score
 from mattex.calibration.synthetic import write_synthetic_photomatte
 from mattex.cli.main import app
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.measure.evaluate import difference_matte, tune_difference_gain
+from mattex.measure.metrics import score
+from mattex.model.sources import WeightsSource, build_model
 
 SIZE = (128, 128)
 
@@ -24,17 +24,33 @@ SIZE = (128, 128)
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     write_synthetic_photomatte(root / "pm", 2, seed=5, height=160, width=128, backgrounds=root / "bg")
-    torch.save(build_model(WeightsSource("random", seed=2), backbone="mobilenetv2").state_dict(),
-               root / "pytorch_mobilenetv2.pth")
-    export_onnx(ExportConfig(sample_pixels=16 * 200, height=128, width=128), root / "m.onnx",
-                checkpoint=root / "pytorch_mobilenetv2.pth")
+    torch.save(
+        build_model(WeightsSource("random", seed=2), backbone="mobilenetv2").state_dict(),
+        root / "pytorch_mobilenetv2.pth",
+    )
+    export_onnx(
+        ExportConfig(sample_pixels=16 * 200, height=128, width=128),
+        root / "m.onnx",
+        checkpoint=root / "pytorch_mobilenetv2.pth",
+    )
     return root
 
 
 def test_evaluate_json_matches_the_metrics_functions(setup):
-    result = CliRunner().invoke(app, ["evaluate", str(setup / "m.onnx"), "--data", str(setup / "pm"),
-                                      "--backgrounds", str(setup / "bg"), "--resolution", "128x128",
-                                      "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(setup / "m.onnx"),
+            "--data",
+            str(setup / "pm"),
+            "--backgrounds",
+            str(setup / "bg"),
+            "--resolution",
+            "128x128",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["count"] == 2 and report["size"] == list(SIZE)
@@ -50,8 +66,19 @@ def test_evaluate_json_matches_the_metrics_functions(setup):
 
 
 def test_evaluate_prints_the_table_for_a_checkpoint(setup):
-    result = CliRunner().invoke(app, ["evaluate", str(setup / "pytorch_mobilenetv2.pth"), "--data",
-                                      str(setup / "pm"), "--resolution", "128x128", "--limit", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(setup / "pytorch_mobilenetv2.pth"),
+            "--data",
+            str(setup / "pm"),
+            "--resolution",
+            "128x128",
+            "--limit",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for column in ("SAD", "MSE (x1e3)", "Grad", "Conn", "FG MSE (x1e3)"):
         assert column in result.output

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mattex.calibration.metrics import conn, foreground_mse, grad, mse, sad, score, unknown_region
+from mattex.measure.metrics import conn, foreground_mse, grad, mse, sad, score, unknown_region
 
 
 def soft_disc(size=96, radius=28, softness=6.0):

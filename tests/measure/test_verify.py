@@ -10,13 +10,14 @@ from onnx import numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
-from mattex.cli.main import app
 from mattex.calibration.images import DataError
+from mattex.cli.main import app
 from mattex.errors import CheckpointError, ModelFileError
-from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.verify import VerifyError, verify_onnx
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.verify import verify_onnx
+from mattex.model.sources import WeightsSource, build_model
 
 runner = CliRunner()
 
@@ -24,8 +25,10 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def faithful(tmp_path_factory):
     folder = tmp_path_factory.mktemp("verify")
-    torch.save(build_model(WeightsSource("random", seed=3), backbone="mobilenetv2").state_dict(),
-               folder / "pytorch_mobilenetv2.pth")
+    torch.save(
+        build_model(WeightsSource("random", seed=3), backbone="mobilenetv2").state_dict(),
+        folder / "pytorch_mobilenetv2.pth",
+    )
     config = ExportConfig(sample_pixels=16 * 300, height=128, width=160)
     export_onnx(config, folder / "m.onnx", checkpoint=folder / "pytorch_mobilenetv2.pth")
     return folder
@@ -42,9 +45,21 @@ def perturbed_copy(src, dst):
 
 def test_verify_passes_a_faithful_export_and_writes_the_report(faithful):
     report_path = faithful / "report.json"
-    result = runner.invoke(app, ["verify", str(faithful / "m.onnx"), "--checkpoint",
-                                 str(faithful / "pytorch_mobilenetv2.pth"), "--samples", "2",
-                                 "--batch", "2", "--json", str(report_path)])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(faithful / "m.onnx"),
+            "--checkpoint",
+            str(faithful / "pytorch_mobilenetv2.pth"),
+            "--samples",
+            "2",
+            "--batch",
+            "2",
+            "--json",
+            str(report_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["passed"] and report["samples"] == 2 and report["shape"] == [2, 3, 128, 160]
@@ -58,8 +73,17 @@ def test_verify_passes_a_faithful_export_and_writes_the_report(faithful):
 def test_verify_fails_a_perturbed_export(faithful):
     perturbed_copy(faithful / "m.onnx", faithful / "bad.onnx")
     report_path = faithful / "bad.json"
-    result = runner.invoke(app, ["verify", str(faithful / "bad.onnx"), "--checkpoint",
-                                 str(faithful / "pytorch_mobilenetv2.pth"), "--json", str(report_path)])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(faithful / "bad.onnx"),
+            "--checkpoint",
+            str(faithful / "pytorch_mobilenetv2.pth"),
+            "--json",
+            str(report_path),
+        ],
+    )
     assert result.exit_code == 1
     report = json.loads(report_path.read_text())
     assert not report["passed"]
@@ -68,17 +92,19 @@ def test_verify_fails_a_perturbed_export(faithful):
 
 
 def test_verify_refuses_a_different_checkpoint(faithful, tmp_path):
-    torch.save(build_model(WeightsSource("random", seed=4), backbone="mobilenetv2").state_dict(),
-               tmp_path / "other.pth")
+    torch.save(
+        build_model(WeightsSource("random", seed=4), backbone="mobilenetv2").state_dict(), tmp_path / "other.pth"
+    )
     with pytest.raises(CheckpointError, match="is not the checkpoint the file was exported from"):
         verify_onnx(faithful / "m.onnx", checkpoint=tmp_path / "other.pth")
 
 
 def test_verify_needs_mattex_metadata(tmp_path):
-    from onnx_graphs import model, tensor
     from onnx import helper
-    onnx.save(model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")]),
-              tmp_path / "foreign.onnx")
+
+    from onnx_graphs import model, tensor
+
+    onnx.save(model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x")], [tensor("y")]), tmp_path / "foreign.onnx")
     with pytest.raises(ModelFileError, match="not a mattex export"):
         verify_onnx(tmp_path / "foreign.onnx")
 
@@ -93,10 +119,21 @@ def test_verify_on_real_frames_with_their_background(faithful, tmp_path):
         person = background.copy()
         person[30:100, 40:120] = (rng.random((70, 80, 3)) * 255).astype(np.uint8)
         Image.fromarray(person).save(frames / f"{i}.png")
-    result = runner.invoke(app, ["verify", str(faithful / "m.onnx"), "--checkpoint",
-                                 str(faithful / "pytorch_mobilenetv2.pth"), "--images", str(frames),
-                                 "--background", str(tmp_path / "bgr.png"),
-                                 "--json", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(faithful / "m.onnx"),
+            "--checkpoint",
+            str(faithful / "pytorch_mobilenetv2.pth"),
+            "--images",
+            str(frames),
+            "--background",
+            str(tmp_path / "bgr.png"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["samples"] == 2 and report["shape"] == [1, 3, 128, 160]
@@ -106,7 +143,8 @@ def test_verify_frame_errors_are_clear(faithful, tmp_path):
     (tmp_path / "empty").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "bgr.png")
     with pytest.raises(DataError, match="no images"):
-        from mattex.exporter.verify import frame_pairs
+        from mattex.measure.inputs import frame_pairs
+
         list(frame_pairs(tmp_path / "empty", tmp_path / "bgr.png"))
     (tmp_path / "frames").mkdir()
     Image.fromarray(np.zeros((12, 8, 3), np.uint8)).save(tmp_path / "frames" / "a.png")

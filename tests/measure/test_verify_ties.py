@@ -8,18 +8,18 @@ import onnx
 import pytest
 import torch
 from onnx import helper
+from test_verify import perturbed_copy
 from typer.testing import CliRunner
 
 from mattex.cli.main import app
 from mattex.errors import ConfigError
-from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.verify import file_selection, interchangeable_patches, verify_onnx
-from mattex.exporter.weights import WeightsSource, build_model, demo_weights_path
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.verify import file_selection, interchangeable_patches, verify_onnx
 from mattex.model import MattingRefine
 from mattex.model.checkpoint import read_state_dict
-
-from test_verify import perturbed_copy
+from mattex.model.sources import WeightsSource, build_model, demo_weights_path
 
 runner = CliRunner()
 SIZE = 256
@@ -34,14 +34,18 @@ def saturated(tmp_path_factory):
     state = read_state_dict(demo_weights_path("mobilenetv2"))
     state["decoder.conv4.bias"][4] += 50
     torch.save(state, folder / "saturated.pth")
-    export_onnx(ExportConfig(sample_pixels=16 * K, height=SIZE, width=SIZE), folder / "m.onnx",
-                checkpoint=folder / "saturated.pth")
+    export_onnx(
+        ExportConfig(sample_pixels=16 * K, height=SIZE, width=SIZE),
+        folder / "m.onnx",
+        checkpoint=folder / "saturated.pth",
+    )
     return folder
 
 
 def test_the_saturated_error_map_ties_everywhere(saturated):
-    model = build_model(WeightsSource("checkpoint", saturated / "saturated.pth"),
-                        backbone="mobilenetv2", refine_sample_pixels=16 * K)
+    model = build_model(
+        WeightsSource("checkpoint", saturated / "saturated.pth"), backbone="mobilenetv2", refine_sample_pixels=16 * K
+    )
     src = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         err_sm = model(src, src.flip(-1))[4]
@@ -49,8 +53,17 @@ def test_the_saturated_error_map_ties_everywhere(saturated):
 
 
 def test_verify_passes_a_faithful_file_whose_patches_tie(saturated):
-    result = runner.invoke(app, ["verify", str(saturated / "m.onnx"), "--checkpoint",
-                                 str(saturated / "saturated.pth"), "--json", str(saturated / "r.json")])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(saturated / "m.onnx"),
+            "--checkpoint",
+            str(saturated / "saturated.pth"),
+            "--json",
+            str(saturated / "r.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((saturated / "r.json").read_text())
     # PyTorch breaks the exact ties lowest index first, as the file does: the same patches.
@@ -90,18 +103,27 @@ def selecting_the_smallest_errors(src, dst):
 def spread(tmp_path_factory):
     """Random weights: errors spread out, few ties."""
     folder = tmp_path_factory.mktemp("spread")
-    torch.save(build_model(WeightsSource("random", seed=5), backbone="mobilenetv2").state_dict(),
-               folder / "w.pth")
-    export_onnx(ExportConfig(sample_pixels=16 * 300, height=128, width=160), folder / "m.onnx",
-                checkpoint=folder / "w.pth")
+    torch.save(build_model(WeightsSource("random", seed=5), backbone="mobilenetv2").state_dict(), folder / "w.pth")
+    export_onnx(
+        ExportConfig(sample_pixels=16 * 300, height=128, width=160), folder / "m.onnx", checkpoint=folder / "w.pth"
+    )
     return folder
 
 
 def test_verify_fails_a_file_that_selects_patches_outside_the_ties(spread, tmp_path):
     assert verify_onnx(spread / "m.onnx", checkpoint=spread / "w.pth").passed
     selecting_the_smallest_errors(spread / "m.onnx", tmp_path / "wrong.onnx")
-    result = runner.invoke(app, ["verify", str(tmp_path / "wrong.onnx"), "--checkpoint",
-                                 str(spread / "w.pth"), "--json", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(tmp_path / "wrong.onnx"),
+            "--checkpoint",
+            str(spread / "w.pth"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert result.exit_code == 1
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["patch_mismatch"] > 0.1 and report["tie_flips"] < report["patch_mismatch"]

@@ -117,8 +117,7 @@ def test_unknown_keys_cannot_infer_backbone():
 def test_torchscript_archive_loads_its_weights(tmp_path, mobilenet):
     # The published torchscript_<backbone>_fp16.pth holds half weights: read as float32.
     x = torch.rand(1, 3, 64, 64)
-    traced = torch.jit.trace(MattingRefine("mobilenetv2", refine_mode="full").eval(), (x, x),
-                             check_trace=False)
+    traced = torch.jit.trace(MattingRefine("mobilenetv2", refine_mode="full").eval(), (x, x), check_trace=False)
     traced.load_state_dict(mobilenet.state_dict())
     traced.half().save(str(tmp_path / "torchscript_mobilenetv2_fp16.pth"))
     model = load_matting_refine(tmp_path / "torchscript_mobilenetv2_fp16.pth")

@@ -1,13 +1,14 @@
 """The shipped demo weights are small, load by default, and matte better than the naive
-difference matte (numbers of the full measurement: calibration/demo_quality_results.json)."""
+difference matte (numbers of the full measurement: measure/demo_quality_results.json)."""
 
 import numpy as np
 import torch
 
-from mattex.calibration.demo_quality import error_concentration, synthetic_set, whole_image_errors
-from mattex.calibration.evaluate import difference_matter
-from mattex.exporter.weights import demo_weights_path, resolve_weights
+from mattex.measure.demo_quality import error_concentration, synthetic_set, whole_image_errors
+from mattex.measure.evaluate import difference_matter
+from mattex.measure.reference import torch_matter
 from mattex.model.checkpoint import load_matting_refine
+from mattex.model.sources import demo_weights_path, resolve_weights
 
 
 def test_demo_weights_are_shipped_small_and_fp16():
@@ -23,15 +24,11 @@ def test_demo_weights_beat_the_difference_matte_and_know_where_they_err(tmp_path
     model = load_matting_refine(demo_weights_path("mobilenetv2"))
     held_out = synthetic_set(tmp_path, 3, 512, seed=11)  # the measured size (see the JSON)
 
-    def demo(src, bgr):
-        with torch.no_grad():
-            pha, fgr = model(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
-        return pha.numpy(), fgr.numpy()
-
+    demo = torch_matter(model)
     ours = whole_image_errors(demo, held_out)
     naive = whole_image_errors(difference_matter(1.19), held_out)
     # A regression guard on 3 images; the 20-image measurement (SAD 9.7x, MSE 7.1x lower over
-    # whole images) is in calibration/demo_quality_results.json.
+    # whole images) is in measure/demo_quality_results.json.
     assert naive["sad"] > 3 * ours["sad"] and naive["mse"] > 1.5 * ours["mse"], (ours, naive)
     concentration = error_concentration(model, held_out)
     assert concentration["ratio"] > 3, concentration  # the error map points at soft edges

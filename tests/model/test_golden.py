@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from helpers import golden_config, golden_files, golden_state_dict
 
+from helpers import golden_config, golden_files, golden_state_dict
 from mattex.model import MattingRefine
 
 OUTPUTS = ("pha", "fgr", "pha_sm", "fgr_sm", "err_sm", "ref_sm")
@@ -43,9 +43,7 @@ def test_golden_float32(path):
     assert all(e <= tol for e in errors.values()), f"max abs diff over {tol}: {errors}"
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in golden_files() if p.stem.startswith("resnet50")], ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("path", [p for p in golden_files() if p.stem.startswith("resnet50")], ids=lambda p: p.stem)
 def test_resnet50_golden_in_float64(path):
     """In float64 (no rounding floor to speak of) the model lands within the golden file's own
     float32 rounding (~4e-4); a structural difference would be off by orders of magnitude."""

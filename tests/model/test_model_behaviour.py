@@ -49,8 +49,14 @@ def set_error_bias(model, value):
 def test_sampling_every_patch_equals_full_mode(kernel_size):
     full = make("full", refine_kernel_size=kernel_size)
     sampling = same_weights(
-        make("sampling", refine_kernel_size=kernel_size, refine_sample_pixels=16 * 10_000,
-             refine_prevent_oversampling=False), full)
+        make(
+            "sampling",
+            refine_kernel_size=kernel_size,
+            refine_sample_pixels=16 * 10_000,
+            refine_prevent_oversampling=False,
+        ),
+        full,
+    )
     src, bgr = inputs()
     a, b = run(full, src, bgr), run(sampling, src, bgr)
     assert torch.equal(b[5], torch.ones_like(b[5]))  # every patch selected
@@ -132,13 +138,18 @@ def test_outputs_have_the_reference_shapes():
     model = make(backbone_scale=1 / 8)
     outs = run(model, *inputs())
     shapes = [tuple(o.shape) for o in outs]
-    assert shapes == [(2, 1, H, W), (2, 3, H, W), (2, 1, H // 8, W // 8),
-                      (2, 3, H // 8, W // 8), (2, 1, H // 8, W // 8), (2, 1, H // 4, W // 4)]
+    assert shapes == [
+        (2, 1, H, W),
+        (2, 3, H, W),
+        (2, 1, H // 8, W // 8),
+        (2, 3, H // 8, W // 8),
+        (2, 1, H // 8, W // 8),
+        (2, 1, H // 4, W // 4),
+    ]
     base = same_weights(MattingBase("mobilenetv2"), MattingBase("mobilenetv2"))
     with torch.no_grad():
         pha, fgr, err, hid = base(*inputs())
-    assert (pha.shape, fgr.shape, err.shape, hid.shape) == (
-        (2, 1, H, W), (2, 3, H, W), (2, 1, H, W), (2, 32, H, W))
+    assert (pha.shape, fgr.shape, err.shape, hid.shape) == ((2, 1, H, W), (2, 3, H, W), (2, 1, H, W), (2, 32, H, W))
 
 
 @pytest.mark.parametrize(

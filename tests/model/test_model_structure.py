@@ -1,8 +1,8 @@
 """The model's state_dict is the published checkpoints' state_dict, key for key."""
 
 import pytest
-from helpers import manifest
 
+from helpers import manifest
 from mattex.model import MattingBase, MattingRefine
 from mattex.model.checkpoint import count_parameters
 

@@ -30,13 +30,16 @@ def frames(fill=None, scale=1.0):
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-@pytest.mark.parametrize("bad, which, message", [
-    (frames(np.nan), "src", "src has 1 NaN and 0 Inf"),
-    (frames(np.inf), "bgr", "bgr has 0 NaN and 1 Inf"),
-    (frames(-np.inf), "src", "src has 0 NaN and 1 Inf"),
-    (frames(scale=255.0), "src", r"src has values outside \[0, 1\] \(min .*, max 25\d"),
-    (frames(-0.2), "bgr", r"bgr has values outside \[0, 1\] \(min -0.2"),
-])
+@pytest.mark.parametrize(
+    "bad, which, message",
+    [
+        (frames(np.nan), "src", "src has 1 NaN and 0 Inf"),
+        (frames(np.inf), "bgr", "bgr has 0 NaN and 1 Inf"),
+        (frames(-np.inf), "src", "src has 0 NaN and 1 Inf"),
+        (frames(scale=255.0), "src", r"src has values outside \[0, 1\] \(min .*, max 25\d"),
+        (frames(-0.2), "bgr", r"bgr has values outside \[0, 1\] \(min -0.2"),
+    ],
+)
 def test_bad_frames_are_refused_naming_the_tensor(model, backend, bad, which, message, tmp_path):
     if backend == "openvino":
         pytest.importorskip("openvino")
@@ -46,8 +49,9 @@ def test_bad_frames_are_refused_naming_the_tensor(model, backend, bad, which, me
     for call in (matter, matter.run):
         with pytest.raises(InputValueError, match=message):
             call(*feeds)
-    unchecked = Matter.open(model, backend=backend, check_values=False,
-                            **({"cache_dir": tmp_path} if backend == "openvino" else {}))
+    unchecked = Matter.open(
+        model, backend=backend, check_values=False, **({"cache_dir": tmp_path} if backend == "openvino" else {})
+    )
     pha, _ = unchecked(*feeds)
     assert pha.shape == (1, 1, 64, 64)
 
@@ -72,8 +76,20 @@ def test_the_one_pass_check_agrees_with_isfinite_and_the_bounds():
 
     rng = np.random.default_rng(0)
     negative_nan = np.array([0xFFC00000], np.uint32).view(np.float32)[0]
-    specials = [0.0, -0.0, 1.0, np.nextafter(np.float32(1), np.float32(2)), 1e-45, -1e-45, np.nan,
-                negative_nan, np.inf, -np.inf, 255.0, -0.2]
+    specials = [
+        0.0,
+        -0.0,
+        1.0,
+        np.nextafter(np.float32(1), np.float32(2)),
+        1e-45,
+        -1e-45,
+        np.nan,
+        negative_nan,
+        np.inf,
+        -np.inf,
+        255.0,
+        -0.2,
+    ]
     for dtype in (np.float32, np.float16, np.float64):
         for _ in range(300):
             x = rng.random((1, 3, 8, 12)).astype(dtype)

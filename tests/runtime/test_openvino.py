@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from mattex.cli.main import app
 from mattex.errors import BackendUnavailableError, CorruptEngineError
-from mattex.exporter.config import BUDGETS
-from mattex.exporter.verify import composite_pairs, synthetic_pairs, verify_onnx
+from mattex.measure.budgets import BUDGETS
+from mattex.measure.inputs import composite_pairs, synthetic_pairs
+from mattex.measure.verify import verify_onnx
 from mattex.runtime import Matter
 from mattex.runtime.backends.openvino import check_inference_precision
 
@@ -30,8 +31,10 @@ def has_bf16() -> bool:
 
 
 def open_both(path, cache):
-    return (Matter.open(path, backend="onnxruntime", providers=["CPUExecutionProvider"]),
-            Matter.open(path, backend="openvino", cache_dir=cache))
+    return (
+        Matter.open(path, backend="onnxruntime", providers=["CPUExecutionProvider"]),
+        Matter.open(path, backend="openvino", cache_dir=cache),
+    )
 
 
 @pytest.mark.parametrize("name", ["fp32", "fp16"])
@@ -73,15 +76,17 @@ def test_int8_files_are_refused_because_openvino_fails_their_budget(int8_file, p
     report = verify_onnx(int8_file, pairs, backend="openvino")
     assert not report.passed
     assert report.outputs["pha_sm"].mean_abs > 10 * BUDGETS["int8"].outputs["pha_sm"].mean_abs
-    onnx_runtime = verify_onnx(int8_file, composite_pairs(int8_file, precision_data / "eval",
-                                                          precision_data / "eval_bg"))
+    onnx_runtime = verify_onnx(
+        int8_file, composite_pairs(int8_file, precision_data / "eval", precision_data / "eval_bg")
+    )
     assert onnx_runtime.passed, onnx_runtime.failures
 
 
 def test_verify_cli_with_openvino_writes_the_report(fp32_file, tmp_path):
     report = tmp_path / "ov.json"
-    result = runner.invoke(app, ["verify", str(fp32_file), "--backend", "openvino", "--samples", "1",
-                                 "--json", str(report)])
+    result = runner.invoke(
+        app, ["verify", str(fp32_file), "--backend", "openvino", "--samples", "1", "--json", str(report)]
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads(report.read_text())
     assert saved["passed"] and saved["precision"] == "fp32"
@@ -89,9 +94,22 @@ def test_verify_cli_with_openvino_writes_the_report(fp32_file, tmp_path):
 
 
 def test_evaluate_through_openvino_holds_fp16_to_its_metric_budget(fp16_file, precision_data):
-    result = runner.invoke(app, ["evaluate", str(fp16_file), "--backend", "openvino",
-                                 "--data", str(precision_data / "eval"), "--backgrounds",
-                                 str(precision_data / "eval_bg"), "--resolution", "256x256", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(fp16_file),
+            "--backend",
+            "openvino",
+            "--data",
+            str(precision_data / "eval"),
+            "--backgrounds",
+            str(precision_data / "eval_bg"),
+            "--resolution",
+            "256x256",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["budget"]["precision"] == "fp16" and out["budget"]["passed"]
@@ -110,12 +128,15 @@ def test_the_compiled_model_cache_is_written_once_and_reused(fp32_file, tmp_path
 def test_bf16_budget_is_declared_and_holds_for_the_pytorch_bf16_proxy(precision_data):
     """The bf16 budget's evidence, on a small scale: PyTorch CPU autocast to bfloat16 (the proxy
     benchmarks/bf16_proxy.py measures) stays within it against fp32 on held-out composites."""
-    from mattex.exporter.weights import demo_weights_path
     from mattex.model.checkpoint import load_matting_refine
+    from mattex.model.sources import demo_weights_path
 
     budget = BUDGETS["bf16"]
-    assert BUDGETS["fp16"].outputs["pha"].mean_abs < budget.outputs["pha"].mean_abs \
+    assert (
+        BUDGETS["fp16"].outputs["pha"].mean_abs
+        < budget.outputs["pha"].mean_abs
         < BUDGETS["int8"].outputs["pha"].mean_abs
+    )
     model = load_matting_refine(demo_weights_path("mobilenetv2"), refine_sample_pixels=8000).eval()
     pairs = list(synthetic_pairs(2, 1, 256, 256, seed=11))
     for src, bgr in pairs:
@@ -164,15 +185,18 @@ def test_unknown_precision_corrupt_foreign_and_plugin_files_get_typed_errors(fp3
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
     foreign = tmp_path / "foreign.onnx"
-    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])),
-              foreign)
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])), foreign)
     with pytest.raises(CorruptEngineError, match="not a mattex model"):
         Matter.open(foreign, backend="openvino", cache_dir=tmp_path)
     plugin = tmp_path / "plugin.onnx"
     node = helper.make_node("TopkLastDim", ["x"], ["y"], domain="trt.plugins")
-    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y]),
-                                opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("trt.plugins", 1)]),
-              plugin)
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([node], "g", [x], [y]),
+            opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("trt.plugins", 1)],
+        ),
+        plugin,
+    )
     with pytest.raises(BackendUnavailableError, match="TensorRT plugin"):
         Matter.open(plugin, backend="openvino", cache_dir=tmp_path)
 

@@ -5,7 +5,6 @@ errors that leave nothing behind, and Ctrl-C leaving a playable video of the fra
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -15,8 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from mattex.cli.main import app
 from mattex.calibration.synthetic import write_synthetic_video
+from mattex.cli.main import app
 from mattex.errors import ConfigError, MediaError
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
@@ -45,8 +44,18 @@ def video_facts(path):
 
 
 def test_a_video_in_gives_videos_out_with_the_sources_frames_rate_and_size(clip, tmp_path):
-    result = runner.invoke(app, ["run", str(clip / "m.onnx"), str(clip / "clip.mp4"), str(clip / "bg.png"),
-                                 "--out", str(tmp_path / "out"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(clip / "m.onnx"),
+            str(clip / "clip.mp4"),
+            str(clip / "bg.png"),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["frames"] == FRAMES and not summary["interrupted"]
@@ -57,8 +66,9 @@ def test_a_video_in_gives_videos_out_with_the_sources_frames_rate_and_size(clip,
 
 
 def test_png_frames_equal_matter_on_the_same_decoded_frames(clip, tmp_path):
-    result = matte_media(clip / "m.onnx", clip / "clip.mp4", clip / "bg.png", tmp_path / "out",
-                         outputs=["pha", "fgr"], png=True, batch=4)
+    result = matte_media(
+        clip / "m.onnx", clip / "clip.mp4", clip / "bg.png", tmp_path / "out", outputs=["pha", "fgr"], png=True, batch=4
+    )
     assert result.stats.frames == FRAMES
     matter = Matter.open(clip / "m.onnx")
     background = np.asarray(Image.open(clip / "bg.png").convert("RGB"))
@@ -80,8 +90,20 @@ def test_a_folder_of_images_and_a_single_image_work(clip, tmp_path):
     folder = matte_media(clip / "m.onnx", frames, clip / "bg.png", tmp_path / "a", outputs=["com", "pha"])
     assert folder.stats.frames == 3
     assert sorted(os.listdir(tmp_path / "a" / "com")) == ["shot_20.png", "shot_3.png", "shot_40.png"]
-    single = runner.invoke(app, ["run", str(clip / "m.onnx"), str(frames / "shot_3.png"), str(clip / "bg.png"),
-                                 "--out", str(tmp_path / "b"), "--outputs", "fgr", "--rgba"])
+    single = runner.invoke(
+        app,
+        [
+            "run",
+            str(clip / "m.onnx"),
+            str(frames / "shot_3.png"),
+            str(clip / "bg.png"),
+            "--out",
+            str(tmp_path / "b"),
+            "--outputs",
+            "fgr",
+            "--rgba",
+        ],
+    )
     assert single.exit_code == 0, single.output
     rgba = np.asarray(Image.open(tmp_path / "b" / "fgr" / "shot_3.png"))
     assert rgba.shape == (H, W, 4)
@@ -93,8 +115,14 @@ def test_a_folder_of_images_and_a_single_image_work(clip, tmp_path):
 def test_the_composite_is_fgr_over_the_chosen_background(clip, tmp_path):
     image = tmp_path / "beach.png"
     Image.fromarray(np.full((60, 80, 3), (10, 20, 200), np.uint8)).save(image)
-    matte_media(clip / "m.onnx", clip / "bg.png", clip / "bg.png", tmp_path / "out", outputs=["com", "pha"],
-                composite=str(image))
+    matte_media(
+        clip / "m.onnx",
+        clip / "bg.png",
+        clip / "bg.png",
+        tmp_path / "out",
+        outputs=["com", "pha"],
+        composite=str(image),
+    )
     # The background matted against itself: nothing in front, the composite is the new background.
     pha = np.asarray(Image.open(tmp_path / "out" / "pha" / "bg.png"))
     com = np.asarray(Image.open(tmp_path / "out" / "com" / "bg.png")).astype(int)
@@ -103,8 +131,17 @@ def test_the_composite_is_fgr_over_the_chosen_background(clip, tmp_path):
     assert np.abs(com[clear] - (10, 20, 200)).max() <= 3
 
 
-@pytest.mark.parametrize("case", ["unreadable video", "empty folder", "background of another size",
-                                  "missing background", "err without debug outputs", "out is a file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreadable video",
+        "empty folder",
+        "background of another size",
+        "missing background",
+        "err without debug outputs",
+        "out is a file",
+    ],
+)
 def test_bad_inputs_give_clear_errors_and_leave_no_output(clip, tmp_path, case):
     src, bgr, out, extra = clip / "clip.mp4", clip / "bg.png", tmp_path / "out", []
     if case == "unreadable video":
@@ -138,8 +175,12 @@ def test_bad_inputs_give_clear_errors_and_leave_no_output(clip, tmp_path, case):
 def test_resize_bgr_fits_a_background_of_another_size(clip, tmp_path):
     bgr = tmp_path / "big.png"
     Image.open(clip / "bg.png").resize((W * 2, H * 2)).save(bgr)
-    assert matte_media(clip / "m.onnx", clip / "bg.png", bgr, tmp_path / "out", outputs=["pha"],
-                       resize_bgr=True).stats.frames == 1
+    assert (
+        matte_media(
+            clip / "m.onnx", clip / "bg.png", bgr, tmp_path / "out", outputs=["pha"], resize_bgr=True
+        ).stats.frames
+        == 1
+    )
 
 
 def test_err_and_ref_come_from_a_file_with_debug_outputs(clip, tmp_path):
@@ -168,35 +209,103 @@ def test_a_failure_midway_leaves_no_output(clip, tmp_path):
 
     source = open_source(clip / "clip.mp4")
     sinks = {"pha": VideoSink(tmp_path / "pha.mp4", source.info.fps, source.info.size)}
-    pipeline = Pipeline(Failing(), source.frames(), Background(clip / "bg.png", (H, W), FRAMES, False).frames(),
-                        FrameImages(("pha",)), sinks, lambda i: str(i))
+    pipeline = Pipeline(
+        Failing(),
+        source.frames(),
+        Background(clip / "bg.png", (H, W), FRAMES, False).frames(),
+        FrameImages(("pha",)),
+        sinks,
+        lambda i: str(i),
+    )
     with pytest.raises(MediaError, match="caught fire"):
         pipeline.run()
     assert os.listdir(tmp_path) == []
 
 
-def test_sigint_midway_leaves_a_playable_video_of_the_frames_done(clip, tmp_path):
+def interrupt_after(monkeypatch, frames: int, signum: int) -> None:
+    """Send the process `signum` (a real signal, as Ctrl-C or a container stop sends it) once the
+    pipeline reports `frames` frames done: no clock, no file size, no race."""
+    from mattex.runtime.pipeline import Pipeline
+
+    real_init = Pipeline.__init__
+
+    def init(self, *args, progress=lambda n: None, **kwargs):
+        done = [0]
+
+        def report(n):
+            progress(n)
+            done[0] += n
+            if done[0] == frames:
+                os.kill(os.getpid(), signum)
+
+        real_init(self, *args, progress=report, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "__init__", init)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interruption_midway_leaves_a_playable_video_of_the_frames_done(clip, tmp_path, monkeypatch, signum):
+    from mattex.cli.main import main
+
     long_clip = tmp_path / "long.mp4"
-    write_synthetic_video(long_clip, tmp_path / "bg.png", 600, H, W, FPS)
+    write_synthetic_video(long_clip, tmp_path / "bg.png", 60, H, W, FPS)
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "mattex.cli.main", "run", str(clip / "m.onnx"),
-                                str(long_clip), str(tmp_path / "bg.png"), "--out", str(out), "--json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until some frames are encoded
-        partial = list(out.glob(".com.mp4.*.partial")) if out.exists() else []
-        if partial and partial[0].stat().st_size > 50_000:
-            break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    summary = json.loads(stdout)
-    assert summary["interrupted"] and 0 < summary["frames"] < 600
+    interrupt_after(monkeypatch, 10, signum)
+    argv = [
+        "mattex",
+        "run",
+        str(clip / "m.onnx"),
+        str(long_clip),
+        str(tmp_path / "bg.png"),
+        "--out",
+        str(out),
+        "--json",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main()  # the console script's entry: it turns SIGTERM into a clean stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 130
+    assert sorted(os.listdir(out)) == ["com.mp4", "fgr.mp4", "pha.mp4"]  # no partial file left
+    frames = {video_facts(out / f"{kind}.mp4")[0] for kind in ("com", "pha", "fgr")}
+    assert len(frames) == 1 and 10 <= frames.pop() < 60  # every frame done kept, the rest dropped
     for kind in ("com", "pha", "fgr"):
-        frames, rate, size, _ = video_facts(out / f"{kind}.mp4")
-        assert frames == summary["frames"] and rate == FPS and size == (H, W)
-    assert sorted(os.listdir(out)) == ["com.mp4", "fgr.mp4", "pha.mp4"]
+        _, rate, size, _ = video_facts(out / f"{kind}.mp4")
+        assert rate == FPS and size == (H, W)
+
+
+def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Ctrl-C while the file is being written: no file, no temporary file, exit 130."""
+    import mattex.exporter.export as export_module
+
+    real_save = export_module.onnx.save
+
+    def save_then_interrupt(model, path, *args, **kwargs):
+        real_save(model, path, *args, **kwargs)  # the temporary file is complete...
+        os.kill(os.getpid(), signal.SIGINT)  # ...and the rename has not happened
+        time.sleep(1)  # the signal is handled at the next bytecode
+
+    monkeypatch.setattr(export_module.onnx, "save", save_then_interrupt)
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--sample-pixels",
+            "1600",
+            "--no-engine",
+            "-o",
+            str(tmp_path / "m.onnx"),
+        ],
+    )
+    assert result.exit_code == 130, result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_audio_is_copied_into_the_composite(clip, tmp_path):
@@ -212,7 +321,7 @@ def test_audio_is_copied_into_the_composite(clip, tmp_path):
         samples = 48000 * len(frames) // FPS
         tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 48000)).astype(np.float32)[None]
         for start in range(0, samples, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[:, start:start + 1024], format="fltp", layout="mono")
+            chunk = av.AudioFrame.from_ndarray(tone[:, start : start + 1024], format="fltp", layout="mono")
             chunk.sample_rate, chunk.pts = 48000, start
             for packet in audio.encode(chunk):
                 container.mux(packet)
@@ -225,8 +334,19 @@ def test_audio_is_copied_into_the_composite(clip, tmp_path):
 
 
 def test_synth_video_refuses_nonsense_and_writes_the_clip(tmp_path):
-    result = runner.invoke(app, ["data", "synth-video", "--out", str(tmp_path / "c.mp4"), "--background",
-                                 str(tmp_path / "b.png"), "--frames", "0"])
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "synth-video",
+            "--out",
+            str(tmp_path / "c.mp4"),
+            "--background",
+            str(tmp_path / "b.png"),
+            "--frames",
+            "0",
+        ],
+    )
     assert result.exit_code == 2 and "--frames" in result.output and "greater than or equal to 1" in result.output
     assert not (tmp_path / "c.mp4").exists()
     with pytest.raises(ConfigError):

@@ -8,15 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from mattex.errors import (BackendUnavailableError, ConfigError, CorruptEngineError, ModelFileError,
-                           EngineMismatchError, InputShapeError)
-from mattex.exporter.config import BUDGETS, ExportConfig
+from mattex.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    CorruptEngineError,
+    EngineMismatchError,
+    InputShapeError,
+    ModelFileError,
+)
+from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
-from mattex.exporter.weights import WeightsSource, build_model
+from mattex.measure.budgets import BUDGETS
+from mattex.model.sources import WeightsSource, build_model
 from mattex.runtime import Matter, Profile, check_inputs
 from mattex.runtime.backends.onnxruntime import choose_providers
-from mattex.runtime.sidecar import Environment, Sidecar, check_environment, check_plan, \
-    load_sidecar, sha256_file
+from mattex.runtime.sidecar import Environment, Sidecar, check_environment, check_plan, load_sidecar, sha256_file
 
 HD = (1080, 1920)
 
@@ -35,8 +41,7 @@ def test_matter_mattes_a_batch_of_two_hd_frames_like_pytorch(hd_onnx):
     matter = Matter.open(hd_onnx, backend="onnxruntime")
     assert matter.kind == "onnxruntime"
     pha, fgr = matter(src, bgr)
-    meta = matter.backend.metadata
-    model = build_model(WeightsSource.parse(meta["weights"]), **ExportConfig.from_preset("hd").model_kwargs())
+    model = build_model(WeightsSource.parse(matter.metadata.weights), **ExportConfig.from_preset("hd").model_kwargs())
     with torch.no_grad():
         want_pha, want_fgr = model(torch.from_numpy(src), torch.from_numpy(bgr))[:2]
     budget = BUDGETS["fp32"].outputs
@@ -45,18 +50,29 @@ def test_matter_mattes_a_batch_of_two_hd_frames_like_pytorch(hd_onnx):
     assert np.abs(fgr - want_fgr.numpy()).max() <= budget["fgr"].max_abs
 
 
-@pytest.mark.parametrize("feeds, message", [
-    ({"src": np.zeros((1, 3, 64, 64), np.float32)}, "missing ['bgr']"),
-    ({"src": np.zeros((1, 3, 64, 64), np.float64), "bgr": np.zeros((1, 3, 64, 64), np.float64)},
-     "src must be float32, got float64"),
-    ({"src": np.zeros((1, 4, 64, 64), np.float32), "bgr": np.zeros((1, 4, 64, 64), np.float32)},
-     "src must be (B, 3, H, W) RGB, got shape (1, 4, 64, 64)"),
-    ({"src": np.zeros((1, 3, 64, 64), np.float32), "bgr": np.zeros((1, 3, 64, 68), np.float32)},
-     "src (1, 3, 64, 64) and bgr (1, 3, 64, 68) must have the same shape"),
-    ({"src": np.zeros((1, 3, 66, 64), np.float32), "bgr": np.zeros((1, 3, 66, 64), np.float32)},
-     "divisible by 4, got 66x64"),
-    ({"src": [[0.0]], "bgr": [[0.0]]}, "numpy arrays or CUDA arrays"),
-])
+@pytest.mark.parametrize(
+    "feeds, message",
+    [
+        ({"src": np.zeros((1, 3, 64, 64), np.float32)}, "missing ['bgr']"),
+        (
+            {"src": np.zeros((1, 3, 64, 64), np.float64), "bgr": np.zeros((1, 3, 64, 64), np.float64)},
+            "src must be float32, got float64",
+        ),
+        (
+            {"src": np.zeros((1, 4, 64, 64), np.float32), "bgr": np.zeros((1, 4, 64, 64), np.float32)},
+            "src must be (B, 3, H, W) RGB, got shape (1, 4, 64, 64)",
+        ),
+        (
+            {"src": np.zeros((1, 3, 64, 64), np.float32), "bgr": np.zeros((1, 3, 64, 68), np.float32)},
+            "src (1, 3, 64, 64) and bgr (1, 3, 64, 68) must have the same shape",
+        ),
+        (
+            {"src": np.zeros((1, 3, 66, 64), np.float32), "bgr": np.zeros((1, 3, 66, 64), np.float32)},
+            "divisible by 4, got 66x64",
+        ),
+        ({"src": [[0.0]], "bgr": [[0.0]]}, "numpy arrays or CUDA arrays"),
+    ],
+)
 def test_input_validation_names_the_tensor_and_the_mismatch(feeds, message):
     with pytest.raises(InputShapeError) as e:
         check_inputs(feeds)
@@ -81,8 +97,10 @@ def test_onnx_runtime_backend_rejects_bad_inputs_before_running(hd_onnx):
 
 def test_providers_never_fall_back_silently():
     assert choose_providers(None, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert choose_providers(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == \
-        ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     with pytest.raises(BackendUnavailableError, match=r"\['CUDAExecutionProvider'\] are not available"):
         choose_providers(["CUDAExecutionProvider"], ["CPUExecutionProvider"])
 
@@ -109,14 +127,21 @@ def test_open_rejects_unknown_files(tmp_path):
 
 # Sidecar checks: pure Python, no TensorRT or GPU needed ----------------------------------------
 
+
 def make_sidecar(tmp_path, **changes) -> tuple:
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan bytes as TensorRT wrote them")
     sidecar = Sidecar(
-        tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability=(8, 9),
+        tensorrt_version="10.13.0",
+        gpu_name="NVIDIA GeForce RTX 4090",
+        compute_capability=(8, 9),
         profiles=[Profile((1, 1080, 1920), (1, 1080, 1920), (1, 1080, 1920))],
         io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-        precision="fp32", onnx_sha256="0" * 64, plan_sha256=sha256_file(engine), mattex_version="0.1.0")
+        precision="fp32",
+        onnx_sha256="0" * 64,
+        plan_sha256=sha256_file(engine),
+        mattex_version="0.1.0",
+    )
     sidecar = dataclasses.replace(sidecar, **changes)
     sidecar.save(engine)
     return engine, load_sidecar(engine)
@@ -163,7 +188,10 @@ def test_foreign_tensorrt_version_is_refused(tmp_path):
 
 def test_other_gpu_is_refused(tmp_path):
     _, sidecar = make_sidecar(tmp_path)
-    with pytest.raises(EngineMismatchError, match=r"built for NVIDIA GeForce RTX 4090 \(compute capability 8.9\), running on NVIDIA A100"):
+    with pytest.raises(
+        EngineMismatchError,
+        match=r"built for NVIDIA GeForce RTX 4090 \(compute capability 8.9\), running on NVIDIA A100",
+    ):
         check_environment(sidecar, Environment("10.13.0", "NVIDIA A100", (8, 0)))
     with pytest.raises(EngineMismatchError, match="tuned to the GPU model"):
         check_environment(sidecar, Environment("10.13.0", "NVIDIA L4", (8, 9)))
@@ -176,6 +204,7 @@ def test_other_gpu_is_refused(tmp_path):
 def test_build_without_tensorrt_says_what_to_install(hd_onnx):
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("TensorRT is installed here; the missing-TensorRT message is tested elsewhere")
     except ImportError:
         pass
@@ -198,6 +227,7 @@ def test_build_with_nothing_installed_names_both_backends(monkeypatch):
 
 
 # TensorRT on a GPU: runs where both exist, skips with the reason elsewhere ---------------------
+
 
 def _tensorrt_and_gpu():
     try:
@@ -223,8 +253,12 @@ def test_tensorrt_engine_builds_runs_and_matches_pytorch(tmp_path):
 
     config = ExportConfig(sample_pixels=16 * 400, height=256, width=320)
     export_onnx(config, tmp_path / "m.onnx")
-    build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [parse_profile("256x320", 2)],
-                 timing_cache=tmp_path / "timing.cache")
+    build_engine(
+        tmp_path / "m.onnx",
+        tmp_path / "m.engine",
+        [parse_profile("256x320", 2)],
+        timing_cache=tmp_path / "timing.cache",
+    )
     assert (tmp_path / "timing.cache").is_file()
     matter = Matter.open(tmp_path / "m.engine")
     rng = np.random.default_rng(1)

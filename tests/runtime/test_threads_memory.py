@@ -47,8 +47,9 @@ def test_four_threads_200_calls_equal_the_sequential_results(model, backend, tmp
 
 
 def rss_growth(script: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     warm, end = (int(v) for v in result.stdout.split()[-2:])
     return {"warm_kib": warm, "end_kib": end, "growth": (end - warm) / warm}
@@ -61,7 +62,9 @@ def rss():
 
 
 def test_matter_over_1000_frames_grows_memory_under_5_percent(model):
-    growth = rss_growth(RSS + f"""
+    growth = rss_growth(
+        RSS
+        + f"""
 import numpy as np
 from mattex.runtime import Matter
 matter = Matter.open({str(model)!r}, backend="onnxruntime")
@@ -73,7 +76,8 @@ warm = rss()
 for i in range(1000):
     matter(frames[i % 8], frames[(i + 1) % 8])
 print(warm, rss())
-""")
+"""
+    )
     assert growth["growth"] < 0.05, growth
 
 
@@ -81,7 +85,9 @@ def test_mattex_run_over_1000_frames_grows_memory_under_5_percent(model, tmp_pat
     from mattex.calibration.synthetic import write_synthetic_video
 
     clip = write_synthetic_video(tmp_path / "clip.mp4", tmp_path / "bg.png", frames=1000, height=64, width=64)
-    growth = rss_growth(RSS + f"""
+    growth = rss_growth(
+        RSS
+        + f"""
 from mattex.runtime.pipeline import matte_media
 samples = []  # RSS after 100 frames (warm), then at the end
 seen = [0]
@@ -89,8 +95,9 @@ def progress(n):
     seen[0] += n
     if seen[0] >= 100 and not samples:
         samples.append(rss())
-matte_media({str(model)!r}, {str(clip)!r}, {str(tmp_path / 'bg.png')!r}, {str(tmp_path / 'out')!r},
+matte_media({str(model)!r}, {str(clip)!r}, {str(tmp_path / "bg.png")!r}, {str(tmp_path / "out")!r},
             ["pha"], "green", False, False, 1, False, 28, "ultrafast", progress=progress)
 print(samples[0], rss())
-""")
+"""
+    )
     assert growth["growth"] < 0.05, growth

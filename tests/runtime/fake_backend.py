@@ -1,0 +1,34 @@
+"""A backend written the way a new engine's module is: a class deriving from the base, which
+opens the file and implements `_run`. It runs ONNX Runtime's CPU provider under another name, so
+that tests can register a backend mattex does not ship and run it through every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mattex.runtime.backends.base import Backend
+
+
+class FakeBackend(Backend):
+    kind = "fake"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self._require_inputs([i.name for i in self.session.get_inputs()])
+        self._read_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
+        kind = self.session.get_inputs()[0].type
+        self.io_dtype = np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.calls = 0
+
+    def _run(self, src, bgr) -> dict:
+        self.calls += 1
+        return dict(zip(self.output_names, self.session.run(self.output_names, {"src": src, "bgr": bgr})))
