@@ -55,3 +55,51 @@ def small_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("small") / "small.onnx"
     export_onnx(ExportConfig(height=96, width=128, sample_pixels=1600), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def int8_frames_file(precision_data):
+    """The int8 file of `int8_file` taking uint8 frames (`io` uint8): calibrated on frames."""
+    from helpers import precision_export
+
+    return precision_export(precision_data, "int8", io="uint8")
+
+
+@pytest.fixture(scope="session")
+def resnet50_fp16_file(tmp_path_factory):
+    """The headline export (`mattex export --backbone resnet50 --fp16`), small: seeded random
+    weights (no demo weights exist for resnet50), traced at 256x256 with k = 500."""
+    import warnings
+
+    from mattex.exporter.config import ExportConfig
+    from mattex.exporter.export import export_onnx
+
+    path = tmp_path_factory.mktemp("resnet50") / "resnet50_fp16.onnx"
+    config = ExportConfig(
+        backbone="resnet50", height=256, width=256, sample_pixels=8000, precision="fp16", debug_outputs=True
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_onnx(config, path)
+    assert any("RANDOM weights" in str(w.message) for w in caught)
+    return path
+
+
+# The suite runs on two workers (pytest-xdist, `--dist loadgroup`): each test file is one group,
+# so module-scoped fixtures are made once, and the files sharing the session's exported files
+# above form one group, so those exports are made once.
+SHARED_EXPORTS = {
+    "test_io_uint8.py",
+    "test_precision.py",
+    "test_precision_sizes.py",
+    "test_rtx_build.py",
+    "test_backend_registry.py",
+    "test_frame_checks.py",
+    "test_openvino.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("shared-exports" if name in SHARED_EXPORTS else str(item.path)))

@@ -83,19 +83,13 @@ def test_the_uint8_file_passes_check_verify_and_builds_with_tensorrt_for_rtx(fil
     assert report.outputs["pha"].max_abs <= BUDGETS["fp32"].outputs["pha"].max_abs
 
 
-def test_int8_with_uint8_frames_calibrates_on_frames_and_builds(tmp_path):
+def test_int8_with_uint8_frames_calibrates_on_frames_and_builds(int8_frames_file):
+    """The int8 file taking frames (conftest.py; calibrated on frames, held to its budget at every
+    size by test_precision_sizes.py) builds with TensorRT for RTX."""
     pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX is not installed")
-    from mattex.calibration.int8 import CalibrationSettings
-    from mattex.calibration.synthetic import write_synthetic_photomatte
-
-    write_synthetic_photomatte(tmp_path / "data", 2, 0, *SIZE)
-    export_onnx(
-        ExportConfig(sample_pixels=16 * 300, height=SIZE[0], width=SIZE[1], io="uint8", precision="int8"),
-        tmp_path / "q.onnx",
-        weights=WEIGHTS,
-        calibration=CalibrationSettings(tmp_path / "data", None, samples=2),
-    )
-    assert check_build(tmp_path / "q.onnx", "tensorrt-rtx").passed
+    inputs = ort.InferenceSession(str(int8_frames_file)).get_inputs()
+    assert inputs[0].type == "tensor(uint8)"
+    assert check_build(int8_frames_file, "tensorrt-rtx").passed
 
 
 def test_uint8_io_refuses_float16_outputs():

@@ -24,10 +24,15 @@ assert (72 // 4) * (96 // 4) < K
 
 
 @pytest.fixture(scope="session")
-def size_files(precision_data, fp32_file, fp16_file, int8_file):
+def size_files(precision_data, fp32_file, fp16_file, int8_file, int8_frames_file):
     """(precision, io) -> file: the float-input files of conftest.py and their uint8-frame twins."""
-    files = {("fp32", "float"): fp32_file, ("fp16", "float"): fp16_file, ("int8", "float"): int8_file}
-    for precision in PRECISIONS:
+    files = {
+        ("fp32", "float"): fp32_file,
+        ("fp16", "float"): fp16_file,
+        ("int8", "float"): int8_file,
+        ("int8", "uint8"): int8_frames_file,
+    }
+    for precision in ("fp32", "fp16"):
         files[precision, "uint8"] = precision_export(precision_data, precision, io="uint8")
     return files
 

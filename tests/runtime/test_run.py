@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import time
 
 import av
 import numpy as np
@@ -222,89 +221,95 @@ def test_a_failure_midway_leaves_no_output(clip, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def interrupt_after(monkeypatch, frames: int, signum: int) -> None:
-    """Send the process `signum` (a real signal, as Ctrl-C or a container stop sends it) once the
-    pipeline reports `frames` frames done: no clock, no file size, no race."""
-    from mattex.runtime.pipeline import Pipeline
+# `mattex run` as its console script runs it, in a process of its own, with a hook on the
+# pipeline's own progress report that sends the process a real signal (to the main thread, as a
+# terminal's Ctrl-C or a container stop's SIGTERM arrives) once 10 frames are done: no clock, no
+# file size, no race.
+INTERRUPTED_RUN = """
+import signal, sys, threading
+from mattex.cli.main import main
+from mattex.runtime.pipeline import Pipeline
 
-    real_init = Pipeline.__init__
+frames, signum = int(sys.argv[1]), int(sys.argv[2])
+real_init = Pipeline.__init__
 
-    def init(self, *args, progress=lambda n: None, **kwargs):
-        done = [0]
+def init(self, *args, progress=lambda n: None, **kwargs):
+    done = [0]
 
-        def report(n):
-            progress(n)
-            done[0] += n
-            if done[0] == frames:
-                os.kill(os.getpid(), signum)
+    def report(n):
+        progress(n)
+        done[0] += n
+        if done[0] == frames:
+            signal.pthread_kill(threading.main_thread().ident, signum)
 
-        real_init(self, *args, progress=report, **kwargs)
+    real_init(self, *args, progress=report, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "__init__", init)
+Pipeline.__init__ = init
+sys.argv = ["mattex", *sys.argv[3:]]
+main()
+"""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_an_interruption_midway_leaves_a_playable_video_of_the_frames_done(clip, tmp_path, monkeypatch, signum):
-    from mattex.cli.main import main
+def test_an_interruption_midway_leaves_a_playable_video_of_the_frames_done(clip, tmp_path, signum):
+    import subprocess
 
     long_clip = tmp_path / "long.mp4"
     write_synthetic_video(long_clip, tmp_path / "bg.png", 60, H, W, FPS)
     out = tmp_path / "out"
-    interrupt_after(monkeypatch, 10, signum)
-    argv = [
-        "mattex",
-        "run",
-        str(clip / "m.onnx"),
-        str(long_clip),
-        str(tmp_path / "bg.png"),
-        "--out",
-        str(out),
-        "--json",
-    ]
-    monkeypatch.setattr(sys, "argv", argv)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            main()  # the console script's entry: it turns SIGTERM into a clean stop
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert stopped.value.code == 130
+    command = ["run", str(clip / "m.onnx"), str(long_clip), str(tmp_path / "bg.png"), "--out", str(out), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_RUN, "10", str(int(signum)), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 130, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["interrupted"] and 10 <= summary["frames"] < 60
     assert sorted(os.listdir(out)) == ["com.mp4", "fgr.mp4", "pha.mp4"]  # no partial file left
     frames = {video_facts(out / f"{kind}.mp4")[0] for kind in ("com", "pha", "fgr")}
-    assert len(frames) == 1 and 10 <= frames.pop() < 60  # every frame done kept, the rest dropped
+    assert frames == {summary["frames"]}  # every frame done kept, the rest dropped
     for kind in ("com", "pha", "fgr"):
         _, rate, size, _ = video_facts(out / f"{kind}.mp4")
         assert rate == FPS and size == (H, W)
 
 
-def test_an_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
-    """Ctrl-C while the file is being written: no file, no temporary file, exit 130."""
-    import mattex.exporter.export as export_module
+def test_an_interrupted_export_leaves_nothing_behind(tmp_path):
+    """Ctrl-C once the file is written under its temporary name, before the rename: no file, no
+    temporary file, exit 130 (the export runs in a process of its own, as a user runs it)."""
+    import subprocess
 
-    real_save = export_module.onnx.save
+    code = """
+import os, signal, sys
+import mattex.exporter.export as export_module
+from mattex.cli.main import main
 
-    def save_then_interrupt(model, path, *args, **kwargs):
-        real_save(model, path, *args, **kwargs)  # the temporary file is complete...
-        os.kill(os.getpid(), signal.SIGINT)  # ...and the rename has not happened
-        time.sleep(1)  # the signal is handled at the next bytecode
+real_save = export_module.onnx.save
 
-    monkeypatch.setattr(export_module.onnx, "save", save_then_interrupt)
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "--height",
-            "64",
-            "--width",
-            "64",
-            "--sample-pixels",
-            "1600",
-            "--no-engine",
-            "-o",
-            str(tmp_path / "m.onnx"),
-        ],
-    )
-    assert result.exit_code == 130, result.output
+def save_then_interrupt(model, path, *args, **kwargs):
+    real_save(model, path, *args, **kwargs)  # the temporary file is complete...
+    signal.raise_signal(signal.SIGINT)  # ...and the rename has not happened
+
+export_module.onnx.save = save_then_interrupt
+sys.argv = ["mattex", *sys.argv[1:]]
+main()
+"""
+    args = [
+        "export",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--sample-pixels",
+        "1600",
+        "--no-engine",
+        "-o",
+        str(tmp_path / "m.onnx"),
+    ]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "interrupted" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
