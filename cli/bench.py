@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import console, emit_json, err_console, user_errors
 
@@ -80,4 +81,4 @@ def _print(report) -> None:
         line = f"{skip['runner']}" + (f" ({Path(skip['file']).name})" if skip.get("file") else "") + f": {skip['why']}"
         if line not in seen:
             seen.add(line)
-            console.print(f"[dim]not run: {line}[/]", highlight=False)
+            console.print(f"[dim]not run: {escape(line)}[/]", highlight=False)

@@ -12,7 +12,7 @@ SHORT_HELP = "Build an engine (raw plan + JSON sidecar) with TensorRT or TensorR
 FLAGS = {"compute_capabilities": "--compute-capability", "workspace_gib": "--workspace"}
 
 
-@user_errors(FLAGS)
+@user_errors(FLAGS, requires=("check", "mattex build"))
 def command(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     backend: str = typer.Option(

@@ -12,7 +12,7 @@ SHORT_HELP = "Lint an ONNX file against TensorRT's rules; --build runs the real 
 FLAGS = {"profile": "--profile", "build": "--build"}
 
 
-@user_errors(FLAGS)
+@user_errors(FLAGS, requires=("check", "mattex check"))
 def command(
     model: Path = typer.Argument(..., help="The ONNX file."),
     target: str = typer.Option("tensorrt", help="tensorrt | tensorrt-rtx | onnxruntime."),

@@ -11,6 +11,7 @@ from functools import wraps
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mattex.errors import MattexError
 
@@ -31,21 +32,23 @@ def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
     return _OPTION.sub(lambda m: flags.get(m[1], "--" + m[1].replace("_", "-")), message)
 
 
-def user_errors(flags: dict[str, str] | None = None):
+def user_errors(flags: dict[str, str] | None = None, requires: tuple[str, str] | None = None):
     """Show a MattexError as one line and exit 2, never a traceback; an interruption exits 130
-    (the library has already removed whatever it was writing)."""
+    (the library has already removed whatever it was writing). `requires`: (extra, what needs
+    it), checked before the command runs, so a missing extra is named, never an ImportError."""
 
     def decorate(command: Callable) -> Callable:
         @wraps(command)
         def run(*args, **kwargs):
             try:
+                if requires is not None:
+                    from mattex.extras import require
+
+                    require(*requires)
                 return command(*args, **kwargs)
             except MattexError as e:
-                err_console.print(
-                    f"[bold red]error:[/] {type(e).__name__}: {as_flags(str(e), flags)}",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                message = escape(as_flags(str(e), flags))  # a message's [brackets] are text, not markup
+                err_console.print(f"[bold red]error:[/] {type(e).__name__}: {message}", highlight=False, soft_wrap=True)
                 raise typer.Exit(EXIT_USER_ERROR) from None
             except KeyboardInterrupt:
                 err_console.print("[bold yellow]interrupted[/]: nothing half-written was left behind")

@@ -12,7 +12,7 @@ app = typer.Typer(help="Matting data: synthetic PhotoMatte85-layout sets and cli
 
 
 @app.command("synth")
-@user_errors()
+@user_errors(requires=("export", "mattex data synth"))
 def synth(
     out: Path = typer.Option(..., help="Folder for the RGBA PNGs (PhotoMatte85's layout)."),
     count: int = typer.Option(20, min=1, help="How many portraits."),
@@ -41,7 +41,7 @@ def synth(
 
 
 @app.command("synth-video")
-@user_errors()
+@user_errors(requires=("export", "mattex data synth-video"))
 def synth_video(
     out: Path = typer.Option(..., help="The clip to write (.mp4)."),
     background: Path = typer.Option(..., help="Where to write the captured background (.png)."),

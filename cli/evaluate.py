@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import EXIT_FINDING, console, emit_json, err_console, progress, user_errors
 
@@ -12,7 +13,7 @@ SHORT_HELP = "The paper's metrics (SAD, MSE, Grad, Conn, FG MSE) on composites."
 FLAGS = {"size": "--resolution", "budget": "--budget"}
 
 
-@user_errors(FLAGS)
+@user_errors(FLAGS, requires=("export", "mattex evaluate"))
 def command(
     model: Path | None = typer.Argument(
         None, help="An exported .onnx or a .pth checkpoint (default: the shipped demo weights)."
@@ -65,7 +66,7 @@ def command(
         _print(result, size)
     if check is not None and not check.passed:
         for failure in check.failures:
-            err_console.print(f"[red]over budget:[/] {failure}", highlight=False)
+            err_console.print(f"[red]over budget:[/] {escape(failure)}", highlight=False)
         raise typer.Exit(EXIT_FINDING)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from .common import console, emit_json, err_console, field_table, progress, user_errors
+from .common import as_flags, console, emit_json, err_console, field_table, progress, user_errors
 
 SHORT_HELP = "Export BGMv2 to one ONNX graph that ONNX Runtime runs and TensorRT builds."
 # Library option -> the flag that sets it here (others are --name-with-dashes).
@@ -20,7 +21,7 @@ FLAGS = {
 CALIBRATION_DEFAULTS = {"samples": 32, "method": "minmax", "weight_bits": 7}
 
 
-@user_errors(FLAGS)
+@user_errors(FLAGS, requires=("export", "mattex export"))
 def command(
     backbone: str = typer.Option("mobilenetv2", help="resnet50 | resnet101 | mobilenetv2."),
     checkpoint: Path | None = typer.Option(
@@ -148,9 +149,9 @@ def command(
             build_log=log,
         )
     for warning in outcome.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
     if outcome.note:
-        err_console.print(f"[bold yellow]note:[/] {outcome.note}", highlight=False)
+        err_console.print(f"[bold yellow]note:[/] {escape(as_flags(outcome.note))}", highlight=False)
     if not emit_json(outcome.to_dict(), json_output):
         _print(outcome)
 

@@ -11,7 +11,7 @@ from .common import EXIT_FINDING, console, emit_json, field_table, user_errors
 SHORT_HELP = "Backbone, parameter count and key check of a checkpoint."
 
 
-@user_errors()
+@user_errors(requires=("export", "mattex info"))
 def command(
     checkpoint: Path = typer.Argument(..., help="A published .pth state_dict or TorchScript file."),
     backbone: str | None = typer.Option(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .common import EXIT_FINDING, console, err_console, user_errors
 
 SHORT_HELP = "Compare an ONNX file with the PyTorch model; exit 1 over budget."
 
 
-@user_errors()
+@user_errors(requires=("export", "mattex verify"))
 def command(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     checkpoint: Path | None = typer.Option(None, help="The checkpoint it was exported from."),
@@ -71,7 +72,7 @@ def command(
     _print(model, report)
     if not report.passed:
         for failure in report.failures:
-            err_console.print(f"[red]over budget:[/] {failure}", highlight=False)
+            err_console.print(f"[red]over budget:[/] {escape(failure)}", highlight=False)
         raise typer.Exit(EXIT_FINDING)
     console.print("[green]within budget[/]")
 

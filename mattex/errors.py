@@ -96,3 +96,8 @@ class OutputPathError(MattexError):
 
 class InputValueError(MattexError, ValueError):
     """A frame holds NaN or Inf, or float values outside [0, 1] (e.g. 0-255 frames not scaled)."""
+
+
+class ExtraNotInstalledError(MattexError):
+    """A command or module needs an optional part of mattex that is not installed here; the
+    message names the extra to install (`pip install "mattex[export]"`)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from mattex.errors import ConfigError, MattexError
+from mattex.extras import missing
 
 from .machine import describe_machine
 
@@ -215,7 +216,14 @@ def bench(
             candidates = []
             for path in files:
                 candidates += _file_runners(path, src, bgr, threads, report.skipped)
-            if onnx_files:
+            if onnx_files and missing("export"):
+                report.skipped.append(
+                    {
+                        "runner": "pytorch",
+                        "why": 'PyTorch is not installed here (the export extra: pip install "mattex[export]")',
+                    }
+                )
+            elif onnx_files:
                 candidates += _torch_runners(onnx_files[0], src, bgr, reference, threads, report.skipped)
             elif reference:
                 report.skipped.append(

@@ -17,11 +17,14 @@ def cudart():
     try:
         from polygraphy import cuda
         from polygraphy.exception import PolygraphyException
-
-        try:
-            return cuda.wrapper()
-        except PolygraphyException as e:
-            raise BackendUnavailableError(f"the CUDA runtime could not be loaded: {e}") from None
+    except ImportError:
+        raise BackendUnavailableError(
+            'the TensorRT backends need polygraphy\'s CUDA wrapper: pip install "mattex[rtx]" or "mattex[tensorrt]"'
+        ) from None
+    try:
+        return cuda.wrapper()
+    except PolygraphyException as e:
+        raise BackendUnavailableError(f"the CUDA runtime could not be loaded: {e}") from None
     except OSError as e:
         raise BackendUnavailableError(f"the CUDA runtime (libcudart) is not installed: {e}") from None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import mattex
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = ("model", "cli", "exporter", "runtime", "runtime.backends", "plugins", "calibration")
+SUBPACKAGES = ("model", "cli", "exporter", "runtime", "runtime.backends", "plugins", "calibration", "measure")
 
 
 def test_this_environment_maps_every_component_folder():
