@@ -9,7 +9,7 @@ import typer
 
 import mattex
 
-from . import bench, build, check, data, evaluate, export, info, run, verify
+from . import bench, build, check, data, evaluate, export, info, run, serve, triton_repo, verify
 from .common import console
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ for name, module in (
     ("run", run),
     ("bench", bench),
     ("evaluate", evaluate),
+    ("serve", serve),
+    ("triton-repo", triton_repo),
 ):
     app.command(name, short_help=module.SHORT_HELP)(module.command)
 app.add_typer(data.app, name="data")

@@ -15,7 +15,7 @@ FLAGS = {"rgba_fgr": "--rgba", "png": "--png", "out": "--out"}
 
 @user_errors(FLAGS)
 def command(
-    model: Path = typer.Argument(..., help="An exported .onnx or a .engine."),
+    model: Path = typer.Argument(..., help="An exported .onnx or a .engine (with --server: the model's name there)."),
     src: Path = typer.Argument(..., help="A video (mp4, mov, mkv, webm), one image, or a folder of images."),
     bgr: Path = typer.Argument(..., help="The captured background: an image, or a video with as many frames."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs."),
@@ -42,6 +42,11 @@ def command(
     resize_bgr: bool = typer.Option(
         False, "--resize-bgr", help="Resize the background to the frames (else a size mismatch is an error)."
     ),
+    server: str | None = typer.Option(
+        None,
+        help="Matte on a Triton server instead (mattex serve): "
+        "http://host:8000 or grpc://host:8001; MODEL is the model's name there.",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
@@ -55,6 +60,12 @@ def command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mattex.runtime.pipeline import matte_media
+
+    remote = None
+    if server is not None:
+        from mattex.serving.client import RemoteMatter
+
+        remote = RemoteMatter(server, str(model))
 
     options = {"backend": backend} if backend else {}
     if providers:
@@ -91,6 +102,7 @@ def command(
             preset,
             progress=advance,
             on_start=lambda info: bar.update(task, total=info["frames"]),
+            matter=remote,
             **options,
         )
     summary = result.to_dict()

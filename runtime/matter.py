@@ -16,7 +16,7 @@ from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 
 from .backends import BACKENDS
-from .io_spec import check_values, float_to_input, frames_to_input
+from .io_spec import check_inputs, check_values, float_to_input, frames_to_input
 from .sidecar import load_sidecar
 
 # Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
@@ -120,7 +120,9 @@ class Matter:
     def matte_frames(self, src, bgr) -> dict:
         """Every output for uint8 RGB frames (B, H, W, 3) as decoders give them, whatever the
         file takes: a uint8 file gets them as they are, a float file as (B, 3, H, W) in [0, 1]."""
-        # Frames converted from uint8 are finite and in [0, 1] by construction: no value check.
+        # Checked as the caller sent them (a message about converted shapes would confuse); frames
+        # converted from uint8 are finite and in [0, 1] by construction: no value check.
+        check_inputs({"src": src, "bgr": bgr}, np.uint8)
         return self.backend.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
 
     def matte_floats(self, src: np.ndarray, bgr: np.ndarray) -> dict[str, np.ndarray]:

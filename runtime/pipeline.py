@@ -310,6 +310,7 @@ def matte_media(
     preset: str = "ultrafast",
     progress: Callable[[int], None] = lambda n: None,
     on_start: Callable[[dict], None] = lambda info: None,
+    matter=None,
     **open_options,
 ) -> RunResult:
     """Matte a video, an image or a folder of images against a captured background (an image,
@@ -329,7 +330,8 @@ def matte_media(
         # Idle ONNX Runtime threads sleep rather than spin: decoding and encoding use that CPU
         # (HD, 2 cores: 0.83 -> 0.92 of the model's own frames/s).
         open_options.setdefault("spinning", False)
-    matter = Matter.open(model, **open_options)
+    if matter is None:  # else an open matter-like object (a RemoteMatter on a Triton server)
+        matter = Matter.open(model, **open_options)
     check_outputs(outputs, matter.output_names)
     source = open_source(src)
     info = source.info

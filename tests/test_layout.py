@@ -83,7 +83,7 @@ def test_ruff_lint_and_format_are_clean():
 def test_one_thin_module_per_command():
     from mattex.cli.main import app
 
-    commands = {c.name for c in app.registered_commands}
+    commands = {c.name.replace("-", "_") for c in app.registered_commands}
     modules = {p.stem for p in (ROOT / "cli").glob("*.py")} - {"__init__", "main", "common"}
     assert commands - {"data"} <= modules and "data" in modules, (commands, modules)
     for path in (ROOT / "cli").glob("*.py"):

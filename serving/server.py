@@ -1,0 +1,227 @@
+"""`mattex serve`: an exported file behind NVIDIA's Triton Inference Server, through PyTriton.
+
+Triton serves HTTP and gRPC, batches requests dynamically, runs several model instances, answers
+health and Prometheus metrics; PyTriton runs a real `tritonserver` whose Python backend hands each
+batch to this process, where `mattex.runtime.Matter` mattes it on whatever backend it picks.
+
+The model takes `src` and `bgr` as uint8 RGB frames (B, H, W, 3) (a quarter of float frames'
+bytes on the wire) or, with `inputs="float"`, float32 (B, 3, H, W) in [0, 1]; it returns `pha`
+(B, 1, H, W) and `fgr` (B, 3, H, W) as uint8 (0-255, rounded) or float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sysconfig
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mattex.contract import INPUTS, ONNX_SUFFIXES, OUTPUTS
+from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.extras import require
+
+TENSOR_KINDS = ("uint8", "float")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model: Path
+    name: str = "matte"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    address: str = "127.0.0.1"
+    max_batch: int = 4
+    max_queue_delay_us: int = 2000
+    dynamic_batching: bool = True
+    instances: int = 1
+    backend: str | None = None  # Matter.open's choice when None
+    inputs: str = "uint8"
+    outputs: str = "uint8"
+    exit_timeout_s: int = 3  # how long Triton waits for in-flight requests when stopping
+
+    def validate(self) -> None:
+        for option, value in (("inputs", self.inputs), ("outputs", self.outputs)):
+            if value not in TENSOR_KINDS:
+                raise ConfigError(f"unknown `{option}` {value!r}; choose one of {', '.join(TENSOR_KINDS)}")
+        for option in ("max_batch", "instances"):
+            if getattr(self, option) < 1:
+                raise ConfigError(f"`{option}` must be at least 1, got {getattr(self, option)}")
+        if self.max_queue_delay_us < 0:
+            raise ConfigError(f"`max_queue_delay_us` must be at least 0, got {self.max_queue_delay_us}")
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"`http_port`, `grpc_port` and `metrics_port` must be three distinct ports, got {ports}")
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"`name` {self.name!r} is not a Triton model name")
+
+    @property
+    def urls(self) -> dict[str, str]:
+        host = self.address
+        return {
+            "http": f"http://{host}:{self.http_port}",
+            "grpc": f"grpc://{host}:{self.grpc_port}",
+            "metrics": f"http://{host}:{self.metrics_port}/metrics",
+        }
+
+
+def matte_batch(matter, src: np.ndarray, bgr: np.ndarray, inputs: str, outputs: str) -> dict[str, np.ndarray]:
+    """One batch through `matter`: uint8 frames (B, H, W, 3) or floats (B, 3, H, W) in, pha and
+    fgr out as uint8 or float32. Bad frames raise the runtime's typed errors."""
+    result = matter.matte_frames(src, bgr) if inputs == "uint8" else matter.run(src, bgr)
+    out = {}
+    for name in OUTPUTS:
+        value = np.asarray(result[name], dtype=np.float32)
+        out[name] = np.clip(value * 255 + 0.5, 0, 255).astype(np.uint8) if outputs == "uint8" else value
+    return out
+
+
+def open_for_serving(config: ServeConfig):
+    """`Matter.open` as `mattex run` opens files: on ONNX Runtime, idle worker threads sleep
+    rather than spin, leaving the cores to Triton and its clients between batches."""
+    from mattex.runtime import Matter
+
+    if Path(config.model).suffix.lower() in ONNX_SUFFIXES and config.backend in (None, "onnxruntime"):
+        if config.backend is None:
+            matter = Matter.open(config.model)
+            if matter.kind != "onnxruntime":
+                return matter
+        return Matter.open(config.model, backend="onnxruntime", spinning=False)
+    return Matter.open(config.model, **({"backend": config.backend} if config.backend else {}))
+
+
+# Backends whose calls gain from a larger batch: the GPU ones. On the CPU, one call of 4 frames
+# took as long as 4 calls of one (ONNX Runtime, 720p, 205-221 ms a frame either way), and
+# stacking requests costs a copy of every frame in and out.
+STACKING_BACKENDS = ("tensorrt", "tensorrt-rtx")
+
+
+def infer_function(matter, config: ServeConfig) -> Callable:
+    """PyTriton's inference callable for one model instance: the requests of a dynamic batch in,
+    one dict of outputs per request out. GPU backends get the requests stacked into one call;
+    CPU backends one call each. A bad request fails with the runtime's message; the server goes
+    on (Triton batches only requests of one shape, so a batch is bad or good as a whole)."""
+    from pytriton.exceptions import PyTritonBadParameterError
+
+    stack = matter.kind in STACKING_BACKENDS or bool(
+        {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(getattr(matter.backend, "providers", ()))
+    )
+
+    def infer(requests: list) -> list[dict[str, np.ndarray]]:
+        try:
+            if not stack or len(requests) == 1:
+                return [matte_batch(matter, r["src"], r["bgr"], config.inputs, config.outputs) for r in requests]
+            sizes = [len(r["src"]) for r in requests]
+            src = np.concatenate([r["src"] for r in requests])
+            bgr = np.concatenate([r["bgr"] for r in requests])
+            out = matte_batch(matter, src, bgr, config.inputs, config.outputs)
+            ends = np.cumsum(sizes)
+            return [{n: v[end - size : end] for n, v in out.items()} for size, end in zip(sizes, ends)]
+        except (MattexError, ValueError) as e:  # named to the client; the server goes on
+            raise PyTritonBadParameterError(f"{type(e).__name__}: {e}") from None
+
+    return infer
+
+
+def tensors(config: ServeConfig):
+    from pytriton.model_config import Tensor
+
+    frame = (np.uint8, (-1, -1, 3)) if config.inputs == "uint8" else (np.float32, (3, -1, -1))
+    out_dtype = np.uint8 if config.outputs == "uint8" else np.float32
+    inputs = [Tensor(name=name, dtype=frame[0], shape=frame[1]) for name in INPUTS]
+    outputs = [
+        Tensor(name="pha", dtype=out_dtype, shape=(1, -1, -1)),
+        Tensor(name="fgr", dtype=out_dtype, shape=(3, -1, -1)),
+    ]
+    return inputs, outputs
+
+
+def embeddable_python() -> str:
+    """The folder of this interpreter's shared libpython, which Triton's Python-backend stub
+    embeds (PyTriton ships a stub per Python version). BackendUnavailableError for a Python
+    built without one."""
+    libdir, version = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDVERSION")
+    if not libdir or not (Path(libdir) / f"libpython{version}.so.1.0").exists():
+        raise BackendUnavailableError(
+            f"Triton's Python backend embeds libpython{version}.so, and this Python has none (it was built "
+            "without --enable-shared): serve from a Python that has it, e.g. pyenv's builds"
+        )
+    return libdir
+
+
+def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: None) -> None:
+    """Open the model (one Matter per instance), start Triton and serve until interrupted
+    (Ctrl-C, or SIGTERM through the CLI), then stop it within `exit_timeout_s`."""
+    require("serve", "mattex serve")
+    config.validate()
+    from pytriton.model_config import DynamicBatcher, ModelConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+    for option in ("http_port", "grpc_port", "metrics_port"):
+        _check_port_free(config.address, getattr(config, option), option)
+    # The stub must load this interpreter's libpython, not another of the same version that the
+    # system's loader would find first (Debian's python3.11 beside pyenv's, for one).
+    libdir = embeddable_python()
+    os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p)
+    matters = [open_for_serving(config) for _ in range(config.instances)]
+    inputs, outputs = tensors(config)
+    batcher = (
+        DynamicBatcher(max_queue_delay_microseconds=config.max_queue_delay_us) if config.dynamic_batching else None
+    )
+    model_config = ModelConfig(max_batch_size=config.max_batch, batcher=batcher, batching=True)
+    triton_config = TritonConfig(
+        http_address=config.address,
+        http_port=config.http_port,
+        grpc_address=config.address,
+        grpc_port=config.grpc_port,
+        metrics_address=config.address,
+        metrics_port=config.metrics_port,
+        exit_timeout_secs=config.exit_timeout_s,
+        log_verbose=0,
+    )
+    # PyTriton guards these APIs with a token; statistics (per-model counts, batch sizes) stay open
+    # beside the Prometheus metrics, the ones that change the server stay guarded.
+    security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+    try:
+        triton = Triton(config=triton_config, security_config=security)
+    except Exception as e:  # PyTriton's own errors: ports taken, binary missing
+        raise BackendUnavailableError(f"Triton did not start: {e}") from None
+    with triton:
+        triton.bind(
+            config.name,
+            [infer_function(m, config) for m in matters],
+            inputs=inputs,
+            outputs=outputs,
+            config=model_config,
+            strict=True,
+        )
+        triton.run()
+        on_ready(config.urls)
+        try:
+            while triton.is_alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
+            pass
+        finally:
+            # A second signal (a second Ctrl-C, a container's repeated stop) must not cut the
+            # cleanup short: it would leave PyTriton's shared memory and model store behind.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            triton.stop()
+
+
+def _check_port_free(address: str, port: int, option: str) -> None:
+    """ConfigError naming the option when `port` is taken (Triton would fail to bind it later,
+    with a message buried in its log)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError as e:
+            raise ConfigError(f"port {port} on {address} is not free (`{option}`): {e.strerror}") from None

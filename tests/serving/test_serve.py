@@ -1,0 +1,284 @@
+"""`mattex serve` as its users use it: a real Triton server (PyTriton's tritonserver) on 127.0.0.1
+in a process of its own, NVIDIA's tritonclient over HTTP and gRPC, concurrent load, bad requests,
+and a clean stop on SIGTERM."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="the serve extra is not installed (pip install '.[serve]')")
+import tritonclient.grpc as grpcclient  # noqa: E402
+import tritonclient.http as httpclient  # noqa: E402
+
+from mattex.runtime import Matter  # noqa: E402
+from mattex.serving.client import RemoteMatter  # noqa: E402
+
+H, W = 96, 128
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}:\n{process.stderr.read()[-3000:]}")
+        try:
+            if urllib.request.urlopen(f"{url}/v2/models/matte/ready", timeout=1).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server was not ready in time")
+
+
+def leftovers(tmp) -> set:
+    """Shared memory segments and files in the server's temporary folder; ONNX Runtime's `.ses`
+    (a session id its import writes to the temporary folder and keeps) is not a leftover."""
+    return set(os.listdir("/dev/shm")) | {p.name for p in tmp.iterdir() if p.name != ".ses"}
+
+
+@pytest.fixture(scope="module")
+def server(small_file, tmp_path_factory):
+    """`mattex serve` on the small demo-weights file, its temporary files in a folder of its own."""
+    tmp = tmp_path_factory.mktemp("serve-tmp")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    before = leftovers(tmp)
+    command = [
+        sys.executable,
+        "-m",
+        "mattex.cli.main",
+        "serve",
+        str(small_file),
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--max-batch",
+        "8",
+        "--max-queue-delay-us",
+        "20000",
+        "--backend",
+        "onnxruntime",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)}
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_ready(url, process)
+        yield {
+            "process": process,
+            "http": url,
+            "grpc": f"grpc://127.0.0.1:{grpc_port}",
+            "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+            "tmp": tmp,
+            "before": before,
+            "file": small_file,
+        }
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def frames(seed: int, batch: int = 1, h: int = H, w: int = W):
+    rng = np.random.default_rng(seed)
+    bgr = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+    src = bgr.copy()
+    src[:, h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return src, bgr
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_tritonclient_gets_what_matter_gives(server, protocol):
+    remote = RemoteMatter(server[protocol], "matte")
+    local = Matter.open(server["file"], backend="onnxruntime")
+    for seed, batch in ((0, 1), (1, 3)):
+        src, bgr = frames(seed, batch)
+        got, want = remote.matte_frames(src, bgr), local.matte_frames(src, bgr)
+        for name in ("pha", "fgr"):
+            assert got[name].shape == want[name].shape == (batch, 1 if name == "pha" else 3, H, W)
+            assert np.abs(got[name] - want[name]).max() <= 1 / 255 + 1e-6, name
+    remote.close()
+
+
+def test_concurrent_clients_are_batched_and_none_is_lost(server):
+    local = Matter.open(server["file"], backend="onnxruntime")
+    inputs = [frames(seed) for seed in range(4)]
+    want = [local.matte_frames(*pair)["pha"] for pair in inputs]
+
+    def client(index: int) -> list[float]:
+        remote = RemoteMatter(server["http" if index % 2 else "grpc"], "matte")
+        errors = []
+        for request in range(50):
+            k = (index + request) % len(inputs)
+            errors.append(float(np.abs(remote.matte_frames(*inputs[k])["pha"] - want[k]).max()))
+        remote.close()
+        return errors
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(client, range(8)))
+    assert sum(len(r) for r in results) == 400
+    assert max(max(r) for r in results) <= 1 / 255 + 1e-6
+    stats = httpclient.InferenceServerClient(server["http"][len("http://") :]).get_inference_statistics("matte")
+    model = stats["model_stats"][0]
+    assert int(model["inference_count"]) >= 400
+    batches = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in model["batch_stats"]}
+    assert max(batches) > 1, batches  # dynamic batching formed batches of several requests
+    assert sum(size * count for size, count in batches.items()) >= 400
+
+
+def infer_error(url: str, arrays: dict, dtype: str = "UINT8") -> str:
+    client = httpclient.InferenceServerClient(url[len("http://") :])
+    tensors = []
+    for name, value in arrays.items():
+        tensor = httpclient.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    with pytest.raises(Exception) as failed:
+        client.infer("matte", tensors)
+    return str(failed.value)
+
+
+def test_bad_requests_are_named_and_the_server_goes_on(server):
+    url = server["http"]
+    src, bgr = frames(0)
+    bad = {
+        "wrong dtype": (
+            infer_error(url, {"src": src.astype(np.float32), "bgr": bgr.astype(np.float32)}, "FP32"),
+            "(?i)data.?type|datatype|FP32",
+        ),
+        "wrong rank": (infer_error(url, {"src": src[..., 0], "bgr": bgr[..., 0]}), "(?i)shape|dims|rank"),
+        "size not divisible by 4": (
+            infer_error(url, {"src": src[:, :94], "bgr": bgr[:, :94]}),
+            "divisible by 4, got 94x128",
+        ),
+        "frame and background differ": (
+            infer_error(url, {"src": src, "bgr": bgr[:, :92]}),
+            r"src \(1, 96, 128, 3\) and bgr \(1, 92, 128, 3\) must have the same shape",
+        ),
+        "empty batch": (infer_error(url, {"src": src[:0], "bgr": bgr[:0]}), "(?i)batch|shape|0"),
+    }
+    import re
+
+    for what, (message, pattern) in bad.items():
+        assert re.search(pattern, message), f"{what}: {message[-500:]}"
+    # A body whose data is shorter than its declared shape, and a body cut short of its declared
+    # length (the server drops that connection: there is no request to answer).
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps({"inputs": [{"name": "src", "shape": [1, H, W, 3], "datatype": "UINT8", "data": [0] * 10}]})
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(
+        "POST", "/v2/models/matte/infer", body=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    assert response.status >= 400 and b"Shape does not match" in response.read()
+    connection.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(
+            f"POST /v2/models/matte/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {2 * len(body)}\r\n\r\n{body}".encode()
+        )
+        raw.shutdown(socket.SHUT_WR)
+        answer = raw.recv(4096)
+    assert answer == b"" or b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
+    got = RemoteMatter(url, "matte").matte_frames(src, bgr)  # and the next good request is served
+    assert got["pha"].shape == (1, 1, H, W)
+
+
+def test_metrics_and_health(server):
+    text = urllib.request.urlopen(server["metrics"], timeout=5).read().decode()
+    assert 'nv_inference_request_success{model="matte",version="1"}' in text
+    assert urllib.request.urlopen(f"{server['http']}/v2/health/live", timeout=5).status == 200
+
+
+def test_a_port_in_use_is_a_clear_error(small_file, tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    http_port, metrics_port = free_ports(2)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mattex.cli.main",
+            "serve",
+            str(small_file),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(port),
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    taken.close()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "error:" in done.stderr and str(port) in done.stderr and "Traceback" not in done.stderr
+    assert grpcclient  # the gRPC client imports beside the server's extra
+
+
+def test_mattex_run_against_the_server_writes_what_it_writes_locally(server, tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from mattex.calibration.synthetic import write_synthetic_video
+    from mattex.cli.main import app
+
+    write_synthetic_video(tmp_path / "clip.mp4", tmp_path / "bg.png", 6, H, W, 24)
+    runner = CliRunner()
+    common = [str(tmp_path / "clip.mp4"), str(tmp_path / "bg.png"), "--png", "--outputs", "pha,fgr", "--json"]
+    remote = runner.invoke(
+        app, ["run", "matte", *common, "--out", str(tmp_path / "remote"), "--server", server["http"]]
+    )
+    assert remote.exit_code == 0, remote.output
+    local = runner.invoke(
+        app, ["run", str(server["file"]), *common, "--out", str(tmp_path / "local"), "--backend", "onnxruntime"]
+    )
+    assert local.exit_code == 0, local.output
+    for kind in ("pha", "fgr"):
+        names = sorted(p.name for p in (tmp_path / "local" / kind).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "remote" / kind).iterdir()) and len(names) == 6
+        for name in names:
+            a = np.asarray(Image.open(tmp_path / "local" / kind / name), dtype=int)
+            b = np.asarray(Image.open(tmp_path / "remote" / kind / name), dtype=int)
+            assert np.abs(a - b).max() <= 1, (kind, name)
+
+
+def test_sigterm_stops_it_cleanly_within_10_s(server):
+    """Last in this file: it stops the server."""
+    process = server["process"]
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    took = time.monotonic() - started
+    assert process.returncode == 0, stderr[-2000:]
+    assert took <= 10, took
+    assert leftovers(server["tmp"]) <= server["before"], leftovers(server["tmp"]) - server["before"]
+    assert "serving small.onnx as 'matte': http http://127.0.0.1:" in stderr
