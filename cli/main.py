@@ -9,7 +9,7 @@ import typer
 
 import mattex
 
-from . import bench, build, check, data, evaluate, export, info, run, serve, triton_repo, verify
+from . import bench, build, check, data, doctor, evaluate, export, info, run, serve, triton_repo, verify
 from .common import console
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ for name, module in (
     ("evaluate", evaluate),
     ("serve", serve),
     ("triton-repo", triton_repo),
+    ("doctor", doctor),
 ):
     app.command(name, short_help=module.SHORT_HELP)(module.command)
 app.add_typer(data.app, name="data")

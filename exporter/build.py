@@ -337,6 +337,7 @@ def build_engine(
         export_metadata=meta.to_props(),
         backend=backend,
         target_compute_capabilities=targets,
+        onnx_file=onnx_path.name if onnx_path.resolve().parent == output.resolve().parent else str(onnx_path),
     )
     sidecar.save(output)
     log(f"built in {built.seconds:.1f} s")

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mattex.exporter.onnx_file import read_export_metadata
-
 
 def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
     """Frames and backgrounds that differ like a capture: src uniform, bgr = src + noise."""
@@ -62,6 +60,8 @@ def composite_pairs(
     file's trace size)."""
     from mattex.calibration.composite import Composites
 
-    trace = read_export_metadata(model).trace_size
+    from .reference import file_metadata
+
+    trace = file_metadata(model).trace_size
     size = (height or trace[0], width or trace[1])
     return ((item["src"], item["bgr"]) for item in Composites(data, size, backgrounds))

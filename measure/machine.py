@@ -53,18 +53,29 @@ def describe_machine() -> dict:
         from mattex.runtime.cuda import device_count, device_properties
 
         if device_count() > 0:
+            from mattex.runtime.cuda import cuda_versions
+
             name, cc = device_properties(0)
-            gpu = {"name": name, "compute_capability": f"{cc[0]}.{cc[1]}"}
+            gpu = {"name": name, "compute_capability": f"{cc[0]}.{cc[1]}", "cuda": cuda_versions()}
     except (MattexError, ImportError, OSError):  # no CUDA runtime or driver: a CPU-only machine
         gpu = None
     return {
         "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "instruction_sets": instruction_sets(),
+        "memory_gib": memory_gib(),
         "gpu": gpu,
         "python": platform.python_version(),
         "system": platform.system(),
     }
+
+
+def memory_gib() -> float | None:
+    """Physical memory (Linux /proc/meminfo), GiB."""
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 2**20, 1)
+    return None
 
 
 def _read(path: str) -> str:

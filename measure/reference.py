@@ -67,3 +67,21 @@ def checkpoint_matter(path: Path | None, **model_kwargs):
         if path is None:
             raise ConfigError("no checkpoint given and no demo weights shipped")
     return torch_matter(load_matting_refine(path, **model_kwargs))
+
+
+def file_metadata(path: Path) -> ExportMetadata:
+    """What a file records of its export: an ONNX file's metadata_props, or the export metadata
+    an engine's sidecar carries (its ONNX file is not needed to verify it)."""
+    from mattex.contract import ENGINE_SUFFIXES
+    from mattex.errors import ModelFileError
+    from mattex.exporter.onnx_file import read_export_metadata
+    from mattex.runtime.sidecar import load_sidecar
+
+    path = Path(path)
+    if path.suffix.lower() not in ENGINE_SUFFIXES:
+        return read_export_metadata(path)
+
+    props = load_sidecar(path).export_metadata
+    if "export_config" not in props:
+        raise ModelFileError(f"{path.name}'s sidecar carries no mattex export metadata: build it with mattex build")
+    return ExportMetadata.from_props(props, path.name)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mattex.contract import INPUTS, MODEL_OUTPUTS, OUTPUTS
+from mattex.contract import ENGINE_SUFFIXES, INPUTS, MODEL_OUTPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.exporter.config import ExportConfig
-from mattex.exporter.onnx_file import load_onnx, read_export_metadata
+from mattex.exporter.onnx_file import load_onnx
 from mattex.files import atomic_write_text
 from mattex.metadata import ExportMetadata
 from mattex.runtime import Matter
@@ -29,7 +29,7 @@ from mattex.runtime.io_spec import float_to_input, frames_to_input
 
 from .budgets import BUDGETS
 from .inputs import random_pairs, synthetic_pairs
-from .reference import reference_model
+from .reference import file_metadata, reference_model
 
 
 class VerifyError(MattexError):
@@ -123,8 +123,9 @@ class Verifier:
         **options,
     ) -> None:
         self.path = Path(path)
-        self.meta = read_export_metadata(self.path)
-        if self.meta.tensorrt_plugins:
+        self.meta = file_metadata(self.path)
+        engine = self.path.suffix.lower() in ENGINE_SUFFIXES
+        if self.meta.tensorrt_plugins and not engine:
             names = ", ".join(p["name"] for p in self.meta.tensorrt_plugins)
             raise BackendUnavailableError(
                 f"{self.path.name} calls the TensorRT plugin {names} (exported with `topk` plugin): it runs on "
@@ -133,7 +134,8 @@ class Verifier:
             )
         self.config = ExportConfig.from_metadata(self.meta)
         self.reference = reference_model(self.meta, checkpoint, tie_break)
-        self._opened = _opened(self.path, self.meta, backend, options)
+        # An engine runs on the backend its sidecar names, with the outputs it was built with.
+        self._opened = _opened(self.path, self.meta, None if engine else backend, options)
         self.matter, self.selection = self._opened.__enter__()
         self.precision = budget or budget_name(self.meta.precision, self.matter.arithmetic)
         if self.precision not in BUDGETS:
@@ -220,6 +222,9 @@ def _opened(path: Path, meta: ExportMetadata, backend: str, options: dict) -> It
     """The file opened on `backend` through the registry, with the settings the runtime uses
     for its precision; where the exporter recorded a top-k selection, from a temporary copy of
     the graph whose outputs include the selection's scores and indices."""
+    if path.suffix.lower() in ENGINE_SUFFIXES:  # a built plan gains no outputs: compared strictly
+        yield Matter.open(path, check_values=False, **options), {}
+        return
     selection = meta.selection[0] if meta.selection else {}  # BGMv2 has one top-k
     options = {**BACKENDS[backend].measure_options, **options}
     if not selection:
@@ -355,7 +360,9 @@ def verify_file(
     inference_precision: str | None = None,
 ) -> VerifyReport:
     """`mattex verify`: `verify_onnx` on generated pairs, real frames (`images` over `background`)
-    or PhotoMatte-layout composites (`data`, with `backgrounds`)."""
+    or PhotoMatte-layout composites (`data`, with `backgrounds`). An engine (its sidecar carries
+    the export metadata) runs on the backend it was built for: on a GPU machine with TensorRT
+    or TensorRT for RTX; elsewhere BackendUnavailableError says what is missing."""
     from .inputs import composite_pairs, frame_pairs
 
     if (images is None) != (background is None):

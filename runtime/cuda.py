@@ -55,6 +55,17 @@ def device_properties(device: int = 0) -> tuple[str, tuple[int, int]]:
     return props.raw[:256].split(b"\0", 1)[0].decode(), (major.value, minor.value)
 
 
+def cuda_versions() -> dict[str, str]:
+    """The CUDA driver's and runtime's versions ("12.8"); BackendUnavailableError without them."""
+    lib = cudart().handle
+    found = {}
+    for name, call in (("driver", lib.cudaDriverGetVersion), ("runtime", lib.cudaRuntimeGetVersion)):
+        version = ctypes.c_int(0)
+        _check(call(ctypes.byref(version)), f"cuda{name.title()}GetVersion")
+        found[name] = f"{version.value // 1000}.{version.value % 1000 // 10}"
+    return found
+
+
 class PinnedBuffer:
     """Page-locked host memory, so host<->device copies run asynchronously at full speed."""
 

@@ -70,6 +70,7 @@ def _check_fields(d: dict) -> None:
         " or ".join(HARDWARE_COMPAT),
     )
     need(isinstance(d.get("export_metadata", {}), dict), "export_metadata", "an object")
+    need(d.get("onnx_file") is None or isinstance(d["onnx_file"], str), "onnx_file", "a string or null")
     targets = d.get("target_compute_capabilities")
     need(
         targets is None or (isinstance(targets, list) and all(_is_int_list(t, 2) for t in targets)),
@@ -108,6 +109,8 @@ class Sidecar:
     backend: str = "tensorrt"
     # TensorRT for RTX: the compute capabilities the plan targets; None for its default set.
     target_compute_capabilities: list[tuple[int, int]] | None = None
+    # The ONNX file it was built from: its name when beside the engine, else its path as given.
+    onnx_file: str | None = None
     format: str = FORMAT
 
     def to_dict(self) -> dict:

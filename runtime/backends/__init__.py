@@ -111,7 +111,7 @@ BACKENDS.register(
         install="pip install tensorrt (TensorRT 11, CUDA 13) or tensorrt-cu12 (CUDA 12) on the machine "
         "with the NVIDIA GPU",
         options={"flavor": "tensorrt"},
-        variants=(Variant("", "gpu"),),
+        variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
     )
 )
 BACKENDS.register(
@@ -122,6 +122,6 @@ BACKENDS.register(
         ENGINE_SUFFIXES,
         install='pip install "mattex[rtx]" (tensorrt-rtx-cu13; tensorrt-rtx-cu12 for CUDA 12)',
         options={"flavor": "tensorrt-rtx"},
-        variants=(Variant("", "gpu"),),
+        variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
     )
 )
