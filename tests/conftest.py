@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,6 +6,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
+
+
+def pytest_configure(config):
+    # Two workers on two cores: one torch thread each, not two each fighting over both cores.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +106,27 @@ SHARED_EXPORTS = {
     "test_openvino.py",
 }
 
+LONGEST_FIRST = ("test_doctor.py", *sorted(SHARED_EXPORTS), "test_export.py")
 
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks to form the groups
 def pytest_collection_modifyitems(config, items):
+    # The longest groups first (xdist hands groups out in this order), so that no long group
+    # starts last and runs alone while the other worker idles.
+    items.sort(
+        key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
+    )
     for item in items:
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("shared-exports" if name in SHARED_EXPORTS else str(item.path)))
+        item.add_marker(
+            pytest.mark.xdist_group("shared-exports" if name in SHARED_EXPORTS else item.nodeid.split("::")[0])
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    # If a pytest or xdist upgrade stops the groups above from forming, say so instead of running
+    # every shared export once per worker.
+    if getattr(session.config.option, "loadgroup", False) and session.items:
+        if "@" not in session.items[0].nodeid:
+            raise pytest.UsageError("--dist loadgroup formed no groups: pytest and pytest-xdist disagree on node ids")
