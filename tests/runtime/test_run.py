@@ -224,9 +224,11 @@ def test_a_failure_midway_leaves_no_output(clip, tmp_path):
 # `mattex run` as its console script runs it, in a process of its own, with a hook on the
 # pipeline's own progress report that sends the process a real signal (to the main thread, as a
 # terminal's Ctrl-C or a container stop's SIGTERM arrives) once 10 frames are done: no clock, no
-# file size, no race.
+# file size, no race. A process started from a background job inherits SIGINT ignored, and Python
+# then keeps it ignored: the snippets restore the handler a terminal's foreground process has.
 INTERRUPTED_RUN = """
 import signal, sys, threading
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's foreground process has it
 from mattex.cli.main import main
 from mattex.runtime.pipeline import Pipeline
 
@@ -282,6 +284,7 @@ def test_an_interrupted_export_leaves_nothing_behind(tmp_path):
 
     code = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal's foreground process has it
 import mattex.exporter.export as export_module
 from mattex.cli.main import main
 
