@@ -44,6 +44,7 @@ from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E40
 from mattex.errors import MattexError  # noqa: E402
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.measure.bench import keep_freed_memory  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
 from mattex.model.sources import WeightsSource, build_model  # noqa: E402
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
     machine = describe_machine()
     print(f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}")
     result = {"machine": machine, "threads": args.threads, "rows": [], "skipped": []}

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.measure.bench import keep_freed_memory  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
 from mattex.model.sources import WeightsSource, build_model, resolve_weights  # noqa: E402
 
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--eligible", choices=["all", "natural"], default="all")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

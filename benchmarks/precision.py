@@ -39,6 +39,7 @@ from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.measure.bench import keep_freed_memory  # noqa: E402
 from mattex.measure.budgets import BUDGETS  # noqa: E402
 from mattex.measure.evaluate import check_metric_budget, evaluate  # noqa: E402
 from mattex.model.sources import WeightsSource, resolve_weights  # noqa: E402
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--eval-count", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

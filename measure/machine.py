@@ -70,6 +70,31 @@ def describe_machine() -> dict:
     }
 
 
+def cpu_ghz(cpuinfo: str | None = None) -> float | None:
+    """The highest clock /proc/cpuinfo reports (GHz): what a virtual machine exposes of it."""
+    text = cpuinfo if cpuinfo is not None else _read("/proc/cpuinfo")
+    clocks = [float(line.split(":", 1)[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+    return round(max(clocks) / 1000, 3) if clocks else None
+
+
+def fp32_peak(threads: int, flags: set[str] | None = None, ghz: float | None = None) -> dict:
+    """This CPU's fp32 FLOP limit: threads x clock x FLOP per cycle, the last from the FMA width
+    (two FMA pipes assumed: 32 FLOP/cycle with AVX2 + FMA; 64 with AVX-512 on Intel, whose
+    server cores have two 512-bit FMA units; AMD's Zen 4 splits AVX-512 into 256-bit halves, so
+    AMD stays at 32). An estimate for comparing a frame with its arithmetic, stated as such."""
+    flags = cpu_flags() if flags is None else flags
+    ghz = cpu_ghz() if ghz is None else ghz
+    amd = "AMD" in cpu_model()
+    if "avx512f" in flags and not amd:
+        per_cycle, how = 64, "AVX-512: 2 FMA x 16 lanes x 2"
+    elif "fma" in flags:
+        per_cycle, how = 32, "AVX2 + FMA: 2 FMA x 8 lanes x 2"
+    else:
+        per_cycle, how = 8, "SSE: 4 lanes x 2"
+    gflops = round(threads * (ghz or 0.0) * per_cycle, 1)
+    return {"threads": threads, "ghz": ghz, "flop_per_cycle": per_cycle, "gflops": gflops, "how": how}
+
+
 def memory_gib() -> float | None:
     """Physical memory (Linux /proc/meminfo), GiB."""
     for line in _read("/proc/meminfo").splitlines():

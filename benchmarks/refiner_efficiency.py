@@ -1,0 +1,168 @@
+"""How close a frame runs to the CPU's arithmetic limit: the base network's and the refiner's
+GFLOP/s on each backend, the frame against its FLOP-limit time, and the reference PyTorch eager
+method as the baseline, each runner timed alone and interleaved (the two must agree).
+
+    python benchmarks/refiner_efficiency.py --json benchmarks/results_refiner_efficiency_cpu.json
+    python benchmarks/refiner_efficiency.py --backbones mobilenetv2 --resolutions 4k --rounds 3
+
+For each backbone and preset (HD: k = 5,000; 4K: k = 20,000) it exports an fp32 file from seeded
+random weights with every patch eligible (every runner refines exactly k patches), counts the
+frame's FLOPs once with PyTorch's FLOP counter (`mattex.measure.flops`), and times:
+- the reference method in PyTorch eager (the public package's patch method, same weights): baseline;
+- the file through `Matter` on ONNX Runtime (CPU) and OpenVINO (f32).
+Each runner is timed alone (its rounds back to back), then all interleaved round by round; the
+JSON keeps both and the ratio, and the run fails if a runner is more than `--tolerance` slower
+interleaved than alone (one runtime's idle threads must not slow the next). Stage times come from
+ONNX Runtime's profiler and OpenVINO's performance counters, split as in cpu_backends.py; the
+refiner's time is everything after the base network (selection, crop, refine, paste).
+The CPU, its instruction sets, its clock and the FLOP limit assumed are printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_backends import onnxruntime_stages, openvino_stages  # noqa: E402
+from export_speed import _every_patch_eligible  # noqa: E402
+
+from mattex.exporter.config import ExportConfig  # noqa: E402
+from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.files import atomic_write_text  # noqa: E402
+from mattex.measure.bench import keep_freed_memory  # noqa: E402
+from mattex.measure.flops import count_flops  # noqa: E402
+from mattex.measure.machine import describe_machine, fp32_peak  # noqa: E402
+from mattex.model.reference_method import as_reference_formulation  # noqa: E402
+from mattex.model.sources import WeightsSource, build_model  # noqa: E402
+from mattex.runtime import Matter  # noqa: E402
+
+BASELINE = "pytorch eager, reference method (baseline)"
+
+
+def timed(run, rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def alone_and_interleaved(runners: dict, rounds: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each runner alone (after one warm-up) and interleaved round by round."""
+    alone = {}
+    for name, run in runners.items():
+        run()
+        alone[name] = statistics.median(timed(run, rounds))
+    mixed = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            mixed[name] += timed(run, 1)
+    return {name: {"alone": alone[name], "interleaved": statistics.median(mixed[name])} for name in runners}
+
+
+def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> list[dict]:
+    config = ExportConfig.from_preset(resolution, backbone=backbone)
+    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}.pth")
+    path = folder / f"{backbone}_{resolution}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(config, path, weights=weights)
+    flops = count_flops(config)
+    reference = as_reference_formulation(copy.deepcopy(build_model(weights, **config.model_kwargs()))).eval()
+    rng = np.random.default_rng(0)
+    src = rng.random((1, 3, config.height, config.width), dtype=np.float32)
+    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
+    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
+
+    def eager():
+        with torch.no_grad():
+            reference(src_t, bgr_t)
+
+    ort = Matter.open(path, backend="onnxruntime", threads=args.threads, spinning=False)
+    ov = Matter.open(path, backend="openvino", threads=args.threads, cache_dir=folder / "ov_cache")
+    runners = {BASELINE: eager, "onnxruntime": lambda: ort(src, bgr), "openvino f32": lambda: ov(src, bgr)}
+    times = alone_and_interleaved(runners, args.rounds)
+    stages = {
+        "onnxruntime": onnxruntime_stages(path, src, bgr, args.threads),
+        "openvino f32": openvino_stages(path, src, bgr, "f32"),
+    }
+    baseline = times[BASELINE]["interleaved"]
+    limit_ms = 1000 * flops.total / peak["gflops"]
+    rows = []
+    for name, t in times.items():
+        ms = 1000 * t["interleaved"]
+        row = {
+            "backbone": backbone,
+            "resolution": resolution,
+            "k": config.k,
+            "runner": name,
+            "ms_per_frame": round(ms, 1),
+            "ms_alone": round(1000 * t["alone"], 1),
+            "interleaved_vs_alone": round(t["interleaved"] / t["alone"], 3),
+            "speedup_vs_reference": round(baseline / t["interleaved"], 3),
+            "gflop": {"base": round(flops.base, 2), "refiner": round(flops.refiner, 2), "total": round(flops.total, 2)},
+            "flop_limit_ms": round(limit_ms, 1),
+            "x_flop_limit": round(ms / limit_ms, 2),
+            "gflops_per_s": round(flops.total / t["interleaved"], 1),
+        }
+        if name in stages:
+            share = stages[name]
+            base_s = share["base"] * t["interleaved"]
+            refiner_s = (1 - share["base"]) * t["interleaved"]
+            row["stage_shares"] = {k: round(v, 3) for k, v in share.items()}
+            row["base_gflops_per_s"] = round(flops.base / base_s, 1)
+            row["refiner_gflops_per_s"] = round(flops.refiner / refiner_s, 1)
+            row["refiner_vs_base_efficiency"] = round(row["refiner_gflops_per_s"] / row["base_gflops_per_s"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
+    parser.add_argument("--resolutions", nargs="+", default=["hd", "4k"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tolerance", type=float, default=1.2, help="largest interleaved / alone time allowed")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
+    machine = describe_machine()
+    peak = fp32_peak(args.threads)
+    print(
+        f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}; "
+        f"fp32 limit {peak['gflops']} GFLOP/s ({peak['ghz']} GHz x {peak['flop_per_cycle']} FLOP/cycle: {peak['how']})"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones:
+            for resolution in args.resolutions:
+                rows += bench(backbone, resolution, args, Path(tmp), peak)
+                for f in Path(tmp).glob("*.onnx"):
+                    f.unlink()
+    result = {"machine": machine, "threads": args.threads, "fp32_peak": peak, "rows": rows}
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    distorted = [r for r in rows if r["interleaved_vs_alone"] > args.tolerance]
+    if distorted:
+        said = [f"{r['runner']} {r['backbone']} {r['resolution']} x{r['interleaved_vs_alone']}" for r in distorted]
+        sys.exit("slower interleaved than alone: " + ", ".join(said))
+
+
+if __name__ == "__main__":
+    main()
