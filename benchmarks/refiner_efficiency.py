@@ -146,7 +146,8 @@ def main() -> None:
     peak = fp32_peak(args.threads)
     print(
         f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}; "
-        f"fp32 limit {peak['gflops']} GFLOP/s ({peak['ghz']} GHz x {peak['flop_per_cycle']} FLOP/cycle: {peak['how']})"
+        f"fp32 limit {peak['gflops']} GFLOP/s (nominal {peak['nominal_gflops']}: {peak['ghz']} GHz x "
+        f"{peak['flop_per_cycle']} FLOP/cycle, {peak['how']}; measured sgemm {peak['measured_sgemm_gflops']})"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
