@@ -26,10 +26,8 @@ import collections
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible  # noqa: E402
+from timing import alone_and_interleaved  # noqa: E402
 
 from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
@@ -110,18 +109,6 @@ def _shares(times: collections.Counter) -> dict[str, float]:
     return {s: times[s] / total for s in STAGES}
 
 
-def time_rounds(runners: dict, rounds: int) -> dict[str, list[float]]:
-    for run in runners.values():  # warm-up (and first-call compilation)
-        run()
-    times = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def export_files(backbone: str, resolution: str, folder: Path, calibration: Path) -> dict[str, Path]:
     config = ExportConfig.from_preset(resolution, backbone=backbone)
     weights = _every_patch_eligible(
@@ -162,7 +149,7 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
     runners, skipped, stages = {"pytorch eager, reference method (baseline)": eager}, [], {}
     for precision in ("fp32", "int8 w7", "int8 w8"):
         path = files[precision]
-        ort_matter = Matter.open(path, backend="onnxruntime", threads=args.threads)
+        ort_matter = Matter.open(path, backend="onnxruntime", threads=args.threads, spinning=False)
         runners[f"onnxruntime {precision}"] = lambda m=ort_matter: m(src, bgr)
         stages[f"onnxruntime {precision}"] = onnxruntime_stages(path, src, bgr, args.threads)
         for hint in ("f32", "bf16"):
@@ -180,11 +167,11 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
                 continue
             runners[label] = lambda m=ov_matter: m(src, bgr)
             stages[label] = openvino_stages(path, src, bgr, hint)
-    times = time_rounds(runners, args.rounds)
-    baseline = statistics.median(times[next(iter(runners))])
+    times = alone_and_interleaved(runners, args.rounds)
+    baseline = times[next(iter(runners))]["interleaved"]
     rows = []
-    for name, samples in times.items():
-        median = statistics.median(samples)
+    for name, t in times.items():
+        median, samples = t["interleaved"], t["samples"]
         share = stages.get(name)
         rows.append(
             {
@@ -193,6 +180,8 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
                 "runner": name,
                 "ms_per_frame": round(1000 * median, 1),
                 "min_ms": round(1000 * min(samples), 1),
+                "ms_alone": round(1000 * t["alone"], 1),
+                "interleaved_vs_alone": round(median / t["alone"], 3),
                 "speedup_vs_reference": round(baseline / median, 3),
                 "stage_shares": {k: round(v, 3) for k, v in share.items()} if share else None,
                 "refiner_and_selection_share": round(1 - share["base"], 3) if share else None,

@@ -12,9 +12,11 @@ frame's FLOPs once with PyTorch's FLOP counter (`mattex.measure.flops`), and tim
 - the file through `Matter` on ONNX Runtime (CPU) and OpenVINO (f32).
 Each runner is timed alone (its rounds back to back), then all interleaved round by round; the
 JSON keeps both and the ratio, and the run fails if a runner is more than `--tolerance` slower
-interleaved than alone (one runtime's idle threads must not slow the next). Stage times come from
-ONNX Runtime's profiler and OpenVINO's performance counters, split as in cpu_backends.py; the
-refiner's time is everything after the base network (selection, crop, refine, paste).
+interleaved than alone (one runtime's idle threads must not slow the next). The base network is
+also exported alone and timed on each backend: the refiner's time is the frame's less that
+(selection, crop, refine, paste and the resizes around them); the shares of each stage within
+the graph (ONNX Runtime's profiler, OpenVINO's performance counters, split as in
+cpu_backends.py) are kept beside.
 The CPU, its instruction sets, its clock and the FLOP limit assumed are printed beside the figures.
 """
 
@@ -24,10 +26,8 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_backends import onnxruntime_stages, openvino_stages  # noqa: E402
 from export_speed import _every_patch_eligible  # noqa: E402
+from timing import alone_and_interleaved  # noqa: E402
 
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
@@ -51,26 +52,52 @@ from mattex.runtime import Matter  # noqa: E402
 BASELINE = "pytorch eager, reference method (baseline)"
 
 
-def timed(run, rounds: int) -> list[float]:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return samples
+class BaseNetwork(torch.nn.Module):
+    """The base network alone, on inputs already at its resolution: what the frame spends before
+    the refiner, timed on its own."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src_sm, bgr_sm):
+        return self.model._decode(src_sm, bgr_sm)  # (B, 37, h, w)
 
 
-def alone_and_interleaved(runners: dict, rounds: int) -> dict[str, dict[str, float]]:
-    """Median seconds of each runner alone (after one warm-up) and interleaved round by round."""
-    alone = {}
-    for name, run in runners.items():
-        run()
-        alone[name] = statistics.median(timed(run, rounds))
-    mixed = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            mixed[name] += timed(run, 1)
-    return {name: {"alone": alone[name], "interleaved": statistics.median(mixed[name])} for name in runners}
+def base_network_ms(model, config, folder: Path, args) -> dict[str, float]:
+    """Median ms of the base network exported alone (fp32, at the preset's base resolution) on
+    ONNX Runtime and OpenVINO, with the same thread settings as the frames."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    h, w = int(config.height * config.backbone_scale), int(config.width * config.backbone_scale)
+    rng = np.random.default_rng(1)
+    src, bgr = (rng.random((1, 3, h, w), dtype=np.float32) for _ in range(2))
+    path = folder / "base.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            BaseNetwork(model).eval(),
+            (torch.from_numpy(src), torch.from_numpy(bgr)),
+            str(path),
+            input_names=["src", "bgr"],
+            dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(
+        str(path),
+        "CPU",
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": args.threads},
+    )
+    request = compiled.create_infer_request()
+    runners = {
+        "onnxruntime": lambda: session.run(None, {"src": src, "bgr": bgr}),
+        "openvino f32": lambda: request.infer({"src": src, "bgr": bgr}),
+    }
+    return {name: 1000 * t["interleaved"] for name, t in alone_and_interleaved(runners, args.rounds).items()}
 
 
 def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> list[dict]:
@@ -95,6 +122,7 @@ def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> lis
     ov = Matter.open(path, backend="openvino", threads=args.threads, cache_dir=folder / "ov_cache")
     runners = {BASELINE: eager, "onnxruntime": lambda: ort(src, bgr), "openvino f32": lambda: ov(src, bgr)}
     times = alone_and_interleaved(runners, args.rounds)
+    base_ms = base_network_ms(build_model(weights, **config.model_kwargs()).eval(), config, folder, args)
     stages = {
         "onnxruntime": onnxruntime_stages(path, src, bgr, args.threads),
         "openvino f32": openvino_stages(path, src, bgr, "f32"),
@@ -119,10 +147,11 @@ def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> lis
             "gflops_per_s": round(flops.total / t["interleaved"], 1),
         }
         if name in stages:
-            share = stages[name]
-            base_s = share["base"] * t["interleaved"]
-            refiner_s = (1 - share["base"]) * t["interleaved"]
-            row["stage_shares"] = {k: round(v, 3) for k, v in share.items()}
+            # The base network timed alone; the refiner (and the resizes around it) is the rest.
+            base_s = base_ms[name] / 1000
+            refiner_s = t["interleaved"] - base_s
+            row["base_ms"], row["refiner_ms"] = round(1000 * base_s, 1), round(1000 * refiner_s, 1)
+            row["stage_shares"] = {k: round(v, 3) for k, v in stages[name].items()}
             row["base_gflops_per_s"] = round(flops.base / base_s, 1)
             row["refiner_gflops_per_s"] = round(flops.refiner / refiner_s, 1)
             row["refiner_vs_base_efficiency"] = round(row["refiner_gflops_per_s"] / row["base_gflops_per_s"], 2)

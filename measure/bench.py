@@ -189,27 +189,31 @@ def _torch_runners(
     return found
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(keep: bool = True) -> bool:
     """Make glibc keep freed memory for reuse (no mmap for large blocks, no trimming) in this
-    process; False where the C library is not glibc.
+    process, or (keep=False) go back to glibc's defaults and hand what is free back to the
+    system; False where the C library is not glibc.
 
     PyTorch eager allocates every 4K intermediate anew: by default glibc maps each large block
     and unmaps it when freed, so the next frame faults its pages in again. On the 2-core EPYC
     that was half of the reference method's mobilenetv2 4K frame (1,700 ms, 720,000 page faults;
     770 ms without them), and how much depended on what ran before: a baseline slowed by its
     allocator would flatter every other runner. The runtimes keep arenas of their own; nothing
-    else changes. The cost: the process holds on to its peak memory."""
+    else changes. The cost: while kept, the process holds on to its peak memory."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
     except (OSError, AttributeError, TypeError):
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    if keep:
+        return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    done = bool(mallopt(M_MMAP_MAX, 65536)) and bool(mallopt(M_TRIM_THRESHOLD, 128 * 1024))  # glibc's defaults
+    malloc_trim(0)
+    return done
 
 
 def bench(
@@ -232,8 +236,16 @@ def bench(
     if rounds < 1 or warmup < 0:
         raise ConfigError(f"`rounds` must be at least 1 and `warmup` at least 0, got {rounds}, {warmup}")
     report = BenchReport(describe_machine())
-    keep_freed_memory()  # every runner, PyTorch eager above all, timed without page-fault noise
     onnx_files = [f for f in files if f.suffix.lower() in ONNX_SUFFIXES]
+    keep_freed_memory()  # every runner, PyTorch eager above all, timed without page-fault noise
+    try:
+        _bench_sizes(files, onnx_files, sizes, batches, reference, rounds, warmup, threads, progress, report)
+    finally:
+        keep_freed_memory(False)  # a library call leaves glibc at its defaults, memory handed back
+    return report
+
+
+def _bench_sizes(files, onnx_files, sizes, batches, reference, rounds, warmup, threads, progress, report) -> None:
     for size in sizes:
         for batch in batches:
             src, bgr = _inputs(size, batch)
@@ -254,7 +266,6 @@ def bench(
                     {"runner": "pytorch", "why": "PyTorch rows take their weights from an .onnx file"}
                 )
             report.rows += _time(candidates, rounds, warmup, report.skipped, progress)
-    return report
 
 
 def _time(candidates, rounds: int, warmup: int, skipped: list, progress) -> list[BenchRow]:

@@ -85,7 +85,8 @@ BACKENDS.register(
         ONNX_SUFFIXES,
         install="pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, TensorRT EP)",
         variants=(
-            Variant("cpu", "cpu", {"providers": ["CPUExecutionProvider"]}),
+            # Timed beside other runners: idle threads sleep rather than spin into the next one.
+            Variant("cpu", "cpu", {"providers": ["CPUExecutionProvider"], "spinning": False}),
             Variant("cuda", "gpu", {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}),
             Variant("tensorrt ep", "gpu", {"providers": ["TensorrtExecutionProvider", "CPUExecutionProvider"]}),
         ),

@@ -47,8 +47,10 @@ def test_keep_freed_memory_stops_page_faults_on_reallocation():
     code = """
 import resource, sys, numpy as np
 from mattex.measure.bench import keep_freed_memory
-if sys.argv[1] == "keep":
+if sys.argv[1] in ("keep", "restored"):
     assert keep_freed_memory()
+if sys.argv[1] == "restored":
+    assert keep_freed_memory(False)
 def faults_of_one_block():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, written through
@@ -58,8 +60,9 @@ faults_of_one_block()
 print(faults_of_one_block())
 """
     faults = {}
-    for how in ("keep", "default"):
+    for how in ("keep", "default", "restored"):
         done = subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         faults[how] = int(done.stdout)
     assert faults["keep"] < 50 and faults["default"] > 5 * max(faults["keep"], 1), faults
+    assert faults["restored"] > 5 * max(faults["keep"], 1), faults  # bench() leaves the defaults behind
