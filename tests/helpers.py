@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The component folders, each a mattex.* subpackage (pyproject.toml maps them).
+SUBPACKAGES = ("model", "cli", "exporter", "runtime", "runtime.backends", "plugins", "calibration", "measure")
+
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
 

@@ -48,6 +48,24 @@ def test_the_runtime_alone_is_installed(slim):
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
 
 
+def test_every_component_folder_installs_as_a_subpackage(slim):
+    """A regular (not editable) install: each component folder is a mattex.* package in
+    site-packages, and the version is this checkout's."""
+    import mattex
+    from helpers import SUBPACKAGES
+
+    check = (
+        "import importlib.util, mattex, mattex.runtime\n"
+        f"missing = [n for n in {SUBPACKAGES!r} if importlib.util.find_spec('mattex.' + n) is None]\n"
+        "assert not missing, missing\n"
+        "assert 'site-packages' in mattex.runtime.__file__, mattex.runtime.__file__\n"
+        "print(mattex.__version__)\n"
+    )
+    done = run(slim, "python", "-c", check)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mattex.__version__
+
+
 def test_matter_run_and_bench_work_without_torch(slim, small_file, tmp_path):
     rng = np.random.default_rng(0)
     bgr = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
