@@ -31,12 +31,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible  # noqa: E402
-from timing import alone_and_interleaved  # noqa: E402
+from timing import alone_and_interleaved, bench_frame, eager  # noqa: E402
 
 from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
@@ -137,16 +136,8 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
     config = ExportConfig.from_preset(resolution, backbone=backbone)
     model = build_model(files["weights"], **config.model_kwargs())
     reference = as_reference_formulation(copy.deepcopy(model)).eval()
-    rng = np.random.default_rng(0)
-    src = rng.random((1, 3, config.height, config.width), dtype=np.float32)
-    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
-    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
-
-    def eager():
-        with torch.no_grad():
-            reference(src_t, bgr_t)
-
-    runners, skipped, stages = {"pytorch eager, reference method (baseline)": eager}, [], {}
+    src, bgr = bench_frame(config.height, config.width)
+    runners, skipped, stages = {"pytorch eager, reference method (baseline)": eager(reference, src, bgr)}, [], {}
     for precision in ("fp32", "int8 w7", "int8 w8"):
         path = files[precision]
         ort_matter = Matter.open(path, backend="onnxruntime", threads=args.threads, spinning=False)

@@ -30,11 +30,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import bench_frame, eager  # noqa: E402
+
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.measure.bench import keep_freed_memory  # noqa: E402
@@ -75,22 +76,11 @@ def bench_backbone(backbone: str, args, folder: Path) -> list[dict]:
         name: ort.InferenceSession(str(folder / f"{backbone}_{name}.onnx"), options, providers=["CPUExecutionProvider"])
         for name in ("hd", "hd_full")
     }
-    rng = np.random.default_rng(0)
-    src = rng.random((1, 3, args.height, args.width), dtype=np.float32)
-    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
+    src, bgr = bench_frame(args.height, args.width)
     feeds = {"src": src, "bgr": bgr}
-    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
-
-    def eager(m):
-        def run():
-            with torch.no_grad():
-                m(src_t, bgr_t)
-
-        return run
-
     runners = {
-        "pytorch eager, reference patch method (baseline)": eager(reference),
-        "pytorch eager, mattex model": eager(model),
+        "pytorch eager, reference patch method (baseline)": eager(reference, src, bgr),
+        "pytorch eager, mattex model": eager(model, src, bgr),
         "onnxruntime cpu, exported sampling k=5000": lambda: sessions["hd"].run(None, feeds),
         "onnxruntime cpu, exported full refinement": lambda: sessions["hd_full"].run(None, feeds),
     }

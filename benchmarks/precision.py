@@ -27,12 +27,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible, benchmark_parser, time_rounds  # noqa: E402
+from timing import bench_frame  # noqa: E402
 
 from mattex.calibration.composite import Composites  # noqa: E402
 from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
@@ -78,9 +78,7 @@ def bench_backbone(backbone: str, args, folder: Path, data: dict[str, Path]) -> 
     print(f"{backbone}:", flush=True)
     paths = export_three(backbone, args, folder, data)
     matters = {p: Matter.open(paths[p], providers=["CPUExecutionProvider"], threads=args.threads) for p in PRECISIONS}
-    rng = np.random.default_rng(0)
-    src = rng.random((1, 3, args.height, args.width), dtype=np.float32)
-    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
+    src, bgr = bench_frame(args.height, args.width)
     times = time_rounds({p: (lambda m=m: m(src, bgr)) for p, m in matters.items()}, args.rounds)
 
     composites = Composites(data["eval"], (args.height, args.width), data["eval_bg"], seed=1)

@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_backends import onnxruntime_stages, openvino_stages  # noqa: E402
 from export_speed import _every_patch_eligible  # noqa: E402
-from timing import alone_and_interleaved  # noqa: E402
+from timing import alone_and_interleaved, bench_frame, eager  # noqa: E402
 
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
@@ -108,21 +108,18 @@ def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> lis
         warnings.simplefilter("ignore")
         export_onnx(config, path, weights=weights)
     flops = count_flops(config)
-    reference = as_reference_formulation(copy.deepcopy(build_model(weights, **config.model_kwargs()))).eval()
-    rng = np.random.default_rng(0)
-    src = rng.random((1, 3, config.height, config.width), dtype=np.float32)
-    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
-    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
-
-    def eager():
-        with torch.no_grad():
-            reference(src_t, bgr_t)
-
+    model = build_model(weights, **config.model_kwargs()).eval()
+    reference = as_reference_formulation(copy.deepcopy(model)).eval()
+    src, bgr = bench_frame(config.height, config.width)
     ort = Matter.open(path, backend="onnxruntime", threads=args.threads, spinning=False)
     ov = Matter.open(path, backend="openvino", threads=args.threads, cache_dir=folder / "ov_cache")
-    runners = {BASELINE: eager, "onnxruntime": lambda: ort(src, bgr), "openvino f32": lambda: ov(src, bgr)}
+    runners = {
+        BASELINE: eager(reference, src, bgr),
+        "onnxruntime": lambda: ort(src, bgr),
+        "openvino f32": lambda: ov(src, bgr),
+    }
     times = alone_and_interleaved(runners, args.rounds)
-    base_ms = base_network_ms(build_model(weights, **config.model_kwargs()).eval(), config, folder, args)
+    base_ms = base_network_ms(model, config, folder, args)
     stages = {
         "onnxruntime": onnxruntime_stages(path, src, bgr, args.threads),
         "openvino f32": openvino_stages(path, src, bgr, "f32"),

@@ -1,11 +1,35 @@
-"""Timing shared by the benchmarks: each runner alone, then all interleaved round by round, so a
-run shows whether one runner slows the next (a runtime's idle threads spinning, an allocator's
-state) instead of hiding it in a ratio."""
+"""Timing shared by the benchmarks: the frame they time, PyTorch eager as a runner, and each runner
+alone, then all interleaved round by round, so a run shows whether one runner slows the next (a
+runtime's idle threads spinning, an allocator's state) instead of hiding it in a ratio."""
 
 from __future__ import annotations
 
 import statistics
 import time
+
+
+def bench_frame(height: int, width: int):
+    """The frame every benchmark times: seeded noise as src, bgr a slightly perturbed copy,
+    both (1, 3, H, W) float32 in [0, 1]."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    src = rng.random((1, 3, height, width), dtype=np.float32)
+    bgr = np.clip(src + rng.normal(0, 0.1, src.shape), 0, 1).astype(np.float32)
+    return src, bgr
+
+
+def eager(model, src, bgr):
+    """A runner calling a PyTorch module on (src, bgr) in eager mode, without autograd."""
+    import torch
+
+    src_t, bgr_t = torch.from_numpy(src), torch.from_numpy(bgr)
+
+    def run():
+        with torch.no_grad():
+            model(src_t, bgr_t)
+
+    return run
 
 
 def timed(run, rounds: int) -> list[float]:
