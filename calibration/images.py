@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mattex.contract import IMAGE_SUFFIXES
 from mattex.errors import MattexError
 from mattex.files import atomic_path
+from mattex.runtime.media import pillow_read_errors
 
 
 class DataError(MattexError, ValueError):
@@ -29,17 +29,7 @@ def open_image(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
         return image
-    # Pillow's readers raise SyntaxError (a broken PNG chunk), ValueError, EOFError or
-    # struct.error for damaged files, DecompressionBombError for a huge claimed size.
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        EOFError,
-        struct.error,
-    ) as e:
+    except pillow_read_errors() as e:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 

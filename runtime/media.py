@@ -121,16 +121,13 @@ class ImageSource:
             yield image
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3)."""
+def pillow_read_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for an image file it cannot read: SyntaxError (a broken PNG chunk),
+    ValueError, EOFError or struct.error for damaged files, DecompressionBombError for a huge
+    claimed size, OSError and UnidentifiedImageError for the rest."""
     from PIL import Image, UnidentifiedImageError
 
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    # Pillow's readers raise SyntaxError (a broken PNG chunk), EOFError or struct.error for
-    # damaged files, DecompressionBombError for a huge claimed size.
-    except (
+    return (
         UnidentifiedImageError,
         Image.DecompressionBombError,
         OSError,
@@ -138,7 +135,17 @@ def read_image(path: Path) -> np.ndarray:
         SyntaxError,
         EOFError,
         struct.error,
-    ) as e:
+    )
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except pillow_read_errors() as e:
         raise MediaError(f"{path} is not a readable image: {e}") from None
 
 
