@@ -9,16 +9,32 @@ before any backend sees them.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
 
 from mattex.contract import INPUTS, OUTPUTS
-from mattex.errors import BackendUnavailableError, ModelFileError
+from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.metadata import ExportMetadata
 
 from ..io_spec import Profile, check_inputs
+
+THREADS_VARIABLE = "MATTEX_THREADS"
+
+
+def default_threads() -> int | None:
+    """The threads a CPU backend session uses when its caller names none: `MATTEX_THREADS`, for
+    several mattex processes sharing one machine (server instances, test workers), each of which
+    would otherwise start a thread per core and fight the others for them; unset, the backend's
+    own choice (one per core)."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{THREADS_VARIABLE}={value!r}: give a whole number of threads, 1 or more")
+    return int(value)
 
 
 class Backend(ABC):

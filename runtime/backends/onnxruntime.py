@@ -10,7 +10,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from .base import Backend
+from .base import Backend, default_threads
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
@@ -61,6 +61,7 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        threads = threads or default_threads()
         if threads:
             options.intra_op_num_threads = threads
         if not spinning:

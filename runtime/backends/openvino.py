@@ -18,7 +18,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from .base import Backend
+from .base import Backend, default_threads
 
 INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
 # The CPU capability each inference precision needs (OPTIMIZATION_CAPABILITIES); f32 needs none.
@@ -110,6 +110,7 @@ class OpenVinoBackend(Backend):
         self._require_inputs([i.get_any_name() for i in model.inputs])
         self.output_names = [o.get_any_name() for o in model.outputs]
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+        threads = threads or default_threads()
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(model, DEVICE, config)

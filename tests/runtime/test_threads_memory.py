@@ -46,6 +46,26 @@ def test_four_threads_200_calls_equal_the_sequential_results(model, backend, tmp
         assert np.array_equal(p1, p2) and np.array_equal(f1, f2), i
 
 
+def test_mattex_threads_sets_each_sessions_threads_where_the_caller_names_none(model, tmp_path, monkeypatch):
+    from mattex.errors import ConfigError
+
+    monkeypatch.setenv("MATTEX_THREADS", "1")
+    ort_session = Matter.open(model, backend="onnxruntime").backend.session
+    assert ort_session.get_session_options().intra_op_num_threads == 1
+    assert (
+        Matter.open(model, backend="onnxruntime", threads=2).backend.session.get_session_options().intra_op_num_threads
+        == 2
+    )
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("MATTEX_THREADS", bad)
+        with pytest.raises(ConfigError, match=f"MATTEX_THREADS='{bad}'"):
+            Matter.open(model, backend="onnxruntime")
+    monkeypatch.setenv("MATTEX_THREADS", "1")
+    pytest.importorskip("openvino")
+    compiled = Matter.open(model, backend="openvino", cache_dir=tmp_path).backend.compiled
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+
+
 def rss_growth(script: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300
