@@ -5,14 +5,24 @@ from pathlib import Path
 import pytest
 import torch
 
+from mattex.measure.bench import keep_freed_memory
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 
 def pytest_configure(config):
-    # Two workers on two cores: one torch thread each, not two each fighting over both cores.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        # Two workers on two cores: one thread each for torch, ONNX Runtime and OpenVINO (and
+        # the mattex processes a test starts), not one per core each, fighting over both cores.
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["MATTEX_THREADS"] = str(threads)
+    # glibc keeps freed memory for reuse: otherwise every large tensor a trace or a reference
+    # run frees is unmapped and the next one faults its pages in again (10-15% of the suite's
+    # time on 2 cores). In this process by mallopt, in the processes a test starts by variable.
+    keep_freed_memory(True)
+    os.environ.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
 
 
 @pytest.fixture(autouse=True)
