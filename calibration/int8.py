@@ -77,6 +77,16 @@ class QuantizationResult:
             self._pending_cache = None
 
 
+def check_calibration_data(settings: CalibrationSettings, size: tuple[int, int]) -> None:
+    """Raise ConfigError or DataError now for settings or data that calibration would refuse
+    later: a missing or empty folder, an unreadable or RGB-only image among the samples."""
+    from .composite import Composites
+
+    settings.validate()
+    composites = Composites(settings.data, size, settings.backgrounds, seed=settings.seed, limit=settings.samples)
+    composites.mattes.check(len(composites))
+
+
 def calibrate_and_quantize(
     fp32: onnx.ModelProto,
     settings: CalibrationSettings,

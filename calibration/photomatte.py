@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import DataError, fit, image_files, open_image, to_float
+from .images import DataError, fit, image_files, image_header, open_image, to_float
 
 
 @dataclass
@@ -54,26 +54,38 @@ class PhotoMatteFolder:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def check(self, limit: int | None = None) -> None:
+        """Raise DataError for the first of the first `limit` mattes that cannot be read (from
+        headers and PNG checksums, no pixels decoded): before an export traces and calibrates,
+        not after."""
+        for fgr_path, pha_path in self.pairs[:limit]:
+            image = image_header(fgr_path)
+            _check_pair(fgr_path, image, image_header(pha_path) if pha_path else None)
+
     def __getitem__(self, index: int) -> Matte:
         fgr_path, pha_path = self.pairs[index]
         image = open_image(fgr_path)
-        if pha_path is None:
-            if image.mode != "RGBA":
-                raise DataError(
-                    f"{fgr_path.name} is {image.mode}, not RGBA: PhotoMatte85 "
-                    "images carry alpha in their fourth channel"
-                )
+        alpha = open_image(pha_path) if pha_path else None
+        _check_pair(fgr_path, image, alpha)
+        if alpha is None:
             rgb, alpha = image.convert("RGB"), image.getchannel("A")
         else:
-            rgb, alpha = image.convert("RGB"), open_image(pha_path).convert("L")
-            if rgb.size != alpha.size:
-                raise DataError(f"{fgr_path.name}: foreground {rgb.size} and alpha {alpha.size} differ in size")
+            rgb, alpha = image.convert("RGB"), alpha.convert("L")
         if self.size is not None:
             rgb, alpha = fit(rgb, self.size), fit(alpha, self.size)
         return Matte(fgr_path.stem, to_float(rgb, "RGB"), to_float(alpha, "L"))
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+
+def _check_pair(fgr_path: Path, image, alpha) -> None:
+    if alpha is None and image.mode != "RGBA":
+        raise DataError(
+            f"{fgr_path.name} is {image.mode}, not RGBA: PhotoMatte85 images carry alpha in their fourth channel"
+        )
+    if alpha is not None and image.size != alpha.size:
+        raise DataError(f"{fgr_path.name}: foreground {image.size} and alpha {alpha.size} differ in size")
 
 
 __all__ = ["PhotoMatteFolder", "Matte", "DataError"]

@@ -15,7 +15,12 @@ import torch
 from torch import nn
 
 import mattex
-from mattex.calibration.int8 import CalibrationSettings, QuantizationResult, default_cache_path
+from mattex.calibration.int8 import (
+    CalibrationSettings,
+    QuantizationResult,
+    check_calibration_data,
+    default_cache_path,
+)
 from mattex.contract import INPUTS, MODEL_OUTPUTS
 from mattex.errors import ConfigError, MattexError
 from mattex.files import atomic_path
@@ -99,6 +104,9 @@ def export_onnx(
             "an int8 export needs calibration data: `calibration` (a PhotoMatte85-layout "
             "folder; `mattex data synth` writes a stand-in)"
         )
+    if config.precision == "int8":
+        progress("checking calibration data")
+        check_calibration_data(calibration, (config.height, config.width))  # before minutes of tracing
     progress("resolving weights")
     weights = weights or resolve_weights(config.backbone, Path(checkpoint) if checkpoint else None)
     if weights.kind == "random":

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from mattex.calibration.images import DataError
-from mattex.calibration.int8 import CalibrationSettings
+from mattex.calibration.int8 import CalibrationSettings, _load_cache
 from mattex.cli.main import app
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
@@ -187,6 +187,7 @@ def test_calibration_cache_is_reused_then_rebuilt_when_the_data_changes(fp32_sma
     second = calibrate(fp32_small, folder, cache, second_calls)
     assert second.cache_reused and second_calls == []  # no image was read or run
     assert second.model.SerializeToString() == first.model.SerializeToString()
+    assert second.info == first.info  # what the file records is the same either way
 
     victim = sorted(folder.glob("*.png"))[0]
     replacement = sorted((data / "eval").glob("*.png"))[0]
@@ -244,8 +245,10 @@ def test_unreadable_calibration_image_is_a_clear_error_and_writes_nothing(fp32_s
     assert not cache.exists()
     out = tmp_path / "m.onnx"
     config = ExportConfig(backbone="mobilenetv2", height=128, width=128, sample_pixels=4000, precision="int8")
-    with pytest.raises(DataError):
-        export_onnx(config, out, calibration=CalibrationSettings(folder, samples=3))
+    steps = []
+    with pytest.raises(DataError, match="cannot read image"):
+        export_onnx(config, out, calibration=CalibrationSettings(folder, samples=3), progress=steps.append)
+    assert steps == ["checking calibration data"]  # refused before the trace, not after it
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["calib"]
 
 
@@ -289,13 +292,15 @@ def test_runtime_opens_int8_files_with_their_session_settings(int8, data):
 
 
 def test_a_corrupt_or_foreign_cache_is_recalibrated_not_fatal(fp32_small, data, tmp_path):
-    cache = tmp_path / "ranges.json"
-    for content in (b"\xff\xfe binary", b"[1, 2]", b'{"key": null}'):
+    cache, ranges = tmp_path / "ranges.json", tmp_path / "loaded.json"
+    for content in (b"\xff\xfe binary", b"[1, 2]", b'{"key": null}', b'{"key": {}, "ranges": {}}'):
         cache.write_bytes(content)
-        calls = []
-        result = calibrate(fp32_small, data / "calib", cache, calls)
-        assert not result.cache_reused and calls == [1, 2, 3]
-        assert json.loads(cache.read_text())["ranges"]
+        assert not _load_cache(cache, {"method": "minmax"}, ranges) and not ranges.exists(), content
+    cache.write_bytes(b"\xff\xfe binary")  # and end to end, once (a quantization costs seconds)
+    calls = []
+    result = calibrate(fp32_small, data / "calib", cache, calls)
+    assert not result.cache_reused and calls == [1, 2, 3]
+    assert json.loads(cache.read_text())["ranges"]
 
 
 def test_calibration_options_without_int8_are_refused(tmp_path):
@@ -324,10 +329,11 @@ def test_resnet50_fp16_stays_within_budget(resnet50_fp16_file, data):
 @pytest.mark.parametrize("bits, limit", [(7, 64), (8, 127)])
 def test_weight_bits_bound_the_int8_weights(fp32_small, data, tmp_path, bits, limit):
     settings = CalibrationSettings(data / "calib", samples=2, weight_bits=bits)
-    model = quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json").model
+    result = quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json")
+    model = result.model
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     weights = [inits[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
     assert weights and all(w.dtype == np.int8 for w in weights)
     peak = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
     assert limit - 2 <= peak <= limit
-    assert quantize_int8(fp32_small, settings, (128, 128), tmp_path / "ranges.json").info["weight_bits"] == bits
+    assert result.info["weight_bits"] == bits
