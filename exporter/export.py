@@ -23,7 +23,7 @@ from mattex.calibration.int8 import (
 )
 from mattex.contract import INPUTS, MODEL_OUTPUTS
 from mattex.errors import ConfigError, MattexError
-from mattex.files import atomic_path
+from mattex.files import atomic_path, check_writable
 from mattex.metadata import ExportMetadata
 from mattex.model.sources import WeightsSource, build_model, resolve_weights
 from mattex.plugins import TOPK_LAST_DIM
@@ -104,6 +104,7 @@ def export_onnx(
             "an int8 export needs calibration data: `calibration` (a PhotoMatte85-layout "
             "folder; `mattex data synth` writes a stand-in)"
         )
+    check_writable(output)
     if config.precision == "int8":
         progress("checking calibration data")
         check_calibration_data(calibration, (config.height, config.width))  # before minutes of tracing

@@ -50,6 +50,16 @@ def _check_output(path: Path, folder: bool = False) -> None:
         raise OutputPathError(f"cannot write the folder {path}: a file has that name")
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise OutputPathError now where `path` could not be written later (it is a folder, its
+    folder is read-only): before minutes of work, not after. Leaves nothing behind (a folder
+    that does not exist yet is left to be made by the write itself)."""
+    path = Path(path)
+    _check_output(path)
+    if path.parent.is_dir():
+        discard(temporary_beside(path))
+
+
 def temporary_beside(path: str | Path) -> Path:
     """A new empty file beside `path` (same folder, so the final rename is atomic), with the
     permissions a plain open() would give (mkstemp's are owner-only)."""

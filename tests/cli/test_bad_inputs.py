@@ -337,7 +337,8 @@ def _inject(monkeypatch, failure: str) -> None:
 
         def failing(path):  # noqa: F811 - the disk fills while the artifact is written
             tmp = real(path)
-            tmp.write_bytes(b"half of it")
+            with open(tmp, "wb") as f:  # not Path.write_bytes: a second call finds it already failing
+                f.write(b"half of it")
             original = Path.write_bytes
 
             def full(self, data):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from helpers import golden_config, golden_files, golden_state_dict
 from helpers import metadata_props as read_metadata
 from mattex.cli.main import app
-from mattex.errors import ConfigError
+from mattex.errors import ConfigError, OutputPathError
 from mattex.exporter import export as export_module
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import ExportCheckError, export_onnx
@@ -178,6 +178,13 @@ def test_bad_configs_write_nothing(tmp_path):
     with pytest.raises(ConfigError, match="divisible by 4"):
         export_onnx(ExportConfig(height=190, width=256), out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_trace(tmp_path):
+    steps = []
+    with pytest.raises(OutputPathError, match="is a folder"):
+        export_onnx(ExportConfig(sample_pixels=16 * 100, **TRACE), tmp_path, progress=steps.append)
+    assert steps == [] and list(tmp_path.iterdir()) == []
 
 
 def test_a_graph_failing_the_check_is_refused_and_not_written(tmp_path, monkeypatch):
