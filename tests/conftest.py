@@ -116,13 +116,30 @@ SHARED_EXPORTS = {
     "test_openvino.py",
 }
 
-LONGEST_FIRST = ("test_doctor.py", *sorted(SHARED_EXPORTS), "test_export.py")
+# The groups that take longest (measured: `--durations`), longest first; the rest follow in
+# collection order.
+LONGEST_FIRST = (
+    "test_doctor.py",
+    *sorted(SHARED_EXPORTS),
+    "test_export.py",
+    "test_run.py",
+    "test_threads_memory.py",
+    "test_slim_install.py",
+    "test_topk_plugin.py",
+    "test_serve.py",
+    "test_trace.py",
+    "test_fuzz.py",
+    "test_bad_inputs.py",
+    "test_readme_tour.py",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks to form the groups
 def pytest_collection_modifyitems(config, items):
-    # The longest groups first (xdist hands groups out in this order), so that no long group
-    # starts last and runs alone while the other worker idles.
+    # The longest groups first, so that no long group starts last and runs alone while the
+    # other worker idles. xdist hands groups out in collection order only with
+    # --no-loadscope-reorder (pyproject.toml); by default it sorts them by their number of tests,
+    # which put the 3-test doctor group, the longest, last.
     items.sort(
         key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
     )
