@@ -21,28 +21,23 @@ The CPU's model and instruction sets are printed beside every figure.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import copy
 import json
-import os
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_speed import _every_patch_eligible  # noqa: E402
-from timing import alone_and_interleaved, bench_frame, eager  # noqa: E402
+from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, eager, parse_and_prepare  # noqa: E402
 
 from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
 from mattex.calibration.synthetic import write_synthetic_photomatte  # noqa: E402
 from mattex.errors import MattexError  # noqa: E402
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
-from mattex.measure.bench import keep_freed_memory  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
 from mattex.model.sources import WeightsSource, build_model  # noqa: E402
@@ -183,15 +178,8 @@ def bench(backbone: str, resolution: str, args, folder: Path, calibration: Path)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
-    parser.add_argument("--resolutions", nargs="+", default=["hd", "4k"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
+    parser = cpu_benchmark_arguments(__doc__)
+    args = parse_and_prepare(parser)
     machine = describe_machine()
     print(f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}")
     result = {"machine": machine, "threads": args.threads, "rows": [], "skipped": []}

@@ -22,10 +22,8 @@ The CPU, its instruction sets, its clock and the FLOP limit assumed are printed 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import os
 import sys
 import tempfile
 import warnings
@@ -37,12 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_backends import onnxruntime_stages, openvino_stages  # noqa: E402
 from export_speed import _every_patch_eligible  # noqa: E402
-from timing import alone_and_interleaved, bench_frame, eager  # noqa: E402
+from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, eager, parse_and_prepare  # noqa: E402
 
 from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.files import atomic_write_text  # noqa: E402
-from mattex.measure.bench import keep_freed_memory  # noqa: E402
 from mattex.measure.flops import count_flops  # noqa: E402
 from mattex.measure.machine import describe_machine, fp32_peak  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
@@ -158,16 +155,9 @@ def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
-    parser.add_argument("--resolutions", nargs="+", default=["hd", "4k"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser = cpu_benchmark_arguments(__doc__)
     parser.add_argument("--tolerance", type=float, default=1.2, help="largest interleaved / alone time allowed")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()  # PyTorch eager without page-fault noise (mattex.measure.bench)
+    args = parse_and_prepare(parser)
     machine = describe_machine()
     peak = fp32_peak(args.threads)
     print(

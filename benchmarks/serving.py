@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from timing import timed  # benchmarks/timing.py, beside this script
 
 from mattex.measure.machine import describe_machine
 from mattex.runtime import Matter
@@ -65,12 +66,7 @@ def measure(make_caller, concurrency: int, requests: int) -> dict:
     def work(count: int) -> list[float]:
         call = make_caller()
         call()  # warm this thread's connection
-        latencies = []
-        for _ in range(count):
-            started = time.perf_counter()
-            call()
-            latencies.append(time.perf_counter() - started)
-        return latencies
+        return timed(call, count)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:

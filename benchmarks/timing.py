@@ -8,6 +8,35 @@ import statistics
 import time
 
 
+def cpu_benchmark_arguments(doc: str):
+    """The options every CPU benchmark over backbones and sizes takes; add its own, then parse
+    with `parse_and_prepare`."""
+    import argparse
+    import os
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", nargs="+", default=["resnet50", "mobilenetv2"])
+    parser.add_argument("--resolutions", nargs="+", default=["hd", "4k"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", type=Path)
+    return parser
+
+
+def parse_and_prepare(parser):
+    """Parse, then set PyTorch's threads and keep freed memory (PyTorch eager without page-fault
+    noise: mattex.measure.bench.keep_freed_memory)."""
+    import torch
+
+    from mattex.measure.bench import keep_freed_memory
+
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    return args
+
+
 def bench_frame(height: int, width: int):
     """The frame every benchmark times: seeded noise as src, bgr a slightly perturbed copy,
     both (1, 3, H, W) float32 in [0, 1]."""
