@@ -189,6 +189,10 @@ def _torch_runners(
     return found
 
 
+# keep_freed_memory(True) for a process not started yet: glibc reads these at start-up.
+KEEP_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+
+
 def keep_freed_memory(keep: bool = True) -> bool:
     """Make glibc keep freed memory for reuse (no mmap for large blocks, no trimming) in this
     process, or (keep=False) go back to glibc's defaults and hand what is free back to the
@@ -210,7 +214,9 @@ def keep_freed_memory(keep: bool = True) -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     if keep:
-        return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+        return bool(mallopt(M_MMAP_MAX, int(KEEP_FREED_MEMORY_ENV["MALLOC_MMAP_MAX_"]))) and bool(
+            mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY_ENV["MALLOC_TRIM_THRESHOLD_"]))
+        )
     done = bool(mallopt(M_MMAP_MAX, 65536)) and bool(mallopt(M_TRIM_THRESHOLD, 128 * 1024))  # glibc's defaults
     malloc_trim(0)
     return done

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mattex.measure.bench import keep_freed_memory
+from mattex.measure.bench import KEEP_FREED_MEMORY_ENV, keep_freed_memory
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
@@ -22,7 +22,7 @@ def pytest_configure(config):
     # run frees is unmapped and the next one faults its pages in again (10-15% of the suite's
     # time on 2 cores). In this process by mallopt, in the processes a test starts by variable.
     keep_freed_memory(True)
-    os.environ.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
+    os.environ.update(KEEP_FREED_MEMORY_ENV)
 
 
 @pytest.fixture(autouse=True)
