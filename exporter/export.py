@@ -116,14 +116,7 @@ def export_onnx(
             f"(seed {weights.seed}); fine for speed tests, meaningless mattes",
             stacklevel=2,
         )
-    model = build_model(weights, **config.model_kwargs())
-
-    progress("tracing")
-    traced = _trace(model, config)
-    progress("rewriting graph")
-    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
-    pass_counts = PASSES.run(graph, PLUGIN_EXPORT_PASSES if config.topk == "plugin" else EXPORT_PASSES)
-    exported = _checked(gs.export_onnx(graph))
+    exported, pass_counts = _float_graph(config, weights, progress)
     precision_info: dict = {}
     quantization = None
     if config.precision == "fp16":
@@ -169,6 +162,60 @@ def export_onnx(
         report,
         quantization,
     )
+
+
+# The traced and rewritten float graphs of the last models exported in this process. The fp16
+# and int8 files of a model exported after its fp32 file (as `mattex doctor` and the suite do)
+# reuse its graph instead of tracing again: a trace costs 1-5 s on a CPU (4K: the model runs at
+# 2160x3840 while traced). The key holds all the graph depends on: the configuration but the
+# settings applied after it (precision, I/O dtype, target), the weights' content (sha256 or
+# seed) and the passes; tracing is deterministic (seeded inputs), so a reused graph equals a new one.
+TRACE_CACHE_SIZE = 4
+_float_graphs: collections.OrderedDict[tuple, tuple[onnx.ModelProto, dict[str, int]]] = collections.OrderedDict()
+
+
+def _float_graph(
+    config: ExportConfig, weights: WeightsSource, progress: Callable[[str], None]
+) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """The traced fp32 graph after the export passes, and each pass's count of changes."""
+    passes = PLUGIN_EXPORT_PASSES if config.topk == "plugin" else EXPORT_PASSES
+    key = _graph_key(config, weights, passes)
+    if key is not None and key in _float_graphs:
+        progress("reusing this process's trace of the model")
+        _float_graphs.move_to_end(key)
+        graph, counts = _float_graphs[key]
+        return _copy(graph), dict(counts)
+    model = build_model(weights, **config.model_kwargs())
+    progress("tracing")
+    traced = _trace(model, config)
+    progress("rewriting graph")
+    graph = gs.import_onnx(onnx.shape_inference.infer_shapes(traced))
+    counts = PASSES.run(graph, passes)
+    exported = _checked(gs.export_onnx(graph))
+    if key is not None:
+        _float_graphs[key] = (_copy(exported), dict(counts))
+        while len(_float_graphs) > TRACE_CACHE_SIZE:
+            _float_graphs.popitem(last=False)
+    return exported, counts
+
+
+def _graph_key(config: ExportConfig, weights: WeightsSource, passes: list[str]) -> tuple | None:
+    if weights.kind != "random" and weights.sha256 is None:
+        return None  # weights known by path alone: their content could change
+    traced = {**asdict(config), "precision": None, "io_dtype": None, "target": None}
+    return tuple(sorted(traced.items())), weights.describe(), tuple(passes)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def clear_trace_cache() -> None:
+    """Forget the traces kept for reuse (`TRACE_CACHE_SIZE` models at most; a resnet50 graph
+    holds about 100 MB)."""
+    _float_graphs.clear()
 
 
 def _checked(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -1,6 +1,7 @@
 """Exported graphs run on ONNX Runtime and match the PyTorch model (issue: exporter)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -193,6 +194,44 @@ def test_a_graph_failing_the_check_is_refused_and_not_written(tmp_path, monkeypa
     with pytest.raises(ExportCheckError, match="topk-limits"):
         export_onnx(ExportConfig(sample_pixels=16 * 100, **TRACE), tmp_path / "x.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_another_precision_of_a_model_reuses_its_trace_and_equals_a_new_export(tmp_path, monkeypatch):
+    config = ExportConfig(height=64, width=64, sample_pixels=16 * 100)
+    export_module.clear_trace_cache()
+    export_onnx(config, tmp_path / "first.onnx")
+    traces = []
+    trace = export_module._trace
+    monkeypatch.setattr(export_module, "_trace", lambda *args: traces.append(args) or trace(*args))
+    steps = []
+    export_onnx(replace(config, precision="fp16"), tmp_path / "fp16.onnx", progress=steps.append)
+    export_onnx(config, tmp_path / "again.onnx")
+    assert traces == [] and "reusing this process's trace of the model" in steps
+    export_module.clear_trace_cache()
+    export_onnx(config, tmp_path / "new.onnx")
+    assert len(traces) == 1
+    assert (tmp_path / "again.onnx").read_bytes() == (tmp_path / "new.onnx").read_bytes()
+    assert (tmp_path / "first.onnx").read_bytes() == (tmp_path / "new.onnx").read_bytes()
+
+
+def test_the_trace_key_holds_what_the_graph_depends_on(tmp_path):
+    demo = WeightsSource("demo", sha256="a" * 64)
+    key = export_module._graph_key
+    base = ExportConfig(**TRACE)
+    same = [replace(base, precision="fp16", io_dtype="float16"), replace(base, precision="int8", target="onnxruntime")]
+    assert all(key(c, demo, ["p"]) == key(base, demo, ["p"]) for c in same)
+    differ = [
+        (replace(base, sample_pixels=16 * 99), demo, ["p"]),
+        (replace(base, io="uint8"), demo, ["p"]),
+        (replace(base, debug_outputs=True), demo, ["p"]),
+        (replace(base, height=96), demo, ["p"]),
+        (base, WeightsSource("demo", sha256="b" * 64), ["p"]),
+        (base, WeightsSource("random", seed=0), ["p"]),
+        (base, demo, ["p", "q"]),
+    ]
+    assert len({key(*args) for args in differ} | {key(base, demo, ["p"])}) == len(differ) + 1
+    # A checkpoint known by its path alone could change under it: never reused.
+    assert key(base, WeightsSource("checkpoint", tmp_path / "x.pth"), ["p"]) is None
 
 
 def test_cli_export_finds_the_checkpoint_in_the_working_directory(tmp_path, monkeypatch):
