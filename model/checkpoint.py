@@ -8,10 +8,13 @@ only their state_dict.
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
@@ -119,8 +122,15 @@ class KeyReport:
             raise CheckpointMismatchError(self.backbone, self.missing, self.unexpected, self.mismatched, source)
 
 
+@functools.cache
+def expected_shapes(backbone: str) -> Mapping[str, tuple[int, ...]]:
+    """MattingRefine(backbone)'s state_dict keys (in order) and shapes; built once per backbone
+    (a resnet50 costs 0.6 s to initialise, and every checkpoint load compares against it)."""
+    return MappingProxyType({k: tuple(v.shape) for k, v in MattingRefine(backbone).state_dict().items()})
+
+
 def compare_keys(state: dict[str, torch.Tensor], backbone: str) -> KeyReport:
-    expected = {k: tuple(v.shape) for k, v in MattingRefine(backbone).state_dict().items()}
+    expected = expected_shapes(backbone)
     report = KeyReport(backbone)
     report.missing = [k for k in expected if k not in state]
     report.unexpected = [k for k in state if k not in expected]
