@@ -3,6 +3,7 @@ declared budgets on a synthetic PhotoMatte85-layout set, and the calibration cac
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from mattex.calibration.composite import Composites
 from mattex.calibration.images import DataError
-from mattex.calibration.int8 import CalibrationSettings, _load_cache
+from mattex.calibration.int8 import CalibrationSettings, _cache_key, _load_cache
 from mattex.cli.main import app
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.export import export_onnx
@@ -198,10 +200,25 @@ def test_calibration_cache_is_reused_then_rebuilt_when_the_data_or_settings_chan
     assert third.info["data_sha256"] != first.info["data_sha256"]
     assert key["data_sha256"] == third.info["data_sha256"]
 
-    fourth_calls = []  # same data, another method: rebuilt too
-    settings = CalibrationSettings(folder, samples=3, method="percentile")
-    fourth = quantize_int8(fp32_small, settings, (128, 128), cache, lambda i, n: fourth_calls.append(i))
-    assert not fourth.cache_reused and fourth_calls == [1, 2, 3]
+    # Same data, other settings: each is in the key, so the cache is not read (as above, where
+    # the key differs, `_load_cache` is what refuses it).
+    base = CalibrationSettings(folder, samples=3)
+    composites = Composites(folder, (128, 128), None, seed=base.seed, limit=base.samples)
+    settings_key = _cache_key(fp32_small, composites, base, (128, 128), ("Conv",), [])
+    for changed in (replace(base, method="percentile"), replace(base, seed=base.seed + 1), replace(base, samples=2)):
+        other = _cache_key(fp32_small, composites, changed, (128, 128), ("Conv",), [])
+        assert other != settings_key, changed
+    other_graph_settings = (
+        ((96, 128), ("Conv",), []),
+        ((128, 128), ("Conv", "MatMul"), []),
+        ((128, 128), ("Conv",), ["n"]),
+    )
+    for size, op_types, excluded in other_graph_settings:
+        assert _cache_key(fp32_small, composites, base, size, op_types, excluded) != settings_key
+    stored = json.loads(cache.read_text())["key"]
+    assert _load_cache(cache, stored, tmp_path / "read.json")
+    changed_method = {**stored, "settings": {**stored["settings"], "method": "percentile"}}
+    assert not _load_cache(cache, changed_method, tmp_path / "not-read.json")
 
 
 def test_empty_calibration_folder_is_a_clear_error_and_writes_nothing(data, tmp_path):

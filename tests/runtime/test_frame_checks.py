@@ -29,31 +29,31 @@ def frames(fill=None, scale=1.0):
     return x
 
 
+# (a bad frame, the input it is fed as, what the error must say)
+BAD_FRAMES = [
+    (frames(np.nan), "src", "src has 1 NaN and 0 Inf"),
+    (frames(np.inf), "bgr", "bgr has 0 NaN and 1 Inf"),
+    (frames(-np.inf), "src", "src has 0 NaN and 1 Inf"),
+    (frames(scale=255.0), "src", r"src has values outside \[0, 1\] \(min .*, max 25\d"),
+    (frames(-0.2), "bgr", r"bgr has values outside \[0, 1\] \(min -0.2"),
+]
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-@pytest.mark.parametrize(
-    "bad, which, message",
-    [
-        (frames(np.nan), "src", "src has 1 NaN and 0 Inf"),
-        (frames(np.inf), "bgr", "bgr has 0 NaN and 1 Inf"),
-        (frames(-np.inf), "src", "src has 0 NaN and 1 Inf"),
-        (frames(scale=255.0), "src", r"src has values outside \[0, 1\] \(min .*, max 25\d"),
-        (frames(-0.2), "bgr", r"bgr has values outside \[0, 1\] \(min -0.2"),
-    ],
-)
-def test_bad_frames_are_refused_naming_the_tensor(model, backend, bad, which, message, tmp_path):
+def test_bad_frames_are_refused_naming_the_tensor(model, backend, tmp_path):
     if backend == "openvino":
         pytest.importorskip("openvino")
-    matter = Matter.open(model, backend=backend, **({"cache_dir": tmp_path} if backend == "openvino" else {}))
+    options = {"cache_dir": tmp_path} if backend == "openvino" else {}
+    matter = Matter.open(model, backend=backend, **options)
+    unchecked = Matter.open(model, backend=backend, check_values=False, **options)
     good = frames()
-    feeds = (bad, good) if which == "src" else (good, bad)
-    for call in (matter, matter.run):
-        with pytest.raises(InputValueError, match=message):
-            call(*feeds)
-    unchecked = Matter.open(
-        model, backend=backend, check_values=False, **({"cache_dir": tmp_path} if backend == "openvino" else {})
-    )
-    pha, _ = unchecked(*feeds)
-    assert pha.shape == (1, 1, 64, 64)
+    for bad, which, message in BAD_FRAMES:
+        feeds = (bad, good) if which == "src" else (good, bad)
+        for call in (matter, matter.run):
+            with pytest.raises(InputValueError, match=message):
+                call(*feeds)
+        pha, _ = unchecked(*feeds)
+        assert pha.shape == (1, 1, 64, 64), message
 
 
 def test_valid_and_uint8_frames_pass(model):
