@@ -95,16 +95,11 @@ def sidecar_dict() -> dict:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory):
+def seeds(tmp_path_factory, small_file):
     from mattex.calibration.synthetic import write_synthetic_video
-    from mattex.exporter.config import ExportConfig
-    from mattex.exporter.export import export_onnx
 
     root = tmp_path_factory.mktemp("fuzz")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(ExportConfig(height=64, width=64, sample_pixels=640), root / "m.onnx")
-    exported = (root / "m.onnx").read_bytes()
+    exported = small_file.read_bytes()
     metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
     state = io.BytesIO()
     torch.save(

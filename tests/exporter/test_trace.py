@@ -25,27 +25,29 @@ def refiner_conv_batches(program):
     return [n.meta["val"].shape[0] for n in convs[-4:]]  # the refiner's conv1..conv4
 
 
-@pytest.mark.parametrize("kernel_size", [3, 1])
-def test_sampling_traces_with_static_k_at_two_resolutions(kernel_size):
+def assert_static(program):
+    """No data-dependent op and no shape that only the data decides."""
+    targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
+    assert not [t for t in targets if any(f in t for f in FORBIDDEN)], targets
+    for node in program.graph.nodes:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            assert not free_unbacked_symbols(val), f"data-dependent shape at {node}"
+
+
+# With the batch test below (64x96, kernel 3), each kernel size at a resolution of its own.
+@pytest.mark.parametrize("kernel_size, h, w", [(3, 128, 160), (1, 64, 96)])
+def test_sampling_traces_with_static_k(kernel_size, h, w):
     k = 60
     model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * k, refine_kernel_size=kernel_size).eval()
-    for h, w in [(64, 96), (128, 160)]:
-        program = exported(model, h, w)
-        targets = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
-        assert not [t for t in targets if any(f in t for f in FORBIDDEN)], targets
-        for node in program.graph.nodes:
-            val = node.meta.get("val")
-            if isinstance(val, torch.Tensor):
-                assert not free_unbacked_symbols(val), f"data-dependent shape at {node}"
-        assert refiner_conv_batches(program) == [2 * k] * 4, (h, w)
+    program = exported(model, h, w)
+    assert_static(program)
+    assert refiner_conv_batches(program) == [2 * k] * 4, (h, w)
 
 
 def test_batch_stays_symbolic_and_patch_count_is_batch_times_k():
     model = MattingRefine("mobilenetv2", refine_sample_pixels=16 * 60).eval()
     program = exported(model, 64, 96, dynamic_batch=True)
-    for node in program.graph.nodes:
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            assert not free_unbacked_symbols(val), f"data-dependent shape at {node}"
+    assert_static(program)
     batches = refiner_conv_batches(program)
     assert all(isinstance(b, torch.SymInt) and "60" in str(b) for b in batches), batches

@@ -11,15 +11,8 @@ from mattex.runtime import Matter
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from mattex.exporter.config import ExportConfig
-    from mattex.exporter.export import export_onnx
-
-    path = tmp_path_factory.mktemp("checks") / "m.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(ExportConfig(height=64, width=64, sample_pixels=640), path)
-    return path
+def model(small_file):
+    return small_file
 
 
 def frames(fill=None, scale=1.0):
