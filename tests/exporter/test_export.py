@@ -115,13 +115,6 @@ def test_4k_preset_with_k_20000(tmp_path):
     assert_faithful(diffs)
 
 
-def test_hd_preset_passes_the_tensorrt_check(tmp_path):
-    config = ExportConfig.from_preset("hd")  # traced at 1080 x 1920, k = 5,000
-    result = export_onnx(config, tmp_path / "hd.onnx")
-    assert result.check.passed and result.metadata.refine_k == 5000
-    assert result.metadata.trace_size == (1080, 1920)
-
-
 @pytest.mark.parametrize("path", golden_files(), ids=lambda p: p.stem)
 def test_golden_files_through_the_exported_graph(tmp_path, path):
     """The reference's recorded outputs through ONNX Runtime. Where the golden error map ties

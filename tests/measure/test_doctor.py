@@ -27,6 +27,10 @@ def test_doctor_quick_passes_on_this_machine(tmp_path):
     variants = {r["subject"] for r in rows if r["step"] == "export"}
     assert variants == {v.label for v in doctor_module.quick_plan().variants}
     assert all(r["status"] == "passed" for r in rows if r["step"] == "export")
+    # The presets at full size (an export that fails the TensorRT check raises: passed is checked).
+    exported = {r["subject"]: r["detail"] for r in rows if r["step"] == "export"}
+    assert "k = 5000, traced at 1080x1920" in exported["mobilenetv2 hd fp32"]
+    assert "k = 20000, traced at 2160x3840" in exported["mobilenetv2 4k fp32"]
     for backend in ("onnxruntime", "openvino"):
         verified = {r["subject"]: r["status"] for r in rows if r["step"] == "verify" and r["backend"] == backend}
         assert verified == dict.fromkeys(variants, "passed"), (backend, verified)
