@@ -10,11 +10,6 @@ from mattex.errors import InputValueError
 from mattex.runtime import Matter
 
 
-@pytest.fixture(scope="module")
-def model(small_file):
-    return small_file
-
-
 def frames(fill=None, scale=1.0):
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32) * np.float32(scale)
     if fill is not None:
@@ -33,12 +28,12 @@ BAD_FRAMES = [
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
-def test_bad_frames_are_refused_naming_the_tensor(model, backend, tmp_path):
+def test_bad_frames_are_refused_naming_the_tensor(small_file, backend, tmp_path):
     if backend == "openvino":
         pytest.importorskip("openvino")
     options = {"cache_dir": tmp_path} if backend == "openvino" else {}
-    matter = Matter.open(model, backend=backend, **options)
-    unchecked = Matter.open(model, backend=backend, check_values=False, **options)
+    matter = Matter.open(small_file, backend=backend, **options)
+    unchecked = Matter.open(small_file, backend=backend, check_values=False, **options)
     good = frames()
     for bad, which, message in BAD_FRAMES:
         feeds = (bad, good) if which == "src" else (good, bad)
@@ -49,8 +44,8 @@ def test_bad_frames_are_refused_naming_the_tensor(model, backend, tmp_path):
         assert pha.shape == (1, 1, 64, 64), message
 
 
-def test_valid_and_uint8_frames_pass(model):
-    matter = Matter.open(model, backend="onnxruntime")
+def test_valid_and_uint8_frames_pass(small_file):
+    matter = Matter.open(small_file, backend="onnxruntime")
     pha, fgr = matter(frames(), frames())
     assert np.isfinite(pha).all() and pha.shape == (1, 1, 64, 64)
     edge = frames()
