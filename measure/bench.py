@@ -11,6 +11,8 @@ listed with the reason instead of silently missing.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import threading
 import time
@@ -191,6 +193,8 @@ def _torch_runners(
 
 # keep_freed_memory(True) for a process not started yet: glibc reads these at start-up.
 KEEP_FREED_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+# Whether freed memory is kept in this process (glibc has no call that reads the setting back).
+_kept = all(os.environ.get(k) == v for k, v in KEEP_FREED_MEMORY_ENV.items())
 
 
 def keep_freed_memory(keep: bool = True) -> bool:
@@ -207,6 +211,7 @@ def keep_freed_memory(keep: bool = True) -> bool:
     import ctypes
     import ctypes.util
 
+    global _kept
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
@@ -214,12 +219,27 @@ def keep_freed_memory(keep: bool = True) -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     if keep:
-        return bool(mallopt(M_MMAP_MAX, int(KEEP_FREED_MEMORY_ENV["MALLOC_MMAP_MAX_"]))) and bool(
+        _kept = bool(mallopt(M_MMAP_MAX, int(KEEP_FREED_MEMORY_ENV["MALLOC_MMAP_MAX_"]))) and bool(
             mallopt(M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY_ENV["MALLOC_TRIM_THRESHOLD_"]))
         )
+        return _kept
     done = bool(mallopt(M_MMAP_MAX, 65536)) and bool(mallopt(M_TRIM_THRESHOLD, 128 * 1024))  # glibc's defaults
     malloc_trim(0)
+    _kept = False
     return done
+
+
+@contextlib.contextmanager
+def freed_memory_kept():
+    """`keep_freed_memory()` for a block; after it, the process's setting is what it was before
+    (a caller that keeps freed memory for its own reasons keeps it)."""
+    was_kept = _kept
+    keep_freed_memory()
+    try:
+        yield
+    finally:
+        if not was_kept:
+            keep_freed_memory(False)
 
 
 def bench(
@@ -243,11 +263,10 @@ def bench(
         raise ConfigError(f"`rounds` must be at least 1 and `warmup` at least 0, got {rounds}, {warmup}")
     report = BenchReport(describe_machine())
     onnx_files = [f for f in files if f.suffix.lower() in ONNX_SUFFIXES]
-    keep_freed_memory()  # every runner, PyTorch eager above all, timed without page-fault noise
-    try:
+    # Every runner, PyTorch eager above all, timed without page-fault noise; a library call
+    # leaves glibc as it found it (at its defaults: memory handed back).
+    with freed_memory_kept():
         _bench_sizes(files, onnx_files, sizes, batches, reference, rounds, warmup, threads, progress, report)
-    finally:
-        keep_freed_memory(False)  # a library call leaves glibc at its defaults, memory handed back
     return report
 
 
