@@ -89,16 +89,13 @@ def resnet50_fp16_file(tmp_path_factory):
     weights (no demo weights exist for resnet50), traced at 256x256 with k = 500."""
     import warnings
 
-    from mattex.exporter.config import ExportConfig
+    from helpers import resnet50_config
     from mattex.exporter.export import export_onnx
 
     path = tmp_path_factory.mktemp("resnet50") / "resnet50_fp16.onnx"
-    config = ExportConfig(
-        backbone="resnet50", height=256, width=256, sample_pixels=8000, precision="fp16", debug_outputs=True
-    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        export_onnx(config, path)
+        export_onnx(resnet50_config("fp16"), path)
     assert any("RANDOM weights" in str(w.message) for w in caught)
     return path
 

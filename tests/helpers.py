@@ -69,6 +69,17 @@ def golden_files() -> list[Path]:
 PRECISION_SIZE = 256  # k = 500 of 4,096 patches: selection matters at this size
 
 
+def resnet50_config(precision: str):
+    """The headline model (`mattex export --backbone resnet50 --fp16`), small: resnet50 with
+    seeded random weights (no demo weights exist for it), traced at 256x256 with k = 500, debug
+    outputs. conftest.py's resnet50_fp16_file; its fp32 file reuses the same trace."""
+    from mattex.exporter.config import ExportConfig
+
+    return ExportConfig(
+        backbone="resnet50", height=256, width=256, sample_pixels=8000, precision=precision, debug_outputs=True
+    )
+
+
 def precision_export(data: Path, precision: str, io_dtype: str = "float32", io: str = "float", **calibration) -> Path:
     """mobilenetv2 (demo weights) exported at PRECISION_SIZE with debug outputs; int8 calibrated
     on data/calib (precision_data in conftest.py)."""

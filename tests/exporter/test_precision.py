@@ -3,6 +3,7 @@ declared budgets on a synthetic PhotoMatte85-layout set, and the calibration cac
 
 import json
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -337,6 +338,22 @@ def test_resnet50_fp16_stays_within_budget(resnet50_fp16_file, data):
     assert check_model(onnx.load(str(resnet50_fp16_file)), "tensorrt").passed
     report = verify_on_composites(resnet50_fp16_file, data)
     assert report.passed, report.failures
+
+
+def test_resnet50_fp32_matches_pytorch(resnet50_fp16_file, tmp_path):
+    # fp32 parity of the ResNet backbones, on the headline model: its fp32 file, exported after
+    # the fixture's fp16 one, reuses this process's trace of it (test_export.py proves a reused
+    # graph equals a new one), where a new resnet50 trace costs seconds.
+    from test_export import assert_faithful, compare
+
+    from helpers import resnet50_config
+
+    config = resnet50_config("fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RANDOM weights: the fixture checked the warning
+        result = export_onnx(config, tmp_path / "resnet50.onnx")
+    diffs, _ = compare(result.path, config, 1, 128, 192)
+    assert_faithful(diffs)
 
 
 @pytest.mark.parametrize("bits, limit", [(7, 64), (8, 127)])
