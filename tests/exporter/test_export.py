@@ -228,7 +228,20 @@ def test_cli_export_finds_the_checkpoint_in_the_working_directory(tmp_path, monk
         tmp_path / "pytorch_mobilenetv2.pth",
     )
     result = CliRunner().invoke(
-        app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "-o", "m.onnx", "--json"]
+        app,
+        [
+            "export",
+            "--height",
+            "128",
+            "--width",
+            "160",
+            "--sample-pixels",
+            "1600",
+            "--no-engine",
+            "-o",
+            "m.onnx",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -247,7 +260,7 @@ def test_cli_export_uses_mattex_home(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MATTEX_HOME", str(home))
     result = CliRunner().invoke(
-        app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "-o", "m.onnx"]
+        app, ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "--no-engine", "-o", "m.onnx"]
     )
     assert result.exit_code == 0, result.output
     meta = read_metadata(onnx.load(str(tmp_path / "m.onnx")))
