@@ -23,7 +23,8 @@ from mattex.runtime.media import open_source
 from mattex.runtime.pipeline import matte_media
 
 runner = CliRunner()
-H, W, FRAMES, FPS = 240, 320, 48, 24
+# About a second of video; batches of 4 end on a partial one (26 = 6 x 4 + 2).
+H, W, FRAMES, FPS = 240, 320, 26, 24
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,11 @@ def test_a_folder_of_images_and_a_single_image_work(clip, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     for index, frame in enumerate(open_source(clip / "clip.mp4").frames()):
-        if index in (3, 20, 40):
+        if index in (3, 12, 20):
             Image.fromarray(frame).save(frames / f"shot_{index}.png")
     folder = matte_media(clip / "m.onnx", frames, clip / "bg.png", tmp_path / "a", outputs=["com", "pha"])
     assert folder.stats.frames == 3
-    assert sorted(os.listdir(tmp_path / "a" / "com")) == ["shot_20.png", "shot_3.png", "shot_40.png"]
+    assert sorted(os.listdir(tmp_path / "a" / "com")) == ["shot_12.png", "shot_20.png", "shot_3.png"]
     single = runner.invoke(
         app,
         [
