@@ -1,193 +1,274 @@
-// mattex::Matter over the TensorRT 10/11 C++ API: IRuntime -> deserializeCudaEngine ->
-// IExecutionContext; I/O by tensor name, setInputShape, setTensorAddress, enqueueV3.
-#include <NvInfer.h>
-#ifdef MATTEX_WITH_PLUGINS
-#include <NvInferPlugin.h>
-#endif
-#include <cuda_runtime_api.h>
+// mattex::Matter: picks a backend by file (as mattex.runtime.Matter.open), checks every input
+// once with the Python runtime's rules and messages, and converts between what the caller holds
+// (float32 (B, 3, H, W) or uint8 (B, H, W, 3) frames) and what the file takes.
+#include <sys/stat.h>
 
-#include <fstream>
-#include <iostream>
-#include <iterator>
-#include <sstream>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
 
-#include "mattex/matter.hpp"
+#include "backend.hpp"
+#include "half.hpp"
+#include "sidecar.hpp"
 
-// The backend this library runs: CMake defines it from -DMATTEX_TENSORRT_RTX.
-#ifndef MATTEX_BACKEND
-#define MATTEX_BACKEND "tensorrt"
+#ifndef MATTEX_VERSION
+#define MATTEX_VERSION "0.0.0"
 #endif
 
 namespace mattex {
+
+const char* statusName(Status status) noexcept {
+  switch (status) {
+    case Status::Ok: return "Ok";
+    case Status::ModelFile: return "ModelFileError";
+    case Status::CorruptEngine: return "CorruptEngineError";
+    case Status::EngineMismatch: return "EngineMismatchError";
+    case Status::BackendUnavailable: return "BackendUnavailableError";
+    case Status::Config: return "ConfigError";
+    case Status::InputShape: return "InputShapeError";
+    case Status::InputValue: return "InputValueError";
+    case Status::InvalidArgument: return "InvalidArgument";
+    case Status::Internal: return "InternalError";
+  }
+  return "UnknownStatus";
+}
+
+const char* version() noexcept { return MATTEX_VERSION; }
+
+bool Profile::accepts(int64_t batch, int64_t height, int64_t width) const {
+  const int64_t value[3] = {batch, height, width};
+  for (int i = 0; i < 3; ++i) {
+    if (value[i] < min[i] || value[i] > max[i]) return false;
+  }
+  return true;
+}
+
 namespace {
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw Error(std::string(what) + ": " + cudaGetErrorString(status));
-  }
+std::string baseName(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-class Logger : public nvinfer1::ILogger {
- public:
-  void log(Severity severity, const char* message) noexcept override {
-    if (severity <= Severity::kWARNING) std::cerr << "[TensorRT] " << message << "\n";
-  }
-};
-
-std::string runningTensorRTVersion() {
-  const int v = getInferLibVersion();  // major * 10000 + minor * 100 + patch
-  std::ostringstream s;
-  s << v / 10000 << "." << (v / 100) % 100 << "." << v % 100;
-  return s.str();
+std::string lowerSuffix(const std::string& path) {
+  const std::string name = baseName(path);
+  const auto dot = name.find_last_of('.');
+  std::string suffix = dot == std::string::npos || dot == 0 ? "" : name.substr(dot);
+  std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::tolower(c); });
+  return suffix;
 }
 
-struct DeviceBuffer {
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  void ensure(size_t needed) {
-    if (needed <= bytes) return;
-    if (ptr) cudaFree(ptr);
-    check(cudaMalloc(&ptr, needed), "cudaMalloc");
-    bytes = needed;
-  }
-  ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
-  }
-};
+bool isEngineSuffix(const std::string& suffix) { return suffix == ".engine" || suffix == ".plan"; }
 
-nvinfer1::Dims nchw(int64_t b, int64_t c, int64_t h, int64_t w) {
-  nvinfer1::Dims d{};
-  d.nbDims = 4;
-  d.d[0] = b;
-  d.d[1] = c;
-  d.d[2] = h;
-  d.d[3] = w;
-  return d;
+void checkModelFile(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    const bool folder = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+    throw ModelFileError("no such model file: " + path + (folder ? " (a folder)" : ""));
+  }
+  if (st.st_size == 0) throw ModelFileError(path + " is empty (0 bytes): an interrupted export, build or copy?");
+}
+
+// The backend Options and the file's suffix ask for (Matter.open's choice).
+const detail::BackendEntry& chooseBackend(const std::string& path, const std::string& suffix, std::string asked,
+                                          const detail::Sidecar* sidecar) {
+  if (sidecar) {
+    if (!asked.empty() && asked != sidecar->backend) {
+      throw ConfigError(baseName(path) + " was built for " + sidecar->backend + "; it cannot run on " + asked);
+    }
+    asked = sidecar->backend;
+  }
+  if (asked.empty()) {
+    for (const auto& entry : detail::backends()) {
+      if (std::count(entry.suffixes.begin(), entry.suffixes.end(), suffix)) {
+        asked = entry.name;
+        break;
+      }
+    }
+    if (asked.empty()) throw ConfigError(baseName(path) + ": expected a .onnx model or a .engine/.plan engine");
+  }
+  const auto& entry = detail::backend(asked);
+  if (!std::count(entry.suffixes.begin(), entry.suffixes.end(), suffix)) {
+    std::string suffixes;
+    for (const auto& s : entry.suffixes) suffixes += (suffixes.empty() ? "" : ", ") + s;
+    throw ConfigError("backend " + asked + " opens " + suffixes + " files, not " + baseName(path));
+  }
+  if (!entry.factory) {
+    throw BackendUnavailableError("this mattex C++ runtime was built without the " + entry.name +
+                                  " backend: configure runtime/cpp with " + entry.buildOption);
+  }
+  return entry;
+}
+
+std::string describe(const Profile& p) {
+  return "batch " + std::to_string(p.min[0]) + ".." + std::to_string(p.max[0]) + ", height " +
+         std::to_string(p.min[1]) + ".." + std::to_string(p.max[1]) + ", width " + std::to_string(p.min[2]) + ".." +
+         std::to_string(p.max[2]);
+}
+
+std::string formatG(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4g", value);
+  return text;
+}
+
+// Float frames must be finite and in [0, 1] (mattex.runtime.io_spec.check_values).
+void checkValues(const char* name, const float* x, size_t count) {
+  size_t bad = 0;
+  for (size_t i = 0; i < count; ++i) bad += !(x[i] >= 0.0f && x[i] <= 1.0f);  // NaN compares false
+  if (!bad) return;
+  size_t nan = 0, inf = 0;
+  float lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < count; ++i) {
+    nan += std::isnan(x[i]);
+    inf += std::isinf(x[i]);
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
+  }
+  const std::string skip = " (mattex::Options::checkValues = false skips this check)";
+  if (nan || inf) {
+    throw InputValueError(std::string(name) + " has " + std::to_string(nan) + " NaN and " + std::to_string(inf) +
+                          " Inf values: frames must be finite" + skip);
+  }
+  throw InputValueError(std::string(name) + " has values outside [0, 1] (min " + formatG(lo) + ", max " +
+                        formatG(hi) + "): pass frames scaled to [0, 1], e.g. uint8 / 255" + skip);
 }
 
 }  // namespace
 
 struct Matter::Impl {
-  Sidecar sidecar;
-  Logger logger;
-  std::unique_ptr<nvinfer1::IRuntime> runtime;
-  std::unique_ptr<nvinfer1::ICudaEngine> engine;
-  std::unique_ptr<nvinfer1::IExecutionContext> context;
-  cudaStream_t stream = nullptr;
-  int profile = 0;
-  DeviceBuffer src, bgr, pha, fgr;
+  std::unique_ptr<detail::Backend> backend;
+  Options options;
 
-  ~Impl() {
-    context.reset();
-    engine.reset();
-    runtime.reset();
-    if (stream) cudaStreamDestroy(stream);
-  }
-
-  void prepare(int64_t batch, int64_t height, int64_t width, void* s) {
-    if (height % 4 || width % 4) {
-      throw Error("src and bgr height and width must be divisible by 4, got " +
-                  std::to_string(height) + "x" + std::to_string(width));
+  // mattex.runtime.io_spec.check_inputs for sizes and profiles.
+  void checkShape(const void* src, const void* bgr, const void* pha, const void* fgr, int64_t b, int64_t h,
+                  int64_t w) const {
+    const char* names[] = {"src", "bgr", "pha", "fgr"};
+    const void* pointers[] = {src, bgr, pha, fgr};
+    for (int i = 0; i < 4; ++i) {
+      if (!pointers[i]) throw Error(Status::InvalidArgument, std::string(names[i]) + " is a null pointer");
     }
-    int index = -1;
-    for (size_t i = 0; i < sidecar.profiles.size(); ++i) {
-      if (sidecar.profiles[i].accepts(batch, height, width)) {
-        index = static_cast<int>(i);
-        break;
-      }
+    if (b < 1 || h < 4 || w < 4) {
+      throw InputShapeError("src and bgr need a batch of at least 1 and at least 4x4 pixels, got batch " +
+                            std::to_string(b) + ", " + std::to_string(h) + "x" + std::to_string(w));
     }
-    if (index < 0) {
-      throw Error("src/bgr shape (batch " + std::to_string(batch) + ", height " +
-                  std::to_string(height) + ", width " + std::to_string(width) +
-                  ") is outside the engine's profiles");
+    const int64_t m = backend->info.sizeMultiple;
+    if (h % m || w % m) {
+      throw InputShapeError("src and bgr height and width must be divisible by " + std::to_string(m) + ", got " +
+                            std::to_string(h) + "x" + std::to_string(w));
     }
-    if (index != profile) {
-      if (!context->setOptimizationProfileAsync(index, static_cast<cudaStream_t>(s))) {
-        throw Error("setOptimizationProfileAsync failed");
-      }
-      profile = index;
+    const auto& profiles = backend->info.profiles;
+    if (!profiles.empty() &&
+        std::none_of(profiles.begin(), profiles.end(), [&](const Profile& p) { return p.accepts(b, h, w); })) {
+      std::string accepted;
+      for (const auto& p : profiles) accepted += (accepted.empty() ? "" : "; ") + describe(p);
+      throw InputShapeError("src/bgr shape (batch " + std::to_string(b) + ", height " + std::to_string(h) +
+                            ", width " + std::to_string(w) + ") is outside the engine's profiles: " + accepted);
     }
-    for (const char* name : {"src", "bgr"}) {
-      if (!context->setInputShape(name, nchw(batch, 3, height, width))) {
-        throw Error(std::string("setInputShape failed for ") + name);
-      }
+    // Sizes whose element counts overflow what a buffer can hold are refused, not wrapped.
+    if (b > (int64_t{1} << 20) || h > (int64_t{1} << 20) || w > (int64_t{1} << 20) ||
+        static_cast<double>(b) * h * w * 3 > 1e12) {
+      throw InputShapeError("src/bgr shape (batch " + std::to_string(b) + ", height " + std::to_string(h) +
+                            ", width " + std::to_string(w) + ") is larger than any frame buffer");
     }
-  }
-
-  void bindAndRun(const void* s, const void* b, void* p, void* f, void* streamPtr) {
-    const bool ok = context->setTensorAddress("src", const_cast<void*>(s)) &&
-                    context->setTensorAddress("bgr", const_cast<void*>(b)) &&
-                    context->setTensorAddress("pha", p) && context->setTensorAddress("fgr", f);
-    if (!ok) throw Error("setTensorAddress failed");
-    if (!context->enqueueV3(static_cast<cudaStream_t>(streamPtr))) throw Error("enqueueV3 failed");
   }
 };
 
 Matter::Matter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Matter::~Matter() = default;
 
-const Sidecar& Matter::sidecar() const { return impl_->sidecar; }
+const ModelInfo& Matter::info() const { return impl_->backend->info; }
 
-std::unique_ptr<Matter> Matter::open(const std::string& enginePath, int device) {
+std::unique_ptr<Matter> Matter::open(const std::string& path, const Options& options) {
+  checkModelFile(path);
+  const std::string suffix = lowerSuffix(path);
+  std::unique_ptr<detail::Sidecar> sidecar;
+  if (isEngineSuffix(suffix)) {
+    sidecar = std::make_unique<detail::Sidecar>(detail::Sidecar::load(path));
+    detail::checkPlan(path, *sidecar);  // before any backend reads a byte of it
+  }
+  const auto& entry = chooseBackend(path, suffix, options.backend, sidecar.get());
   auto impl = std::make_unique<Impl>();
-  impl->sidecar = Sidecar::load(enginePath);
-  const std::string digest = sha256File(enginePath);
-  if (digest != impl->sidecar.planSha256) {
-    throw Error(enginePath + " changed since it was built (sha256 mismatch with its sidecar)");
-  }
-  check(cudaSetDevice(device), "cudaSetDevice");
-  cudaDeviceProp gpu{};
-  check(cudaGetDeviceProperties(&gpu, device), "cudaGetDeviceProperties");
-  checkEnvironment(impl->sidecar, MATTEX_BACKEND, runningTensorRTVersion(), gpu.major, gpu.minor, gpu.name);
-
-  std::ifstream file(enginePath, std::ios::binary);
-  const std::vector<char> plan((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-#ifdef MATTEX_WITH_PLUGINS
-  // Plans exported with --topk plugin call libnvinfer_plugin's TopkLastDim: register its
-  // creators before deserializing (harmless for plans without plugins).
-  initLibNvInferPlugins(&impl->logger, "");
-#endif
-  impl->runtime.reset(nvinfer1::createInferRuntime(impl->logger));
-  if (impl->sidecar.versionCompatible) impl->runtime->setEngineHostCodeAllowed(true);
-  impl->engine.reset(impl->runtime->deserializeCudaEngine(plan.data(), plan.size()));
-  if (!impl->engine) throw Error("TensorRT could not deserialize " + enginePath);
-  for (const char* name : {"src", "bgr", "pha", "fgr"}) {
-    bool found = false;
-    for (int i = 0; i < impl->engine->getNbIOTensors(); ++i) {
-      found = found || std::string(impl->engine->getIOTensorName(i)) == name;
-    }
-    if (!found) throw Error(enginePath + " has no I/O tensor named " + name);
-    if (impl->engine->getTensorDataType(name) != nvinfer1::DataType::kFLOAT) {
-      throw Error(std::string("this example runtime takes float32 I/O; ") + name + " is not");
-    }
-  }
-  impl->context.reset(impl->engine->createExecutionContext());
-  if (!impl->context) throw Error("createExecutionContext failed");
-  check(cudaStreamCreate(&impl->stream), "cudaStreamCreate");
+  impl->options = options;
+  impl->backend = entry.factory(path, options, sidecar.get());
+  impl->backend->info.path = path;
+  impl->backend->info.backend = entry.name;
+  if (sidecar) impl->backend->info.profiles = sidecar->profiles;
   return std::unique_ptr<Matter>(new Matter(std::move(impl)));
 }
 
-void Matter::run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width,
-                 float* pha, float* fgr) {
+void Matter::run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
+                 float* fgr) {
   Impl& m = *impl_;
-  m.prepare(batch, height, width, m.stream);
-  const size_t plane = static_cast<size_t>(batch * height * width) * sizeof(float);
-  m.src.ensure(3 * plane);
-  m.bgr.ensure(3 * plane);
-  m.pha.ensure(plane);
-  m.fgr.ensure(3 * plane);
-  check(cudaMemcpyAsync(m.src.ptr, src, 3 * plane, cudaMemcpyHostToDevice, m.stream), "copy src");
-  check(cudaMemcpyAsync(m.bgr.ptr, bgr, 3 * plane, cudaMemcpyHostToDevice, m.stream), "copy bgr");
-  m.bindAndRun(m.src.ptr, m.bgr.ptr, m.pha.ptr, m.fgr.ptr, m.stream);
-  check(cudaMemcpyAsync(pha, m.pha.ptr, plane, cudaMemcpyDeviceToHost, m.stream), "copy pha");
-  check(cudaMemcpyAsync(fgr, m.fgr.ptr, 3 * plane, cudaMemcpyDeviceToHost, m.stream), "copy fgr");
-  check(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
+  m.checkShape(src, bgr, pha, fgr, batch, height, width);
+  const size_t count = static_cast<size_t>(batch * 3 * height * width);
+  if (m.options.checkValues) {
+    checkValues("src", src, count);
+    checkValues("bgr", bgr, count);
+  }
+  const std::string& dtype = m.backend->info.ioDtype;
+  if (dtype == "float32") {
+    m.backend->infer(src, bgr, batch, height, width, pha, fgr);
+  } else if (dtype == "float16") {  // as numpy's astype(float16)
+    std::vector<uint16_t> s(count), b(count);
+    std::transform(src, src + count, s.begin(), detail::floatToHalf);
+    std::transform(bgr, bgr + count, b.begin(), detail::floatToHalf);
+    m.backend->infer(s.data(), b.data(), batch, height, width, pha, fgr);
+  } else {  // uint8 frames: the frames this image would be stored as (io_spec.float_to_input)
+    const size_t plane = static_cast<size_t>(height * width);
+    std::vector<uint8_t> s(count), b(count);
+    for (int64_t n = 0; n < batch; ++n) {
+      for (size_t c = 0; c < 3; ++c) {
+        const size_t from = (static_cast<size_t>(n) * 3 + c) * plane;
+        for (size_t i = 0; i < plane; ++i) {
+          const size_t to = (static_cast<size_t>(n) * plane + i) * 3 + c;
+          s[to] = static_cast<uint8_t>(std::nearbyint(std::clamp(src[from + i], 0.0f, 1.0f) * 255.0f));
+          b[to] = static_cast<uint8_t>(std::nearbyint(std::clamp(bgr[from + i], 0.0f, 1.0f) * 255.0f));
+        }
+      }
+    }
+    m.backend->infer(s.data(), b.data(), batch, height, width, pha, fgr);
+  }
 }
 
-void Matter::enqueue(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width,
-                     void* pha, void* fgr, void* stream) {
-  impl_->prepare(batch, height, width, stream);
-  impl_->bindAndRun(src, bgr, pha, fgr, stream);
+void Matter::matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, int64_t height, int64_t width,
+                         float* pha, float* fgr) {
+  Impl& m = *impl_;
+  m.checkShape(src, bgr, pha, fgr, batch, height, width);
+  const std::string& dtype = m.backend->info.ioDtype;
+  if (dtype == "uint8") {
+    m.backend->infer(src, bgr, batch, height, width, pha, fgr);
+    return;
+  }
+  // (B, H, W, 3) -> (B, 3, H, W) in [0, 1], u / 255 in float32 as a uint8 file's graph computes
+  // it (io_spec.frames_to_input); frames made so are finite and in [0, 1]: no value check.
+  const size_t plane = static_cast<size_t>(height * width), count = static_cast<size_t>(batch) * 3 * plane;
+  std::vector<float> s(count), b(count);
+  for (int64_t n = 0; n < batch; ++n) {
+    for (size_t i = 0; i < plane; ++i) {
+      const size_t from = (static_cast<size_t>(n) * plane + i) * 3;
+      for (size_t c = 0; c < 3; ++c) {
+        const size_t to = (static_cast<size_t>(n) * 3 + c) * plane + i;
+        s[to] = static_cast<float>(src[from + c]) / 255.0f;
+        b[to] = static_cast<float>(bgr[from + c]) / 255.0f;
+      }
+    }
+  }
+  if (dtype == "float16") {
+    std::vector<uint16_t> sh(count), bh(count);
+    std::transform(s.begin(), s.end(), sh.begin(), detail::floatToHalf);
+    std::transform(b.begin(), b.end(), bh.begin(), detail::floatToHalf);
+    m.backend->infer(sh.data(), bh.data(), batch, height, width, pha, fgr);
+    return;
+  }
+  m.backend->infer(s.data(), b.data(), batch, height, width, pha, fgr);
+}
+
+void Matter::enqueue(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width, void* pha,
+                     void* fgr, void* stream) {
+  impl_->checkShape(src, bgr, pha, fgr, batch, height, width);
+  impl_->backend->enqueue(src, bgr, batch, height, width, pha, fgr, stream);
 }
 
 }  // namespace mattex

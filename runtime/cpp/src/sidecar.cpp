@@ -6,39 +6,36 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mattex/matter.hpp"
+#include "sidecar.hpp"
 
-namespace mattex {
-
-bool Profile::accepts(int64_t batch, int64_t height, int64_t width) const {
-  const int64_t value[3] = {batch, height, width};
-  for (int i = 0; i < 3; ++i) {
-    if (value[i] < min[i] || value[i] > max[i]) return false;
-  }
-  return true;
-}
+namespace mattex::detail {
+namespace {
+std::string baseName(const std::string& path);
+}  // namespace
 
 Sidecar Sidecar::load(const std::string& enginePath) {
   const std::string path = enginePath + ".json";
   std::ifstream file(path);
   if (!file) {
-    throw Error("no sidecar " + path + ": mattex engines are built with `mattex build`, which writes it");
+    throw CorruptEngineError("no sidecar " + baseName(path) + " beside " + baseName(enginePath) +
+                             ": mattex engines are built with `mattex build`, which writes it (the plan alone "
+                             "does not say what it was built for)");
   }
   nlohmann::json j;
   try {
     file >> j;
   } catch (const nlohmann::json::exception& e) {
-    throw Error(path + " is not a readable mattex sidecar: " + e.what());
+    throw CorruptEngineError(path + " is not a readable mattex sidecar: " + e.what());
   }
   const std::string format = j.is_object() ? j.value("format", "") : "";
   if (format != "mattex-engine-sidecar/1" && format != "mattex-engine-sidecar/2") {
-    throw Error(path + " is not a mattex sidecar");
+    throw CorruptEngineError(path + " is not a mattex sidecar (format '" + format + "')");
   }
   Sidecar s;
   try {
     s.backend = j.value("backend", std::string("tensorrt"));
     if (s.backend != "tensorrt" && s.backend != "tensorrt-rtx") {
-      throw Error(path + " names an unknown backend " + s.backend);
+      throw CorruptEngineError(path + " is not a readable mattex sidecar: field 'backend' must be tensorrt or tensorrt-rtx, got " + s.backend);
     }
     s.tensorrtVersion = j.at("tensorrt_version").get<std::string>();
     if (!j.at("gpu_name").is_null()) s.gpuName = j.at("gpu_name").get<std::string>();
@@ -63,20 +60,29 @@ Sidecar Sidecar::load(const std::string& enginePath) {
       s.profiles.push_back(profile);
     }
   } catch (const nlohmann::json::exception& e) {
-    throw Error(path + " is missing a field: " + e.what());
+    throw CorruptEngineError(path + " is not a readable mattex sidecar: " + e.what());
   }
   return s;
 }
 
 namespace {
 
-std::vector<int> versionParts(const std::string& version) {
-  std::vector<int> parts;
+// As Python's _version_tuple: the first three dot-separated parts, those that are all digits.
+std::vector<long> versionParts(const std::string& version) {
+  std::vector<long> parts;
   std::istringstream in(version);
   std::string token;
-  while (std::getline(in, token, '.') && parts.size() < 3) parts.push_back(std::stoi(token));
-  while (parts.size() < 3) parts.push_back(0);
+  for (int i = 0; i < 3 && std::getline(in, token, '.'); ++i) {
+    const bool digits = !token.empty() && token.size() < 10 &&
+                        token.find_first_not_of("0123456789") == std::string::npos;
+    if (digits) parts.push_back(std::stol(token));
+  }
   return parts;
+}
+
+std::string baseName(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 std::string ccText(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
@@ -97,26 +103,27 @@ bool rtxRunsOn(const Sidecar& s, int major, int minor) {
 void checkEnvironment(const Sidecar& s, const std::string& backend, const std::string& version,
                       int ccMajor, int ccMinor, const std::string& gpuName) {
   if (s.backend != backend) {
-    throw Error("engine built with " + s.backend + ", but this mattex runtime runs " + backend +
-                (s.backend == "tensorrt-rtx" ? ": build the C++ runtime with -DMATTEX_TENSORRT_RTX=ON"
+    throw BackendUnavailableError("engine built with " + s.backend + ", but this mattex runtime runs " + backend +
+                (s.backend == "tensorrt-rtx" ? ": build the C++ runtime with -DMATTEX_WITH_TENSORRT=ON -DMATTEX_TENSORRT_RTX=ON"
                                              : ": build the C++ runtime against TensorRT"));
   }
   const auto built = versionParts(s.tensorrtVersion), running = versionParts(version);
   if (s.backend == "tensorrt-rtx") {
     if (built != running) {
-      throw Error("engine built with TensorRT for RTX " + s.tensorrtVersion + ", running " + version +
+      throw EngineMismatchError("engine built with TensorRT for RTX " + s.tensorrtVersion + ", running " + version +
                   ": its engines run only on the release that built them; rebuild it with this one");
     }
     if (!rtxRunsOn(s, ccMajor, ccMinor)) {
-      throw Error(gpuName + " has compute capability " + ccText(ccMajor, ccMinor) +
+      throw EngineMismatchError(gpuName + " has compute capability " + ccText(ccMajor, ccMinor) +
                   ", which the engine does not target: rebuild it with `mattex build --backend "
                   "tensorrt-rtx --compute-capability " + ccText(ccMajor, ccMinor) + "`");
     }
     return;
   }
-  const bool versionOk = s.versionCompatible ? (running[0] == built[0] && running >= built) : (running == built);
+  const auto major = [](const std::vector<long>& v) { return std::vector<long>(v.begin(), v.begin() + (v.empty() ? 0 : 1)); };
+  const bool versionOk = s.versionCompatible ? (major(running) == major(built) && running >= built) : (running == built);
   if (!versionOk) {
-    throw Error("engine built with TensorRT " + s.tensorrtVersion + ", running TensorRT " + version +
+    throw EngineMismatchError("engine built with TensorRT " + s.tensorrtVersion + ", running TensorRT " + version +
                 (s.versionCompatible ? ": needs the same major version, same or newer"
                                      : ": rebuild it here, or build with --version-compatible"));
   }
@@ -124,17 +131,17 @@ void checkEnvironment(const Sidecar& s, const std::string& backend, const std::s
   const std::string where = "engine built for " + s.gpuName + " (compute capability " +
                             ccText(s.computeCapability[0], s.computeCapability[1]) + "), running on " + gpuName;
   if (s.hardwareCompatibility == "ampere+") {
-    if (ccMajor < 8) throw Error(where + ": an ampere+ engine needs compute capability 8.0 or newer");
+    if (ccMajor < 8) throw EngineMismatchError(where + ": an ampere+ engine needs compute capability 8.0 or newer");
   } else if (!sameCc) {
-    throw Error(where + ": rebuild it on this GPU, or build with --hardware-compat ampere+");
+    throw EngineMismatchError(where + ": rebuild it on this GPU, or build with --hardware-compat ampere+");
   } else if (s.hardwareCompatibility == "none" && s.gpuName != gpuName) {
-    throw Error(where + ": TensorRT plans are tuned to the GPU model; rebuild here");
+    throw EngineMismatchError(where + ": TensorRT plans are tuned to the GPU model; rebuild here");
   }
 }
 
 std::string sha256File(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error("cannot read " + path);
+  if (!file) throw CorruptEngineError("cannot read " + path);
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<char> block(1 << 20);
@@ -152,4 +159,13 @@ std::string sha256File(const std::string& path) {
   return hex.str();
 }
 
-}  // namespace mattex
+void checkPlan(const std::string& enginePath, const Sidecar& sidecar) {
+  const std::string digest = sha256File(enginePath);
+  if (digest != sidecar.planSha256) {
+    throw CorruptEngineError(baseName(enginePath) + " changed since it was built (sha256 " + digest.substr(0, 12) +
+                             "... but the sidecar recorded " + sidecar.planSha256.substr(0, 12) +
+                             "...): rebuild it with `mattex build`");
+  }
+}
+
+}  // namespace mattex::detail

@@ -6,18 +6,18 @@
 #include <iostream>
 #include <string>
 
-#include "mattex/matter.hpp"
+#include "../src/sidecar.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2 && argc != 7) return 2;
   try {
-    const auto s = mattex::Sidecar::load(argv[1]);
+    const auto s = mattex::detail::Sidecar::load(argv[1]);
     if (argc == 7) {
-      mattex::checkEnvironment(s, argv[2], argv[3], std::stoi(argv[4]), std::stoi(argv[5]), argv[6]);
+      mattex::detail::checkEnvironment(s, argv[2], argv[3], std::stoi(argv[4]), std::stoi(argv[5]), argv[6]);
       std::cout << "runs\n";
       return 0;
     }
-    const bool match = mattex::sha256File(argv[1]) == s.planSha256;
+    const bool match = mattex::detail::sha256File(argv[1]) == s.planSha256;
     std::cout << s.backend << " " << s.tensorrtVersion << " " << s.computeCapability[0] << "."
               << s.computeCapability[1] << " " << s.profiles.size() << " " << (match ? "match" : "mismatch")
               << " " << (s.profiles.at(0).accepts(1, 1080, 1920) ? "accepts" : "refuses") << "\n";

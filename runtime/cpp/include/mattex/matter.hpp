@@ -1,15 +1,16 @@
-// mattex C++ runtime: matte frames with a mattex TensorRT engine.
+// mattex C++ runtime: matte frames against a captured background with a mattex export.
 //
-//   auto matter = mattex::Matter::open("bgm_resnet50_hd.engine");   // reads bgm_resnet50_hd.engine.json
-//   matter->run(src, bgr, 1, 1080, 1920, pha, fgr);                 // host float32 NCHW buffers
+//   auto matter = mattex::Matter::open("bgm_mobilenetv2_hd.onnx");   // OpenVINO (CPU)
+//   auto matter = mattex::Matter::open("bgm_resnet50_hd.engine");    // TensorRT / TensorRT for RTX
+//   matter->run(src, bgr, 1, 1080, 1920, pha, fgr);                  // float32 (B, 3, H, W) in [0, 1]
+//   matter->matteFrames(srcFrames, bgrFrames, 1, 1080, 1920, pha, fgr);  // uint8 (B, H, W, 3) RGB
 //
-// Before deserializing, open() checks the engine against its JSON sidecar: the plan's sha256,
-// the backend (the library is built against TensorRT or, with -DMATTEX_TENSORRT_RTX=ON, TensorRT
-// for RTX), its version and the GPU the plan was built for or targets. Errors are thrown as
-// mattex::Error.
+// The same checks as the Python runtime (mattex.runtime.Matter), from the file's own metadata:
+// its I/O contract, the sizes it accepts, an engine's profiles and its sidecar; failures are
+// typed errors (subclasses of mattex::Error) whose messages say what Python's say. This header
+// names no backend's types: OpenVINO, TensorRT and CUDA stay private to the library.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -18,8 +19,70 @@
 
 namespace mattex {
 
-struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// What went wrong, as the C API's mattex_status reports it; the names are mattex.errors' classes.
+enum class Status : int {
+  Ok = 0,
+  ModelFile = 1,           // ModelFileError: missing, empty, truncated, not ONNX, not a mattex export
+  CorruptEngine = 2,       // CorruptEngineError: an engine or its sidecar unreadable or changed
+  EngineMismatch = 3,      // EngineMismatchError: built for another TensorRT release or GPU
+  BackendUnavailable = 4,  // BackendUnavailableError: a backend not built in, not installed, refused
+  Config = 5,              // ConfigError: an option outside what the runtime supports
+  InputShape = 6,          // InputShapeError: batch, size or buffer the file does not take
+  InputValue = 7,          // InputValueError: NaN, Inf or values outside [0, 1] in float frames
+  InvalidArgument = 8,     // a null pointer or handle (C API)
+  Internal = 9,            // anything else a backend threw
+};
+
+// The Python class name of a status ("ModelFileError", ...).
+const char* statusName(Status status) noexcept;
+
+class Error : public std::runtime_error {
+ public:
+  Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  Status status() const noexcept { return status_; }
+  const char* kind() const noexcept { return statusName(status_); }
+
+ private:
+  Status status_;
+};
+
+struct ModelFileError : Error {
+  explicit ModelFileError(const std::string& message) : Error(Status::ModelFile, message) {}
+};
+struct CorruptEngineError : Error {
+  explicit CorruptEngineError(const std::string& message) : Error(Status::CorruptEngine, message) {}
+};
+struct EngineMismatchError : Error {
+  explicit EngineMismatchError(const std::string& message) : Error(Status::EngineMismatch, message) {}
+};
+struct BackendUnavailableError : Error {
+  explicit BackendUnavailableError(const std::string& message) : Error(Status::BackendUnavailable, message) {}
+};
+struct ConfigError : Error {
+  explicit ConfigError(const std::string& message) : Error(Status::Config, message) {}
+};
+struct InputShapeError : Error {
+  explicit InputShapeError(const std::string& message) : Error(Status::InputShape, message) {}
+};
+struct InputValueError : Error {
+  explicit InputValueError(const std::string& message) : Error(Status::InputValue, message) {}
+};
+
+struct Options {
+  // "" picks by file: .onnx -> "openvino"; .engine/.plan -> the backend its sidecar names
+  // ("tensorrt" or "tensorrt-rtx").
+  std::string backend;
+  // OpenVINO's arithmetic for float files: "f32", or "bf16" on CPUs with AMX or AVX-512 BF16
+  // (refused elsewhere, as Python refuses it: OpenVINO would quietly run f32).
+  std::string inferencePrecision = "f32";
+  // CPU threads; 0: MATTEX_THREADS where set, else one per core (the backend's choice).
+  int threads = 0;
+  // OpenVINO's compiled-model cache; "": $MATTEX_CACHE or $XDG_CACHE_HOME/mattex (~/.cache/mattex),
+  // then openvino/ - the folder the Python runtime uses.
+  std::string cacheDir;
+  // Float frames must be finite and in [0, 1] (InputValueError otherwise), as in Python.
+  bool checkValues = true;
+  int device = 0;  // CUDA device (engines)
 };
 
 struct Profile {
@@ -29,56 +92,60 @@ struct Profile {
   bool accepts(int64_t batch, int64_t height, int64_t width) const;
 };
 
-struct Sidecar {
-  std::string backend = "tensorrt";  // or "tensorrt-rtx"
-  std::string tensorrtVersion;       // of the library that built the plan
-  std::string gpuName;               // empty for TensorRT for RTX plans built without a GPU
-  int computeCapability[2] = {0, 0};
-  bool versionCompatible = false;
-  std::string hardwareCompatibility = "none";
-  // TensorRT for RTX: the compute capabilities the plan targets; empty with defaultTargets for
-  // its default set (8.0, 8.6, 8.9, 12.0 and later).
-  std::vector<std::array<int, 2>> targetComputeCapabilities;
-  bool defaultTargets = true;
-  std::string planSha256;
-  std::string precision;
-  std::vector<Profile> profiles;
-
-  static Sidecar load(const std::string& enginePath);  // reads <enginePath>.json
+// What an opened file takes and gives, read from its metadata (ONNX metadata_props or the
+// engine's sidecar) and checked against the graph.
+struct ModelInfo {
+  std::string path;
+  std::string backend;     // openvino | tensorrt | tensorrt-rtx
+  std::string precision;   // fp32 | fp16 | int8 (fp32 for an ONNX file mattex did not export)
+  std::string io;          // "float": (B, 3, H, W) inputs; "uint8": (B, H, W, 3) frames
+  std::string ioDtype;     // float32 | float16 | uint8
+  std::string arithmetic;  // "bf16" when OpenVINO runs a float file in bf16, else ""
+  std::vector<std::string> outputs;  // pha, fgr and the debug outputs the file has
+  std::vector<Profile> profiles;     // an engine's; empty: any batch and size
+  int64_t sizeMultiple = 4;          // H and W must be divisible by it (the I/O contract)
+  bool mattexExport = false;         // false: an ONNX file with src and bgr inputs, no metadata
 };
-
-// SHA-256 of a file, lowercase hex.
-std::string sha256File(const std::string& path);
-
-// Throws Error unless a runtime of `backend` ("tensorrt" or "tensorrt-rtx") at `version`, on a
-// GPU named `gpuName` of compute capability ccMajor.ccMinor, can run the engine: the same rules
-// as the Python runtime (mattex.runtime.sidecar.check_environment).
-void checkEnvironment(const Sidecar& s, const std::string& backend, const std::string& version,
-                      int ccMajor, int ccMinor, const std::string& gpuName);
 
 class Matter {
  public:
-  static std::unique_ptr<Matter> open(const std::string& enginePath, int device = 0);
+  static std::unique_ptr<Matter> open(const std::string& path, const Options& options = Options());
   ~Matter();
   Matter(const Matter&) = delete;
   Matter& operator=(const Matter&) = delete;
 
-  // src, bgr: host float32 (batch, 3, height, width) RGB in [0, 1]; pha: (batch, 1, H, W) and
-  // fgr: (batch, 3, H, W) are written. height and width must be divisible by 4 and inside a
-  // profile of the engine.
-  void run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width,
-           float* pha, float* fgr);
+  // src, bgr: host float32 (batch, 3, height, width) RGB in [0, 1], whatever the file takes (as
+  // Python's Matter.matte_floats: cast for fp16-I/O files, rounded to frames for uint8 files).
+  // pha (batch, 1, H, W) and fgr (batch, 3, H, W) float32 are written.
+  void run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
+           float* fgr);
 
-  // Zero copy: all pointers are device memory; the work is queued on `stream` (a cudaStream_t).
-  void enqueue(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width,
-               void* pha, void* fgr, void* stream);
+  // src, bgr: host uint8 (batch, height, width, 3) RGB frames as decoders give them, whatever the
+  // file takes (as Python's Matter.matte_frames). Same outputs as run().
+  void matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, int64_t height, int64_t width,
+                   float* pha, float* fgr);
 
-  const Sidecar& sidecar() const;
+  // Engines only, zero copy: every pointer is device memory in the file's own dtypes and
+  // layouts; the work is queued on `stream` (a cudaStream_t).
+  void enqueue(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width, void* pha,
+               void* fgr, void* stream);
+
+  const ModelInfo& info() const;
+
+  // Thread safety: run and matteFrames may be called on one Matter from several threads at once
+  // (OpenVINO: each call takes an infer request of its own; TensorRT: calls take turns).
+
+  struct Impl;  // private: src/matter_impl.hpp
 
  private:
-  struct Impl;
   explicit Matter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The backends this library was built with, e.g. {"openvino"}.
+std::vector<std::string> builtBackends();
+
+// The library's version (mattex's).
+const char* version() noexcept;
 
 }  // namespace mattex

@@ -1,0 +1,49 @@
+// The one interface every engine implements, and the registry Matter::open picks from
+// (private: not installed). As in the Python runtime (mattex.runtime.backends): a backend opens
+// one file and fills its ModelInfo; Matter checks every input once before a backend sees it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mattex/matter.hpp"
+
+namespace mattex::detail {
+
+struct Sidecar;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // src, bgr: host memory in the file's own dtype and layout (info.ioDtype; info.io "uint8":
+  // (B, H, W, 3), else (B, 3, H, W)), already checked; pha, fgr: float32 host memory to write.
+  virtual void infer(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
+                     float* fgr) = 0;
+
+  // Device memory in and out, queued on a CUDA stream: engines only.
+  virtual void enqueue(const void*, const void*, int64_t, int64_t, int64_t, void*, void*, void*) {
+    throw BackendUnavailableError("the " + info.backend + " backend takes host memory; enqueue() is for engines");
+  }
+
+  ModelInfo info;
+};
+
+// sidecar: the engine's, read and checked against the plan by Matter::open; null for .onnx files.
+using Factory = std::unique_ptr<Backend> (*)(const std::string& path, const Options& options, const Sidecar* sidecar);
+
+struct BackendEntry {
+  std::string name;
+  std::vector<std::string> suffixes;
+  std::string buildOption;  // how to build it in: the CMake option, named in the error
+  Factory factory;          // null: not built into this library
+};
+
+// Every backend the C++ runtime knows, built in or not, and any a test registered.
+const std::vector<BackendEntry>& backends();
+const BackendEntry& backend(const std::string& name);  // ConfigError for an unknown name
+// Adds a backend (tests: a fake one); a name already registered is a logic_error.
+void registerBackend(BackendEntry entry);
+
+}  // namespace mattex::detail

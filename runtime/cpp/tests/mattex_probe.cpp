@@ -1,0 +1,188 @@
+// The C++ runtime driven from the Python suite (tests/runtime/cpp) and benchmarks/cpp_runtime.py:
+//   mattex_probe open MODEL [PRECISION]           -> "ok <backend> <precision> <io> <ioDtype> <arithmetic>"
+//                                                    or "<ErrorKind>: <message>" (exit 1)
+//   mattex_probe run MODEL DIR B H W float|frames -> DIR/pha.cpp.bin, DIR/fgr.cpp.bin from DIR/src.bin, bgr.bin
+//   mattex_probe loop MODEL H W N                 -> "rss <kB after 100 frames> <kB after N>"
+//   mattex_probe threads MODEL H W                -> "identical" when 4 threads sharing one Matter and 2
+//                                                    with their own give what one call alone gives
+//   mattex_probe time MODEL H W ROUNDS            -> "ms <median Matter::run> <median bare infer>" (OpenVINO:
+//                                                    the same compiled settings, no mattex in between)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fake_backend.hpp"
+#include "mattex/matter.hpp"
+
+#ifdef MATTEX_WITH_OPENVINO
+#include <openvino/openvino.hpp>
+
+#include "../src/environment.hpp"
+#endif
+
+namespace {
+
+template <typename T>
+std::vector<T> readBinary(const std::string& path, size_t count) {
+  std::vector<T> data(count);
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(count * sizeof(T)));
+  if (!in) throw std::runtime_error("cannot read " + std::to_string(count) + " values from " + path);
+  return data;
+}
+
+void writeBinary(const std::string& path, const std::vector<float>& data) {
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size() * sizeof(float)));
+}
+
+long residentKb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+// A deterministic frame and background, float32 (B, 3, H, W) in [0, 1].
+void frames(int64_t b, int64_t h, int64_t w, std::vector<float>& src, std::vector<float>& bgr) {
+  src.resize(static_cast<size_t>(b * 3 * h * w));
+  bgr.resize(src.size());
+  for (size_t i = 0; i < src.size(); ++i) {
+    bgr[i] = static_cast<float>((i * 7919) % 1000) / 999.0f;
+    src[i] = (i / static_cast<size_t>(w)) % 3 ? bgr[i] : static_cast<float>((i * 104729) % 997) / 996.0f;
+  }
+}
+
+double medianMs(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+int openCommand(int argc, char** argv) {
+  mattex::Options options;
+  if (argc > 3) options.inferencePrecision = argv[3];
+  auto matter = mattex::Matter::open(argv[2], options);
+  const auto& info = matter->info();
+  std::cout << "ok " << info.backend << " " << info.precision << " " << info.io << " " << info.ioDtype << " "
+            << (info.arithmetic.empty() ? "-" : info.arithmetic) << "\n";
+  return 0;
+}
+
+int runCommand(char** argv) {
+  const std::string dir = argv[3];
+  const int64_t b = std::atoll(argv[4]), h = std::atoll(argv[5]), w = std::atoll(argv[6]);
+  const size_t n = static_cast<size_t>(b * h * w);
+  std::vector<float> pha(n), fgr(3 * n);
+  auto matter = mattex::Matter::open(argv[2]);
+  if (std::strcmp(argv[7], "frames") == 0) {
+    const auto src = readBinary<uint8_t>(dir + "/src.bin", 3 * n), bgr = readBinary<uint8_t>(dir + "/bgr.bin", 3 * n);
+    matter->matteFrames(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
+  } else {
+    const auto src = readBinary<float>(dir + "/src.bin", 3 * n), bgr = readBinary<float>(dir + "/bgr.bin", 3 * n);
+    matter->run(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
+  }
+  writeBinary(dir + "/pha.cpp.bin", pha);
+  writeBinary(dir + "/fgr.cpp.bin", fgr);
+  return 0;
+}
+
+int loopCommand(char** argv) {
+  const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]), count = std::atoll(argv[5]);
+  auto matter = mattex::Matter::open(argv[2]);
+  std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
+  frames(1, h, w, src, bgr);
+  long early = 0;
+  for (int64_t i = 1; i <= count; ++i) {
+    matter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
+    if (i == 100) early = residentKb();
+  }
+  std::cout << "rss " << early << " " << residentKb() << "\n";
+  return 0;
+}
+
+int threadsCommand(char** argv) {
+  const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]);
+  auto shared = mattex::Matter::open(argv[2]);
+  std::vector<float> src, bgr, pha0(static_cast<size_t>(2 * h * w)), fgr0(3 * pha0.size());
+  frames(2, h, w, src, bgr);
+  shared->run(src.data(), bgr.data(), 2, h, w, pha0.data(), fgr0.data());
+  bool identical = true;
+  std::mutex mutex;
+  const auto work = [&](bool own) {
+    std::unique_ptr<mattex::Matter> mine = own ? mattex::Matter::open(argv[2]) : nullptr;
+    mattex::Matter* matter = own ? mine.get() : shared.get();
+    for (int k = 0; k < 3; ++k) {
+      std::vector<float> pha(pha0.size()), fgr(fgr0.size());
+      matter->run(src.data(), bgr.data(), 2, h, w, pha.data(), fgr.data());
+      std::lock_guard<std::mutex> lock(mutex);
+      identical = identical && pha == pha0 && fgr == fgr0;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) threads.emplace_back(work, t >= 4);
+  for (auto& t : threads) t.join();
+  std::cout << (identical ? "identical" : "different") << "\n";
+  return identical ? 0 : 1;
+}
+
+int timeCommand(char** argv) {
+  const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]);
+  const int rounds = std::atoi(argv[5]);
+  auto matter = mattex::Matter::open(argv[2]);
+  std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
+  frames(1, h, w, src, bgr);
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> runMs, inferMs;
+#ifdef MATTEX_WITH_OPENVINO
+  // The bare OpenVINO call, compiled as the backend compiles it, on the same tensors.
+  ov::Core core;
+  core.set_property(ov::cache_dir(mattex::detail::defaultCacheDir()));
+  ov::AnyMap config{ov::hint::inference_precision(ov::element::f32),
+                    ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
+  if (mattex::detail::defaultThreads() > 0) config.emplace(ov::inference_num_threads(mattex::detail::defaultThreads()));
+  auto request = core.compile_model(argv[2], "CPU", config).create_infer_request();
+  const ov::Shape shape{1, 3, size_t(h), size_t(w)};
+  request.set_tensor("src", ov::Tensor(ov::element::f32, shape, src.data()));
+  request.set_tensor("bgr", ov::Tensor(ov::element::f32, shape, bgr.data()));
+#endif
+  for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms both up
+    auto start = Clock::now();
+    matter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
+    if (r) runMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+#ifdef MATTEX_WITH_OPENVINO
+    start = Clock::now();
+    request.infer();
+    if (r) inferMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+#endif
+  }
+  std::cout << "ms " << medianMs(runMs) << " " << (inferMs.empty() ? 0.0 : medianMs(inferMs)) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mattex::testing::registerFakeBackend();  // .fake files, for the suite's conversion tests
+  const std::string command = argc > 1 ? argv[1] : "";
+  try {
+    if (command == "open" && argc >= 3) return openCommand(argc, argv);
+    if (command == "run" && argc == 8) return runCommand(argv);
+    if (command == "loop" && argc == 6) return loopCommand(argv);
+    if (command == "threads" && argc == 5) return threadsCommand(argv);
+    if (command == "time" && argc == 6) return timeCommand(argv);
+  } catch (const mattex::Error& e) {
+    std::cout << e.kind() << ": " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "usage: mattex_probe open|run|loop|threads|time ... (see the source)\n";
+  return 2;
+}
