@@ -62,7 +62,8 @@ def frames_to_input(frames: np.ndarray, dtype) -> np.ndarray:
     uint8 file computes it)."""
     if is_frame_dtype(dtype):
         return np.ascontiguousarray(frames)
-    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+    floats = np.ascontiguousarray(frames.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+    return floats.astype(dtype, copy=False)  # fp16-I/O files: rounded from the float32 quotient
 
 
 def float_to_input(x: np.ndarray, dtype) -> np.ndarray:

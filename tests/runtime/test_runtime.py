@@ -288,3 +288,16 @@ def test_tensorrt_refuses_a_size_outside_the_profile(tmp_path):
     x = np.zeros((1, 3, 256, 256), np.float32)
     with pytest.raises(InputShapeError, match="outside the engine's profiles"):
         Matter.open(tmp_path / "m.engine")(x, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_frames_become_the_float_inputs_a_file_takes(dtype):
+    """matte_frames on a float16-I/O file sends float16 (it sent float32, which the file's
+    input check refused): u / 255 in float32, then rounded to the file's dtype."""
+    from mattex.runtime.io_spec import frames_to_input
+
+    frames = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3) * 2
+    got = frames_to_input(frames, dtype)
+    assert got.dtype == dtype and got.shape == (2, 3, 4, 4)
+    expected = (frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)).astype(dtype)
+    np.testing.assert_array_equal(got, expected)

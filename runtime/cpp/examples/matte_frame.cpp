@@ -1,58 +1,59 @@
-// Matte one frame against its captured background with a mattex engine.
+// Matte one image against its captured background: the C++ counterpart of
+// `mattex run MODEL frame.png background.png --out OUT_DIR`.
 //
-//   matte_frame bgm_resnet50_hd.engine frame.ppm background.ppm alpha.pgm
+//   matte_frame bgm_mobilenetv2_hd.onnx frame.png background.png out/
 //
-// Reads binary PPM (P6) images, writes the alpha matte as a binary PGM (P5).
-#include <cstdint>
-#include <fstream>
+// Writes out/pha.png (alpha), out/fgr.png (foreground) and out/com.png (the foreground on the
+// reference's green), each to a temporary name first. Frames whose sides are not a multiple of 4
+// are edge-padded for the model and cropped back, as mattex run does.
+#include <sys/stat.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "mattex/matter.hpp"
-
-namespace {
-
-// P6 -> planar float32 (3, H, W) in [0, 1].
-std::vector<float> readPpm(const std::string& path, int& width, int& height) {
-  std::ifstream in(path, std::ios::binary);
-  std::string magic;
-  int maxValue = 0;
-  in >> magic >> width >> height >> maxValue;
-  in.get();
-  if (!in || magic != "P6" || maxValue != 255) throw mattex::Error(path + ": expected a binary 8-bit PPM (P6)");
-  std::vector<unsigned char> rgb(static_cast<size_t>(width) * height * 3);
-  in.read(reinterpret_cast<char*>(rgb.data()), static_cast<std::streamsize>(rgb.size()));
-  std::vector<float> planar(rgb.size());
-  const size_t plane = static_cast<size_t>(width) * height;
-  for (size_t i = 0; i < plane; ++i) {
-    for (size_t c = 0; c < 3; ++c) planar[c * plane + i] = rgb[i * 3 + c] / 255.0f;
-  }
-  return planar;
-}
-
-}  // namespace
+#include "png_io.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::cerr << "usage: " << argv[0] << " ENGINE FRAME.ppm BACKGROUND.ppm ALPHA.pgm\n";
+    std::cerr << "usage: " << argv[0] << " MODEL FRAME.png BACKGROUND.png OUT_DIR\n"
+              << "example: " << argv[0] << " bgm_mobilenetv2_hd.onnx frame.png background.png out/\n";
     return 2;
   }
+  const std::string model = argv[1], outDir = argv[4];
   try {
-    int w = 0, h = 0, bw = 0, bh = 0;
-    const auto src = readPpm(argv[2], w, h);
-    const auto bgr = readPpm(argv[3], bw, bh);
-    if (w != bw || h != bh) throw mattex::Error("frame and background sizes differ");
-    auto matter = mattex::Matter::open(argv[1]);
-    std::vector<float> pha(static_cast<size_t>(w) * h), fgr(3 * pha.size());
-    matter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
-    std::ofstream out(argv[4], std::ios::binary);
-    out << "P5\n" << w << " " << h << "\n255\n";
-    for (float a : pha) out.put(static_cast<char>(static_cast<uint8_t>(a * 255.0f + 0.5f)));
-    std::cout << "wrote " << argv[4] << " (" << w << "x" << h << ")\n";
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    const example::Image src = example::readPng(argv[2]), bgr = example::readPng(argv[3]);
+    if (src.height != bgr.height || src.width != bgr.width) {
+      std::cerr << "error: the frame is " << src.width << "x" << src.height << " but the background is "
+                << bgr.width << "x" << bgr.height << "; they must be the same size\n";
+      return 2;
+    }
+    auto matter = mattex::Matter::open(model);
+    const int64_t multiple = matter->info().sizeMultiple;
+    const example::Image paddedSrc = example::padToMultiple(src, multiple);
+    const example::Image paddedBgr = example::padToMultiple(bgr, multiple);
+    const int64_t h = paddedSrc.height, w = paddedSrc.width;
+    std::vector<float> pha(h * w), fgr(3 * h * w);
+    matter->matteFrames(paddedSrc.pixels.data(), paddedBgr.pixels.data(), 1, h, w, pha.data(), fgr.data());
+
+    example::Image green{src.height, src.width, 3, std::vector<uint8_t>(src.height * src.width * 3)};
+    const uint8_t colour[3] = {120, 255, 155};  // the reference's composite background
+    for (size_t i = 0; i < green.pixels.size(); ++i) green.pixels[i] = colour[i % 3];
+    example::Image com, alpha, foreground;
+    example::compose(pha.data(), fgr.data(), 0, h, w, green, com, &alpha, &foreground);
+    mkdir(outDir.c_str(), 0777);  // an existing folder is fine; a failure shows when writing
+    example::writePng(outDir + "/pha.png", alpha);
+    example::writePng(outDir + "/fgr.png", foreground);
+    example::writePng(outDir + "/com.png", com);
+    std::cout << "matted " << src.width << "x" << src.height << " with " << matter->info().backend << " ("
+              << matter->info().precision << ") into " << outDir << "\n";
+    return 0;
+  } catch (const mattex::Error& error) {
+    std::cerr << "error: " << error.kind() << ": " << error.what() << "\n";
+    return 1;
+  } catch (const std::exception& error) {
+    std::cerr << "error: " << error.what() << "\n";
     return 1;
   }
-  return 0;
 }
