@@ -113,10 +113,14 @@ SHARED_EXPORTS = {
     "test_openvino.py",
 }
 
+# The C++ runtime's tests share its two CMake builds (tests/runtime/cpp/conftest.py): one group.
+CPP_GROUP = "runtime/cpp"
+
 # The groups that take longest (measured: `--durations`), longest first; the rest follow in
 # collection order.
 LONGEST_FIRST = (
     "test_doctor.py",
+    CPP_GROUP,
     *sorted(SHARED_EXPORTS),
     "test_export.py",
     "test_run.py",
@@ -137,14 +141,18 @@ def pytest_collection_modifyitems(config, items):
     # other worker idles. xdist hands groups out in collection order only with
     # --no-loadscope-reorder (pyproject.toml); by default it sorts them by their number of tests,
     # which put the 3-test doctor group, the longest, last.
-    items.sort(
-        key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else len(LONGEST_FIRST)
-    )
+    order = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(_group(item), len(LONGEST_FIRST)))
     for item in items:
-        name = item.path.name
-        item.add_marker(
-            pytest.mark.xdist_group("shared-exports" if name in SHARED_EXPORTS else item.nodeid.split("::")[0])
-        )
+        group = _group(item)
+        item.add_marker(pytest.mark.xdist_group("shared-exports" if group in SHARED_EXPORTS else group))
+
+
+def _group(item) -> str:
+    """A test file's name, or the group it belongs to."""
+    if item.path.parent.name == "cpp" and item.path.parent.parent.name == "runtime":
+        return CPP_GROUP
+    return item.path.name
 
 
 @pytest.hookimpl(trylast=True)

@@ -144,11 +144,6 @@ struct Matter::Impl {
   // mattex.runtime.io_spec.check_inputs for sizes and profiles.
   void checkShape(const void* src, const void* bgr, const void* pha, const void* fgr, int64_t b, int64_t h,
                   int64_t w) const {
-    const char* names[] = {"src", "bgr", "pha", "fgr"};
-    const void* pointers[] = {src, bgr, pha, fgr};
-    for (int i = 0; i < 4; ++i) {
-      if (!pointers[i]) throw Error(Status::InvalidArgument, std::string(names[i]) + " is a null pointer");
-    }
     if (b < 1 || h < 4 || w < 4) {
       throw InputShapeError("src and bgr need a batch of at least 1 and at least 4x4 pixels, got batch " +
                             std::to_string(b) + ", " + std::to_string(h) + "x" + std::to_string(w));
@@ -171,6 +166,12 @@ struct Matter::Impl {
         static_cast<double>(b) * h * w * 3 > 1e12) {
       throw InputShapeError("src/bgr shape (batch " + std::to_string(b) + ", height " + std::to_string(h) +
                             ", width " + std::to_string(w) + ") is larger than any frame buffer");
+    }
+    // After the sizes: an empty batch's buffers may well be null (an empty std::vector's are).
+    const char* names[] = {"src", "bgr", "pha", "fgr"};
+    const void* pointers[] = {src, bgr, pha, fgr};
+    for (int i = 0; i < 4; ++i) {
+      if (!pointers[i]) throw Error(Status::InvalidArgument, std::string(names[i]) + " is a null pointer");
     }
   }
 };

@@ -2,6 +2,7 @@
 // mattex.runtime.backends.openvino): the same compile settings, cache folder, refusals and
 // messages. Inputs and float32 outputs are wrapped, not copied: OpenVINO reads and writes the
 // caller's buffers.
+#include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
 
 #include <filesystem>
@@ -146,10 +147,12 @@ class OpenVinoBackend : public Backend {
     return ov::element::bf16;
   }
 
-  // The ONNX file through OpenVINO's ONNX reader (chosen by the .onnx suffix).
+  // The ONNX file through OpenVINO's ONNX frontend only, as Python reads it (core.read_model would
+  // also try its TensorFlow and Paddle readers on a file that is not ONNX, and print their errors).
   std::shared_ptr<ov::Model> read(const std::string& path) {
     try {
-      return core_.read_model(path);
+      const auto onnx = frontends_.load_by_framework("onnx");
+      return onnx->convert(onnx->load(path));
     } catch (const std::exception& e) {
       const std::string message = e.what();
       if (message.find("trt.plugins") != std::string::npos || message.find("TopkLastDim") != std::string::npos) {
@@ -183,6 +186,7 @@ class OpenVinoBackend : public Backend {
     return names.empty() ? std::string() : port.get_any_name();
   }
 
+  ov::frontend::FrontEndManager frontends_;  // declared before the model it reads: outlives it
   ov::Core core_;
   ov::CompiledModel compiled_;
   std::vector<bool> outputIsF32_;

@@ -1,10 +1,11 @@
 /* The C API from C (gcc), two ways:
  *   c_api_check                      ctest: the API's contract on the fake backend (statuses, last
  *                                    error, buffer counts, null handles), no file needed
- *   c_api_check MODEL DIR B H W KIND  runs MODEL on DIR/src.bin and DIR/bgr.bin (KIND float:
- *                                    float32 (B, 3, H, W); frames: uint8 (B, H, W, 3)) and writes
- *                                    DIR/pha.c.bin and DIR/fgr.c.bin (tests/runtime/cpp compares them
- *                                    with Python's Matter) */
+ *   c_api_check MODEL DIR            opens MODEL once and runs each case of DIR/cases, a line
+ *                                    "KIND B H W" (KIND float: float32 (B, 3, H, W); frames: uint8
+ *                                    (B, H, W, 3)), from DIR/<i>.src.bin and DIR/<i>.bgr.bin to
+ *                                    DIR/<i>.pha.c.bin and DIR/<i>.fgr.c.bin (tests/runtime/cpp
+ *                                    compares them with Python's Matter) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,41 +45,58 @@ static void write_file(const char* path, const void* data, size_t bytes) {
   fclose(f);
 }
 
-static int run_model(char** argv) {
-  const char* dir = argv[2];
-  int64_t b = atoll(argv[3]), h = atoll(argv[4]), w = atoll(argv[5]);
-  int frames = strcmp(argv[6], "frames") == 0;
+/* One case of DIR/cases (a line "KIND B H W"): DIR/<i>.src.bin, DIR/<i>.bgr.bin in,
+ * DIR/<i>.pha.c.bin, DIR/<i>.fgr.c.bin out. */
+static mattex_status run_case(mattex_matter* matter, const char* dir, int i, const char* kind, int64_t b, int64_t h,
+                              int64_t w) {
+  int frames = strcmp(kind, "frames") == 0;
   size_t n = (size_t)(b * h * w), input = 3 * n, element = frames ? 1 : sizeof(float);
   char path[4096];
-  snprintf(path, sizeof path, "%s/src.bin", dir);
+  snprintf(path, sizeof path, "%s/%d.src.bin", dir, i);
   void* src = read_file(path, input * element);
-  snprintf(path, sizeof path, "%s/bgr.bin", dir);
+  snprintf(path, sizeof path, "%s/%d.bgr.bin", dir, i);
   void* bgr = read_file(path, input * element);
   float* pha = malloc(n * sizeof(float));
   float* fgr = malloc(3 * n * sizeof(float));
-  mattex_matter* matter = NULL;
-  mattex_status status = mattex_open(argv[1], NULL, &matter);
+  mattex_status status = frames ? mattex_matte_frames(matter, src, bgr, input, b, h, w, pha, n, fgr, 3 * n)
+                                : mattex_run(matter, src, bgr, input, b, h, w, pha, n, fgr, 3 * n);
   if (status == MATTEX_OK) {
-    status = frames ? mattex_matte_frames(matter, src, bgr, input, b, h, w, pha, n, fgr, 3 * n)
-                    : mattex_run(matter, src, bgr, input, b, h, w, pha, n, fgr, 3 * n);
+    snprintf(path, sizeof path, "%s/%d.pha.c.bin", dir, i);
+    write_file(path, pha, n * sizeof(float));
+    snprintf(path, sizeof path, "%s/%d.fgr.c.bin", dir, i);
+    write_file(path, fgr, 3 * n * sizeof(float));
   }
+  free(src), free(bgr), free(pha), free(fgr);
+  return status;
+}
+
+static int run_model(const char* model, const char* dir) {
+  char path[4096], kind[16];
+  long long b, h, w;
+  snprintf(path, sizeof path, "%s/cases", dir);
+  FILE* cases = fopen(path, "r");
+  if (!cases) {
+    fprintf(stderr, "cannot read %s\n", path);
+    return 2;
+  }
+  mattex_matter* matter = NULL;
+  mattex_status status = mattex_open(model, NULL, &matter);
+  for (int i = 0; status == MATTEX_OK && fscanf(cases, "%15s %lld %lld %lld", kind, &b, &h, &w) == 4; ++i) {
+    status = run_case(matter, dir, i, kind, b, h, w);
+  }
+  fclose(cases);
+  mattex_close(matter);
   if (status != MATTEX_OK) {
     fprintf(stderr, "%s: %s\n", mattex_status_name(status), mattex_last_error());
     return 1;
   }
-  snprintf(path, sizeof path, "%s/pha.c.bin", dir);
-  write_file(path, pha, n * sizeof(float));
-  snprintf(path, sizeof path, "%s/fgr.c.bin", dir);
-  write_file(path, fgr, 3 * n * sizeof(float));
-  mattex_close(matter);
-  free(src), free(bgr), free(pha), free(fgr);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  if (argc == 7) return run_model(argv);
+  if (argc == 3) return run_model(argv[1], argv[2]);
   if (argc != 1) {
-    fprintf(stderr, "usage: %s [MODEL DIR B H W float|frames]\n", argv[0]);
+    fprintf(stderr, "usage: %s [MODEL DIR]\n", argv[0]);
     return 2;
   }
   mattex_testing_register_fake_backend();

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "../src/backend.hpp"
 #include "../src/half.hpp"
@@ -14,39 +14,48 @@
 namespace mattex::testing {
 namespace {
 
-using Json = nlohmann::json;
-
 class FakeBackend : public detail::Backend {
  public:
   explicit FakeBackend(const std::string& path) {
-    std::ifstream file(path);
-    Json j;
-    try {
-      file >> j;
-    } catch (const Json::exception& e) {
-      throw ModelFileError(path + " is not a loadable fake model (" + e.what() + ")");
-    }
-    std::map<std::string, std::string> props;
-    const Json metadata = j.value("metadata_props", Json::object());  // kept: items() does not own it
-    for (const auto& [key, value] : metadata.items()) {
-      props[key] = value.get<std::string>();
-    }
     const std::string name = path.substr(path.find_last_of('/') + 1);
+    std::ifstream file(path);
+    std::map<std::string, std::string> props;
+    std::vector<std::string> inputs;
+    std::string dtype, line;
+    while (std::getline(file, line)) {
+      std::istringstream words(line);
+      std::string kind;
+      words >> kind;
+      if (kind == "dtype") {
+        words >> dtype;
+      } else if (kind == "inputs") {
+        for (std::string input; words >> input;) inputs.push_back(input);
+      } else if (kind == "prop") {
+        std::string key, value;
+        words >> key >> std::ws;
+        std::getline(words, value);
+        props[key] = value;
+      } else if (kind == "profile") {
+        Profile profile{};
+        for (int64_t* value : {&profile.min[0], &profile.min[1], &profile.min[2], &profile.opt[0], &profile.opt[1],
+                               &profile.opt[2], &profile.max[0], &profile.max[1], &profile.max[2]}) {
+          words >> *value;
+        }
+        if (!words) throw ModelFileError(name + " is not a loadable fake model (a profile needs 9 numbers)");
+        info.profiles.push_back(profile);
+      } else if (!kind.empty()) {
+        throw ModelFileError(name + " is not a loadable fake model (unknown line '" + kind + "')");
+      }
+    }
+    if (dtype.empty() || inputs.empty()) {
+      throw ModelFileError(name + " is not a loadable fake model (no dtype or inputs line)");
+    }
     info.precision = "fp32";
     detail::readMetadata(props, name, info);
     if (info.precision == "int8") throw BackendUnavailableError(name + ": the fake backend refuses int8 files");
-    detail::requireInputs(j.at("inputs").get<std::vector<std::string>>(), name);
-    detail::settleInputDtype(j.at("dtype").get<std::string>(), name, info);
+    detail::requireInputs(inputs, name);
+    detail::settleInputDtype(dtype, name, info);
     info.outputs = {"pha", "fgr"};
-    for (const auto& p : j.value("profiles", Json::array())) {  // as an engine's sidecar lists them
-      Profile profile{};
-      for (int i = 0; i < 3; ++i) {
-        profile.min[i] = p.at(0).at(i).get<int64_t>();
-        profile.opt[i] = p.at(1).at(i).get<int64_t>();
-        profile.max[i] = p.at(2).at(i).get<int64_t>();
-      }
-      info.profiles.push_back(profile);
-    }
   }
 
   void infer(const void* src, const void* bgr, int64_t b, int64_t h, int64_t w, float* pha, float* fgr) override {
@@ -84,32 +93,37 @@ void registerFakeBackend() {
   std::call_once(once, [] { detail::registerBackend({"fake", {".fake"}, "(tests only)", openFake}); });
 }
 
-std::string writeFakeModel(const std::string& path, const std::string& dtype, const std::string& extraProps,
-                           const std::string& inputs, bool mattexExport, const std::string& profiles) {
-  Json props = Json::object();
+std::string writeFakeModel(const std::string& path, const std::string& dtype, const Props& props,
+                           const std::vector<std::string>& inputs, bool mattexExport,
+                           const std::vector<Profile>& profiles) {
+  std::map<std::string, std::string> metadata;
   if (mattexExport) {
     const std::string io = dtype == "uint8" ? "uint8" : "float";
-    props = {{"mattex_version", "0.1.0"}, {"torch_version", "2.13.0"}, {"backbone", "mobilenetv2"},
-             {"backbone_scale", "0.25"}, {"refine_mode", "sampling"}, {"refine_sample_pixels", "1600"},
-             {"refine_k", "100"}, {"refine_threshold", "0.1"}, {"refine_kernel_size", "3"},
-             {"refine_prevent_oversampling", "true"}, {"weights", "demo 00"}, {"precision", "fp32"},
-             {"opset", "17"}, {"target", "onnxruntime"}, {"trace_size", "96x128"},
-             {"io_contract", "{\"outputs\": [\"pha\", \"fgr\"], \"height_width_multiple\": 4}"},
-             {"export_config", "{\"io\": \"" + io + "\", \"io_dtype\": \"" + (io == "uint8" ? "float32" : dtype) + "\"}"}};
+    metadata = {{"mattex_version", "0.1.0"}, {"torch_version", "2.13.0"}, {"backbone", "mobilenetv2"},
+                {"backbone_scale", "0.25"}, {"refine_mode", "sampling"}, {"refine_sample_pixels", "1600"},
+                {"refine_k", "100"}, {"refine_threshold", "0.1"}, {"refine_kernel_size", "3"},
+                {"refine_prevent_oversampling", "true"}, {"weights", "demo 00"}, {"precision", "fp32"},
+                {"opset", "17"}, {"target", "onnxruntime"}, {"trace_size", "96x128"},
+                {"io_contract", "{\"outputs\": [\"pha\", \"fgr\"], \"height_width_multiple\": 4}"},
+                {"export_config", "{\"io\": \"" + io + "\", \"io_dtype\": \"" + (io == "uint8" ? "float32" : dtype) + "\"}"}};
   }
-  if (!extraProps.empty()) {
-    const Json extra = Json::parse("{" + extraProps + "}");  // kept: items() does not own it
-    for (const auto& [key, value] : extra.items()) {
-      if (value.is_null()) {
-        props.erase(key);
-      } else {
-        props[key] = value;
-      }
+  for (const auto& [key, value] : props) {
+    if (value == kRemove) {
+      metadata.erase(key);
+    } else {
+      metadata[key] = value;
     }
   }
-  Json model = {{"inputs", Json::parse(inputs)}, {"dtype", dtype}, {"metadata_props", props}};
-  if (!profiles.empty()) model["profiles"] = Json::parse(profiles);
-  std::ofstream(path) << model.dump();
+  std::ofstream file(path);
+  file << "dtype " << dtype << "\ninputs";
+  for (const auto& input : inputs) file << " " << input;
+  file << "\n";
+  for (const auto& p : profiles) {
+    file << "profile";
+    for (const int64_t* values : {p.min, p.opt, p.max}) file << " " << values[0] << " " << values[1] << " " << values[2];
+    file << "\n";
+  }
+  for (const auto& [key, value] : metadata) file << "prop " << key << " " << value << "\n";
   return path;
 }
 

@@ -1,7 +1,8 @@
 // The C++ runtime driven from the Python suite (tests/runtime/cpp) and benchmarks/cpp_runtime.py:
 //   mattex_probe open MODEL [PRECISION]           -> "ok <backend> <precision> <io> <ioDtype> <arithmetic>"
 //                                                    or "<ErrorKind>: <message>" (exit 1)
-//   mattex_probe run MODEL DIR B H W float|frames -> DIR/pha.cpp.bin, DIR/fgr.cpp.bin from DIR/src.bin, bgr.bin
+//   mattex_probe run MODEL DIR                    -> each case of DIR/cases ("KIND B H W", as c_api_check):
+//                                                    DIR/<i>.pha.cpp.bin, <i>.fgr.cpp.bin from <i>.src.bin, <i>.bgr.bin
 //   mattex_probe loop MODEL H W N                 -> "rss <kB after 100 frames> <kB after N>"
 //   mattex_probe threads MODEL H W                -> "identical" when 4 threads sharing one Matter and 2
 //                                                    with their own give what one call alone gives
@@ -77,21 +78,28 @@ int openCommand(int argc, char** argv) {
   return 0;
 }
 
+// Each case of DIR/cases ("KIND B H W") through one Matter, as c_api_check does through the C API.
 int runCommand(char** argv) {
   const std::string dir = argv[3];
-  const int64_t b = std::atoll(argv[4]), h = std::atoll(argv[5]), w = std::atoll(argv[6]);
-  const size_t n = static_cast<size_t>(b * h * w);
-  std::vector<float> pha(n), fgr(3 * n);
   auto matter = mattex::Matter::open(argv[2]);
-  if (std::strcmp(argv[7], "frames") == 0) {
-    const auto src = readBinary<uint8_t>(dir + "/src.bin", 3 * n), bgr = readBinary<uint8_t>(dir + "/bgr.bin", 3 * n);
-    matter->matteFrames(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
-  } else {
-    const auto src = readBinary<float>(dir + "/src.bin", 3 * n), bgr = readBinary<float>(dir + "/bgr.bin", 3 * n);
-    matter->run(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
+  std::ifstream cases(dir + "/cases");
+  std::string kind;
+  int64_t b, h, w;
+  for (int i = 0; cases >> kind >> b >> h >> w; ++i) {
+    const std::string prefix = dir + "/" + std::to_string(i);
+    const size_t n = static_cast<size_t>(b * h * w);
+    std::vector<float> pha(n), fgr(3 * n);
+    if (kind == "frames") {
+      const auto src = readBinary<uint8_t>(prefix + ".src.bin", 3 * n);
+      const auto bgr = readBinary<uint8_t>(prefix + ".bgr.bin", 3 * n);
+      matter->matteFrames(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
+    } else {
+      const auto src = readBinary<float>(prefix + ".src.bin", 3 * n), bgr = readBinary<float>(prefix + ".bgr.bin", 3 * n);
+      matter->run(src.data(), bgr.data(), b, h, w, pha.data(), fgr.data());
+    }
+    writeBinary(prefix + ".pha.cpp.bin", pha);
+    writeBinary(prefix + ".fgr.cpp.bin", fgr);
   }
-  writeBinary(dir + "/pha.cpp.bin", pha);
-  writeBinary(dir + "/fgr.cpp.bin", fgr);
   return 0;
 }
 
@@ -175,7 +183,7 @@ int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   try {
     if (command == "open" && argc >= 3) return openCommand(argc, argv);
-    if (command == "run" && argc == 8) return runCommand(argv);
+    if (command == "run" && argc == 4) return runCommand(argv);
     if (command == "loop" && argc == 6) return loopCommand(argv);
     if (command == "threads" && argc == 5) return threadsCommand(argv);
     if (command == "time" && argc == 6) return timeCommand(argv);

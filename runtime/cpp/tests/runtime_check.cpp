@@ -81,31 +81,31 @@ int main() {
     open(model, o);
   });
   expectError("truncated fake file", Status::ModelFile, "not a loadable fake model", [&] {
-    write(dir + "/cut.fake", "{\"inputs\": [\"src\", ");
+    write(dir + "/cut.fake", "dtype float32\nprofile 1 8");
     open(dir + "/cut.fake");
   });
 
   // Metadata.
   expectError("foreign inputs", Status::ModelFile, "has inputs ['image', 'bgr'], not a mattex model ['src', 'bgr']",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/in.fake", "float32", "", "[\"image\", \"bgr\"]")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/in.fake", "float32", {}, {"image", "bgr"})); });
   expectError("malformed export_config", Status::ModelFile, "its mattex metadata 'export_config' is malformed",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/mc.fake", "float32", "\"export_config\": \"{nope\"")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mc.fake", "float32", {{"export_config", "{nope"}})); });
   expectError("export_config not a dict", Status::ModelFile, "expected a JSON dict",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/ml.fake", "float32", "\"export_config\": \"[1]\"")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/ml.fake", "float32", {{"export_config", "[1]"}})); });
   expectError("malformed int", Status::ModelFile, "'refine_k' is malformed",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/mi.fake", "float32", "\"refine_k\": \"many\"")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mi.fake", "float32", {{"refine_k", "many"}})); });
   expectError("malformed bool", Status::ModelFile, "'refine_prevent_oversampling' is malformed", [&] {
-    open(mattex::testing::writeFakeModel(dir + "/mb.fake", "float32", "\"refine_prevent_oversampling\": \"yes\""));
+    open(mattex::testing::writeFakeModel(dir + "/mb.fake", "float32", {{"refine_prevent_oversampling", "yes"}}));
   });
   expectError("missing keys", Status::ModelFile, "its mattex metadata lacks backbone, opset",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/mk.fake", "float32", "\"backbone\": null, \"opset\": null")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mk.fake", "float32", {{"backbone", mattex::testing::kRemove}, {"opset", mattex::testing::kRemove}})); });
   expectError("dtype against the contract", Status::ModelFile, "its inputs are float16 but its mattex metadata says float32", [&] {
-    open(mattex::testing::writeFakeModel(dir + "/dt.fake", "float16", "\"export_config\": \"{\\\"io_dtype\\\": \\\"float32\\\"}\""));
+    open(mattex::testing::writeFakeModel(dir + "/dt.fake", "float16", {{"export_config", "{\"io_dtype\": \"float32\"}"}}));
   });
   expectError("int8 refused", Status::BackendUnavailable, "refuses int8",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/q.fake", "float32", "\"precision\": \"int8\"")); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/q.fake", "float32", {{"precision", "int8"}})); });
   {
-    auto plain = open(mattex::testing::writeFakeModel(dir + "/plain.fake", "float32", "", "[\"src\", \"bgr\"]", false));
+    auto plain = open(mattex::testing::writeFakeModel(dir + "/plain.fake", "float32", {}, {"src", "bgr"}, false));
     expect("a file without mattex metadata runs as fp32 float", !plain->info().mattexExport &&
                                                                   plain->info().precision == "fp32" &&
                                                                   plain->info().io == "float");
@@ -148,8 +148,8 @@ int main() {
   run(2, 8, 12);
   expect("run: pha and fgr", std::fabs(pha[0] - 0.25f) < 1e-6f && fgr[7] == 0.5f);
 
-  const auto profiled = open(mattex::testing::writeFakeModel(dir + "/p.fake", "float32", "", "[\"src\", \"bgr\"]", true,
-                                                             "[[[1, 8, 8], [1, 8, 12], [2, 16, 16]]]"));
+  const auto profiled = open(mattex::testing::writeFakeModel(dir + "/p.fake", "float32", {}, {"src", "bgr"}, true,
+                                                             {mattex::Profile{{1, 8, 8}, {1, 8, 12}, {2, 16, 16}}}));
   expectError("outside the profiles", Status::InputShape,
               "src/bgr shape (batch 1, height 20, width 12) is outside the engine's profiles: batch 1..2, height 8..16, "
               "width 8..16",

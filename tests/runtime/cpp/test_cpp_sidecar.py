@@ -1,56 +1,16 @@
-"""The C++ runtime's sidecar reader and plan hash (no TensorRT needed), compiled here with g++
-against nlohmann_json and OpenSSL, which `.ci/run` installs from Debian's packages: a machine
-without them fails these tests, naming the packages, rather than skipping them. The TensorRT
-half of the C++ runtime builds in CI only where TensorRT's headers exist."""
-
-import shutil
-import subprocess
-from pathlib import Path
+"""The C++ runtime's sidecar reader and plan hash against the Python runtime's (no TensorRT
+needed): runtime/cpp/tests/sidecar_check, from the AddressSanitizer build (conftest.py), so the
+fuzzing below also checks the reader for memory errors and leaks."""
 
 import pytest
 
 from mattex.runtime import Profile
 from mattex.runtime.sidecar import Sidecar, sha256_file
 
-CPP = Path(__file__).resolve().parents[2] / "runtime" / "cpp"
-
-
-def _missing() -> str | None:
-    if shutil.which("g++") is None:
-        return "no g++"
-    for header in ("/usr/include/nlohmann/json.hpp", "/usr/include/openssl/evp.h"):
-        if not Path(header).is_file():
-            return f"{header}"
-    return None
-
 
 @pytest.fixture(scope="module")
-def sidecar_check(tmp_path_factory):
-    missing = _missing()
-    if missing is not None:
-        pytest.fail(
-            f"the C++ tests need {missing}: apt-get install g++ nlohmann-json3-dev libssl-dev (.ci/run does)",
-            pytrace=False,
-        )
-    exe = tmp_path_factory.mktemp("cpp") / "sidecar_check"
-    subprocess.run(
-        [
-            "g++",
-            "-std=c++17",
-            "-Wall",
-            "-Werror",
-            "-I",
-            str(CPP / "include"),
-            str(CPP / "src" / "sidecar.cpp"),
-            str(CPP / "tests" / "sidecar_check.cpp"),
-            "-lcrypto",
-            "-o",
-            str(exe),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return exe
+def sidecar_check(asan_build):
+    return asan_build
 
 
 def write_engine(tmp_path, content=b"a raw TensorRT plan"):
@@ -72,19 +32,19 @@ def write_engine(tmp_path, content=b"a raw TensorRT plan"):
 
 def test_cpp_reads_the_python_sidecar_and_hashes_the_plan_alike(sidecar_check, tmp_path):
     engine = write_engine(tmp_path)
-    out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
+    out = sidecar_check.run("sidecar_check", engine)
     assert out.stdout.split() == ["tensorrt", "10.13.0", "8.9", "1", "match", "accepts"]
     engine.write_bytes(b"a raw TensorRT plan, corrupted")
-    out = subprocess.run([sidecar_check, engine], capture_output=True, text=True, check=True)
+    out = sidecar_check.run("sidecar_check", engine)
     assert out.stdout.split()[4] == "mismatch"
 
 
 def test_cpp_refuses_a_missing_or_foreign_sidecar(sidecar_check, tmp_path):
     (tmp_path / "x.engine").write_bytes(b"plan")
-    out = subprocess.run([sidecar_check, tmp_path / "x.engine"], capture_output=True, text=True)
+    out = sidecar_check.run("sidecar_check", tmp_path / "x.engine", check=False)
     assert out.returncode == 1 and "no sidecar" in out.stderr
     (tmp_path / "x.engine.json").write_text('{"format": "something-else"}')
-    out = subprocess.run([sidecar_check, tmp_path / "x.engine"], capture_output=True, text=True)
+    out = sidecar_check.run("sidecar_check", tmp_path / "x.engine", check=False)
     assert out.returncode == 1 and "not a mattex sidecar" in out.stderr
 
 
@@ -108,7 +68,7 @@ def write_rtx_engine(tmp_path, targets):
 
 
 def run_check(sidecar_check, engine, *environment):
-    return subprocess.run([sidecar_check, engine, *map(str, environment)], capture_output=True, text=True)
+    return sidecar_check.run("sidecar_check", engine, *environment, check=False)
 
 
 def test_cpp_reads_an_rtx_sidecar_built_without_a_gpu(sidecar_check, tmp_path):
@@ -173,7 +133,7 @@ def test_cpp_sidecar_reader_survives_fuzzing(sidecar_check, tmp_path):
         index = int(at * len(valid))
         data = valid[:index] if cut else valid[:index] + patch + valid[index + len(patch) :]
         (tmp_path / "m.engine.json").write_bytes(data)
-        out = subprocess.run([sidecar_check, engine], capture_output=True, timeout=10)  # bytes: messages may quote them
+        out = sidecar_check.run("sidecar_check", engine, check=False)
         assert out.returncode in (0, 1), (out.returncode, out.stderr[-500:])
         if out.returncode == 1:
             assert out.stderr.strip()
@@ -220,9 +180,9 @@ def test_cpp_sidecar_reader_survives_fields_of_the_wrong_type(sidecar_check, tmp
                 data[key] = value
         (tmp_path / "m.engine.json").write_text(json.dumps(data))
         for environment in environments:
-            out = subprocess.run([sidecar_check, engine, *environment], capture_output=True, timeout=10)
+            out = sidecar_check.run("sidecar_check", engine, *environment, check=False)
             assert out.returncode in (0, 1), (out.returncode, data, out.stderr[-500:])
             if out.returncode == 1:
-                assert out.stderr.startswith(b"error: ") and len(out.stderr.strip()) > len(b"error:"), out.stderr
+                assert out.stderr.startswith("error: ") and len(out.stderr.strip()) > len("error:"), out.stderr
 
     one()
