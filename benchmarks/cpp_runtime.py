@@ -1,0 +1,170 @@
+"""The C++ runtime against the Python runtime on the same backend (OpenVINO, CPU), same file,
+same frame, in one process.
+
+    python benchmarks/cpp_runtime.py --json benchmarks/results_cpp_runtime_cpu.json
+    python benchmarks/cpp_runtime.py --backbones mobilenetv2 --rounds 5
+
+Builds runtime/cpp in Release (CMake, against the installed `openvino` wheel), then for each
+backbone at HD (k = 5,000, seeded random weights with every patch eligible, as cpu_backends.py)
+exports the fp32 file and times, round by round on one 1080x1920 frame:
+- Python's `Matter.open(path, backend="openvino")` - baseline;
+- the C++ `mattex::Matter::run`, through the C API (`mattex_run`, called with ctypes: the C++
+  runtime in the same process, so both share the machine's state round by round).
+Then, in a C++ process of its own (`mattex_probe time`), `Matter::run` against the bare OpenVINO
+infer call on the same compiled settings: the C++ runtime's own cost per frame (checks, value
+scan, tensor wrapping). Both runtimes compile with the same settings (f32, LATENCY, the same
+threads). The CPU's model and instruction sets are printed beside every figure.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_speed import _every_patch_eligible  # noqa: E402
+from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, parse_and_prepare  # noqa: E402
+
+from mattex.exporter.config import ExportConfig  # noqa: E402
+from mattex.exporter.export import export_onnx  # noqa: E402
+from mattex.measure.machine import describe_machine  # noqa: E402
+from mattex.model.sources import WeightsSource  # noqa: E402
+from mattex.runtime import Matter  # noqa: E402
+
+CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
+
+
+def build_release(folder: Path) -> Path:
+    """runtime/cpp in Release with its test programs (mattex_probe), no examples."""
+    for command in (
+        ["cmake", "-S", CPP, "-B", folder, "-DCMAKE_BUILD_TYPE=Release", "-DMATTEX_BUILD_EXAMPLES=OFF",
+         f"-DPython3_EXECUTABLE={sys.executable}"],
+        ["cmake", "--build", folder, "-j", str(os.cpu_count() or 2)],
+    ):  # fmt: skip
+        subprocess.run(list(map(str, command)), check=True, capture_output=True)
+    return folder
+
+
+class CppMatter:
+    """The C++ runtime's Matter through its C API (mattex.h), as a binding would call it."""
+
+    class Options(ctypes.Structure):
+        _fields_ = [
+            ("backend", ctypes.c_char_p),
+            ("inference_precision", ctypes.c_char_p),
+            ("threads", ctypes.c_int),
+            ("cache_dir", ctypes.c_char_p),
+            ("check_values", ctypes.c_int),
+            ("device", ctypes.c_int),
+        ]
+
+    def __init__(self, library: Path, model: Path, threads: int, cache_dir: Path):
+        self.lib = lib = ctypes.CDLL(str(library))
+        size, i64, ptr = ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p
+        lib.mattex_options_init.argtypes = [ctypes.POINTER(self.Options)]
+        lib.mattex_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(self.Options), ctypes.POINTER(ptr)]
+        lib.mattex_run.argtypes = [ptr, ptr, ptr, size, i64, i64, i64, ptr, size, ptr, size]
+        lib.mattex_last_error.restype = ctypes.c_char_p
+        options = self.Options()
+        lib.mattex_options_init(ctypes.byref(options))
+        options.threads, options.cache_dir = threads, str(cache_dir).encode()
+        self.handle = ctypes.c_void_p()
+        if lib.mattex_open(str(model).encode(), ctypes.byref(options), ctypes.byref(self.handle)) != 0:
+            raise RuntimeError(lib.mattex_last_error().decode())
+
+    def runner(self, src, bgr):
+        import numpy as np
+
+        batch, _, height, width = src.shape
+        pha = np.empty((batch, 1, height, width), np.float32)
+        fgr = np.empty((batch, 3, height, width), np.float32)
+        arguments = (self.handle, src.ctypes.data, bgr.ctypes.data, src.size, batch, height, width,
+                     pha.ctypes.data, pha.size, fgr.ctypes.data, fgr.size)  # fmt: skip
+
+        def run():
+            if self.lib.mattex_run(*arguments) != 0:
+                raise RuntimeError(self.lib.mattex_last_error().decode())
+
+        return run
+
+
+def cpp_overhead(build: Path, model: Path, threads: int, rounds: int, cache_dir: Path) -> dict:
+    """Matter::run against the bare infer call, medians in ms, from a C++ process."""
+    env = {**os.environ, "MATTEX_THREADS": str(threads), "MATTEX_CACHE": str(cache_dir.parent)}
+    out = subprocess.run(
+        [build / "tests" / "mattex_probe", "time", model, "1080", "1920", str(rounds)],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    label, run_ms, infer_ms = out.stdout.split()
+    assert label == "ms"
+    return {"matter_run_ms": round(float(run_ms), 2), "bare_infer_ms": round(float(infer_ms), 2)}
+
+
+def bench(backbone: str, args, build: Path, folder: Path) -> list[dict]:
+    config = ExportConfig.from_preset("hd", backbone=backbone)
+    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_eligible.pth")
+    model = folder / f"{backbone}_hd_fp32.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(config, model, weights=weights)
+    src, bgr = bench_frame(config.height, config.width)
+    cache = folder / "openvino"
+    python = Matter.open(model, backend="openvino", threads=args.threads, cache_dir=cache)
+    cpp = CppMatter(next(build.glob("libmattex.so.*.*.*")), model, args.threads, cache)
+    runners = {
+        "python Matter, openvino (baseline)": lambda: python(src, bgr),
+        "c++ Matter::run, openvino (C API)": cpp.runner(src, bgr),
+    }
+    times = alone_and_interleaved(runners, args.rounds)
+    baseline = times[next(iter(runners))]["interleaved"]
+    overhead = cpp_overhead(build, model, args.threads, args.rounds, cache)
+    rows = []
+    for name, t in times.items():
+        median = t["interleaved"]
+        rows.append(
+            {
+                "backbone": backbone,
+                "resolution": "hd",
+                "runner": name,
+                "ms_per_frame": round(1000 * median, 1),
+                "min_ms": round(1000 * min(t["samples"]), 1),
+                "ms_alone": round(1000 * t["alone"], 1),
+                "vs_python": round(median / baseline, 3),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    overhead_row = {
+        "backbone": backbone,
+        "resolution": "hd",
+        "runner": "c++ process: Matter::run vs bare OpenVINO infer",
+        **overhead,
+        "overhead_ms": round(overhead["matter_run_ms"] - overhead["bare_infer_ms"], 2),
+    }
+    print(json.dumps(overhead_row), flush=True)
+    return rows + [overhead_row]
+
+
+def main() -> None:
+    parser = cpu_benchmark_arguments(__doc__)
+    parser.set_defaults(resolutions=["hd"], rounds=10)
+    args = parse_and_prepare(parser)
+    machine = describe_machine()
+    print(f"CPU: {machine['cpu']}, {args.threads} threads, {' + '.join(machine['instruction_sets'])}")
+    result = {"machine": machine, "threads": args.threads, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        build = build_release(folder / "build")
+        for backbone in args.backbones:
+            result["rows"] += bench(backbone, args, build, folder)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
