@@ -10,7 +10,7 @@ exports the fp32 file and times, round by round on one 1080x1920 frame:
 - Python's `Matter.open(path, backend="openvino")` - baseline;
 - the C++ `mattex::Matter::run`, through the C API (`mattex_run`, called with ctypes: the C++
   runtime in the same process, so both share the machine's state round by round).
-Then, in a C++ process of its own (`mattex_probe time`), `Matter::run` against the bare OpenVINO
+Then, in a C++ process of its own (`mattex_overhead`), `Matter::run` against the bare OpenVINO
 infer call on the same compiled settings: the C++ runtime's own cost per frame (checks, value
 scan, tensor wrapping). Both runtimes compile with the same settings (f32, LATENCY, the same
 threads). The CPU's model and instruction sets are printed beside every figure.
@@ -41,9 +41,10 @@ CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
 
 
 def build_release(folder: Path) -> Path:
-    """runtime/cpp in Release with its test programs (mattex_probe), no examples."""
+    """runtime/cpp in Release with mattex_overhead, no examples."""
     for command in (
         ["cmake", "-S", CPP, "-B", folder, "-DCMAKE_BUILD_TYPE=Release", "-DMATTEX_BUILD_EXAMPLES=OFF",
+         "-DMATTEX_BUILD_BENCHMARKS=ON",
          f"-DPython3_EXECUTABLE={sys.executable}"],
         ["cmake", "--build", folder, "-j", str(os.cpu_count() or 2)],
     ):  # fmt: skip
@@ -98,7 +99,7 @@ def cpp_overhead(build: Path, model: Path, threads: int, rounds: int, cache_dir:
     """Matter::run against the bare infer call, medians in ms, from a C++ process."""
     env = {**os.environ, "MATTEX_THREADS": str(threads), "MATTEX_CACHE": str(cache_dir.parent)}
     out = subprocess.run(
-        [build / "tests" / "mattex_probe", "time", model, "1080", "1920", str(rounds)],
+        [build / "tests" / "mattex_overhead", model, "1080", "1920", str(rounds)],
         capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     label, run_ms, infer_ms = out.stdout.split()

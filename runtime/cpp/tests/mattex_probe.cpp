@@ -1,4 +1,4 @@
-// The C++ runtime driven from the Python suite (tests/runtime/cpp) and benchmarks/cpp_runtime.py:
+// The C++ runtime driven from the Python suite (tests/runtime/cpp):
 //   mattex_probe open MODEL [PRECISION]           -> "ok <backend> <precision> <io> <ioDtype> <arithmetic>"
 //                                                    or "<ErrorKind>: <message>" (exit 1)
 //   mattex_probe run MODEL DIR                    -> each case of DIR/cases ("KIND B H W", as c_api_check):
@@ -6,10 +6,7 @@
 //   mattex_probe loop MODEL H W N                 -> "rss <kB after 100 frames> <kB after N>"
 //   mattex_probe threads MODEL H W                -> "identical" when 4 threads sharing one Matter and 2
 //                                                    with their own give what one call alone gives
-//   mattex_probe time MODEL H W ROUNDS            -> "ms <median Matter::run> <median bare infer>" (OpenVINO:
-//                                                    the same compiled settings, no mattex in between)
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,11 +19,6 @@
 #include "fake_backend.hpp"
 #include "mattex/matter.hpp"
 
-#ifdef MATTEX_WITH_OPENVINO
-#include <openvino/openvino.hpp>
-
-#include "../src/environment.hpp"
-#endif
 
 namespace {
 
@@ -61,11 +53,6 @@ void frames(int64_t b, int64_t h, int64_t w, std::vector<float>& src, std::vecto
     bgr[i] = static_cast<float>((i * 7919) % 1000) / 999.0f;
     src[i] = (i / static_cast<size_t>(w)) % 3 ? bgr[i] : static_cast<float>((i * 104729) % 997) / 996.0f;
   }
-}
-
-double medianMs(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 int openCommand(int argc, char** argv) {
@@ -142,40 +129,6 @@ int threadsCommand(char** argv) {
   return identical ? 0 : 1;
 }
 
-int timeCommand(char** argv) {
-  const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]);
-  const int rounds = std::atoi(argv[5]);
-  auto matter = mattex::Matter::open(argv[2]);
-  std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
-  frames(1, h, w, src, bgr);
-  using Clock = std::chrono::steady_clock;
-  std::vector<double> runMs, inferMs;
-#ifdef MATTEX_WITH_OPENVINO
-  // The bare OpenVINO call, compiled as the backend compiles it, on the same tensors.
-  ov::Core core;
-  core.set_property(ov::cache_dir(mattex::detail::defaultCacheDir()));
-  ov::AnyMap config{ov::hint::inference_precision(ov::element::f32),
-                    ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
-  if (mattex::detail::defaultThreads() > 0) config.emplace(ov::inference_num_threads(mattex::detail::defaultThreads()));
-  auto request = core.compile_model(argv[2], "CPU", config).create_infer_request();
-  const ov::Shape shape{1, 3, size_t(h), size_t(w)};
-  request.set_tensor("src", ov::Tensor(ov::element::f32, shape, src.data()));
-  request.set_tensor("bgr", ov::Tensor(ov::element::f32, shape, bgr.data()));
-#endif
-  for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms both up
-    auto start = Clock::now();
-    matter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
-    if (r) runMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-#ifdef MATTEX_WITH_OPENVINO
-    start = Clock::now();
-    request.infer();
-    if (r) inferMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-#endif
-  }
-  std::cout << "ms " << medianMs(runMs) << " " << (inferMs.empty() ? 0.0 : medianMs(inferMs)) << "\n";
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -186,11 +139,10 @@ int main(int argc, char** argv) {
     if (command == "run" && argc == 4) return runCommand(argv);
     if (command == "loop" && argc == 6) return loopCommand(argv);
     if (command == "threads" && argc == 5) return threadsCommand(argv);
-    if (command == "time" && argc == 6) return timeCommand(argv);
   } catch (const mattex::Error& e) {
     std::cout << e.kind() << ": " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: mattex_probe open|run|loop|threads|time ... (see the source)\n";
+  std::cerr << "usage: mattex_probe open|run|loop|threads ... (see the source)\n";
   return 2;
 }

@@ -74,3 +74,48 @@ def test_examples_refuse_bad_inputs_with_a_message_and_leave_nothing(cpp_build, 
     out = cpp_build.run("matte_video", cpp_models["fp32"], missing_video, background, tmp_path / "c.mp4", check=False)
     assert out.returncode == 1 and "cannot open" in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]
+
+
+def test_matte_video_stops_on_sigterm_keeping_a_whole_file(cpp_build, cpp_models, tmp_path):
+    """A container stop: SIGTERM while matte_video waits on its input (a pipe we hold open) ends
+    it with the stop status (130) and a finished com.mp4, no temporary left. Deterministic: the
+    signal is sent once the output's temporary exists (the handler is installed before it), and
+    the input ends only after the signal."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    fifo = tmp_path / "clip.y4m"
+    os.mkfifo(fifo)
+    background = tmp_path / "bg.png"
+    Image.new("RGB", (WIDTH, HEIGHT), (40, 90, 160)).save(background)
+    out = tmp_path / "com.mp4"
+    process = subprocess.Popen(
+        [cpp_build.tool("matte_video"), cpp_models["fp32"], fifo, background, out, "2"],
+        env=cpp_build.env(MATTEX_CACHE=str(tmp_path / "cache")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(fifo, "wb") as pipe:  # y4m streams through a pipe (mp4 needs to seek)
+            pipe.write(f"YUV4MPEG2 W{WIDTH} H{HEIGHT} F24:1 Ip A1:1 C444\n".encode())
+            rng = np.random.default_rng(0)
+            for _ in range(6):
+                pipe.write(b"FRAME\n" + rng.integers(0, 256, 3 * HEIGHT * WIDTH, dtype=np.uint8).tobytes())
+            pipe.flush()
+            partial = tmp_path / "com.mp4.partial.mp4"
+            deadline = time.monotonic() + 60
+            while not partial.exists():
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (stdout, stderr)
+    assert stdout.startswith("stopped: matted ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bg.png", "cache", "clip.y4m", "com.mp4"]
+    frames = int(stdout.split()[2])
+    assert len(decoded(out)) == frames
