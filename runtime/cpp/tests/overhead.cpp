@@ -1,6 +1,9 @@
 // The C++ runtime's own cost per frame, for benchmarks/cpp_runtime.py (built with
 // -DMATTEX_BUILD_BENCHMARKS=ON):
-//   mattex_overhead MODEL H W ROUNDS -> "ms <median Matter::run> <median bare infer>"
+//   mattex_overhead MODEL H W ROUNDS -> "ms <run> <infer> <unchecked> <run - infer> <unchecked - infer>":
+//   medians of Matter::run, the bare infer, Matter::run without the value scan (checkValues false),
+//   and of the per-round differences (each round runs all three back to back, so a drift of the
+//   machine's speed cancels out of a difference)
 // The bare call is OpenVINO's infer on a model compiled with the backend's settings (f32,
 // LATENCY, MATTEX_THREADS), on the same input tensors: what Matter::run adds is its checks, its
 // value scan and the wrapping of the caller's buffers.
@@ -34,10 +37,13 @@ double medianMs(std::vector<double> ms) {
 
 int measure(const char* model, int64_t h, int64_t w, int rounds) {
   auto matter = mattex::Matter::open(model);
+  mattex::Options unchecked;
+  unchecked.checkValues = false;
+  auto uncheckedMatter = mattex::Matter::open(model, unchecked);
   std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
   frames(1, h, w, src, bgr);
   using Clock = std::chrono::steady_clock;
-  std::vector<double> runMs, inferMs;
+  std::vector<double> runMs, inferMs, uncheckedMs;
   // The bare OpenVINO call, compiled as the backend compiles it, on the same tensors.
   ov::Core core;
   core.set_property(ov::cache_dir(mattex::detail::defaultCacheDir()));
@@ -55,8 +61,17 @@ int measure(const char* model, int64_t h, int64_t w, int rounds) {
     start = Clock::now();
     request.infer();
     if (r) inferMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    start = Clock::now();
+    uncheckedMatter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
+    if (r) uncheckedMs.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   }
-  std::cout << "ms " << medianMs(runMs) << " " << medianMs(inferMs) << "\n";
+  std::vector<double> runOver, uncheckedOver;
+  for (size_t i = 0; i < runMs.size(); ++i) {
+    runOver.push_back(runMs[i] - inferMs[i]);
+    uncheckedOver.push_back(uncheckedMs[i] - inferMs[i]);
+  }
+  std::cout << "ms " << medianMs(runMs) << " " << medianMs(inferMs) << " " << medianMs(uncheckedMs) << " "
+            << medianMs(runOver) << " " << medianMs(uncheckedOver) << "\n";
   return 0;
 }
 
