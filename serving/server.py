@@ -160,7 +160,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
     require("serve", "mattex serve")
     config.validate()
     from pytriton.model_config import DynamicBatcher, ModelConfig
-    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+    from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
     for option in ("http_port", "grpc_port", "metrics_port"):
         _check_port_free(config.address, getattr(config, option), option)
@@ -187,8 +187,13 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
     # PyTriton guards these APIs with a token; statistics (per-model counts, batch sizes) stay open
     # beside the Prometheus metrics, the ones that change the server stay guarded.
     security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+    # Ready only when the model is: PyTriton's default starts Triton, which reports ready with no
+    # model, and then loads the model into it (a window where /v2/health/ready says 200 and
+    # inference fails). With a local model store, bind() writes the model before Triton starts,
+    # Triton loads it at startup, and its strict readiness holds ready back until then.
+    policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
     try:
-        triton = Triton(config=triton_config, security_config=security)
+        triton = Triton(config=triton_config, security_config=security, triton_lifecycle_policy=policy)
     except Exception as e:  # PyTriton's own errors: ports taken, binary missing
         raise BackendUnavailableError(f"Triton did not start: {e}") from None
     with triton:
@@ -200,7 +205,10 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
             config=model_config,
             strict=True,
         )
-        triton.run()
+        try:
+            triton.run()
+        except Exception as e:  # Triton exited or never became ready: never a live server without its model
+            raise BackendUnavailableError(f"Triton did not load the model {config.name!r}: {e}") from None
         on_ready(config.urls)
         try:
             while triton.is_alive():

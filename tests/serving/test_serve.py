@@ -36,18 +36,46 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def http_ready(url: str) -> bool:
+    try:
+        return urllib.request.urlopen(url, timeout=1).status == 200
+    except OSError:  # refused, or 400 (HTTPError): not ready
+        return False
+
+
+def grpc_ready(client, model: str | None = None) -> bool:
+    try:
+        return client.is_model_ready(model) if model else client.is_server_ready()
+    except Exception:  # InferenceServerException: refused or not up yet
+        return False
+
+
+def watch_readiness(http: str, grpc: str, process: subprocess.Popen, timeout_s: float = 90) -> list[tuple]:
+    """Poll server and model readiness over HTTP and gRPC every 50 ms from launch until the model
+    is ready and has stayed so for a second; returns the timeline: (seconds, server ready over
+    HTTP, model ready over HTTP, server ready over gRPC, model ready over gRPC) at each change.
+    The server is asked first, the model second: a model never becomes unready while starting,
+    so "server ready, model not" is a real moment, not an artefact of the order."""
+    client = grpcclient.InferenceServerClient(grpc.removeprefix("grpc://"))
+    started, timeline, ready_since = time.monotonic(), [], None
+    while time.monotonic() - started < timeout_s:
         if process.poll() is not None:
             raise AssertionError(f"the server exited with {process.returncode}:\n{process.stderr.read()[-3000:]}")
-        try:
-            if urllib.request.urlopen(f"{url}/v2/models/matte/ready", timeout=1).status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server was not ready in time")
+        state = (
+            http_ready(f"{http}/v2/health/ready"),
+            http_ready(f"{http}/v2/models/matte/ready"),
+            grpc_ready(client),
+            grpc_ready(client, "matte"),
+        )
+        now = time.monotonic() - started
+        if not timeline or state != timeline[-1][1:]:
+            timeline.append((round(now, 2), *state))
+        ready_since = (ready_since or now) if all(state) else None
+        if ready_since is not None and now - ready_since >= 1:
+            client.close()
+            return timeline
+        time.sleep(0.05)
+    raise AssertionError(f"the server was not ready in {timeout_s} s: {timeline}")
 
 
 def leftovers(tmp) -> set:
@@ -86,8 +114,9 @@ def server(small_file, tmp_path_factory):
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
-        wait_ready(url, process)
+        timeline = watch_readiness(url, f"grpc://127.0.0.1:{grpc_port}", process)
         yield {
+            "readiness": timeline,
             "process": process,
             "http": url,
             "grpc": f"grpc://127.0.0.1:{grpc_port}",
@@ -108,6 +137,17 @@ def frames(seed: int, batch: int = 1, h: int = H, w: int = W):
     src = bgr.copy()
     src[:, h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
     return src, bgr
+
+
+def test_the_server_is_ready_only_when_its_model_is(server):
+    """Triton's contract, which a load balancer or a Kubernetes readiness probe relies on: from
+    the first poll on, no moment where the server says ready (HTTP or gRPC) and the model does
+    not. PyTriton loaded the model into an already ready server; mattex writes the model into
+    its store before Triton starts, so Triton loads it at startup (strict readiness)."""
+    timeline = server["readiness"]
+    early = [t for t in timeline if (t[1] and not t[2]) or (t[3] and not t[4])]
+    assert not early, timeline
+    assert timeline[-1][1:] == (True, True, True, True)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
