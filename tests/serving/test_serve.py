@@ -322,3 +322,37 @@ def test_sigterm_stops_it_cleanly_within_10_s(server):
     assert took <= 10, took
     assert leftovers(server["tmp"]) <= server["before"], leftovers(server["tmp"]) - server["before"]
     assert "serving small.onnx as 'matte': http http://127.0.0.1:" in stderr
+
+
+def test_a_model_triton_does_not_load_is_a_typed_error_not_a_live_server(small_file, monkeypatch):
+    """Triton exiting or never becoming ready while it loads the model ends serve() with
+    BackendUnavailableError naming the model (the CLI's exit 2), and Triton is stopped."""
+    import pytriton.triton
+
+    from mattex.errors import BackendUnavailableError
+    from mattex.serving.server import ServeConfig, serve
+
+    stopped = []
+
+    class TritonThatNeverLoads:  # PyTriton's Triton as far as serve() uses it; run() fails as it does
+        def __init__(self, **_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            stopped.append(True)
+
+        def bind(self, *_, **__):
+            pass
+
+        def run(self):
+            raise TimeoutError("Triton Inference Server is not ready after timeout.")
+
+    monkeypatch.setattr(pytriton.triton, "Triton", TritonThatNeverLoads)
+    http_port, grpc_port, metrics_port = free_ports(3)
+    config = ServeConfig(small_file, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    with pytest.raises(BackendUnavailableError, match="Triton did not load the model 'matte': Triton Inference"):
+        serve(config, on_ready=lambda urls: pytest.fail("reported ready"))
+    assert stopped == [True]
