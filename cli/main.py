@@ -9,7 +9,7 @@ import typer
 
 import mattex
 
-from . import bench, build, check, data, doctor, evaluate, export, info, run, serve, triton_repo, verify
+from . import bench, build, cache, check, data, doctor, evaluate, export, info, run, serve, triton_repo, verify
 from .common import console
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ for name, module in (
 ):
     app.command(name, short_help=module.SHORT_HELP)(module.command)
 app.add_typer(data.app, name="data")
+app.add_typer(cache.app, name="cache")
 
 
 def _version(value: bool) -> None:

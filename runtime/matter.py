@@ -44,7 +44,7 @@ class Matter:
         RTX (options: `runtime_cache=PATH`, `cuda_graph`, `device`). An `.onnx` file runs on
         `backend` "onnxruntime" (options: `providers`, default TensorRT EP, CUDA EP, CPU,
         whichever exist; `threads`; `spinning`) or "openvino" (`inference_precision` f32 or
-        bf16, `threads`, `cache_dir`); without one, on the faster that can run it here: ONNX
+        bf16, `threads`, `cache_dir`, `cache_max_size`); without one, on the faster that can run it here: ONNX
         Runtime with a GPU provider, else OpenVINO for fp32/fp16 files where it is installed,
         else ONNX Runtime (int8 files)."""
         path = Path(path)

@@ -11,6 +11,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/helpers.py
 
 
 def pytest_configure(config):
+    if "PYTEST_XDIST_WORKER" not in os.environ and "MATTEX_CACHE" not in os.environ:
+        # The suite's compiled models go to a cache of its own (the workers inherit it), not the
+        # user's: its size is reported at the end (pytest_terminal_summary) and it is removed.
+        import tempfile
+
+        os.environ["MATTEX_CACHE"] = config._mattex_cache = tempfile.mkdtemp(prefix="mattex-suite-cache-")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         # Two workers on two cores: one thread each for torch, ONNX Runtime and OpenVINO (and
@@ -23,6 +29,25 @@ def pytest_configure(config):
     # time on 2 cores). In this process by mallopt, in the processes a test starts by variable.
     keep_freed_memory(True)
     os.environ.update(KEEP_FREED_MEMORY_ENV)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    folder = getattr(config, "_mattex_cache", None)
+    if folder is None:
+        return
+    from mattex.runtime.model_cache import entries, openvino_cache_dir
+
+    found = entries(openvino_cache_dir())
+    size = sum(e.size for e in found) / 1024**2
+    terminalreporter.write_line(f"mattex model cache after the suite: {len(found)} entries, {size:.1f} MB")
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_mattex_cache", None)
+    if folder is not None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

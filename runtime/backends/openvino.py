@@ -3,13 +3,12 @@
 OpenVINO runs int8 files (Q/DQ nodes) with its int8 kernels and fp16 files with their weights
 decompressed; the arithmetic precision of float layers is an explicit choice, `f32` (default)
 or `bf16` on CPUs with AMX or AVX-512 BF16 (its own accuracy budget: README, accuracy budgets).
-Compiled models are kept in OpenVINO's model cache directory, so a second launch skips the
-compilation.
+Compiled models are kept in mattex's model cache (`mattex.runtime.model_cache`: one entry per
+file, a size cap, least-recently-used eviction), so a second launch skips the compilation.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
+from ..model_cache import max_size, openvino_cache_dir, prune, use_entry
 from .base import Backend, default_threads
 
 INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
@@ -35,15 +35,6 @@ INT8_REFUSAL = (
     "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
     "openvino` measures a new OpenVINO release"
 )
-
-
-def default_cache_dir() -> Path:
-    """Where compiled models are kept between launches: $MATTEX_CACHE or ~/.cache/mattex, then
-    openvino/."""
-    root = os.environ.get("MATTEX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mattex"
-    )
-    return Path(root) / "openvino"
 
 
 def cpu_capabilities(core) -> list[str]:
@@ -87,10 +78,12 @@ class OpenVinoBackend(Backend):
         threads: int | None = None,
         cache_dir: str | Path | None = None,
         allow_int8: bool = False,
+        cache_max_size: str | int | None = None,
     ) -> None:
         """`allow_int8`: run an int8 file although OpenVINO's results for mattex's int8 files
         fail their budget (see INT8_REFUSAL); for `mattex verify --backend openvino`, which
-        measures exactly that."""
+        measures exactly that. `cache_max_size`: the model cache's cap (bytes, or "2G"), else
+        $MATTEX_CACHE_MAX_SIZE, else 2 GiB; least recently used entries go first."""
         try:
             import openvino as ov
         except ImportError:
@@ -100,9 +93,8 @@ class OpenVinoBackend(Backend):
         core = ov.Core()
         cpu = core.get_property(DEVICE, "FULL_DEVICE_NAME")
         hint = check_inference_precision(inference_precision, cpu_capabilities(core), cpu)
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        core.set_property({"CACHE_DIR": str(self.cache_dir)})
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else openvino_cache_dir()
+        cache_limit = max_size(cache_max_size)  # a bad setting fails before any work
         model = self._read(core)
         self._read_metadata(_metadata_props(model, self.path))
         if self.precision == "int8" and not allow_int8:
@@ -113,7 +105,11 @@ class OpenVinoBackend(Backend):
         threads = threads or default_threads()
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(model, DEVICE, config)
+        with use_entry(self.path, self.cache_dir) as entry:
+            core.set_property({"CACHE_DIR": str(entry)})
+            self.compiled = core.compile_model(model, DEVICE, config)
+        self.cache_entry = entry
+        prune(self.cache_dir, cache_limit, keep=(entry,))
         self.inference_precision = inference_precision
         self.arithmetic = "bf16" if inference_precision == "bf16" else None
         self.io_dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())

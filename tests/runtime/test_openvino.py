@@ -118,11 +118,27 @@ def test_evaluate_through_openvino_holds_fp16_to_its_metric_budget(fp16_file, pr
 
 def test_the_compiled_model_cache_is_written_once_and_reused(fp32_file, tmp_path):
     cache = tmp_path / "cache"
+    entry = Matter.open(fp32_file, backend="openvino", cache_dir=cache).backend.cache_entry
+    assert entry.parent == cache and entry.name.startswith(fp32_file.stem + "-")
+    first = {p.name: p.stat().st_mtime_ns for p in entry.glob("*.blob")}
+    assert first, list(entry.iterdir())
     Matter.open(fp32_file, backend="openvino", cache_dir=cache)
-    first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert any(name.endswith(".blob") for name in first), first
-    Matter.open(fp32_file, backend="openvino", cache_dir=cache)
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == first
+    assert {p.name: p.stat().st_mtime_ns for p in entry.glob("*.blob")} == first
+
+
+def test_the_cache_cap_evicts_the_least_recently_used_model(fp32_file, fp16_file, tmp_path, monkeypatch):
+    """Each file compiles into an entry of its own; under a cap that holds one, opening a second
+    file evicts the first (least recently used), never the one being opened."""
+    from mattex.runtime.model_cache import entries
+
+    cache = tmp_path / "cache"
+    first = Matter.open(fp32_file, backend="openvino", cache_dir=cache).backend.cache_entry
+    one_entry = entries(cache)[0].size
+    monkeypatch.setenv("MATTEX_CACHE_MAX_SIZE", str(one_entry + one_entry // 2))
+    second = Matter.open(fp16_file, backend="openvino", cache_dir=cache).backend.cache_entry
+    assert [e.path for e in entries(cache)] == [second] and not first.exists()
+    third = Matter.open(fp32_file, backend="openvino", cache_dir=cache, cache_max_size=0).backend.cache_entry
+    assert [e.path for e in entries(cache)] == [third]  # the option wins; the entry just opened stays
 
 
 def test_bf16_budget_is_declared_and_holds_for_the_pytorch_bf16_proxy(precision_data):

@@ -10,7 +10,7 @@ namespace mattex::detail {
 int defaultThreads();
 
 // OpenVINO's compiled-model cache: $MATTEX_CACHE or $XDG_CACHE_HOME/mattex (~/.cache/mattex),
-// then openvino/ (mattex.runtime.backends.openvino.default_cache_dir).
+// then openvino/ (mattex.runtime.model_cache.openvino_cache_dir).
 std::string defaultCacheDir();
 
 }  // namespace mattex::detail

@@ -12,6 +12,7 @@
 #include "environment.hpp"
 #include "half.hpp"
 #include "metadata.hpp"
+#include "model_cache.hpp"
 
 namespace mattex::detail {
 namespace {
@@ -58,10 +59,6 @@ class OpenVinoBackend : public Backend {
     const std::string cpu = core_.get_property(kDevice, ov::device::full_name);
     const auto hint = inferencePrecision(options.inferencePrecision, cpu);
     const std::string cacheDir = options.cacheDir.empty() ? defaultCacheDir() : options.cacheDir;
-    std::error_code error;
-    std::filesystem::create_directories(cacheDir, error);
-    if (error) throw ConfigError("cannot create OpenVINO's model cache " + cacheDir + ": " + error.message());
-    core_.set_property(ov::cache_dir(cacheDir));
 
     const auto model = read(path);
     info.precision = "fp32";
@@ -82,7 +79,11 @@ class OpenVinoBackend : public Backend {
                       ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
     const int threads = options.threads > 0 ? options.threads : defaultThreads();
     if (threads > 0) config.emplace(ov::inference_num_threads(threads));
-    compiled_ = core_.compile_model(model, kDevice, config);
+    {
+      const CacheEntry entry(cacheDir, path);  // held while OpenVINO compiles into it or reads it
+      core_.set_property(ov::cache_dir(entry.folder()));
+      compiled_ = core_.compile_model(model, kDevice, config);
+    }
     info.arithmetic = options.inferencePrecision == "bf16" ? "bf16" : "";
     for (const char* output : {"pha", "fgr"}) {
       outputIsF32_.push_back(compiled_.output(output).get_element_type() == ov::element::f32);

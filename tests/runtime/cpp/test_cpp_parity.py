@@ -186,3 +186,19 @@ def test_a_thousand_frames_keep_resident_memory_flat(cpp_build, cpp_models, cach
     label, after_100, after_1000 = out.stdout.split()
     assert label == "rss"
     assert int(after_1000) < 1.05 * int(after_100), out.stdout
+
+
+def test_cpp_and_python_share_one_cache_entry_per_file(cpp_build, cpp_models, tmp_path):
+    """The C++ runtime compiles into the entry Python's model cache names for the file (same
+    key), marks it used and holds it while compiling; Python then reads the same compiled blob."""
+    from mattex.runtime.model_cache import entries, entry_key
+
+    cache = tmp_path / "openvino"
+    cpp_build.run("mattex_probe", "open", cpp_models["fp32"], env={"MATTEX_CACHE": str(tmp_path)})
+    [entry] = entries(cache)
+    assert entry.path.name == entry_key(cpp_models["fp32"]) and entry.model == str(cpp_models["fp32"].resolve())
+    blobs = sorted(p.name for p in entry.path.glob("*.blob"))
+    assert len(blobs) == 1
+    Matter.open(cpp_models["fp32"], backend="openvino", cache_dir=cache)
+    assert [e.path for e in entries(cache)] == [entry.path]
+    assert sorted(p.name for p in entry.path.glob("*.blob")) == blobs  # compiled once, by C++

@@ -77,8 +77,8 @@ struct Options {
   std::string inferencePrecision = "f32";
   // CPU threads; 0: MATTEX_THREADS where set, else one per core (the backend's choice).
   int threads = 0;
-  // OpenVINO's compiled-model cache; "": $MATTEX_CACHE or $XDG_CACHE_HOME/mattex (~/.cache/mattex),
-  // then openvino/ - the folder the Python runtime uses.
+  // The compiled-model cache; "": $MATTEX_CACHE or $XDG_CACHE_HOME/mattex (~/.cache/mattex), then
+  // openvino/ - the Python runtime's, with the same entry per file (docs/runtime.md, the model cache).
   std::string cacheDir;
   // Float frames must be finite and in [0, 1] (InputValueError otherwise), as in Python.
   bool checkValues = true;
