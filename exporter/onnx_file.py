@@ -23,6 +23,8 @@ def load_onnx(path: str | Path, load_external_data: bool = True) -> onnx.ModelPr
         raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export or copy?")
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
+    except onnx.checker.ValidationError as e:  # external data missing, or outside the model's folder
+        raise ModelFileError(f"{path} is not a readable ONNX model: {str(e).strip()}") from None
     except (DecodeError, OSError, ValueError, RuntimeError, TypeError) as e:
         raise ModelFileError(
             f"{path} is not a readable ONNX model (truncated or corrupt): {str(e).strip() or type(e).__name__}"
@@ -32,7 +34,38 @@ def load_onnx(path: str | Path, load_external_data: bool = True) -> onnx.ModelPr
         raise ModelFileError(
             f"{path} is not a readable ONNX model (truncated or corrupt): no IR version or no graph nodes"
         )
+    if not load_external_data:
+        _check_external_data(model, path)
     return model
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """What onnx's loader checks of external data, without reading it: every file named exists,
+    inside the model's folder (a reader that trusted `../` would read anywhere)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.resolve().parent
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = ExternalDataInfo(tensor).location
+        try:
+            target = (folder / location).resolve()
+            exists = target.is_file()
+        except (ValueError, OSError) as e:  # a NUL byte, a name too long
+            raise ModelFileError(
+                f"{path} is not a readable ONNX model: tensor {tensor.name!r} names its data file {location!r} ({e})"
+            ) from None
+        if not target.is_relative_to(folder):
+            raise ModelFileError(
+                f"{path} is not a readable ONNX model: tensor {tensor.name!r} keeps its data in {location}, "
+                "outside the model's folder"
+            )
+        if not exists:
+            raise ModelFileError(
+                f"{path} is not a readable ONNX model: tensor {tensor.name!r} keeps its data in {location}, "
+                "which does not exist"
+            )
 
 
 def metadata_of(model: onnx.ModelProto, path: str | Path) -> ExportMetadata:

@@ -16,6 +16,19 @@ from pathlib import Path
 from mattex.errors import OutputPathError
 
 
+def check_model_file(path: str | Path) -> Path:
+    """A model file a user names exists and is not empty (an interrupted export, build or copy);
+    ModelFileError otherwise. The readers behind it name everything else that can be wrong."""
+    from .errors import ModelFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no such model file: {path}" + (" (a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export, build or copy?")
+    return path
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -242,7 +242,11 @@ def _opened(path: Path, meta: ExportMetadata, backend: str, options: dict) -> It
     with tempfile.TemporaryDirectory(prefix="mattex-verify-") as tmp:
         copy = Path(tmp) / path.name
         onnx.save(model, str(copy))
-        yield Matter.open(copy, backend=backend, check_values=False, **options), selection
+        try:
+            matter = Matter.open(copy, backend=backend, check_values=False, **options)
+        except MattexError as e:  # named as the user named the file, not as the temporary copy
+            raise type(e)(str(e).replace(str(copy), str(path))) from None
+        yield matter, selection
 
 
 def file_selection(scores: np.ndarray, indices: np.ndarray, prevent_oversampling: bool) -> np.ndarray:

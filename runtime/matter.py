@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
-from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
+from mattex.errors import BackendUnavailableError, ConfigError
+from mattex.files import check_model_file
 
 from .backends import BACKENDS
 from .io_spec import check_inputs, check_values, float_to_input, frames_to_input
@@ -47,11 +48,7 @@ class Matter:
         bf16, `threads`, `cache_dir`, `cache_max_size`); without one, on the faster that can run it here: ONNX
         Runtime with a GPU provider, else OpenVINO for fp32/fp16 files where it is installed,
         else ONNX Runtime (int8 files)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(f"no such model file: {path}" + (" (a folder)" if path.is_dir() else ""))
-        if path.stat().st_size == 0:
-            raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export, build or copy?")
+        path = check_model_file(path)
         if providers is not None:
             if backend not in (None, "onnxruntime"):
                 raise ConfigError(f"`providers` are ONNX Runtime's; backend {backend} takes none")

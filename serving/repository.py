@@ -153,8 +153,10 @@ class FileFacts:
 def file_facts(model: Path) -> FileFacts:
     """What a repository needs to know of a file, without running it: an engine's sidecar, or
     an ONNX file's metadata and outputs (read through ONNX Runtime: no onnx package needed)."""
+    from mattex.files import check_model_file
     from mattex.metadata import ExportMetadata
 
+    check_model_file(model)
     if model.suffix.lower() in ENGINE_SUFFIXES:
         from mattex.runtime.sidecar import load_sidecar
 

@@ -205,6 +205,61 @@ def test_openvino_opening_a_damaged_file(seeds, tmp_path):
     one()
 
 
+def _with_external_data(metadata_of: bytes, location: str, offset: int, length: int) -> bytes:
+    """The tiny model with one initializer whose data lives in an external file at `location`."""
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(metadata_of)
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [1.0, 1.0, 1.0])
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        weight.external_data.add(key=key, value=value)
+    model.graph.initializer.append(weight)
+    model.graph.node[0].op_type, model.graph.node[0].input[:] = "Mul", ["src", "w"]
+    return model.SerializeToString()
+
+
+def test_onnx_readers_with_external_data_anywhere(seeds, tmp_path):
+    """What onnx's loader itself refuses: external data that is missing, outside the model's
+    folder (`../`, absolute paths), a folder, shorter than its offset and length says, or a name
+    no file system takes. Every reader gives a typed error (or reads a file that is there)."""
+    pytest.importorskip("openvino")
+    from mattex.exporter.onnx_file import load_onnx, read_export_metadata
+    from mattex.runtime import Matter
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.ones(3, np.float32).tobytes())
+    (folder / "sub").mkdir()
+    (tmp_path / "outside.bin").write_bytes(np.ones(3, np.float32).tobytes())
+    locations = st.sampled_from(
+        [
+            "w.bin",
+            "missing.bin",
+            "../outside.bin",
+            str(tmp_path / "outside.bin"),
+            "sub",
+            "sub/../w.bin",
+            "/etc/passwd",
+            "a\x00b",
+            "",
+        ]
+    ) | st.text(max_size=12)
+
+    @fuzz(40)
+    @given(location=locations, offset=st.integers(0, 16), length=st.sampled_from([0, 4, 12, 1 << 40]))
+    def one(location, offset, length):
+        path = folder / "m.onnx"
+        path.write_bytes(_with_external_data(seeds["tiny_onnx"], location, offset, length))
+        only_typed_errors(lambda: load_onnx(path))
+        only_typed_errors(lambda: read_export_metadata(path))
+        only_typed_errors(lambda: Matter.open(path, backend="onnxruntime"))
+        only_typed_errors(lambda: Matter.open(path, backend="openvino", cache_dir=tmp_path / "cache"))
+
+    one()
+
+
 def test_openvino_refuses_metadata_that_is_not_utf8_with_a_typed_error(seeds, tmp_path):
     pytest.importorskip("openvino")
     from mattex.runtime import Matter

@@ -36,16 +36,23 @@ class Bad:
     patch: str | None = None  # a failure injected into the writer (full disk, read-only folder)
 
 
+def _onnx_error(command: str, kind: str) -> str:
+    return "EngineBuildError" if command == "build" and kind in ("unknown-op", "dangling-input") else "ModelFileError"
+
+
 BAD_CLI = [
     # ONNX files given to every command that reads one
     *[
-        Bad(f"{cmd}-{kind}", argv + [f"{{{kind}.onnx}}"] + rest, "ModelFileError", msg)
+        # build hands a graph to TensorRT's parser, whose refusal of a broken graph is an EngineBuildError
+        Bad(f"{cmd}-{kind}", argv + [f"{{{kind}.onnx}}"] + rest, _onnx_error(cmd, kind), msg)
         for cmd, argv, rest in [
             ("verify", ["verify"], []),
             ("check", ["check"], []),
             ("build", ["build"], ["-o", "{out}/m.engine"]),
             ("run", ["run"], ["{frame.png}", "{bg.png}", "--out", "{out}/run"]),
             ("evaluate", ["evaluate"], ["--data", "{photomatte}", "--resolution", "64x64"]),
+            ("serve", ["serve"], ["--http-port", "PORT", "--grpc-port", "PORT", "--metrics-port", "PORT"]),
+            ("triton-repo", ["triton-repo"], ["--out", "{out}/repo"]),
         ]
         for kind, msg in [
             ("missing", "no such (ONNX|model) file"),
@@ -53,6 +60,12 @@ BAD_CLI = [
             ("truncated", "not a (readable|loadable) ONNX model"),
             ("corrupt", "not a (readable|loadable) ONNX model"),
             ("foreign", "not a mattex (export|model)"),
+            # what onnx's loader refuses (external data) and what its checker, ONNX Runtime and
+            # OpenVINO refuse (graphs): mattex exports with one thing broken
+            ("external-data-missing", "external-data-missing.onnx is not a (readable|loadable) ONNX model"),
+            ("external-data-outside", "external-data-outside.onnx is not a (readable|loadable) ONNX model"),
+            ("unknown-op", "unknown-op.onnx is not a (valid|loadable) ONNX model|parser rejected unknown-op.onnx"),
+            ("dangling-input", "dangling-input.onnx is not a (valid|loadable) ONNX model|parser rejected dangling-in"),
         ]
         if not (cmd == "check" and kind == "foreign")
     ],  # check lints any ONNX graph, by design
@@ -277,6 +290,7 @@ def world(tmp_path_factory, small_file):
         onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])),
         root / "foreign.onnx",
     )
+    _broken_exports(root)
     torch.save(_state_dict("mobilenetv2"), root / "mobilenetv2.pth")
     whole = (root / "mobilenetv2.pth").read_bytes()
     (root / "half.pth").write_bytes(whole[: len(whole) // 2])
@@ -304,6 +318,12 @@ def world(tmp_path_factory, small_file):
 
 def _fill(argv: list[str], root: Path) -> list[str]:
     def one(arg: str) -> str:
+        if arg == "PORT":  # a free port (serve checks its ports before it opens the file)
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                return str(s.getsockname()[1])
         if arg.startswith("{") and "}" in arg:
             name, rest = arg[1:].split("}", 1)
             return str(root / name) + rest
@@ -352,6 +372,33 @@ def _inject(monkeypatch, failure: str) -> None:
             return tmp
 
     monkeypatch.setattr(files, "temporary_beside", failing)
+
+
+def _broken_exports(root: Path) -> None:
+    """The good export with one thing broken, each a way onnx's loader or checker, ONNX Runtime
+    or OpenVINO refuse a file: external data that is missing or outside the model's folder, an
+    operator nobody registered, a node input nothing produces."""
+    for folder in ("ext_missing", "ext_outside", "ext_data"):
+        (root / folder).mkdir()
+    model = onnx.load(root / "good.onnx")
+    onnx.save(model, root / "ext_missing" / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    (root / "ext_missing" / "m.data").unlink()
+    (root / "ext_missing" / "m.onnx").rename(root / "external-data-missing.onnx")
+    onnx.save(model, root / "ext_data" / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    outside = onnx.load(root / "ext_data" / "m.onnx", load_external_data=False)
+    for tensor in outside.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../ext_data/m.data"  # exists, but outside the model's folder
+    onnx.save(outside, root / "ext_outside" / "m.onnx")
+    (root / "ext_outside" / "m.onnx").rename(root / "ext_outside" / "external-data-outside.onnx")
+    (root / "external-data-outside.onnx").symlink_to(root / "ext_outside" / "external-data-outside.onnx")
+    unknown = onnx.load(root / "good.onnx")
+    next(n for n in unknown.graph.node if n.op_type == "Conv").op_type = "NoSuchOp"
+    onnx.save(unknown, root / "unknown-op.onnx")
+    dangling = onnx.load(root / "good.onnx")
+    next(n for n in dangling.graph.node if n.input).input[0] = "produced-by-nothing"
+    onnx.save(dangling, root / "dangling-input.onnx")
 
 
 def _listing(root: Path) -> set[str]:

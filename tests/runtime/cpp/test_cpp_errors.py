@@ -65,6 +65,12 @@ def bad_files(root, fp32):
     (root / "text.onnx").write_text("not an ONNX model\n")
     (root / "a_folder.onnx").mkdir()
     (root / "model.txt").write_bytes(data)
+    (root / "external").mkdir()
+    onnx.save(onnx.load(fp32), root / "external" / "ext.onnx", save_as_external_data=True, location="ext.data")
+    (root / "external" / "ext.data").unlink()
+    unknown = onnx.load(fp32)
+    next(n for n in unknown.graph.node if n.op_type == "Conv").op_type = "NoSuchOp"
+    onnx.save(unknown, root / "unknown_op.onnx")
     plugin = helper.make_node("TopkLastDim", ["x"], ["y"], domain="trt.plugins")
     plugin_opsets = [helper.make_opsetid("", 17), helper.make_opsetid("trt.plugins", 1)]
     no_env = {}
@@ -76,6 +82,8 @@ def bad_files(root, fp32):
         "not ONNX": (root / "text.onnx", no_env, {}),
         "wrong suffix": (root / "model.txt", no_env, {}),
         "foreign graph": (tiny_graph(root / "foreign.onnx"), no_env, {}),
+        "external data missing": (root / "external" / "ext.onnx", no_env, {}),
+        "unknown operator": (root / "unknown_op.onnx", no_env, {}),
         "TensorRT plugin": (tiny_graph(root / "plugin.onnx", plugin, plugin_opsets), no_env, {}),
         "malformed metadata": (with_props(fp32, root / "malformed.onnx", io_contract="{not json"), no_env, {}),
         "metadata lacking fields": (with_props(fp32, root / "lacking.onnx", backbone=None, opset=None), no_env, {}),
