@@ -27,6 +27,9 @@ def command(
     backend: str | None = typer.Option(None, help="onnxruntime or openvino for an .onnx (default: the faster here)."),
     inputs: str = typer.Option("uint8", help="uint8: frames (B, H, W, 3) RGB; float: (B, 3, H, W) in [0, 1]."),
     outputs: str = typer.Option("uint8", help="uint8 (0-255) or float (0-1) pha (B, 1, H, W) and fgr (B, 3, H, W)."),
+    max_queue_size: int = typer.Option(0, min=0, help="Reject requests beyond this many waiting (0: no limit)."),
+    queue_timeout_us: int = typer.Option(0, min=0, help="Reject requests waiting longer than this (0: no limit)."),
+    max_pixels: int = typer.Option(3840 * 2160, min=0, help="Refuse frames larger than this, H x W (0: no limit)."),
 ) -> None:
     """Example: mattex serve bgm_mobilenetv2_hd.onnx --http-port 8000 --grpc-port 8001 --max-batch 4
 
@@ -52,6 +55,9 @@ def command(
         backend,
         inputs,
         outputs,
+        max_queue_size=max_queue_size,
+        queue_timeout_us=queue_timeout_us,
+        max_pixels=max_pixels,
     )
 
     def ready(urls: dict) -> None:

@@ -44,6 +44,12 @@ class ServeConfig:
     inputs: str = "uint8"
     outputs: str = "uint8"
     exit_timeout_s: int = 3  # how long Triton waits for in-flight requests when stopping
+    # Overload: requests beyond max_queue_size waiting, or waiting longer than queue_timeout_us,
+    # are rejected by Triton with its error (0: no limit, Triton's default).
+    max_queue_size: int = 0
+    queue_timeout_us: int = 0
+    # The largest frame a request may carry, in pixels (H x W; 0: no limit): 4K by default.
+    max_pixels: int = 3840 * 2160
 
     def validate(self) -> None:
         for option, value in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -52,8 +58,9 @@ class ServeConfig:
         for option in ("max_batch", "instances"):
             if getattr(self, option) < 1:
                 raise ConfigError(f"`{option}` must be at least 1, got {getattr(self, option)}")
-        if self.max_queue_delay_us < 0:
-            raise ConfigError(f"`max_queue_delay_us` must be at least 0, got {self.max_queue_delay_us}")
+        for option in ("max_queue_delay_us", "max_queue_size", "queue_timeout_us", "max_pixels"):
+            if getattr(self, option) < 0:
+                raise ConfigError(f"`{option}` must be at least 0, got {getattr(self, option)}")
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ConfigError(f"`http_port`, `grpc_port` and `metrics_port` must be three distinct ports, got {ports}")
@@ -68,6 +75,18 @@ class ServeConfig:
             "grpc": f"grpc://{host}:{self.grpc_port}",
             "metrics": f"http://{host}:{self.metrics_port}/metrics",
         }
+
+
+def check_request_size(src: np.ndarray, inputs: str, max_pixels: int) -> None:
+    """InputShapeError for frames larger than the server takes (`max_pixels`, H x W)."""
+    from mattex.errors import InputShapeError
+
+    height, width = src.shape[1:3] if inputs == "uint8" else src.shape[2:4]
+    if max_pixels and height * width > max_pixels:
+        raise InputShapeError(
+            f"frames of {width}x{height} ({height * width} pixels) are larger than this server takes "
+            f"({max_pixels} pixels, `max_pixels`)"
+        )
 
 
 def matte_batch(matter, src: np.ndarray, bgr: np.ndarray, inputs: str, outputs: str) -> dict[str, np.ndarray]:
@@ -114,6 +133,8 @@ def infer_function(matter, config: ServeConfig) -> Callable:
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
         try:
+            for r in requests:
+                check_request_size(r["src"], config.inputs, config.max_pixels)
             if not stack or len(requests) == 1:
                 return [matte_batch(matter, r["src"], r["bgr"], config.inputs, config.outputs) for r in requests]
             sizes = [len(r["src"]) for r in requests]
@@ -159,7 +180,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
     (Ctrl-C, or SIGTERM through the CLI), then stop it within `exit_timeout_s`."""
     require("serve", "mattex serve")
     config.validate()
-    from pytriton.model_config import DynamicBatcher, ModelConfig
+    from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
     from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
     for option in ("http_port", "grpc_port", "metrics_port"):
@@ -170,8 +191,11 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
     os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p)
     matters = [open_for_serving(config) for _ in range(config.instances)]
     inputs, outputs = tensors(config)
+    queue = QueuePolicy(max_queue_size=config.max_queue_size, default_timeout_microseconds=config.queue_timeout_us)
     batcher = (
-        DynamicBatcher(max_queue_delay_microseconds=config.max_queue_delay_us) if config.dynamic_batching else None
+        DynamicBatcher(max_queue_delay_microseconds=config.max_queue_delay_us, default_queue_policy=queue)
+        if config.dynamic_batching
+        else None
     )
     model_config = ModelConfig(max_batch_size=config.max_batch, batcher=batcher, batching=True)
     triton_config = TritonConfig(

@@ -106,6 +106,10 @@ def server(small_file, tmp_path_factory):
         "8",
         "--max-queue-delay-us",
         "20000",
+        "--max-queue-size",
+        "16",
+        "--max-pixels",
+        "20000",
         "--backend",
         "onnxruntime",
     ]
@@ -245,6 +249,125 @@ def test_bad_requests_are_named_and_the_server_goes_on(server):
     assert answer == b"" or b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
     got = RemoteMatter(url, "matte").matte_frames(src, bgr)  # and the next good request is served
     assert got["pha"].shape == (1, 1, H, W)
+
+
+def infer_http(client, src: np.ndarray, bgr: np.ndarray) -> np.ndarray:
+    tensors = []
+    for name, value in (("src", src), ("bgr", bgr)):
+        tensor = httpclient.InferInput(name, list(value.shape), "UINT8")
+        tensor.set_data_from_numpy(value)
+        tensors.append(tensor)
+    return client.infer("matte", tensors).as_numpy("pha")
+
+
+def test_the_overload_policy_reaches_triton(server):
+    config = httpclient.InferenceServerClient(server["http"][len("http://") :]).get_model_config("matte")
+    policy = config["dynamic_batching"]["default_queue_policy"]
+    assert int(policy["max_queue_size"]) == 16 and policy["timeout_action"] == "REJECT", policy
+
+
+def test_a_burst_beyond_the_queue_is_rejected_by_name_and_the_server_goes_on(server):
+    """48 clients at once against a queue of 16 (and batches of 8): each request is answered,
+    with the right matte or with Triton's queue error; then a request is served as usual."""
+    import threading
+
+    from tritonclient.utils import InferenceServerException
+
+    src, bgr = frames(5)
+    want = Matter.open(server["file"], backend="onnxruntime").matte_frames(src, bgr)["pha"]
+    start = threading.Barrier(48)
+
+    def one(_):
+        client = httpclient.InferenceServerClient(server["http"][len("http://") :], network_timeout=60)
+        start.wait()
+        try:
+            return "served", float(np.abs(infer_http(client, src, bgr) / 255 - want).max())
+        except InferenceServerException as e:
+            return "rejected", str(e)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(one, range(48)))
+    for kind, detail in answers:
+        assert (kind == "served" and detail <= 1 / 255 + 1e-6) or "queue" in detail.lower(), (kind, detail)
+    served = [a for a in answers if a[0] == "served"]
+    print(f"burst of 48: {len(served)} served, {48 - len(served)} rejected by the queue policy")
+    assert served, answers
+    assert RemoteMatter(server["http"], "matte").matte_frames(src, bgr)["pha"].shape == (1, 1, H, W)
+
+
+def test_a_frame_larger_than_the_server_takes_is_refused_by_name(server):
+    big = np.zeros((1, 160, 160, 3), np.uint8)  # 25,600 pixels; the server takes 20,000
+    message = infer_error(server["http"], {"src": big, "bgr": big})
+    assert "frames of 160x160 (25600 pixels) are larger than this server takes (20000 pixels" in message, message
+    src, bgr = frames(6)
+    assert RemoteMatter(server["http"], "matte").matte_frames(src, bgr)["pha"].shape == (1, 1, H, W)
+
+
+def test_clients_that_hang_up_before_the_answer_leave_the_server_serving(server):
+    port = int(server["http"].rsplit(":", 1)[1])
+    data = np.zeros((1, 8, 8, 3), np.uint8)
+    body = json.dumps(
+        {"inputs": [{"name": n, "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": data.ravel().tolist()}
+                    for n in ("src", "bgr")]}
+    ).encode()  # fmt: skip
+    for _ in range(10):  # a whole request, then the connection closed before the answer comes
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(
+                b"POST /v2/models/matte/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+    src, bgr = frames(7)
+    assert RemoteMatter(server["grpc"], "matte").matte_frames(src, bgr)["pha"].shape == (1, 1, H, W)
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Triton and its Python stubs)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo += children.get(current, [])
+        try:
+            with open(f"/proc/{current}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def test_two_thousand_requests_keep_the_servers_memory_flat(server):
+    """Resident memory of the server's processes (mattex, Triton, its Python stub) after 1,800
+    more requests than a warm-up of 200: under 5% more. Eight clients fill the batches of 8, so
+    no request waits out the queue delay."""
+    src, bgr = frames(8, h=32, w=32)
+
+    def requests(count: int) -> None:
+        def client(_):
+            connection = httpclient.InferenceServerClient(server["http"][len("http://") :])
+            for _ in range(count // 8):
+                infer_http(connection, src, bgr)
+            connection.close()
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(client, range(8)))
+
+    requests(200)  # warm: allocators, connection buffers, batch shapes
+    before = tree_rss_kb(server["process"].pid)
+    requests(1800)
+    after = tree_rss_kb(server["process"].pid)
+    print(f"server RSS after 200 requests {before} kB, after 2,000 {after} kB")
+    assert after < 1.05 * before, (before, after)
 
 
 def test_metrics_and_health(server):
