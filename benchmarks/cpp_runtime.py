@@ -19,7 +19,6 @@ printed beside every figure.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
@@ -53,47 +52,25 @@ def build_release(folder: Path) -> Path:
     return folder
 
 
-class CppMatter:
-    """The C++ runtime's Matter through its C API (mattex.h), as a binding would call it."""
+def cpp_runner(library: Path, model: Path, threads: int, cache_dir: Path, src, bgr):
+    """The C++ runtime's Matter::run through its C API (runtime/cpp/examples/mattex_ctypes.py),
+    in this process."""
+    import importlib.util
 
-    class Options(ctypes.Structure):
-        _fields_ = [
-            ("backend", ctypes.c_char_p),
-            ("inference_precision", ctypes.c_char_p),
-            ("threads", ctypes.c_int),
-            ("cache_dir", ctypes.c_char_p),
-            ("check_values", ctypes.c_int),
-            ("device", ctypes.c_int),
-        ]
+    spec = importlib.util.spec_from_file_location("mattex_ctypes", CPP / "examples" / "mattex_ctypes.py")
+    binding = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(binding)
+    lib = binding.MattexLibrary(library)
+    status, handle = lib.open(model, threads=threads, cache_dir=cache_dir)
+    if status != 0:
+        raise RuntimeError(lib.error(status))
 
-    def __init__(self, library: Path, model: Path, threads: int, cache_dir: Path):
-        self.lib = lib = ctypes.CDLL(str(library))
-        size, i64, ptr = ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p
-        lib.mattex_options_init.argtypes = [ctypes.POINTER(self.Options)]
-        lib.mattex_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(self.Options), ctypes.POINTER(ptr)]
-        lib.mattex_run.argtypes = [ptr, ptr, ptr, size, i64, i64, i64, ptr, size, ptr, size]
-        lib.mattex_last_error.restype = ctypes.c_char_p
-        options = self.Options()
-        lib.mattex_options_init(ctypes.byref(options))
-        options.threads, options.cache_dir = threads, str(cache_dir).encode()
-        self.handle = ctypes.c_void_p()
-        if lib.mattex_open(str(model).encode(), ctypes.byref(options), ctypes.byref(self.handle)) != 0:
-            raise RuntimeError(lib.mattex_last_error().decode())
+    def run():
+        status, _, _ = lib.matte(handle, src, bgr)
+        if status != 0:
+            raise RuntimeError(lib.error(status))
 
-    def runner(self, src, bgr):
-        import numpy as np
-
-        batch, _, height, width = src.shape
-        pha = np.empty((batch, 1, height, width), np.float32)
-        fgr = np.empty((batch, 3, height, width), np.float32)
-        arguments = (self.handle, src.ctypes.data, bgr.ctypes.data, src.size, batch, height, width,
-                     pha.ctypes.data, pha.size, fgr.ctypes.data, fgr.size)  # fmt: skip
-
-        def run(buffers=(src, bgr, pha, fgr)):  # the addresses above stay valid while run lives
-            if self.lib.mattex_run(*arguments) != 0:
-                raise RuntimeError(self.lib.mattex_last_error().decode())
-
-        return run
+    return run
 
 
 def cpp_overhead(build: Path, model: Path, threads: int, rounds: int, cache_dir: Path) -> dict:
@@ -120,10 +97,10 @@ def bench(backbone: str, args, build: Path, folder: Path) -> list[dict]:
     src, bgr = bench_frame(config.height, config.width)
     cache = folder / "openvino"
     python = Matter.open(model, backend="openvino", threads=args.threads, cache_dir=cache)
-    cpp = CppMatter(next(build.glob("libmattex.so.*.*.*")), model, args.threads, cache)
+    library = next(build.glob("libmattex.so.*.*.*"))
     runners = {
         "python Matter, openvino (baseline)": lambda: python(src, bgr),
-        "c++ Matter::run, openvino (C API)": cpp.runner(src, bgr),
+        "c++ Matter::run, openvino (C API)": cpp_runner(library, model, args.threads, cache, src, bgr),
     }
     times = alone_and_interleaved(runners, args.rounds)
     baseline = times[next(iter(runners))]["interleaved"]

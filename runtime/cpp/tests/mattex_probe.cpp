@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fake_backend.hpp"
+#include "test_frames.hpp"
 #include "mattex/matter.hpp"
 
 
@@ -45,15 +46,6 @@ long residentKb() {
   return -1;
 }
 
-// A deterministic frame and background, float32 (B, 3, H, W) in [0, 1].
-void frames(int64_t b, int64_t h, int64_t w, std::vector<float>& src, std::vector<float>& bgr) {
-  src.resize(static_cast<size_t>(b * 3 * h * w));
-  bgr.resize(src.size());
-  for (size_t i = 0; i < src.size(); ++i) {
-    bgr[i] = static_cast<float>((i * 7919) % 1000) / 999.0f;
-    src[i] = (i / static_cast<size_t>(w)) % 3 ? bgr[i] : static_cast<float>((i * 104729) % 997) / 996.0f;
-  }
-}
 
 int openCommand(int argc, char** argv) {
   mattex::Options options;
@@ -94,7 +86,7 @@ int loopCommand(char** argv) {
   const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]), count = std::atoll(argv[5]);
   auto matter = mattex::Matter::open(argv[2]);
   std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
-  frames(1, h, w, src, bgr);
+  mattex::testing::frames(1, h, w, src, bgr);
   long early = 0;
   for (int64_t i = 1; i <= count; ++i) {
     matter->run(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
@@ -108,7 +100,7 @@ int threadsCommand(char** argv) {
   const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]);
   auto shared = mattex::Matter::open(argv[2]);
   std::vector<float> src, bgr, pha0(static_cast<size_t>(2 * h * w)), fgr0(3 * pha0.size());
-  frames(2, h, w, src, bgr);
+  mattex::testing::frames(2, h, w, src, bgr);
   shared->run(src.data(), bgr.data(), 2, h, w, pha0.data(), fgr0.data());
   bool identical = true;
   std::mutex mutex;

@@ -17,18 +17,10 @@
 
 #include "../src/environment.hpp"
 #include "mattex/matter.hpp"
+#include "test_frames.hpp"
 
 namespace {
 
-// A deterministic frame and background, float32 (B, 3, H, W) in [0, 1].
-void frames(int64_t b, int64_t h, int64_t w, std::vector<float>& src, std::vector<float>& bgr) {
-  src.resize(static_cast<size_t>(b * 3 * h * w));
-  bgr.resize(src.size());
-  for (size_t i = 0; i < src.size(); ++i) {
-    bgr[i] = static_cast<float>((i * 7919) % 1000) / 999.0f;
-    src[i] = (i / static_cast<size_t>(w)) % 3 ? bgr[i] : static_cast<float>((i * 104729) % 997) / 996.0f;
-  }
-}
 
 double medianMs(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
@@ -41,7 +33,7 @@ int measure(const char* model, int64_t h, int64_t w, int rounds) {
   unchecked.checkValues = false;
   auto uncheckedMatter = mattex::Matter::open(model, unchecked);
   std::vector<float> src, bgr, pha(static_cast<size_t>(h * w)), fgr(3 * pha.size());
-  frames(1, h, w, src, bgr);
+  mattex::testing::frames(1, h, w, src, bgr);
   using Clock = std::chrono::steady_clock;
   std::vector<double> runMs, inferMs, uncheckedMs;
   // The bare OpenVINO call, compiled as the backend compiles it, on the same tensors.

@@ -123,6 +123,18 @@ def cpp_models(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="session")
+def c_api(cpp_build):
+    """mattex.h through ctypes (runtime/cpp/examples/mattex_ctypes.py), as a Rust, Go, C# or
+    Java binding would call it, on the UBSan build's library."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mattex_ctypes", CPP / "examples" / "mattex_ctypes.py")
+    binding = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(binding)
+    return binding.MattexLibrary(cpp_build.library)
+
+
 @pytest.fixture
 def cache_env(tmp_path) -> dict[str, str]:
     """OpenVINO's compiled-model cache in the test's folder, for C++ and Python alike."""

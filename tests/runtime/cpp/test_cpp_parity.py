@@ -2,8 +2,6 @@
 API from C and from Python (ctypes), on the same files and inputs, equal to Python's
 Matter.open(path, backend="openvino") within 1e-6; threads, and memory over 1,000 frames."""
 
-import ctypes
-
 import numpy as np
 import pytest
 
@@ -65,78 +63,11 @@ def test_cpp_and_c_api_equal_python(cpp_build, cpp_models, model, tmp_path, cach
                 np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE, err_msg=f"{language} {name} {case}")
 
 
-class CApi:
-    """mattex.h through ctypes, as a Rust, Go, C# or Java binding would call it."""
-
-    class Options(ctypes.Structure):
-        _fields_ = [
-            ("backend", ctypes.c_char_p),
-            ("inference_precision", ctypes.c_char_p),
-            ("threads", ctypes.c_int),
-            ("cache_dir", ctypes.c_char_p),
-            ("check_values", ctypes.c_int),
-            ("device", ctypes.c_int),
-        ]
-
-    class Info(ctypes.Structure):
-        _fields_ = [
-            ("backend", ctypes.c_char_p),
-            ("precision", ctypes.c_char_p),
-            ("io", ctypes.c_char_p),
-            ("io_dtype", ctypes.c_char_p),
-            ("size_multiple", ctypes.c_int64),
-        ]
-
-    def __init__(self, library):
-        self.lib = lib = ctypes.CDLL(str(library))
-        size, i64, ptr = ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p
-        lib.mattex_options_init.argtypes = [ctypes.POINTER(self.Options)]
-        lib.mattex_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(self.Options), ctypes.POINTER(ptr)]
-        for call in (lib.mattex_run, lib.mattex_matte_frames):
-            call.argtypes = [ptr, ptr, ptr, size, i64, i64, i64, ptr, size, ptr, size]
-        lib.mattex_get_info.argtypes = [ptr, ctypes.POINTER(self.Info)]
-        lib.mattex_close.argtypes = [ptr]
-        lib.mattex_last_error.restype = ctypes.c_char_p
-        lib.mattex_status_name.restype = ctypes.c_char_p
-        lib.mattex_version.restype = ctypes.c_char_p
-
-    def open(self, path, cache_dir=None):
-        options = self.Options()
-        self.lib.mattex_options_init(ctypes.byref(options))
-        options.cache_dir = str(cache_dir).encode() if cache_dir else None
-        handle = ctypes.c_void_p()
-        status = self.lib.mattex_open(str(path).encode(), ctypes.byref(options), ctypes.byref(handle))
-        return status, handle
-
-    def matte(self, handle, src, bgr, pha_count=None, fgr_count=None):
-        """(status, pha, fgr) with outputs shaped from the inputs; counts may be overridden."""
-        frames = src.dtype == np.uint8
-        batch, height, width = (src.shape[:3]) if frames else (src.shape[0], *src.shape[2:])
-        pha = np.zeros((batch, 1, height, width), np.float32)
-        fgr = np.zeros((batch, 3, height, width), np.float32)
-        call = self.lib.mattex_matte_frames if frames else self.lib.mattex_run
-        status = call(
-            handle, src.ctypes.data, bgr.ctypes.data, src.size, batch, height, width,
-            pha.ctypes.data, pha.size if pha_count is None else pha_count,
-            fgr.ctypes.data, fgr.size if fgr_count is None else fgr_count,
-        )  # fmt: skip
-        return status, pha, fgr
-
-    def error(self, status) -> str:
-        return f"{self.lib.mattex_status_name(status).decode()}: {self.lib.mattex_last_error().decode()}"
-
-
-@pytest.fixture(scope="module")
-def c_api(cpp_build):
-    return CApi(cpp_build.library)
-
-
 def test_c_api_through_ctypes_equals_python(c_api, cpp_models, cache):
     for model, kind in [("fp16", "float"), ("frames", "frames"), ("fp32", "frames")]:
-        status, handle = c_api.open(cpp_models[model], cache)
+        status, handle = c_api.open(cpp_models[model], cache_dir=cache)
         assert status == 0, c_api.error(status)
-        info = CApi.Info()
-        assert c_api.lib.mattex_get_info(handle, ctypes.byref(info)) == 0
+        info = c_api.info(handle)
         precision = b"fp32" if model == "frames" else model.encode()
         assert (info.backend, info.precision, info.size_multiple) == (b"openvino", precision, 4)
         python = Matter.open(cpp_models[model], backend="openvino", cache_dir=cache)
@@ -149,14 +80,14 @@ def test_c_api_through_ctypes_equals_python(c_api, cpp_models, cache):
                 np.testing.assert_allclose(pha, expected["pha"], rtol=0, atol=TOLERANCE)
                 np.testing.assert_allclose(fgr, expected["fgr"], rtol=0, atol=TOLERANCE)
         finally:
-            c_api.lib.mattex_close(handle)
+            c_api.close(handle)
     import mattex
 
-    assert c_api.lib.mattex_version().decode() == mattex.__version__
+    assert c_api.version() == mattex.__version__
 
 
 def test_c_api_refuses_buffers_of_the_wrong_size_and_keeps_working(c_api, cpp_models, cache):
-    status, handle = c_api.open(cpp_models["fp32"], cache)
+    status, handle = c_api.open(cpp_models["fp32"], cache_dir=cache)
     assert status == 0, c_api.error(status)
     try:
         src, bgr = inputs("float", 1, 64, 64)
@@ -172,8 +103,8 @@ def test_c_api_refuses_buffers_of_the_wrong_size_and_keeps_working(c_api, cpp_mo
         status, pha, _ = c_api.matte(handle, src, bgr)  # the handle survives every refusal
         assert status == 0 and pha.std() > 0.01
     finally:
-        c_api.lib.mattex_close(handle)
-    c_api.lib.mattex_close(None)  # closing NULL is a no-op
+        c_api.close(handle)
+    c_api.close(None)  # closing NULL is a no-op
 
 
 def test_threads_sharing_one_matter_or_each_their_own_give_identical_results(cpp_build, cpp_models, cache):
