@@ -37,9 +37,7 @@ int main(int argc, char** argv) {
     std::vector<float> pha(h * w), fgr(3 * h * w);
     matter->matteFrames(paddedSrc.pixels.data(), paddedBgr.pixels.data(), 1, h, w, pha.data(), fgr.data());
 
-    example::Image green{src.height, src.width, 3, std::vector<uint8_t>(src.height * src.width * 3)};
-    const uint8_t colour[3] = {120, 255, 155};  // the reference's composite background
-    for (size_t i = 0; i < green.pixels.size(); ++i) green.pixels[i] = colour[i % 3];
+    const example::Image green = example::green(src.height, src.width);
     example::Image com, alpha, foreground;
     example::compose(pha.data(), fgr.data(), 0, h, w, green, com, &alpha, &foreground);
     mkdir(outDir.c_str(), 0777);  // an existing folder is fine; a failure shows when writing

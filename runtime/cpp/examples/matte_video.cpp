@@ -261,9 +261,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     const example::Image bgr = example::padToMultiple(background, matter->info().sizeMultiple);
-    example::Image green = background;
-    const uint8_t colour[3] = {120, 255, 155};  // the reference's composite background
-    for (size_t i = 0; i < green.pixels.size(); ++i) green.pixels[i] = colour[i % 3];
+    const example::Image green = example::green(background.height, background.width);
 
     Encoder out(argv[4], video.width(), video.height(), video.frameRate());
     const int64_t h = bgr.height, w = bgr.width, frameBytes = h * w * 3;

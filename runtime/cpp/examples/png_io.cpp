@@ -59,6 +59,13 @@ void writePng(const std::string& path, const Image& image) {
   }
 }
 
+Image green(int64_t height, int64_t width) {
+  Image image{height, width, 3, std::vector<uint8_t>(height * width * 3)};
+  const uint8_t colour[3] = {120, 255, 155};  // mattex.runtime.media.GREEN
+  for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = colour[i % 3];
+  return image;
+}
+
 Image padToMultiple(const Image& image, int64_t multiple) {
   Image padded;
   padded.channels = image.channels;

@@ -18,6 +18,9 @@ Image readPng(const std::string& path);
 // Written to a temporary name beside `path` and renamed, so a failure leaves no partial file.
 void writePng(const std::string& path, const Image& image);
 
+// A height x width RGB image of the reference's composite green (120, 255, 155), as mattex run's.
+Image green(int64_t height, int64_t width);
+
 // Edge-replicated to a multiple of `multiple` in height and width, as mattex run pads frames.
 Image padToMultiple(const Image& image, int64_t multiple);
 

@@ -1,7 +1,6 @@
 #include "model_cache.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,33 +9,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "mattex/matter.hpp"
+#include "sidecar.hpp"
 
 namespace mattex::detail {
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string sha256Hex(const std::string& text) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned length = 0;
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx.get(), text.data(), text.size());
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  std::string hex;
-  char byte[3];
-  for (unsigned i = 0; i < length; ++i) {
-    std::snprintf(byte, sizeof byte, "%02x", digest[i]);
-    hex += byte;
-  }
-  return hex;
-}
-
-}  // namespace
 
 std::string cacheEntryName(const std::string& modelPath) {
   struct stat st {};
@@ -44,7 +23,7 @@ std::string cacheEntryName(const std::string& modelPath) {
   const long long mtimeNs = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
   const std::string identity = fs::canonical(modelPath).string() + '\0' + std::to_string(st.st_size) + '\0' +
                                std::to_string(mtimeNs);
-  return fs::path(modelPath).stem().string() + "-" + sha256Hex(identity).substr(0, 16);
+  return fs::path(modelPath).stem().string() + "-" + sha256Text(identity).substr(0, 16);
 }
 
 CacheEntry::CacheEntry(const std::string& cacheDir, const std::string& modelPath)

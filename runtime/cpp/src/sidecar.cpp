@@ -139,24 +139,45 @@ void checkEnvironment(const Sidecar& s, const std::string& backend, const std::s
   }
 }
 
-std::string sha256File(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw CorruptEngineError("cannot read " + path);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+namespace {
+
+using DigestContext = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+DigestContext sha256Context() {
+  DigestContext ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> block(1 << 20);
-  while (file) {
-    file.read(block.data(), static_cast<std::streamsize>(block.size()));
-    EVP_DigestUpdate(ctx.get(), block.data(), static_cast<size_t>(file.gcount()));
-  }
+  return ctx;
+}
+
+std::string hexDigest(EVP_MD_CTX* ctx) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &length);
+  EVP_DigestFinal_ex(ctx, digest, &length);
   std::ostringstream hex;
   for (unsigned int i = 0; i < length; ++i) {
     hex << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(digest[i]);
   }
   return hex.str();
+}
+
+}  // namespace
+
+std::string sha256File(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw CorruptEngineError("cannot read " + path);
+  const DigestContext ctx = sha256Context();
+  std::vector<char> block(1 << 20);
+  while (file) {
+    file.read(block.data(), static_cast<std::streamsize>(block.size()));
+    EVP_DigestUpdate(ctx.get(), block.data(), static_cast<size_t>(file.gcount()));
+  }
+  return hexDigest(ctx.get());
+}
+
+std::string sha256Text(const std::string& text) {
+  const DigestContext ctx = sha256Context();
+  EVP_DigestUpdate(ctx.get(), text.data(), text.size());
+  return hexDigest(ctx.get());
 }
 
 void checkPlan(const std::string& enginePath, const Sidecar& sidecar) {

@@ -30,6 +30,8 @@ struct Sidecar {
 
 // SHA-256 of a file, lowercase hex.
 std::string sha256File(const std::string& path);
+// The same of a string's bytes (the model cache's entry key).
+std::string sha256Text(const std::string& text);
 
 // CorruptEngineError unless the plan is the very file the sidecar describes.
 void checkPlan(const std::string& enginePath, const Sidecar& sidecar);
