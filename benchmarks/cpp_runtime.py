@@ -24,17 +24,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import _every_patch_eligible  # noqa: E402
+from export_speed import eligible_fp32_export  # noqa: E402
 from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, parse_and_prepare  # noqa: E402
 
-from mattex.exporter.config import ExportConfig  # noqa: E402
-from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
-from mattex.model.sources import WeightsSource  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 
 CPP = Path(__file__).resolve().parents[1] / "runtime" / "cpp"
@@ -88,12 +84,7 @@ def cpp_overhead(build: Path, model: Path, threads: int, rounds: int, cache_dir:
 
 
 def bench(backbone: str, args, build: Path, folder: Path) -> list[dict]:
-    config = ExportConfig.from_preset("hd", backbone=backbone)
-    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_eligible.pth")
-    model = folder / f"{backbone}_hd_fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(config, model, weights=weights)
+    model, config, _ = eligible_fp32_export(backbone, "hd", folder)
     src, bgr = bench_frame(config.height, config.width)
     cache = folder / "openvino"
     python = Matter.open(model, backend="openvino", threads=args.threads, cache_dir=cache)

@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_speed import _every_patch_eligible  # noqa: E402
+from export_speed import eligible_fp32_export  # noqa: E402
 from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, eager, parse_and_prepare  # noqa: E402
 
 from mattex.calibration.int8 import CalibrationSettings  # noqa: E402
@@ -40,7 +40,7 @@ from mattex.exporter.config import ExportConfig  # noqa: E402
 from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
-from mattex.model.sources import WeightsSource, build_model  # noqa: E402
+from mattex.model.sources import build_model  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 
 STAGES = ("base", "selection", "crop", "refine", "paste")
@@ -59,43 +59,66 @@ def stage_of(node: str, op: str) -> str:
     return "crop"
 
 
-def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dict[str, float]:
+Node = collections.namedtuple("Node", "name op kernel ms")
+
+
+def onnxruntime_nodes(path: Path, src, bgr, threads: int, runs: int = 2) -> list[Node]:
+    """Per-node kernel time, ms per frame, from ONNX Runtime's profiler, the session made as
+    Matter makes it (the same disabled optimizers for the file's precision); each node's first
+    run (the session's warm-up) is left out. The kernel is the op after ONNX Runtime's fusions."""
     import onnxruntime as ort
 
     from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
 
-    options = ort.SessionOptions()
-    options.enable_profiling, options.log_severity_level = True, 3
-    options.intra_op_num_threads = threads
-    options.profile_file_prefix = str(path.with_suffix(""))
     probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    precision = probe.get_modelmeta().custom_metadata_map.get("precision")
-    session = ort.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled_optimizers_for(precision)
-    )
-    for _ in range(runs):
+    disabled = disabled_optimizers_for(probe.get_modelmeta().custom_metadata_map.get("precision"))
+    options = ort.SessionOptions()
+    options.log_severity_level, options.intra_op_num_threads = 3, threads
+    options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    for _ in range(runs + 1):
         session.run(None, {"src": src, "bgr": bgr})
-    events = json.loads(Path(session.end_profiling()).read_text())
-    times = collections.Counter()
-    for e in events:
+    durations, ops = collections.defaultdict(list), {}
+    for e in json.loads(Path(session.end_profiling()).read_text()):  # in the order they ran
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            times[stage_of(e["name"][: -len("_kernel_time")], e["args"].get("op_name", ""))] += e["dur"]
-    return _shares(times)
+            name = e["name"][: -len("_kernel_time")]
+            durations[name].append(e["dur"])
+            ops[name] = e["args"].get("op_name", "")
+    return [Node(n, ops[n], ops[n], sum(d[1:]) / 1000 / runs) for n, d in durations.items()]
+
+
+def openvino_nodes(path: Path, src, bgr, precision: str = "f32", threads: int | None = None, runs: int = 2):
+    """Per-node real time, ms per frame, from OpenVINO's performance counters (LATENCY, the
+    given arithmetic and threads), after one warm-up run; the kernel is OpenVINO's exec type."""
+    import openvino as ov
+
+    config = {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    request.infer({"src": src, "bgr": bgr})  # warm-up
+    totals, kinds = collections.Counter(), {}
+    for _ in range(runs):
+        request.infer({"src": src, "bgr": bgr})
+        for p in request.profiling_info:
+            totals[p.node_name] += p.real_time.total_seconds() * 1000
+            kinds[p.node_name] = (p.node_type, p.exec_type)
+    return [Node(n, kinds[n][0], kinds[n][1], ms / runs) for n, ms in totals.items()]
+
+
+def stage_ms(nodes: list[Node]) -> collections.Counter:
+    times = collections.Counter()
+    for node in nodes:
+        times[stage_of(node.name, node.op)] += node.ms
+    return times
+
+
+def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dict[str, float]:
+    return _shares(stage_ms(onnxruntime_nodes(path, src, bgr, threads, runs)))
 
 
 def openvino_stages(path: Path, src, bgr, precision: str) -> dict[str, float]:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(
-        str(path), "CPU", {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    )
-    request = compiled.create_infer_request()
-    for _ in range(2):
-        request.infer({"src": src, "bgr": bgr})
-    times = collections.Counter()
-    for p in request.profiling_info:
-        times[stage_of(p.node_name, p.node_type)] += p.real_time.total_seconds()
-    return _shares(times)
+    return _shares(stage_ms(openvino_nodes(path, src, bgr, precision)))
 
 
 def _shares(times: collections.Counter) -> dict[str, float]:
@@ -104,15 +127,10 @@ def _shares(times: collections.Counter) -> dict[str, float]:
 
 
 def export_files(backbone: str, resolution: str, folder: Path, calibration: Path) -> dict[str, Path]:
-    config = ExportConfig.from_preset(resolution, backbone=backbone)
-    weights = _every_patch_eligible(
-        WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}_eligible.pth"
-    )
-    files = {}
+    fp32, _, weights = eligible_fp32_export(backbone, resolution, folder)
+    files = {"fp32": fp32}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        files["fp32"] = folder / f"{backbone}_{resolution}_fp32.onnx"
-        export_onnx(config, files["fp32"], weights=weights)
         for bits in (7, 8):
             name = f"int8 w{bits}"
             files[name] = folder / f"{backbone}_{resolution}_int8_w{bits}.onnx"

@@ -111,6 +111,18 @@ def _every_patch_eligible(weights: WeightsSource, config: ExportConfig, path: Pa
     return resolve_weights(config.backbone, path)
 
 
+def eligible_fp32_export(backbone: str, resolution: str, folder: Path) -> tuple[Path, ExportConfig, WeightsSource]:
+    """The preset's fp32 file from seeded random weights with every patch eligible (so every
+    runner refines exactly k), its config and the weights: what the CPU benchmarks time."""
+    config = ExportConfig.from_preset(resolution, backbone=backbone)
+    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}.pth")
+    path = folder / f"{backbone}_{resolution}_fp32.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(config, path, weights=weights)
+    return path, config, weights
+
+
 def benchmark_parser(description: str) -> argparse.ArgumentParser:
     """The options every HD benchmark here takes; each script adds its own."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -34,16 +34,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu_backends import onnxruntime_stages, openvino_stages  # noqa: E402
-from export_speed import _every_patch_eligible  # noqa: E402
+from export_speed import eligible_fp32_export  # noqa: E402
 from timing import alone_and_interleaved, bench_frame, cpu_benchmark_arguments, eager, parse_and_prepare  # noqa: E402
 
-from mattex.exporter.config import ExportConfig  # noqa: E402
-from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.files import atomic_write_text  # noqa: E402
 from mattex.measure.flops import count_flops  # noqa: E402
 from mattex.measure.machine import describe_machine, fp32_peak  # noqa: E402
 from mattex.model.reference_method import as_reference_formulation  # noqa: E402
-from mattex.model.sources import WeightsSource, build_model  # noqa: E402
+from mattex.model.sources import build_model  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 
 BASELINE = "pytorch eager, reference method (baseline)"
@@ -98,12 +96,7 @@ def base_network_ms(model, config, folder: Path, args) -> dict[str, float]:
 
 
 def bench(backbone: str, resolution: str, args, folder: Path, peak: dict) -> list[dict]:
-    config = ExportConfig.from_preset(resolution, backbone=backbone)
-    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}.pth")
-    path = folder / f"{backbone}_{resolution}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(config, path, weights=weights)
+    path, config, weights = eligible_fp32_export(backbone, resolution, folder)
     flops = count_flops(config)
     model = build_model(weights, **config.model_kwargs()).eval()
     reference = as_reference_formulation(copy.deepcopy(model)).eval()

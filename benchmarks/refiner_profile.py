@@ -20,74 +20,22 @@ The CPU's model and instruction sets are printed beside every figure.
 
 from __future__ import annotations
 
-import collections
 import json
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_backends import STAGES, stage_of  # noqa: E402
-from export_speed import _every_patch_eligible  # noqa: E402
+from cpu_backends import STAGES, Node, onnxruntime_nodes, openvino_nodes, stage_ms, stage_of  # noqa: E402
+from export_speed import eligible_fp32_export  # noqa: E402
 from timing import bench_frame, cpu_benchmark_arguments, parse_and_prepare  # noqa: E402
 
-from mattex.exporter.config import ExportConfig  # noqa: E402
-from mattex.exporter.export import export_onnx  # noqa: E402
 from mattex.measure.flops import count_flops  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
-from mattex.model.sources import WeightsSource  # noqa: E402
-
-Node = collections.namedtuple("Node", "name op kernel ms")
-
-
-def onnxruntime_nodes(path: Path, src, bgr, threads: int, runs: int) -> list[Node]:
-    """Per-node kernel time, ms per frame, from ONNX Runtime's profiler, the session made as
-    Matter makes it (the same disabled optimizers for the file's precision); each node's first
-    run (the session's warm-up) is left out."""
-    import onnxruntime as ort
-
-    from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
-
-    probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    disabled = disabled_optimizers_for(probe.get_modelmeta().custom_metadata_map.get("precision"))
-    options = ort.SessionOptions()
-    options.log_severity_level, options.intra_op_num_threads = 3, threads
-    options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
-    for _ in range(runs + 1):
-        session.run(None, {"src": src, "bgr": bgr})
-    durations, ops = collections.defaultdict(list), {}
-    for e in json.loads(Path(session.end_profiling()).read_text()):  # in the order they ran
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            name = e["name"][: -len("_kernel_time")]
-            durations[name].append(e["dur"])
-            ops[name] = e["args"].get("op_name", "")
-    return [Node(n, ops[n], ops[n], sum(d[1:]) / 1000 / runs) for n, d in durations.items()]
-
-
-def openvino_nodes(path: Path, src, bgr, threads: int, runs: int) -> list[Node]:
-    """Per-node real time, ms per frame, from OpenVINO's performance counters, compiled as the
-    backend compiles it (f32, LATENCY, the same threads)."""
-    import openvino as ov
-
-    config = {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    config["INFERENCE_NUM_THREADS"] = threads
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
-    request.infer({"src": src, "bgr": bgr})  # warm-up
-    totals, kinds = collections.Counter(), {}
-    for _ in range(runs):
-        request.infer({"src": src, "bgr": bgr})
-        for p in request.profiling_info:
-            totals[p.node_name] += p.real_time.total_seconds() * 1000
-            kinds[p.node_name] = (p.node_type, p.exec_type)
-    return [Node(n, kinds[n][0], kinds[n][1], ms / runs) for n, ms in totals.items()]
 
 
 def summarise(nodes: list[Node], top: int, flops) -> dict:
-    by_stage = collections.Counter()
-    for node in nodes:
-        by_stage[stage_of(node.name, node.op)] += node.ms
+    by_stage = stage_ms(nodes)
     total = sum(by_stage.values()) or 1.0
     refiner_ms = total - by_stage["base"]
     summary = {
@@ -112,22 +60,12 @@ def summarise(nodes: list[Node], top: int, flops) -> dict:
     return summary
 
 
-def export_file(backbone: str, resolution: str, folder: Path):
-    config = ExportConfig.from_preset(resolution, backbone=backbone)
-    weights = _every_patch_eligible(WeightsSource("random", seed=0), config, folder / f"{backbone}_{resolution}.pth")
-    path = folder / f"{backbone}_{resolution}_fp32.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_onnx(config, path, weights=weights)
-    return path, config
-
-
 def profile(path: Path, height: int, width: int, args, flops) -> dict:
     src, bgr = bench_frame(height, width)
     result = {"file": path.name, "size": f"{height}x{width}"}
     for runtime, nodes in (
         ("onnxruntime", onnxruntime_nodes(path, src, bgr, args.threads, args.runs)),
-        ("openvino f32", openvino_nodes(path, src, bgr, args.threads, args.runs)),
+        ("openvino f32", openvino_nodes(path, src, bgr, "f32", args.threads, args.runs)),
     ):
         result[runtime] = summarise(nodes, args.top, flops)
         print_table(runtime, result[runtime], path.name)
@@ -166,7 +104,7 @@ def main() -> None:
             result["profiles"].append(profile(args.file, height, width, args, None))
         for backbone in [] if args.file else args.backbones:
             for resolution in args.resolutions:
-                path, config = export_file(backbone, resolution, Path(tmp))
+                path, config, _ = eligible_fp32_export(backbone, resolution, Path(tmp))
                 result["profiles"].append(profile(path, config.height, config.width, args, count_flops(config)))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
