@@ -75,8 +75,9 @@ class MattexLibrary:
 
     def info(self, handle) -> Info:
         info = Info()
-        if self.lib.mattex_get_info(handle, ctypes.byref(info)) != 0:
-            raise RuntimeError(self.error(self.lib.mattex_get_info(handle, ctypes.byref(info))))
+        status = self.lib.mattex_get_info(handle, ctypes.byref(info))
+        if status != 0:
+            raise RuntimeError(self.error(status))
         return info
 
     def error(self, status: int) -> str:

@@ -51,12 +51,12 @@ void checkCounts(size_t input, size_t pha, size_t fgr, int64_t batch, int64_t he
   }
   const size_t n = static_cast<size_t>(batch) * static_cast<size_t>(height) * static_cast<size_t>(width);
   const struct {
-    const char* name;
+    const char* subject;  // "src and bgr hold", "pha holds"
     size_t got, want;
-  } buffers[] = {{"src and bgr", input, 3 * n}, {"pha", pha, n}, {"fgr", fgr, 3 * n}};
+  } buffers[] = {{"src and bgr hold", input, 3 * n}, {"pha holds", pha, n}, {"fgr holds", fgr, 3 * n}};
   for (const auto& b : buffers) {
     if (b.got != b.want) {
-      throw mattex::InputShapeError(std::string(b.name) + (std::string(b.name).find(' ') != std::string::npos ? " hold " : " holds ") + std::to_string(b.got) + " values; batch " +
+      throw mattex::InputShapeError(std::string(b.subject) + " " + std::to_string(b.got) + " values; batch " +
                                     std::to_string(batch) + " of " + std::to_string(height) + "x" +
                                     std::to_string(width) + " needs " + std::to_string(b.want));
     }
