@@ -52,21 +52,24 @@ def window_pixels(
 
 def _channel_indices(x: Tensor, b: Tensor, pixels: Tensor) -> Tensor:
     """Flat indices into x (B, C, H, W) viewed as (B*C*H*W,), for every channel of each pixel:
-    (C, *pixels.shape). Gathering with them needs no transposed copy of x."""
+    (N, C, *pixels.shape[1:]). Gathering with them reads x in place and writes the crops
+    channels-first, so neither side is transposed."""
     B, C, H, W = x.shape
     base = b * (C * H * W) + pixels  # (N, s, s)
     channels = torch.arange(C, device=x.device) * (H * W)
-    return base[None] + channels.view(C, *([1] * base.dim()))
+    return base[:, None] + channels.view(1, C, *([1] * (base.dim() - 1)))
 
 
-def crop_windows(x: Tensor, ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int) -> Tensor:
-    """Crop each patch's window from `x` (B, C, Hx, Wx) as if zero-padded by `pad`, without
-    padding or transposing the map. Returns (N, C, size, size)."""
-    b, pixels, inside = window_pixels(ids, grid, stride, size, pad, tuple(x.shape[2:]))
-    crops = x.reshape(-1)[_channel_indices(x, b, pixels)]  # (C, N, s, s)
+def crop_windows(maps: list[Tensor], ids: Tensor, grid: tuple[int, int], stride: int, size: int, pad: int) -> Tensor:
+    """Crop each patch's window from every map (each (B, C, Hx, Wx), all one shape) as if
+    zero-padded by `pad`, without padding or transposing a map; the maps share one index
+    computation. Returns their channels side by side: (N, len(maps) * C, size, size)."""
+    b, pixels, inside = window_pixels(ids, grid, stride, size, pad, tuple(maps[0].shape[2:]))
+    index = _channel_indices(maps[0], b, pixels)  # (N, C, s, s)
+    crops = torch.cat([x.reshape(-1)[index] for x in maps], dim=1)
     if pad:
-        crops = torch.where(inside, crops, torch.zeros((), dtype=x.dtype, device=x.device))
-    return crops.transpose(0, 1)
+        crops = torch.where(inside[:, None], crops, torch.zeros((), dtype=crops.dtype, device=crops.device))
+    return crops
 
 
 def _bilinear_taps(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -112,12 +115,12 @@ def crop_resized(
     (size - 1) * max_ratio + 2 (max_ratio bounds in / out). The neighbourhoods are gathered
     channels-last and resized by two small matrix products per patch, rows then columns, with
     matrices of bilinear weights (zero where the window leaves the map: the zero padding).
-    Each product reads its input transposed, which the runtimes fuse, and the second one leaves
-    the windows channels-first, so no copy is ever transposed. Of the forms tried (two products
-    per channel, four gathered taps, one Kronecker product per patch, this) this ran fastest on
-    both ONNX Runtime and OpenVINO (HD, k = 5,000: 44 and 27 ms; two products per channel: 66
-    and 52).
-    Returns (N, C, size, size), equal to the whole-map path up to float rounding.
+    Each product reads its weights transposed, which the runtimes fuse, and the windows come out
+    channels-last, the layout both CPU runtimes' convolutions read (their channels-first form
+    cost a layout reorder on OpenVINO). Of the forms tried (two products per channel, four
+    gathered taps, one Kronecker product per patch, this) this ran fastest on both ONNX Runtime
+    and OpenVINO (HD, k = 5,000: 44 and 27 ms; two products per channel: 66 and 52).
+    Returns (N, size, size, C), equal to the whole-map path up to float rounding.
     """
     B, C, h, w = x.shape
     out_h, out_w = out_hw
@@ -137,8 +140,8 @@ def crop_resized(
     neighbourhood = neighbourhood.view(-1, span, span * C)  # (N, t, (u, c))
     rows_m = _interpolation_matrix(rows, (rows >= 0) & (rows < out_h), row0, span, h, out_h)  # (N, t, a)
     cols_m = _interpolation_matrix(cols, (cols >= 0) & (cols < out_w), col0, span, w, out_w)  # (N, u, b)
-    x = (neighbourhood.transpose(1, 2) @ rows_m.to(x.dtype)).view(-1, span, C * size)  # (N, u, (c, a))
-    return (x.transpose(1, 2) @ cols_m.to(x.dtype)).view(-1, C, size, size)  # (N, c, a, b)
+    x = (rows_m.to(x.dtype).transpose(1, 2) @ neighbourhood).view(-1, size, span, C)  # (N, a, u, c)
+    return cols_m.to(x.dtype).transpose(1, 2)[:, None] @ x  # (N, a, b, c)
 
 
 def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None) -> Tensor:
@@ -150,13 +153,51 @@ def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None
     """
     B, C, H, W = out.shape
     b, pixels, _ = window_pixels(ids, (H // 4, W // 4), 4, 4, 0, (H, W))  # (N, 4, 4)
-    index = _channel_indices(out, b, pixels).reshape(-1)  # (C*N*16,)
-    values = patches.transpose(0, 1).reshape(-1)  # (C*N*16,)
+    index = _channel_indices(out, b, pixels).reshape(-1)  # (N*C*16,)
+    values = patches.reshape(-1)  # (N*C*16,)
     flat = out.reshape(-1)
     if keep is not None:
-        keep_pixels = keep[None, :, None, None].expand(C, -1, 4, 4).reshape(-1)
+        keep_pixels = keep[:, None, None, None].expand(-1, C, 4, 4).reshape(-1)
         values = torch.where(keep_pixels, values, flat[index])
     return flat.scatter(0, index, values).view(B, C, H, W)
+
+
+def nearest_upsampled_kernels(weight: Tensor) -> Tensor:
+    """Kernels that compute conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight)
+    (unpadded, odd kernel size K) as pixel_shuffle(conv2d(x, kernels), 2), without the
+    upsampled copy: (4 * O, C, K // 2 + 1, K // 2 + 1) from weight (O, C, K, K).
+
+    Output row 2m + p (phase p) reads upsampled rows 2m + p + j, which are source rows
+    m + (p + j) // 2: each phase's kernel sums the taps that land on one source row. Four
+    small convolutions on the 4x4 input replace one on the 8x8 upsampled input, with 2.25x
+    fewer multiplications, and the upsample (a slow Interpolate on OpenVINO) is gone.
+    """
+    out_channels, C, K, _ = weight.shape
+    size = K // 2 + 1
+    lands = torch.zeros(2, size, K, dtype=weight.dtype, device=weight.device)  # (phase, row, tap)
+    for phase in range(2):
+        for tap in range(K):
+            lands[phase, (phase + tap) // 2, tap] = 1
+    kernels = torch.einsum("pak,qbl,ockl->opqcab", lands, lands, weight)  # (O, p, q, C, a, b)
+    return kernels.reshape(out_channels * 4, C, size, size)  # pixel_shuffle's channel order: o * 4 + p * 2 + q
+
+
+# The channel multiple the refiner's convolutions read: the block of ONNX Runtime's NCHWc kernels
+# (8 on AVX2, 16 on AVX-512) and of OpenVINO's; with another count they fall back to generic
+# kernels at about a third of the speed. Zero channels (with zero weights: exact) fill the rest.
+CHANNEL_BLOCK = 16
+IMAGE_CHANNELS = 6  # src and bgr side by side, the last inputs of conv1 and conv3
+
+
+def _padding(channels: int) -> int:
+    return -channels % CHANNEL_BLOCK
+
+
+def _pad_in_channels(weight: Tensor) -> Tensor:
+    """weight (O, C, k, k) with zero input channels appended up to a multiple of CHANNEL_BLOCK."""
+    out_channels, C, K, _ = weight.shape
+    # cat with a zero tensor of static size, not F.pad: the ONNX exporter needs the kernel's shape
+    return torch.cat([weight, weight.new_zeros(out_channels, _padding(C), K, K)], dim=1)
 
 
 class Refiner(nn.Module):
@@ -254,38 +295,46 @@ class Refiner(nn.Module):
         k3 = self.kernel_size == 3
         # Stage 1, half resolution: 8x8 windows (2x2 for kernel size 1) around each patch. The
         # 36 feature channels are resized per window from their base-resolution neighbourhood
-        # (resizing whole maps to half resolution cost more than the refiner's convolutions).
+        # (resizing whole maps to half resolution cost more than the refiner's convolutions),
+        # with zero channels added on the small base-resolution map up to a multiple of
+        # CHANNEL_BLOCK, so the CPU runtimes run the convolution with their blocked kernels.
         window = dict(grid=grid, stride=2, size=8 if k3 else 2, pad=3 if k3 else 0)
-        # src and bgr are cropped one by one: concatenating them at full resolution cost more
-        # than cropping them.
-        x = torch.cat(
-            [
-                crop_resized(
-                    torch.cat([hid, pha, fgr], dim=1),
-                    ids,
-                    out_hw=(H // 2, W // 2),
-                    max_ratio=2 * self.backbone_scale,
-                    **window,
-                ),
-                *(
-                    crop_windows(
-                        F.interpolate(image, (H // 2, W // 2), mode="bilinear", align_corners=False), ids, **window
-                    )
-                    for image in (src, bgr)
-                ),
-            ],
-            dim=1,
-        )  # (N, 42, 8, 8)
-        x = self.relu(self.bn1(self.conv1(x)))  # (N, 24, 6, 6)
-        x = self.relu(self.bn2(self.conv2(x)))  # (N, 16, 4, 4)
-        x = F.interpolate(x, 8 if k3 else 4, mode="nearest")  # (N, 16, 8, 8)
-        # Stage 2, full resolution.
-        y = torch.cat(
-            [crop_windows(image, ids, grid, stride=4, size=8 if k3 else 4, pad=2 if k3 else 0) for image in (src, bgr)],
-            dim=1,
+        # channel counts from the weights, not from tensor shapes: a trace keeps them static
+        n_features = self.conv1.in_channels - IMAGE_CHANNELS  # hid, pha, fgr: 36
+        features = F.pad(torch.cat([hid, pha, fgr], dim=1), (0, 0, 0, 0, 0, _padding(n_features)))  # (B, 48, h, w)
+        features = crop_resized(
+            features, ids, out_hw=(H // 2, W // 2), max_ratio=2 * self.backbone_scale, **window
+        )  # (N, 8, 8, 48) channels-last
+        images = crop_windows(
+            [F.interpolate(t, (H // 2, W // 2), mode="bilinear", align_corners=False) for t in (src, bgr)],
+            ids,
+            **window,
         )  # (N, 6, 8, 8)
-        x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))  # (N, 12, 6, 6)
+        # conv1 over the concatenation [features, images] is the sum of its parts' convolutions:
+        # no 42-channel copy of every window is made.
+        weight, bias = self._folded(self.conv1.weight, self.bn1)  # (24, 42, k, k)
+        x = F.conv2d(features.permute(0, 3, 1, 2), _pad_in_channels(weight[:, :n_features]))
+        x = self._bn_relu(x + F.conv2d(images, weight[:, n_features:], bias), bias, self.bn1)  # (N, 24, 6, 6)
+        x = self.relu(self.bn2(self.conv2(x)))  # (N, 16, 4, 4)
+        # Stage 2, full resolution: conv3 over [nearest 2x upsample of x, src and bgr windows],
+        # the upsample folded into conv3's kernels (nearest_upsampled_kernels).
+        images = crop_windows([src, bgr], ids, grid, stride=4, size=8 if k3 else 4, pad=2 if k3 else 0)  # (N, 6, 8, 8)
+        weight, bias = self._folded(self.conv3.weight, self.bn3)  # (12, 22, k, k)
+        upsampled = self.conv3.in_channels - IMAGE_CHANNELS
+        x = F.pixel_shuffle(F.conv2d(x, nearest_upsampled_kernels(weight[:, :upsampled])), 2)
+        x = self._bn_relu(x + F.conv2d(images, weight[:, upsampled:], bias), bias, self.bn3)  # (N, 12, 6, 6)
         return self.conv4(x)  # (N, 4, 4, 4)
+
+    def _folded(self, weight: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor | None]:
+        """The convolution's weight with `bn` folded in, and the bias that goes with it; in
+        training (batch statistics) the weight unchanged and no bias, for _bn_relu to apply bn."""
+        if self.training:
+            return weight, None
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
+
+    def _bn_relu(self, x: Tensor, folded_bias: Tensor | None, bn: nn.BatchNorm2d) -> Tensor:
+        return self.relu(x if folded_bias is not None else bn(x))
 
     def _refine_full(self, src_bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The same convolutions over the whole image (equals sampling every patch)."""
