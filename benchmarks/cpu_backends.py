@@ -26,6 +26,7 @@ import copy
 import json
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -60,57 +61,117 @@ def stage_of(node: str, op: str) -> str:
 
 
 Node = collections.namedtuple("Node", "name op kernel ms")
+# A pause before each profiled frame: another runtime's worker threads (OpenVINO's TBB arena,
+# ONNX Runtime's pool) finish winding down instead of competing with it.
+SETTLE_S = 0.5
+
+
+class OnnxRuntimeProfiler:
+    """Per-node kernel time from ONNX Runtime's profiler, the session made as Matter makes it (the
+    same disabled optimizers for the file's precision). run() once per profiled frame (several
+    profilers can be run round by round, interleaved); nodes() then gives ms per frame with the
+    session's warm-up run left out. The kernel is the op after ONNX Runtime's fusions."""
+
+    def __init__(self, path: Path, src, bgr, threads: int) -> None:
+        import onnxruntime as ort
+
+        from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
+
+        probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        disabled = disabled_optimizers_for(probe.get_modelmeta().custom_metadata_map.get("precision"))
+        options = ort.SessionOptions()
+        options.log_severity_level, options.intra_op_num_threads = 3, threads
+        options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
+        # idle threads sleep: spinning ones would run into the next profiler's frame
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+        )
+        self.feeds, self.runs = {"src": src, "bgr": bgr}, 0
+        self.session.run(None, self.feeds)  # warm-up
+
+    def run(self) -> None:
+        time.sleep(SETTLE_S)
+        self.session.run(None, self.feeds)
+        self.runs += 1
+
+    def nodes(self) -> list[Node]:
+        durations, ops = collections.defaultdict(list), {}
+        for e in json.loads(Path(self.session.end_profiling()).read_text()):  # in the order they ran
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                name = e["name"][: -len("_kernel_time")]
+                durations[name].append(e["dur"])
+                ops[name] = e["args"].get("op_name", "")
+        return [Node(n, ops[n], ops[n], sum(d[1:]) / 1000 / self.runs) for n, d in durations.items()]
+
+
+class OpenVinoProfiler:
+    """Per-node real time from OpenVINO's performance counters (LATENCY, the given arithmetic and
+    threads), compiled as the OpenVINO backend compiles (static shapes: the frame's), or with
+    dynamic shapes as mattex did before (`static=False`, for comparisons). run() / nodes() as
+    OnnxRuntimeProfiler; the kernel is OpenVINO's exec type."""
+
+    def __init__(self, path: Path, src, bgr, precision: str = "f32", threads: int | None = None, static=True):
+        import openvino as ov
+
+        config = {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        core = ov.Core()
+        model = core.read_model(str(path))
+        if static:
+            model.reshape({"src": list(src.shape), "bgr": list(bgr.shape)})
+        self.request = core.compile_model(model, "CPU", config).create_infer_request()
+        self.feeds, self.runs = {"src": src, "bgr": bgr}, 0
+        self.totals, self.kinds = collections.Counter(), {}
+        self.request.infer(self.feeds)  # warm-up
+
+    def run(self) -> None:
+        time.sleep(SETTLE_S)
+        self.request.infer(self.feeds)
+        self.runs += 1
+        for p in self.request.profiling_info:
+            self.totals[p.node_name] += p.real_time.total_seconds() * 1000
+            self.kinds[p.node_name] = (p.node_type, p.exec_type)
+
+    def nodes(self) -> list[Node]:
+        return [Node(n, self.kinds[n][0], self.kinds[n][1], ms / self.runs) for n, ms in self.totals.items()]
 
 
 def onnxruntime_nodes(path: Path, src, bgr, threads: int, runs: int = 2) -> list[Node]:
-    """Per-node kernel time, ms per frame, from ONNX Runtime's profiler, the session made as
-    Matter makes it (the same disabled optimizers for the file's precision); each node's first
-    run (the session's warm-up) is left out. The kernel is the op after ONNX Runtime's fusions."""
-    import onnxruntime as ort
-
-    from mattex.runtime.backends.onnxruntime import disabled_optimizers_for
-
-    probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    disabled = disabled_optimizers_for(probe.get_modelmeta().custom_metadata_map.get("precision"))
-    options = ort.SessionOptions()
-    options.log_severity_level, options.intra_op_num_threads = 3, threads
-    options.enable_profiling, options.profile_file_prefix = True, str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
-    for _ in range(runs + 1):
-        session.run(None, {"src": src, "bgr": bgr})
-    durations, ops = collections.defaultdict(list), {}
-    for e in json.loads(Path(session.end_profiling()).read_text()):  # in the order they ran
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            name = e["name"][: -len("_kernel_time")]
-            durations[name].append(e["dur"])
-            ops[name] = e["args"].get("op_name", "")
-    return [Node(n, ops[n], ops[n], sum(d[1:]) / 1000 / runs) for n, d in durations.items()]
+    """OnnxRuntimeProfiler's nodes over `runs` frames."""
+    return _profiled(OnnxRuntimeProfiler(path, src, bgr, threads), runs)
 
 
 def openvino_nodes(path: Path, src, bgr, precision: str = "f32", threads: int | None = None, runs: int = 2):
-    """Per-node real time, ms per frame, from OpenVINO's performance counters (LATENCY, the
-    given arithmetic and threads), after one warm-up run; the kernel is OpenVINO's exec type."""
-    import openvino as ov
+    """OpenVinoProfiler's nodes over `runs` frames."""
+    return _profiled(OpenVinoProfiler(path, src, bgr, precision, threads), runs)
 
-    config = {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
-    request.infer({"src": src, "bgr": bgr})  # warm-up
-    totals, kinds = collections.Counter(), {}
+
+def _profiled(profiler, runs: int) -> list[Node]:
     for _ in range(runs):
-        request.infer({"src": src, "bgr": bgr})
-        for p in request.profiling_info:
-            totals[p.node_name] += p.real_time.total_seconds() * 1000
-            kinds[p.node_name] = (p.node_type, p.exec_type)
-    return [Node(n, kinds[n][0], kinds[n][1], ms / runs) for n, ms in totals.items()]
+        profiler.run()
+    return profiler.nodes()
 
 
 def stage_ms(nodes: list[Node]) -> collections.Counter:
+    """ms per stage; `nodes` in the order they ran (as the profilers give them)."""
     times = collections.Counter()
-    for node in nodes:
-        times[stage_of(node.name, node.op)] += node.ms
+    for node, stage in zip(nodes, stages_in_order(nodes)):
+        times[stage] += node.ms
     return times
+
+
+def stages_in_order(nodes: list[Node]) -> list[str]:
+    """Each node's stage. A node the runtime inserted (no name scope: ONNX Runtime's
+    ReorderInput_token_7, OpenVINO's VariadicSplit_16433) belongs to the next traced node it
+    runs before, the one it prepares the layout for; the trailing ones to the base network."""
+    stages, following = [], "base"
+    for node in reversed(nodes):
+        if "/" in node.name:
+            following = stage_of(node.name, node.op)
+        stages.append(following)
+    return stages[::-1]
 
 
 def onnxruntime_stages(path: Path, src, bgr, threads: int, runs: int = 2) -> dict[str, float]:

@@ -3,13 +3,18 @@
 OpenVINO runs int8 files (Q/DQ nodes) with its int8 kernels and fp16 files with their weights
 decompressed; the arithmetic precision of float layers is an explicit choice, `f32` (default)
 or `bf16` on CPUs with AMX or AVX-512 BF16 (its own accuracy budget: README, accuracy budgets).
-Compiled models are kept in mattex's model cache (`mattex.runtime.model_cache`: one entry per
-file, a size cap, least-recently-used eviction), so a second launch skips the compilation.
+A file is compiled once per input shape it meets (static shapes): only then does OpenVINO fold
+the layout changes between mattex's refiner operations and pick its fastest kernels (the
+refiner at resnet50 4K: 0.69x the dynamic compile's node time, benchmarks/refiner_profile.py);
+a compilation takes about a second and the last STATIC_SHAPES_KEPT shapes are kept. Compiled
+models are kept in mattex's model cache (`mattex.runtime.model_cache`: one entry per file, a
+size cap, least-recently-used eviction), so a second launch skips the compilation.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +29,17 @@ INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
 # The CPU capability each inference precision needs (OPTIMIZATION_CAPABILITIES); f32 needs none.
 NEEDS_CAPABILITY = {"bf16": "BF16"}
 DEVICE = "CPU"
-# Measured with OpenVINO 2026.4.1 (AMD EPYC, AVX2): mattex's int8 files (symmetric int8 Q/DQ,
-# 7-bit weights) give pha_sm 0.39 mean away from ONNX Runtime's (budget 6e-3) and change which
-# outputs are requested (0.69 vs 0.02 on one decoder resize) or whether shapes are static (0.09)
-# changes the result, with its low-precision transformations on or off. Until a release passes
+# How many input shapes keep their compiled model (a video has one; a server's dynamic batches a few).
+STATIC_SHAPES_KEPT = 4
+# Measured with OpenVINO 2026.4.1 (AMD EPYC): mattex's int8 files (symmetric int8 Q/DQ, 7-bit
+# weights) compiled for static shapes, as this backend compiles, give pha_sm 0.09 mean away from
+# PyTorch (budget 0.015; with dynamic shapes 0.39 away from ONNX Runtime's int8), and which
+# outputs are requested changes the result (0.69 vs 0.02 on one decoder resize), with its
+# low-precision transformations on or off. Until a release passes
 # tests/runtime/test_openvino.py, int8 files are refused rather than run wrong.
 INT8_REFUSAL = (
-    "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.39 on "
-    "average against ONNX Runtime's int8, budget 0.006): run int8 files on ONNX Runtime "
+    "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.09 on "
+    "average against PyTorch, budget 0.015): run int8 files on ONNX Runtime "
     "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
     "openvino` measures a new OpenVINO release"
 )
@@ -105,16 +113,43 @@ class OpenVinoBackend(Backend):
         threads = threads or default_threads()
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        with use_entry(self.path, self.cache_dir) as entry:
-            core.set_property({"CACHE_DIR": str(entry)})
-            self.compiled = core.compile_model(model, DEVICE, config)
-        self.cache_entry = entry
-        prune(self.cache_dir, cache_limit, keep=(entry,))
+        self._core, self._model, self._config = core, model, config
+        self._by_shape: OrderedDict[tuple, object] = OrderedDict()  # input shape -> compiled model
+        self._compile_lock = threading.Lock()
+        self._requests = threading.local()  # an infer request serves one call at a time
+        self.cache_entry = None
         self.inference_precision = inference_precision
         self.arithmetic = "bf16" if inference_precision == "bf16" else None
         self.io_dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
+        # Compiled at open for the size the file was exported at, so a file OpenVINO cannot
+        # compile fails here, and the common case compiles once.
+        self.compiled = self._compiled_for(self._trace_shape(model))
+        prune(self.cache_dir, cache_limit, keep=(self.cache_entry,))
         assert len(self.compiled.outputs) == len(self.output_names)
-        self._requests = threading.local()  # an infer request serves one call at a time
+
+    def _trace_shape(self, model) -> tuple[int, ...]:
+        """Batch 1 at the file's trace size, in its input layout (NCHW, or NHWC frames)."""
+        height, width = self.metadata.trace_size if self.metadata else (64, 64)
+        channels_last = model.inputs[0].get_partial_shape()[3].is_static
+        return (1, height, width, 3) if channels_last else (1, 3, height, width)
+
+    def _compiled_for(self, shape: tuple[int, ...]):
+        """The model compiled for inputs of `shape` (static), compiled now if it is new."""
+        with self._compile_lock:
+            compiled = self._by_shape.get(shape)
+            if compiled is None:
+                model = self._model.clone()
+                model.reshape({name: list(shape) for name in ("src", "bgr")})
+                with use_entry(self.path, self.cache_dir) as entry:
+                    self._core.set_property({"CACHE_DIR": str(entry)})
+                    compiled = self._core.compile_model(model, DEVICE, self._config)
+                self.cache_entry = entry
+                self._by_shape[shape] = compiled
+                while len(self._by_shape) > STATIC_SHAPES_KEPT:
+                    self._by_shape.popitem(last=False)
+            self._by_shape.move_to_end(shape)
+            self.compiled = compiled
+            return compiled
 
     def _read(self, core):
         """The ONNX file through OpenVINO's ONNX frontend only (core.read_model would also try
@@ -134,14 +169,18 @@ class OpenVinoBackend(Backend):
             reason = message.splitlines()[-1] if message else type(e).__name__
             raise ModelFileError(f"{self.path} is not a loadable ONNX model (OpenVINO: {reason})") from None
 
-    def _request(self):
-        request = getattr(self._requests, "request", None)
-        if request is None:
-            request = self._requests.request = self.compiled.create_infer_request()
-        return request
+    def _request(self, shape: tuple[int, ...]):
+        """This thread's infer request for inputs of `shape`."""
+        compiled = self._compiled_for(shape)
+        requests = self._requests.__dict__.setdefault("by_shape", {})  # shape -> (compiled, request)
+        if shape not in requests or requests[shape][0] is not compiled:
+            requests[shape] = (compiled, compiled.create_infer_request())
+            for old in [s for s in requests if s not in self._by_shape]:  # let evicted models go
+                del requests[old]
+        return requests[shape][1]
 
     def _run(self, src, bgr) -> dict[str, np.ndarray]:
-        request = self._request()
+        request = self._request(tuple(src.shape))
         request.infer({"src": np.ascontiguousarray(src), "bgr": np.ascontiguousarray(bgr)})
         # The request's output buffers are reused by its next call: hand out copies.
         return {name: request.get_output_tensor(i).data.copy() for i, name in enumerate(self.output_names)}

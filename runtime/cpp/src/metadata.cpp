@@ -111,6 +111,8 @@ void readMetadata(const std::map<std::string, std::string>& props, const std::st
     if (x == std::string::npos || !parsesAsInt(text.substr(0, x)) || !parsesAsInt(text.substr(x + 1))) {
       malformed(source, "trace_size", "ValueError: expected HxW, got '" + text.substr(0, 20) + "'");
     }
+    info.traceHeight = std::stoll(text.substr(0, x));
+    info.traceWidth = std::stoll(text.substr(x + 1));
   }
   std::string missing;
   for (const char* key : kRequired) {

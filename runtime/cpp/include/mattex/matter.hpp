@@ -104,6 +104,8 @@ struct ModelInfo {
   std::vector<std::string> outputs;  // pha, fgr and the debug outputs the file has
   std::vector<Profile> profiles;     // an engine's; empty: any batch and size
   int64_t sizeMultiple = 4;          // H and W must be divisible by it (the I/O contract)
+  int64_t traceHeight = 64;          // the size the file was exported at (64x64 when unknown)
+  int64_t traceWidth = 64;
   bool mattexExport = false;         // false: an ONNX file with src and bgr inputs, no metadata
 };
 
