@@ -5,7 +5,7 @@ decompressed; the arithmetic precision of float layers is an explicit choice, `f
 or `bf16` on CPUs with AMX or AVX-512 BF16 (its own accuracy budget: README, accuracy budgets).
 A file is compiled once per input shape it meets (static shapes): only then does OpenVINO fold
 the layout changes between mattex's refiner operations and pick its fastest kernels (the
-refiner at resnet50 4K: 0.69x the dynamic compile's node time, benchmarks/refiner_profile.py);
+refiner at resnet50 4K: 0.63x the dynamic compile's node time, benchmarks/refiner_profile.py);
 a compilation takes about a second and the last STATIC_SHAPES_KEPT shapes are kept. Compiled
 models are kept in mattex's model cache (`mattex.runtime.model_cache`: one entry per file, a
 size cap, least-recently-used eviction), so a second launch skips the compilation.
@@ -121,28 +121,39 @@ class OpenVinoBackend(Backend):
         self.inference_precision = inference_precision
         self.arithmetic = "bf16" if inference_precision == "bf16" else None
         self.io_dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
-        # Compiled at open for the size the file was exported at, so a file OpenVINO cannot
-        # compile fails here, and the common case compiles once.
-        self.compiled = self._compiled_for(self._trace_shape(model))
+        # Shapes are fixed per input shape only where the file declares them free; compiled at
+        # open for the size a mattex export was traced at (as the file declares otherwise), so
+        # a file OpenVINO cannot compile fails here, and the common case compiles once.
+        free = not all(i.get_partial_shape().is_static for i in model.inputs)
+        self._per_shape = free and self.metadata is not None
+        self.compiled = self._compiled_for(self._trace_shape(model) if self._per_shape else None)
         prune(self.cache_dir, cache_limit, keep=(self.cache_entry,))
         assert len(self.compiled.outputs) == len(self.output_names)
 
     def _trace_shape(self, model) -> tuple[int, ...]:
         """Batch 1 at the file's trace size, in its input layout (NCHW, or NHWC frames)."""
-        height, width = self.metadata.trace_size if self.metadata else (64, 64)
+        height, width = self.metadata.trace_size
         channels_last = model.inputs[0].get_partial_shape()[3].is_static
         return (1, height, width, 3) if channels_last else (1, 3, height, width)
 
-    def _compiled_for(self, shape: tuple[int, ...]):
-        """The model compiled for inputs of `shape` (static), compiled now if it is new."""
+    def _compiled_for(self, shape: tuple[int, ...] | None):
+        """The model compiled for inputs of `shape` (static; None: as the file declares them),
+        compiled now if it is new."""
         with self._compile_lock:
             compiled = self._by_shape.get(shape)
             if compiled is None:
-                model = self._model.clone()
-                model.reshape({name: list(shape) for name in ("src", "bgr")})
-                with use_entry(self.path, self.cache_dir) as entry:
-                    self._core.set_property({"CACHE_DIR": str(entry)})
-                    compiled = self._core.compile_model(model, DEVICE, self._config)
+                model = self._model
+                try:
+                    if shape is not None:
+                        model = model.clone()
+                        model.reshape({name: list(shape) for name in ("src", "bgr")})
+                    with use_entry(self.path, self.cache_dir) as entry:
+                        self._core.set_property({"CACHE_DIR": str(entry)})
+                        compiled = self._core.compile_model(model, DEVICE, self._config)
+                except RuntimeError as e:  # OpenVINO's shape inference or compilation refused it
+                    lines = str(e).strip().splitlines() or [type(e).__name__]
+                    reason = next((line.strip() for line in lines if "While validating" in line), lines[-1])
+                    raise ModelFileError(f"OpenVINO cannot compile {self.path.name}: {reason}") from None
                 self.cache_entry = entry
                 self._by_shape[shape] = compiled
                 while len(self._by_shape) > STATIC_SHAPES_KEPT:
@@ -171,7 +182,7 @@ class OpenVinoBackend(Backend):
 
     def _request(self, shape: tuple[int, ...]):
         """This thread's infer request for inputs of `shape`."""
-        compiled = self._compiled_for(shape)
+        compiled = self._compiled_for(shape if self._per_shape else None)
         requests = self._requests.__dict__.setdefault("by_shape", {})  # shape -> (compiled, request)
         if shape not in requests or requests[shape][0] is not compiled:
             requests[shape] = (compiled, compiled.create_infer_request())

@@ -24,6 +24,7 @@ namespace {
 
 const char* const kDevice = "CPU";
 const size_t kStaticShapesKept = 4;  // mattex.runtime.backends.openvino.STATIC_SHAPES_KEPT
+const ov::Shape kAsDeclared{};        // compile with the input shapes the file declares
 // mattex.runtime.backends.openvino.INT8_REFUSAL, word for word (tests compare them).
 const char* const kInt8Refusal =
     "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.09 on average against PyTorch, "
@@ -94,18 +95,21 @@ class OpenVinoBackend : public Backend {
         outputIsF32_[anyName(output)] = output.get_element_type() == ov::element::f32;
       }
     }
-    // Compiled at open for the size the file was exported at, as Python does: a file OpenVINO
-    // cannot compile fails here, and the common case compiles once.
+    // Shapes are fixed per input shape only for mattex's exports that leave them free; compiled
+    // at open for the size the file was exported at (as Python does), so a file OpenVINO cannot
+    // compile fails here, and the common case compiles once.
+    for (const auto& input : model->inputs()) freeShapes_ = freeShapes_ || input.get_partial_shape().is_dynamic();
+    freeShapes_ = freeShapes_ && info.mattexExport;
     const size_t h = size_t(info.traceHeight), w = size_t(info.traceWidth);
     std::lock_guard<std::mutex> lock(mutex_);
-    compiledFor(info.io == "uint8" ? ov::Shape{1, h, w, 3} : ov::Shape{1, 3, h, w});
+    compiledFor(!freeShapes_ ? kAsDeclared : info.io == "uint8" ? ov::Shape{1, h, w, 3} : ov::Shape{1, 3, h, w});
   }
 
   void infer(const void* src, const void* bgr, int64_t b, int64_t h, int64_t w, float* pha, float* fgr) override {
     const ov::Shape input = info.io == "uint8" ? ov::Shape{size_t(b), size_t(h), size_t(w), 3}
                                                : ov::Shape{size_t(b), 3, size_t(h), size_t(w)};
     const ov::element::Type type = elementType(info.ioDtype);
-    Lease lease(*this, input);
+    Lease lease(*this, freeShapes_ ? input : kAsDeclared);
     ov::InferRequest& request = lease.request;
     request.set_tensor("src", ov::Tensor(type, input, const_cast<void*>(src)));
     request.set_tensor("bgr", ov::Tensor(type, input, const_cast<void*>(bgr)));
@@ -131,17 +135,23 @@ class OpenVinoBackend : public Backend {
     std::vector<ov::InferRequest> idle;
   };
 
-  // The model compiled for `shape`, compiled now if it is new (mutex_ held).
+  // The model compiled for inputs of `shape` (kAsDeclared: as the file declares them), compiled
+  // now if it is new (mutex_ held).
   std::shared_ptr<Compiled> compiledFor(const ov::Shape& shape) {
     auto found = byShape_.find(shape);
     if (found == byShape_.end()) {
-      auto model = model_->clone();
-      model->reshape(std::map<std::string, ov::PartialShape>{{"src", shape}, {"bgr", shape}});
       auto compiled = std::make_shared<Compiled>();
-      {
+      try {
+        auto model = model_;
+        if (shape != kAsDeclared) {
+          model = model_->clone();
+          model->reshape(std::map<std::string, ov::PartialShape>{{"src", shape}, {"bgr", shape}});
+        }
         const CacheEntry entry(cacheDir_, path_);  // held while OpenVINO compiles into it or reads it
         core_.set_property(ov::cache_dir(entry.folder()));
         compiled->model = core_.compile_model(model, kDevice, config_);
+      } catch (const ov::Exception& e) {  // OpenVINO's shape inference or compilation refused it
+        throw ModelFileError("OpenVINO cannot compile " + baseName(path_) + ": " + lastLine(e.what()));
       }
       found = byShape_.emplace(shape, compiled).first;
       recent_.push_back(shape);
@@ -237,6 +247,7 @@ class OpenVinoBackend : public Backend {
   ov::AnyMap config_;
   std::string path_, cacheDir_;
   std::map<std::string, bool> outputIsF32_;
+  bool freeShapes_ = false;  // a mattex export with free batch/height/width: compiled per shape
   std::mutex mutex_;  // guards byShape_, recent_ and every Compiled's idle requests
   std::map<ov::Shape, std::shared_ptr<Compiled>> byShape_;
   std::list<ov::Shape> recent_;  // least recently used first
