@@ -21,7 +21,11 @@ from .io_spec import check_inputs, check_values, float_to_input, frames_to_input
 from .sidecar import load_sidecar
 
 # Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
-ONNX_RUNTIME_ONLY_OPTIONS = {"providers", "spinning"}
+# Options only ONNX Runtime takes: asking for one picks it.
+ONNX_RUNTIME_ONLY_OPTIONS = {"providers"}
+# ONNX Runtime's thread policy, meaningless where OpenVINO runs (its idle threads sleep anyway):
+# dropped, not a reason to leave OpenVINO, when the automatic choice lands there.
+THREAD_POLICY_OPTIONS = {"spinning"}
 
 
 class Matter:
@@ -137,8 +141,9 @@ class Matter:
 def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
     """The automatic choice for an .onnx file: ONNX Runtime where it has a GPU provider (CUDA,
     TensorRT EP); otherwise OpenVINO where it is installed and runs the file (fp32 and fp16;
-    it refuses int8 files), measured faster on the CPU (benchmarks/cpu_backends.py: mobilenetv2
-    HD fp32 278 vs 327 ms, AMD EPYC AVX2); otherwise ONNX Runtime (returns None)."""
+    it refuses int8 files), measured faster on the CPU (benchmarks/cpu_backends.py, fp32, every
+    preset, HD and 4K: 243-944 vs 300-1021 ms per frame, AMD EPYC with AVX-512; it compiles static
+    shapes); otherwise ONNX Runtime (returns None)."""
     if ONNX_RUNTIME_ONLY_OPTIONS & options.keys() or importlib.util.find_spec("openvino") is None:
         return None
     import onnxruntime as ort
@@ -146,6 +151,6 @@ def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
     if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
         return None
     try:
-        return BACKENDS["openvino"].open(path, **options)
+        return BACKENDS["openvino"].open(path, **{k: v for k, v in options.items() if k not in THREAD_POLICY_OPTIONS})
     except BackendUnavailableError:  # an int8 file, or a TensorRT-plugin file: ONNX Runtime says
         return None

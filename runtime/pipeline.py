@@ -290,9 +290,10 @@ class RunResult:
     stats: RunStats
     source: dict
     outputs: dict[str, str]
+    backend: str  # what ran the model: onnxruntime, openvino, tensorrt..., or "remote" (a server)
 
     def to_dict(self) -> dict:
-        return {**self.stats.to_dict(), "source": self.source, "outputs": self.outputs}
+        return {**self.stats.to_dict(), "backend": self.backend, "source": self.source, "outputs": self.outputs}
 
 
 def matte_media(
@@ -326,9 +327,10 @@ def matte_media(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"`out` {out} is a file; give a folder for the outputs")
-    if Path(model).suffix.lower() == ".onnx" and open_options.get("backend", "onnxruntime") == "onnxruntime":
-        # Idle ONNX Runtime threads sleep rather than spin: decoding and encoding use that CPU
-        # (HD, 2 cores: 0.83 -> 0.92 of the model's own frames/s).
+    if Path(model).suffix.lower() == ".onnx" and open_options.get("backend") in (None, "onnxruntime"):
+        # Where ONNX Runtime runs it, its idle threads sleep rather than spin: decoding and
+        # encoding use that CPU (HD, 2 cores: 0.83 -> 0.92 of the model's own frames/s). Not a
+        # choice of backend: the automatic choice still opens OpenVINO where it is faster.
         open_options.setdefault("spinning", False)
     if matter is None:  # else an open matter-like object (a RemoteMatter on a Triton server)
         matter = Matter.open(model, **open_options)
@@ -376,4 +378,5 @@ def matte_media(
         stats = Pipeline(
             matter, source.frames(), background.frames(), images, sinks, names, batch, progress=progress
         ).run()
-    return RunResult(stats, source_facts, {kind: str(sink.path) for kind, sink in sinks.items()})
+    outputs_written = {kind: str(sink.path) for kind, sink in sinks.items()}
+    return RunResult(stats, source_facts, outputs_written, getattr(matter, "kind", "remote"))

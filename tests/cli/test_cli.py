@@ -63,3 +63,43 @@ def test_info_on_an_unsafe_file_is_a_one_line_error(tmp_path):
     result = runner.invoke(app, ["info", str(tmp_path / "module.pth")])
     assert result.exit_code == 2
     assert "UnsafeCheckpointError" in result.output and "Traceback" not in result.output
+
+
+def leaf_commands(command=None, path=()):
+    """Every command a user runs, as its path of names (`("cache", "prune")`)."""
+    from typer.main import get_command
+
+    command = command or get_command(app)
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        return [path]
+    return [leaf for name, sub in subcommands.items() for leaf in leaf_commands(sub, (*path, name))]
+
+
+def test_every_commands_help_starts_with_a_copy_pasteable_example():
+    commands = leaf_commands()
+    assert len(commands) >= 16
+    for path in commands:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (path, result.output)
+        lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+        first = lines[[i for i, line in enumerate(lines) if line.startswith("Usage:")][0] + 1]
+        assert first.startswith(f"Example: mattex {' '.join(path)}"), (path, first)
+
+
+def test_every_typed_error_is_documented_in_docs_errors():
+    """docs/errors.md names every MattexError subclass a user can meet, so neither drifts."""
+    from pathlib import Path
+
+    import mattex.calibration.images
+    import mattex.exporter.build
+    import mattex.exporter.export
+    import mattex.measure.verify  # noqa: F401  (their errors register as subclasses)
+    from mattex.errors import MattexError
+
+    def subclasses(cls):
+        return {cls.__name__} | {name for sub in cls.__subclasses__() for name in subclasses(sub)}
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    missing = sorted(name for name in subclasses(MattexError) - {"MattexError"} if f"`{name}`" not in page)
+    assert not missing, f"docs/errors.md does not describe {missing}"

@@ -360,3 +360,17 @@ def test_synth_video_refuses_nonsense_and_writes_the_clip(tmp_path):
     assert not (tmp_path / "c.mp4").exists()
     with pytest.raises(ConfigError):
         write_synthetic_video(tmp_path / "c.mp4", tmp_path / "b.png", 4, 8, 8)
+
+
+def test_run_opens_the_automatic_backend_and_says_which(clip, tmp_path):
+    """`mattex run` asks ONNX Runtime's idle threads to sleep, which is no reason to leave the
+    automatic choice: an fp32 file runs on OpenVINO where it is installed (the faster on the CPU,
+    docs/benchmarks.md), and the summary names the backend; --backend still picks."""
+    pytest.importorskip("openvino")
+    args = ["run", str(clip / "m.onnx"), str(clip / "clip.mp4"), str(clip / "bg.png"), "--outputs", "pha", "--json"]
+    automatic = runner.invoke(app, [*args, "--out", str(tmp_path / "auto")])
+    assert automatic.exit_code == 0, automatic.output
+    assert json.loads(automatic.output)["backend"] == "openvino"
+    chosen = runner.invoke(app, [*args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"])
+    assert chosen.exit_code == 0, chosen.output
+    assert json.loads(chosen.output)["backend"] == "onnxruntime"
