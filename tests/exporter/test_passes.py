@@ -101,6 +101,14 @@ ROWS = {
     "fewer than k": np.random.default_rng(2).random((2, 3), dtype=np.float32),
     "all equal": np.zeros((2, 9), np.float32),
     "tiny values": (np.random.default_rng(3).random((1, 50)) * 1e-9).astype(np.float32),
+    # the selection's whole documented domain, finite floats above -2**127, not only errors in [0, 1]
+    "negative": (np.random.default_rng(4).standard_normal((2, 40)) * 100 - 50).astype(np.float32),
+    "huge": np.random.default_rng(5).choice(
+        np.array([-1.7e38, -1e38, -3e20, -1.0, 0.0, 2.0, 1e10, 1e38, 3.4e38], np.float32), (2, 40)
+    ),
+    "subnormal": np.random.default_rng(6).choice(
+        np.array([-1e-40, -1e-45, 0.0, 1e-45, 2e-45, 1e-42, 1e-39, 1.2e-38], np.float32), (2, 40)
+    ),
 }
 
 
