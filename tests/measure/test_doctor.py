@@ -93,3 +93,13 @@ def test_verify_an_engine_up_to_the_gpu(small_file, tmp_path):
     (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
     result = runner.invoke(app, ["verify", str(engine)])
     assert result.exit_code == 2 and "ModelFileError" in result.output and "export metadata" in result.output
+
+
+def test_doctor_exits_2_naming_an_out_that_is_a_file(tmp_path):
+    """A user error (the report folder is a file) is a typed error and exit 2, before any work."""
+    taken = tmp_path / "report"
+    taken.write_text("not a folder")
+    result = runner.invoke(app, ["doctor", "--quick", "--out", str(taken)])
+    assert result.exit_code == 2, result.output
+    assert "OutputPathError" in result.output and "report" in result.output
+    assert taken.read_text() == "not a folder"

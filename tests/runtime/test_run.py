@@ -374,3 +374,40 @@ def test_run_opens_the_automatic_backend_and_says_which(clip, tmp_path):
     chosen = runner.invoke(app, [*args, "--out", str(tmp_path / "ort"), "--backend", "onnxruntime"])
     assert chosen.exit_code == 0, chosen.output
     assert json.loads(chosen.output)["backend"] == "onnxruntime"
+
+
+@pytest.mark.parametrize("suffix", [".mov", ".mkv", ".webm"])
+def test_run_reads_mov_mkv_and_webm_sources(clip, tmp_path, suffix):
+    """The containers the docs name, read as the mp4 is (webm: VP9)."""
+    source = write_synthetic_video(tmp_path / f"clip{suffix}", tmp_path / "bg.png", 3, H, W, FPS)
+    args = ["run", str(clip / "m.onnx"), str(source), str(tmp_path / "bg.png"), "--outputs", "pha", "--json"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["frames"] == 3
+    assert video_facts(tmp_path / "out" / "pha.mp4")[0] == 3
+
+
+def test_run_pads_a_size_off_the_multiple_of_4_crops_back_and_takes_a_background_video(clip, tmp_path):
+    """238x318 frames (the model needs multiples of 4) come back 238x318; the background is a
+    video of as many frames; com on white is white where alpha is 0."""
+    from fractions import Fraction
+
+    from mattex.runtime.media import VideoSink
+
+    h, w, frames = H - 2, W - 2, 3
+    write_synthetic_video(tmp_path / "clip.mp4", tmp_path / "bg.png", frames, h, w, FPS)
+    room = np.asarray(Image.open(tmp_path / "bg.png").convert("RGB"))
+    background = VideoSink(tmp_path / "bg.mp4", Fraction(FPS), (h, w))
+    for _ in range(frames):
+        background.write(room)
+    background.close(keep=True)
+    out = tmp_path / "out"
+    args = [str(clip / "m.onnx"), str(tmp_path / "clip.mp4"), str(tmp_path / "bg.mp4"), "--out", str(out)]
+    result = runner.invoke(app, ["run", *args, "--outputs", "com,pha", "--composite", "white", "--png", "--json"])
+    assert result.exit_code == 0, result.output
+    [pha_file] = sorted((out / "pha").glob("*.png"))[:1]
+    pha = np.asarray(Image.open(pha_file))
+    com = np.asarray(Image.open(out / "com" / pha_file.name).convert("RGB"))
+    assert pha.shape == (h, w) and com.shape == (h, w, 3)
+    assert len(list((out / "com").glob("*.png"))) == frames
+    assert (com[pha == 0] >= 250).all() and (pha == 0).any()
