@@ -265,3 +265,13 @@ def test_cli_export_uses_mattex_home(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     meta = read_metadata(onnx.load(str(tmp_path / "m.onnx")))
     assert meta["weights"].startswith("checkpoint ")
+
+
+def test_a_full_4k_frame_matches_pytorch(tmp_path):
+    """'Runs at any size' up to 2160x3840: the 4K preset's 1/8 base scale at full 4K size, with a
+    small k (500 patches: the selection, crops and paste at 4K's scale, without 4K's k cost)."""
+    config = ExportConfig.from_preset("4k", height=256, width=256, sample_pixels=16 * 500, debug_outputs=True)
+    result = export_onnx(config, tmp_path / "4k_small_k.onnx")
+    diffs, want = compare(result.path, config, 1, 2160, 3840)
+    assert_faithful(diffs)
+    assert want[0].shape == (1, 1, 2160, 3840) and want[5].sum() == 500
