@@ -95,3 +95,45 @@ def test_difference_matte_and_gain_tuning(setup):
     assert gain in (1.0, 4.0, 16.0)
     src, bgr = np.full((1, 3, 2, 2), 0.5, np.float32), np.full((1, 3, 2, 2), 0.4, np.float32)
     assert np.allclose(difference_matte(src, bgr, 2.0), 0.6)
+
+
+def test_over_the_metric_budget_exits_1_and_no_budget_scores_the_file_alone(setup, tmp_path, monkeypatch):
+    """An fp16 file held to an impossible metric budget (planted: half of fp32's error) exits 1
+    naming the metric; `--no-budget` scores it alone and exits 0."""
+    from dataclasses import replace
+
+    from mattex.measure.budgets import BUDGETS, MetricBudget
+
+    fp16 = export_onnx(
+        ExportConfig(sample_pixels=16 * 200, height=128, width=128, precision="fp16"),
+        tmp_path / "m_fp16.onnx",
+        checkpoint=setup / "pytorch_mobilenetv2.pth",
+    ).path
+    monkeypatch.setitem(BUDGETS, "fp16", replace(BUDGETS["fp16"], metrics=MetricBudget(ratio=0.5)))
+    args = ["evaluate", str(fp16), "--data", str(setup / "pm"), "--backgrounds", str(setup / "bg")]
+    args += ["--resolution", "128x128", "--checkpoint", str(setup / "pytorch_mobilenetv2.pth")]
+    over = CliRunner().invoke(app, args)
+    assert over.exit_code == 1, over.output
+    assert "over budget" in over.output
+    alone = CliRunner().invoke(app, [*args[:-2], "--no-budget", "--json"])
+    assert alone.exit_code == 0, alone.output
+    assert "budget" not in json.loads(alone.output)
+
+
+def test_evaluate_without_a_model_runs_the_demo_weights(setup):
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(setup / "pm"),
+            "--backgrounds",
+            str(setup / "bg"),
+            "--resolution",
+            "128x128",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["count"] == 2 and 0 < report["mean"]["sad"]
