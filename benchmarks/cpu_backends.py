@@ -26,7 +26,6 @@ import copy
 import json
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -61,9 +60,6 @@ def stage_of(node: str, op: str) -> str:
 
 
 Node = collections.namedtuple("Node", "name op kernel ms")
-# A pause before each profiled frame: another runtime's worker threads (OpenVINO's TBB arena,
-# ONNX Runtime's pool) finish winding down instead of competing with it.
-SETTLE_S = 0.5
 
 
 class OnnxRuntimeProfiler:
@@ -91,7 +87,6 @@ class OnnxRuntimeProfiler:
         self.session.run(None, self.feeds)  # warm-up
 
     def run(self) -> None:
-        time.sleep(SETTLE_S)
         self.session.run(None, self.feeds)
         self.runs += 1
 
@@ -127,7 +122,6 @@ class OpenVinoProfiler:
         self.request.infer(self.feeds)  # warm-up
 
     def run(self) -> None:
-        time.sleep(SETTLE_S)
         self.request.infer(self.feeds)
         self.runs += 1
         for p in self.request.profiling_info:

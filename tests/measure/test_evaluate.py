@@ -36,21 +36,14 @@ def setup(tmp_path_factory):
     return root
 
 
+def evaluate(setup, *args):
+    """`mattex evaluate` on the fixture's composites at 128x128, with `args` (a model, options)."""
+    common = ["--data", str(setup / "pm"), "--backgrounds", str(setup / "bg"), "--resolution", "128x128"]
+    return CliRunner().invoke(app, ["evaluate", *args, *common])
+
+
 def test_evaluate_json_matches_the_metrics_functions(setup):
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            str(setup / "m.onnx"),
-            "--data",
-            str(setup / "pm"),
-            "--backgrounds",
-            str(setup / "bg"),
-            "--resolution",
-            "128x128",
-            "--json",
-        ],
-    )
+    result = evaluate(setup, str(setup / "m.onnx"), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["count"] == 2 and report["size"] == list(SIZE)
@@ -110,30 +103,16 @@ def test_over_the_metric_budget_exits_1_and_no_budget_scores_the_file_alone(setu
         checkpoint=setup / "pytorch_mobilenetv2.pth",
     ).path
     monkeypatch.setitem(BUDGETS, "fp16", replace(BUDGETS["fp16"], metrics=MetricBudget(ratio=0.5)))
-    args = ["evaluate", str(fp16), "--data", str(setup / "pm"), "--backgrounds", str(setup / "bg")]
-    args += ["--resolution", "128x128", "--checkpoint", str(setup / "pytorch_mobilenetv2.pth")]
-    over = CliRunner().invoke(app, args)
+    over = evaluate(setup, str(fp16), "--checkpoint", str(setup / "pytorch_mobilenetv2.pth"))
     assert over.exit_code == 1, over.output
     assert "over budget" in over.output
-    alone = CliRunner().invoke(app, [*args[:-2], "--no-budget", "--json"])
+    alone = evaluate(setup, str(fp16), "--no-budget", "--json")
     assert alone.exit_code == 0, alone.output
     assert "budget" not in json.loads(alone.output)
 
 
 def test_evaluate_without_a_model_runs_the_demo_weights(setup):
-    result = CliRunner().invoke(
-        app,
-        [
-            "evaluate",
-            "--data",
-            str(setup / "pm"),
-            "--backgrounds",
-            str(setup / "bg"),
-            "--resolution",
-            "128x128",
-            "--json",
-        ],
-    )
+    result = evaluate(setup, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["count"] == 2 and 0 < report["mean"]["sad"]
