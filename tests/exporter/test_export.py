@@ -15,7 +15,7 @@ from helpers import metadata_props as read_metadata
 from mattex.cli.main import app
 from mattex.errors import ConfigError, OutputPathError
 from mattex.exporter import export as export_module
-from mattex.exporter.config import ExportConfig
+from mattex.exporter.config import OPSETS, ExportConfig
 from mattex.exporter.export import ExportCheckError, export_onnx
 from mattex.exporter.lint import check_model
 from mattex.model.sources import WeightsSource, build_model
@@ -96,6 +96,20 @@ def test_exported_file_passes_checks_and_records_metadata(exports):
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "", "height", "width"]
     assert not list(result.path.parent.glob(".*.tmp"))  # the temporary name was renamed
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+def test_every_supported_opset_exports_a_file_that_matches_pytorch(opset, tmp_path):
+    """docs/commands/export.md: `--opset` 13..20. Each writes that opset, records it, and its file
+    selects the same patches and mattes as PyTorch does (operators change form across these
+    opsets: reductions take their axes as an input from 13 and 18)."""
+    config = ExportConfig(height=64, width=96, sample_pixels=16 * 100, opset=opset, debug_outputs=True)
+    result = export_onnx(config, tmp_path / f"opset{opset}.onnx")
+    proto = onnx.load(str(result.path))
+    assert {o.domain: o.version for o in proto.opset_import}[""] == opset
+    assert read_metadata(proto)["opset"] == str(opset)
+    diffs, _ = compare(result.path, config, 1, 64, 96)
+    assert_faithful(diffs)
 
 
 def test_4k_preset_with_k_20000(tmp_path):
