@@ -119,6 +119,9 @@ def test_what_needs_an_extra_says_which(slim, tmp_path):
     for command in (["verify", "m.onnx"], ["info", "w.pth"], ["evaluate", "--data", "d"], ["check", "m.onnx"]):
         done = run(slim, "mattex", *command)
         assert done.returncode == 2 and "ExtraNotInstalledError" in done.stderr, (command, done.stderr)
+    done = run(slim, "mattex", "serve", "m.onnx")
+    assert done.returncode == 2 and "ExtraNotInstalledError: mattex serve needs the serve extra" in done.stderr
+    assert 'pip install "mattex[serve]"' in done.stderr and "Traceback" not in done.stderr
     help_text = run(slim, "mattex", "--help").stdout
     for command in ("info", "export", "check", "build", "verify", "run", "bench", "evaluate", "data"):
         assert f" {command} " in help_text, command

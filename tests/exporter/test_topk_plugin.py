@@ -237,6 +237,18 @@ def plugin_export(tmp_path_factory):
     return config, path, result
 
 
+def test_a_plugin_file_is_refused_by_triton_repo_on_the_onnx_backends(plugin_export, tmp_path):
+    """docs/serving.md: a `--topk plugin` file on ONNX Runtime (or OpenVINO) is refused by name,
+    leaving nothing; mattex's Python backend may take it (its runtime builds the engine)."""
+    from mattex.serving.repository import RepositoryConfig, write_repository
+
+    _, path, _ = plugin_export
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(ConfigError, match=f"calls TensorRT plugins .*: {backend} cannot run it"):
+            write_repository(RepositoryConfig(path, tmp_path / "repo", backend=backend))
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
 def test_plugin_export_passes_check_and_records_what_tensorrt_needs(plugin_export):
     _, path, result = plugin_export
     proto = onnx.load(str(path))

@@ -117,10 +117,13 @@ def test_what_triton_cannot_be_told_is_refused_and_leaves_nothing(small_file, tm
     no_sidecar.write_bytes(b"plan")
     with pytest.raises(CorruptEngineError, match="no sidecar"):
         write_repository(RepositoryConfig(no_sidecar, out))
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
     with pytest.raises(ConfigError, match="smallest batch is 2"):
         write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "a", min_batch=2), out))
+    # its profiles' largest batches are 4 (HD) and 2 (4K): Triton may form only batches both take
+    with pytest.raises(ConfigError, match="`max_batch` 4 exceeds the engine's largest batch 2"):
+        write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "c"), out, max_batch=4))
     with pytest.raises(ConfigError, match="TensorRT for RTX, which Triton's TensorRT backend does not load"):
         write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "b", backend="tensorrt-rtx"), out))
     int8 = onnx.load(str(small_file))
