@@ -60,9 +60,11 @@ def command(
         max_pixels=max_pixels,
     )
 
-    def ready(urls: dict) -> None:
+    def ready(urls: dict, backend: str) -> None:
         err_console.print(
-            f"serving {model.name} as {name!r}: " + ", ".join(f"{k} {v}" for k, v in urls.items()) + " (Ctrl-C stops)",
+            f"serving {model.name} on {backend} as {name!r}: "
+            + ", ".join(f"{k} {v}" for k, v in urls.items())
+            + " (Ctrl-C stops)",
             highlight=False,
             soft_wrap=True,
         )

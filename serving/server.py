@@ -175,9 +175,10 @@ def embeddable_python() -> str:
     return libdir
 
 
-def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: None) -> None:
+def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda urls, backend: None) -> None:
     """Open the model (one Matter per instance), start Triton and serve until interrupted
-    (Ctrl-C, or SIGTERM through the CLI), then stop it within `exit_timeout_s`."""
+    (Ctrl-C, or SIGTERM through the CLI), then stop it within `exit_timeout_s`. `on_ready` gets
+    the URLs and the backend that mattes."""
     require("serve", "mattex serve")
     config.validate()
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
@@ -233,7 +234,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict], None] = lambda urls: N
             triton.run()
         except Exception as e:  # Triton exited or never became ready: never a live server without its model
             raise BackendUnavailableError(f"Triton did not load the model {config.name!r}: {e}") from None
-        on_ready(config.urls)
+        on_ready(config.urls, matters[0].kind)
         try:
             while triton.is_alive():
                 time.sleep(0.5)

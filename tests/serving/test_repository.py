@@ -19,8 +19,8 @@ from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from mattex.errors import ConfigError, CorruptEngineError  # noqa: E402
-from mattex.runtime import Matter, Profile  # noqa: E402
-from mattex.runtime.sidecar import Sidecar  # noqa: E402
+from helpers import engine_with_sidecar  # noqa: E402
+from mattex.runtime import Matter  # noqa: E402
 from mattex.serving.repository import RepositoryConfig, write_repository  # noqa: E402
 
 TYPES = model_config_pb2.DataType
@@ -32,35 +32,6 @@ def parse(folder) -> model_config_pb2.ModelConfig:
 
 def dims(tensors) -> dict:
     return {t.name: (list(t.dims), TYPES.Name(t.data_type)) for t in tensors}
-
-
-def engine_with_sidecar(tmp_path, backend="tensorrt", min_batch=1, frames=False):
-    """A plan file and the sidecar `mattex build` writes beside it. Only the sidecar is read here:
-    no TensorRT runs, and the test says nothing about TensorRT loading the plan."""
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"a TensorRT plan")
-    src = [-1, -1, -1, 3] if frames else [-1, 3, -1, -1]
-    io = [{"name": n, "mode": "input", "dtype": "uint8" if frames else "float32", "shape": src} for n in ("src", "bgr")]
-    io += [
-        {"name": "pha", "mode": "output", "dtype": "float32", "shape": [-1, 1, -1, -1]},
-        {"name": "fgr", "mode": "output", "dtype": "float32", "shape": [-1, 3, -1, -1]},
-    ]
-    Sidecar(
-        tensorrt_version="10.13.0",
-        gpu_name="NVIDIA L4",
-        compute_capability=(8, 9),
-        profiles=[
-            Profile((min_batch, 720, 1280), (4, 1080, 1920), (4, 1080, 1920)),
-            Profile((1, 2160, 3840), (2, 2160, 3840), (2, 2160, 3840)),
-        ],
-        io=io,
-        precision="fp16",
-        onnx_sha256="0" * 64,
-        plan_sha256="1" * 64,
-        mattex_version="0.1.0",
-        backend=backend,
-    ).save(engine)
-    return engine
 
 
 def test_a_tensorrt_plan_repository(tmp_path):

@@ -84,51 +84,44 @@ def leftovers(tmp) -> set:
     return set(os.listdir("/dev/shm")) | {p.name for p in tmp.iterdir() if p.name != ".ses"}
 
 
+def launch(file, tmp, *options: str, start_new_session: bool = False) -> tuple[subprocess.Popen, dict]:
+    """`mattex serve FILE OPTIONS` on free ports, its temporary files in `tmp`; returns the
+    process and its URLs once the model is ready (with the readiness timeline)."""
+    http_port, grpc_port, metrics_port = free_ports(3)
+    command = [sys.executable, "-m", "mattex.cli.main", "serve", str(file)]
+    command += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
+    process = subprocess.Popen(
+        command + list(options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        start_new_session=start_new_session,
+    )
+    urls = {
+        "http": f"http://127.0.0.1:{http_port}",
+        "grpc": f"grpc://127.0.0.1:{grpc_port}",
+        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
+    }
+    try:
+        urls["readiness"] = watch_readiness(urls["http"], urls["grpc"], process)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    return process, urls
+
+
 @pytest.fixture(scope="module")
 def server(small_file, tmp_path_factory):
     """`mattex serve` on the small demo-weights file, its temporary files in a folder of its own."""
     tmp = tmp_path_factory.mktemp("serve-tmp")
-    http_port, grpc_port, metrics_port = free_ports(3)
     before = leftovers(tmp)
-    command = [
-        sys.executable,
-        "-m",
-        "mattex.cli.main",
-        "serve",
-        str(small_file),
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(grpc_port),
-        "--metrics-port",
-        str(metrics_port),
-        "--max-batch",
-        "8",
-        "--max-queue-delay-us",
-        "20000",
-        "--max-queue-size",
-        "16",
-        "--max-pixels",
-        "20000",
-        "--backend",
-        "onnxruntime",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp)}
-    )
-    url = f"http://127.0.0.1:{http_port}"
+    options = ["--max-batch", "8", "--max-queue-delay-us", "20000", "--max-queue-size", "16"]
+    options += ["--max-pixels", "20000", "--backend", "onnxruntime"]
+    process, urls = launch(small_file, tmp, *options)
     try:
-        timeline = watch_readiness(url, f"grpc://127.0.0.1:{grpc_port}", process)
-        yield {
-            "readiness": timeline,
-            "process": process,
-            "http": url,
-            "grpc": f"grpc://127.0.0.1:{grpc_port}",
-            "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-            "tmp": tmp,
-            "before": before,
-            "file": small_file,
-        }
+        yield {**urls, "process": process, "tmp": tmp, "before": before, "file": small_file}
     finally:
         if process.poll() is None:
             process.kill()
@@ -407,6 +400,30 @@ def test_a_port_in_use_is_a_clear_error(small_file, tmp_path):
     assert grpcclient  # the gRPC client imports beside the server's extra
 
 
+def test_an_engine_runs_on_its_sidecars_backend_or_is_refused_before_triton_starts(tmp_path):
+    """`mattex serve m.engine` opens the engine on the backend its sidecar names. Serving a real
+    engine needs TensorRT and a GPU (README: what ran on what); without TensorRT it is refused by
+    name with exit 2, before any Triton process starts."""
+    import importlib.util
+
+    from helpers import engine_with_sidecar
+
+    if importlib.util.find_spec("tensorrt"):
+        pytest.skip("TensorRT is installed: serving an engine is a GPU check, not run by this suite")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    done = subprocess.run(
+        [sys.executable, "-m", "mattex.cli.main", "serve", str(engine_with_sidecar(tmp_path))]
+        + ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "BackendUnavailableError: TensorRT is not installed here" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "serving" not in done.stderr
+
+
 def test_mattex_run_against_the_server_writes_what_it_writes_locally(server, tmp_path):
     from PIL import Image
     from typer.testing import CliRunner
@@ -444,7 +461,7 @@ def test_sigterm_stops_it_cleanly_within_10_s(server):
     assert process.returncode == 0, stderr[-2000:]
     assert took <= 10, took
     assert leftovers(server["tmp"]) <= server["before"], leftovers(server["tmp"]) - server["before"]
-    assert "serving small.onnx as 'matte': http http://127.0.0.1:" in stderr
+    assert "serving small.onnx on onnxruntime as 'matte': http http://127.0.0.1:" in stderr
 
 
 def test_a_model_triton_does_not_load_is_a_typed_error_not_a_live_server(small_file, monkeypatch):
@@ -477,5 +494,54 @@ def test_a_model_triton_does_not_load_is_a_typed_error_not_a_live_server(small_f
     http_port, grpc_port, metrics_port = free_ports(3)
     config = ServeConfig(small_file, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
     with pytest.raises(BackendUnavailableError, match="Triton did not load the model 'matte': Triton Inference"):
-        serve(config, on_ready=lambda urls: pytest.fail("reported ready"))
+        serve(config, on_ready=lambda urls, backend: pytest.fail("reported ready"))
     assert stopped == [True]
+
+
+def test_float_io_two_instances_no_batching_on_openvino_and_ctrl_c(small_file, tmp_path):
+    """The options the module's server does not use, as a user passes them: --inputs/--outputs
+    float, --instances 2, --no-dynamic-batching, --backend openvino. Triton's own model config
+    shows them, concurrent float requests get what Matter gives on OpenVINO, and Ctrl-C (SIGINT
+    to the whole process group, as a terminal sends it) stops the server cleanly."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    options = ["--inputs", "float", "--outputs", "float", "--instances", "2", "--no-dynamic-batching"]
+    before = leftovers(tmp_path)
+    process, urls = launch(small_file, tmp_path, *options, "--backend", "openvino", start_new_session=True)
+    try:
+        client = httpclient.InferenceServerClient(urls["http"][len("http://") :], concurrency=4)
+        config = client.get_model_config("matte")
+        assert [group["count"] for group in config["instance_group"]] == [2], config
+        assert "dynamic_batching" not in config, config
+        assert {t["name"]: (t["data_type"], t["dims"]) for t in config["input"]} == {
+            "src": ("TYPE_FP32", [3, -1, -1]),
+            "bgr": ("TYPE_FP32", [3, -1, -1]),
+        }
+        assert {t["name"]: t["data_type"] for t in config["output"]} == {"pha": "TYPE_FP32", "fgr": "TYPE_FP32"}
+
+        local = Matter.open(small_file, backend="openvino")
+        pairs = [tuple(f.transpose(0, 3, 1, 2).astype(np.float32) / 255 for f in frames(seed)) for seed in range(4)]
+
+        def request(pair):
+            tensors = []
+            for name, value in zip(("src", "bgr"), pair):
+                tensor = httpclient.InferInput(name, list(value.shape), "FP32")
+                tensor.set_data_from_numpy(value)
+                tensors.append(tensor)
+            return client.async_infer("matte", tensors)
+
+        pending = [request(pair) for pair in pairs * 2]  # 8 requests in flight over 2 instances
+        for pair, answer in zip(pairs * 2, pending):
+            result, want = answer.get_result(), local.run(*pair)
+            for name in ("pha", "fgr"):
+                got = result.as_numpy(name)
+                assert got.dtype == np.float32 and got.shape == want[name].shape, name
+                np.testing.assert_allclose(got, want[name], atol=1e-6)
+        client.close()
+    finally:
+        started = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr[-2000:]
+    assert time.monotonic() - started <= 10
+    assert "serving small.onnx on openvino as 'matte'" in stderr
+    assert leftovers(tmp_path) <= before, leftovers(tmp_path) - before
