@@ -18,8 +18,8 @@ pytest.importorskip("tritonclient", reason="the serve extra is not installed (pi
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
-from mattex.errors import ConfigError, CorruptEngineError  # noqa: E402
 from helpers import engine_with_sidecar  # noqa: E402
+from mattex.errors import ConfigError, CorruptEngineError  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
 from mattex.serving.repository import RepositoryConfig, write_repository  # noqa: E402
 
