@@ -38,7 +38,7 @@ STATIC_SHAPES_KEPT = 4
 # low-precision transformations on or off. Until a release passes
 # tests/runtime/test_openvino.py, int8 files are refused rather than run wrong.
 INT8_REFUSAL = (
-    "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.09 on "
+    "OpenVINO (2026.4) computes mattex's int8 files wrongly (coarse alpha off by 0.09 on "
     "average against PyTorch, budget 0.015): run int8 files on ONNX Runtime "
     "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
     "openvino` measures a new OpenVINO release"

@@ -27,7 +27,7 @@ const size_t kStaticShapesKept = 4;  // mattex.runtime.backends.openvino.STATIC_
 const ov::Shape kAsDeclared{};        // compile with the input shapes the file declares
 // mattex.runtime.backends.openvino.INT8_REFUSAL, word for word (tests compare them).
 const char* const kInt8Refusal =
-    "OpenVINO (2026.4) computes mattex's int8 files wrongly (alpha off by 0.09 on average against PyTorch, "
+    "OpenVINO (2026.4) computes mattex's int8 files wrongly (coarse alpha off by 0.09 on average against PyTorch, "
     "budget 0.015): run int8 files on ONNX Runtime (backend='onnxruntime'), or the fp32 file on OpenVINO; "
     "`mattex verify --backend openvino` measures a new OpenVINO release";
 
