@@ -70,6 +70,12 @@ class QuantizationResult:
     info: dict = field(default_factory=dict)  # the file's int8_calibration metadata
     _pending_cache: bytes | None = None
 
+    def take_pending_cache(self) -> tuple[Path, bytes] | None:
+        """The newly computed ranges to write and where (None when the cache was reused), for
+        a caller that writes them together with its own file; they are then no longer pending."""
+        pending, self._pending_cache = self._pending_cache, None
+        return None if pending is None else (self.cache_path, pending)
+
     def save_cache(self) -> None:
         """Write newly computed ranges to `cache_path` (a reused cache needs no write)."""
         if self._pending_cache is not None:
@@ -101,7 +107,7 @@ def calibrate_and_quantize(
     -> why), with activation ranges calibrated on composites at `size` (height, width) or read
     from the cache at `cache_path`. Raises DataError for an empty or unreadable data folder
     before anything is written. With `write_cache=False` the new ranges wait for
-    `result.save_cache()` (the exporter writes them only once the model itself is written)."""
+    `result.take_pending_cache()` (the exporter writes them together with the model)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from .composite import Composites

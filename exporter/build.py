@@ -7,6 +7,7 @@ nodes), never from builder flags (TensorRT 11 removed them; TensorRT for RTX nev
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -15,12 +16,12 @@ from pathlib import Path
 import mattex
 from mattex.contract import INPUTS, parse_size
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
-from mattex.files import atomic_write_bytes, sha256_file
+from mattex.files import atomic_paths, atomic_write_bytes, sha256_file
 from mattex.metadata import ExportMetadata
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
 from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt, tensorrt_installed
 from mattex.runtime.io_spec import Profile
-from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar
+from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar, sidecar_path
 
 BUILD_BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
 
@@ -319,7 +320,6 @@ def build_engine(
         lambda config: _configure(trt, config, backend, options, targets),
         keep_timing_cache=options.timing_cache is not None,
     )
-    atomic_write_bytes(output, built.plan)
     if built.timing_cache is not None:
         atomic_write_bytes(options.timing_cache, built.timing_cache)
     sidecar = Sidecar(
@@ -330,7 +330,7 @@ def build_engine(
         io=built.io,
         precision=meta.precision,
         onnx_sha256=sha256_file(onnx_path),
-        plan_sha256=sha256_file(output),
+        plan_sha256=hashlib.sha256(built.plan).hexdigest(),
         mattex_version=mattex.__version__,
         version_compatible=options.version_compatible,
         hardware_compatibility=options.hardware_compat,
@@ -339,7 +339,11 @@ def build_engine(
         target_compute_capabilities=targets,
         onnx_file=onnx_path.name if onnx_path.resolve().parent == output.resolve().parent else str(onnx_path),
     )
-    sidecar.save(output)
+    # The plan and its sidecar appear together or not at all (a full disk, Ctrl-C): a plan
+    # without its sidecar cannot be run, a sidecar beside another plan would describe it wrongly.
+    with atomic_paths(output, sidecar_path(output)) as (plan_tmp, sidecar_tmp):
+        plan_tmp.write_bytes(built.plan)
+        sidecar_tmp.write_text(sidecar.to_json())
     log(f"built in {built.seconds:.1f} s")
     return sidecar
 

@@ -23,7 +23,7 @@ from mattex.calibration.int8 import (
 )
 from mattex.contract import INPUTS, MODEL_OUTPUTS
 from mattex.errors import ConfigError, MattexError
-from mattex.files import atomic_path, check_writable
+from mattex.files import atomic_paths, check_writable
 from mattex.metadata import ExportMetadata
 from mattex.model.sources import WeightsSource, build_model, resolve_weights
 from mattex.plugins import TOPK_LAST_DIM
@@ -148,9 +148,8 @@ def export_onnx(
     del exported.metadata_props[:]
     onnx.helper.set_model_props(exported, metadata.to_props())
     progress("writing")
-    write_atomically(exported, output)
-    if quantization is not None:
-        quantization.save_cache()  # only now: a refused export leaves no cache behind
+    # The calibration cache only with the file: a refused or failed export leaves no cache behind.
+    write_atomically(exported, output, quantization.take_pending_cache() if quantization is not None else None)
     histogram = collections.Counter(n.op_type for n in exported.graph.node)
     return ExportResult(
         output,
@@ -349,7 +348,11 @@ def plugin_entries(config: ExportConfig) -> list[dict]:
     ]
 
 
-def write_atomically(model: onnx.ModelProto, output: Path) -> None:
-    """Write to a temporary name beside `output` and rename: a failure leaves nothing half-written."""
-    with atomic_path(output) as tmp:
-        onnx.save(model, str(tmp))
+def write_atomically(model: onnx.ModelProto, output: Path, cache: tuple[Path, bytes] | None = None) -> None:
+    """Write to a temporary name beside `output` and rename, with the calibration cache (path,
+    bytes) where one is new: a failure leaves neither, nor anything half-written."""
+    paths = (output,) if cache is None else (output, cache[0])
+    with atomic_paths(*paths) as temporaries:
+        onnx.save(model, str(temporaries[0]))
+        if cache is not None:
+            temporaries[1].write_bytes(cache[1])

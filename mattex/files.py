@@ -139,6 +139,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_paths(*paths: str | Path) -> Iterator[tuple[Path, ...]]:
+    """Temporary names beside several files that belong together (an engine and its sidecar);
+    all are renamed into place, in the order given, only if the block succeeds. A failure
+    while renaming removes the ones this call already put in place, so no file is ever left
+    beside a partner it does not describe."""
+    temporaries: list[Path] = []
+    committed: list[Path] = []
+    try:
+        for path in paths:
+            temporaries.append(temporary_beside(path))
+        yield tuple(temporaries)
+        for tmp, path in zip(temporaries, paths):
+            commit(tmp, path)
+            committed.append(Path(path))
+    except BaseException as e:
+        for tmp in temporaries:
+            discard(tmp)
+        for path in committed:
+            Path(path).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, OutputPathError):  # while writing (commit types its own)
+            together = f"{paths[0]} (with {', '.join(Path(p).name for p in paths[1:])})" if paths[1:] else paths[0]
+            raise output_error(together, e) from None
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 

@@ -132,10 +132,13 @@ class Sidecar:
             d["target_compute_capabilities"] = [tuple(cc) for cc in d["target_compute_capabilities"]]
         return cls(**d)
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
     def save(self, engine: str | Path) -> Path:
         path = sidecar_path(engine)
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+            tmp.write_text(self.to_json())
         return path
 
 
