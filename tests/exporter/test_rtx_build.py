@@ -31,9 +31,9 @@ RANDOM = WeightsSource("random", seed=0)  # kernel size 1 and resnet have no dem
 
 # One build per point to prove: both refine modes in every precision, kernel sizes 3 and 1, the
 # 4k preset's k = 20,000 (above TensorRT's TopK limit of 3840), batch 1..4 and size ranges down to
-# frames with fewer patches than k, on mobilenetv2; resnet50 (the headline --fp16 export) for the
-# ResNet backbones, whose graphs differ from resnet101's only in depth. benchmarks/rtx_build.py
-# builds every backbone, preset, mode and precision. Two are the session's shared files (an
+# frames with fewer patches than k, on mobilenetv2; resnet50 (the headline --fp16 export) and
+# resnet101 (fp32, at 4K's 1/8 scale), so every backbone builds. benchmarks/rtx_build.py builds
+# every backbone, preset, mode and precision. Two are the session's shared files (an
 # export, and an int8 calibration above all, costs seconds): named here by their fixture.
 SHARED_FILES = {"resnet50-hd-sampling-fp16-k3": "resnet50_fp16_file", "mobilenetv2-sampling-int8-k3": "int8_file"}
 VARIANTS = {
@@ -51,9 +51,11 @@ VARIANTS = {
     ),
     "mobilenetv2-4k-sampling-fp16-k1": ("mobilenetv2", "4k", "sampling", "fp16", 1, (576, 576), None, "576x576", 1),
     "mobilenetv2-sampling-int8-k3": ("mobilenetv2", None, "sampling", "int8", 3, (256, 256), 8000, "256x256", 2),
+    "mobilenetv2-hd-full-fp32-k3": ("mobilenetv2", "hd", "full", "fp32", 3, (192, 192), None, "192x192", 1),
     "mobilenetv2-hd-full-fp16-k3": ("mobilenetv2", "hd", "full", "fp16", 3, (256, 256), None, "128x128-256x320", 4),
     "mobilenetv2-4k-full-int8-k3": ("mobilenetv2", "4k", "full", "int8", 3, (256, 256), None, "256x256", 1),
     "resnet50-hd-sampling-fp16-k3": ("resnet50", "hd", "sampling", "fp16", 3, (256, 256), 8000, "256x256", 1),
+    "resnet101-4k-sampling-fp32-k3": ("resnet101", "4k", "sampling", "fp32", 3, (256, 256), 8000, "256x256", 1),
 }
 
 
