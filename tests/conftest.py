@@ -127,15 +127,18 @@ def resnet50_fp16_file(tmp_path_factory):
 
 # The suite runs on two workers (pytest-xdist, `--dist loadgroup`): each test file is one group,
 # so module-scoped fixtures are made once, and the files sharing the session's exported files
-# above form one group, so those exports are made once.
+# above form one group, so those exports are made once. Groups are named by paths under tests/,
+# and a name that is no longer a file stops the suite (a renamed file would otherwise silently
+# leave its group).
+TESTS = Path(__file__).parent
 SHARED_EXPORTS = {
-    "test_io_uint8.py",
-    "test_precision.py",
-    "test_precision_sizes.py",
-    "test_rtx_build.py",
-    "test_backend_registry.py",
-    "test_frame_checks.py",
-    "test_openvino.py",
+    "exporter/test_io_uint8.py",
+    "exporter/test_precision.py",
+    "exporter/test_precision_sizes.py",
+    "exporter/test_rtx_build.py",
+    "runtime/test_backend_registry.py",
+    "runtime/test_frame_checks.py",
+    "runtime/test_openvino.py",
 }
 
 # The C++ runtime's tests share its two CMake builds (tests/runtime/cpp/conftest.py): one group.
@@ -144,20 +147,23 @@ CPP_GROUP = "runtime/cpp"
 # The groups that take longest (measured: `--durations`), longest first; the rest follow in
 # collection order.
 LONGEST_FIRST = (
-    "test_doctor.py",
+    "measure/test_doctor.py",
     CPP_GROUP,
     *sorted(SHARED_EXPORTS),
-    "test_export.py",
-    "test_run.py",
-    "test_threads_memory.py",
+    "exporter/test_export.py",
+    "runtime/test_run.py",
+    "runtime/test_threads_memory.py",
     "test_slim_install.py",
-    "test_topk_plugin.py",
-    "test_serve.py",
-    "test_trace.py",
+    "exporter/test_topk_plugin.py",
+    "serving/test_serve.py",
+    "exporter/test_trace.py",
     "test_fuzz.py",
-    "test_bad_inputs.py",
+    "cli/test_bad_inputs.py",
     "test_readme_tour.py",
 )
+_GONE = [name for name in (*SHARED_EXPORTS, *LONGEST_FIRST) if not (TESTS / name).exists()]
+if _GONE:
+    raise pytest.UsageError(f"tests/conftest.py groups files that do not exist: {', '.join(_GONE)}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks to form the groups
@@ -174,10 +180,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def _group(item) -> str:
-    """A test file's name, or the group it belongs to."""
-    if item.path.parent.name == "cpp" and item.path.parent.parent.name == "runtime":
-        return CPP_GROUP
-    return item.path.name
+    """A test file's path under tests/ (`exporter/test_export.py`), or the group it belongs to."""
+    name = item.path.relative_to(TESTS).as_posix()
+    return CPP_GROUP if name.startswith(CPP_GROUP + "/") else name
 
 
 @pytest.hookimpl(trylast=True)

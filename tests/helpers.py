@@ -6,10 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tomllib
 import torch
 
-# The component folders, each a mattex.* subpackage (pyproject.toml maps them).
-SUBPACKAGES = ("model", "cli", "exporter", "runtime", "runtime.backends", "plugins", "calibration", "measure")
+ROOT = Path(__file__).resolve().parents[1]
+# The component folders, each a mattex.* subpackage: read from pyproject.toml, which maps them
+# (tests/test_packaging.py checks that every package folder is listed there).
+SUBPACKAGES = tuple(
+    name.removeprefix("mattex.")
+    for name in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    if name != "mattex"
+)
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
