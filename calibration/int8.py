@@ -32,31 +32,11 @@ import numpy as np
 import onnx
 
 import mattex
-from mattex.errors import ConfigError
 from mattex.files import atomic_write_bytes
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+from .settings import CalibrationSettings
+
 CACHE_FORMAT = "mattex-calibration-cache/1"
-
-
-@dataclass(frozen=True)
-class CalibrationSettings:
-    data: Path
-    backgrounds: Path | None = None
-    samples: int = 32
-    method: str = "minmax"
-    seed: int = 0
-    weight_bits: int = 7  # 8 only for TensorRT-only files: x86 CPUs without VNNI saturate
-
-    def validate(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
-            raise ConfigError(
-                f"unknown calibration `method` {self.method!r}; choose one of {', '.join(CALIBRATION_METHODS)}"
-            )
-        if self.weight_bits not in (7, 8):
-            raise ConfigError(f"`weight_bits` must be 7 or 8, got {self.weight_bits}")
-        if self.samples < 1:
-            raise ConfigError(f"calibration `samples` must be at least 1, got {self.samples}")
 
 
 @dataclass

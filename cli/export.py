@@ -7,6 +7,11 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from mattex.calibration.settings import CalibrationSettings as Calibration
+from mattex.contract import BACKBONES, REFINE_MODES, TARGETS
+from mattex.exporter.config import OPSETS, PRESETS
+from mattex.exporter.config import ExportConfig as Config
+
 from .common import as_flags, console, emit_json, err_console, field_table, progress, user_errors
 
 SHORT_HELP = "Export BGMv2 to one ONNX graph that ONNX Runtime runs and TensorRT builds."
@@ -17,35 +22,33 @@ FLAGS = {
     "samples": "--calibration-samples",
     "method": "--calibration-method",
     "threshold": "--refine-threshold",
+    "replace": "--force",
 }
-CALIBRATION_DEFAULTS = {"samples": 32, "method": "minmax", "weight_bits": 7}
 
 
 @user_errors(FLAGS, requires=("export", "mattex export"))
 def command(
-    backbone: str = typer.Option("mobilenetv2", help="resnet50 | resnet101 | mobilenetv2."),
+    backbone: str = typer.Option(Config.backbone, help=" | ".join(BACKBONES) + "."),
     checkpoint: Path | None = typer.Option(
-        None,
-        help="Official .pth. Default: pytorch_<backbone>.pth in . or $MATTEX_HOME, then "
-        "the shipped demo weights, then random weights (with a warning).",
+        None, help="Official .pth. Default: pytorch_BACKBONE.pth in . or $MATTEX_HOME, then the demo weights."
     ),
     resolution: str = typer.Option(
-        "hd", help="Preset: hd (backbone_scale 0.25, sample_pixels 80,000) or 4k (0.125, 320,000)."
+        "hd", help="Preset: " + ", ".join(f"{n} ({p.backbone_scale}, {p.sample_pixels:,})" for n, p in PRESETS.items())
     ),
     backbone_scale: float | None = typer.Option(None, help="Override the preset's scale."),
     sample_pixels: int | None = typer.Option(None, help="Override: k = sample_pixels // 16."),
-    refine_mode: str = typer.Option("sampling", help="sampling | full | thresholding."),
-    refine_threshold: float = typer.Option(0.1, help="Error threshold of thresholding mode."),
-    kernel_size: int = typer.Option(3, help="Refiner kernel size, 3 or 1."),
+    refine_mode: str = typer.Option(Config.refine_mode, help=" | ".join(REFINE_MODES) + "."),
+    refine_threshold: float = typer.Option(Config.threshold, help="Error threshold of thresholding mode."),
+    kernel_size: int = typer.Option(Config.kernel_size, help="Refiner kernel size, 3 or 1."),
     height: int | None = typer.Option(None, min=4, help="Trace height (the file runs at any H % 4 == 0)."),
     width: int | None = typer.Option(None, min=4, help="Trace width."),
-    opset: int = typer.Option(17, help="ONNX opset (13..20)."),
-    debug_outputs: bool = typer.Option(False, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
-    target: str = typer.Option("tensorrt", help="Rules the file must pass: tensorrt | tensorrt-rtx | onnxruntime."),
+    opset: int = typer.Option(Config.opset, help=f"ONNX opset ({OPSETS[0]}..{OPSETS[-1]})."),
+    debug_outputs: bool = typer.Option(Config.debug_outputs, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
+    target: str = typer.Option(Config.target, help="Rules the file must pass: " + " | ".join(TARGETS) + "."),
     fp16: bool = typer.Option(False, "--fp16", help="Mixed fp16/fp32 graph (strongly typed TensorRT FP16)."),
-    io_dtype: str = typer.Option("float32", help="With --fp16: float32 (callers unchanged) or float16 I/O."),
+    io_dtype: str = typer.Option(Config.io_dtype, help="With --fp16: float32 (callers unchanged) or float16 I/O."),
     io: str = typer.Option(
-        "float",
+        Config.io,
         "--io",
         help="Inputs: float ((B, 3, H, W) RGB in [0, 1]) or uint8 (frames "
         "(B, H, W, 3) RGB as decoders give them, converted inside the graph).",
@@ -55,21 +58,31 @@ def command(
     backgrounds: Path | None = typer.Option(
         None, help="Background images for calibration composites (default: procedural)."
     ),
-    calibration_samples: int = typer.Option(32, min=1, help="Composites to calibrate on."),
-    calibration_method: str = typer.Option("minmax", help="minmax | entropy | percentile."),
+    calibration_samples: int = typer.Option(Calibration.samples, min=1, help="Composites to calibrate on."),
+    calibration_method: str = typer.Option(Calibration.method, help="minmax | entropy | percentile."),
     calibration_cache: Path | None = typer.Option(
         None, help="Ranges cache (default: beside the output); reused while model, data and settings match."
     ),
     weight_bits: int = typer.Option(
-        7, help="int8 weight range: 7 (runs exactly on x86 CPUs without VNNI too) or 8 (TensorRT-only files)."
+        Calibration.weight_bits,
+        help="int8 weight range: 7 (runs exactly on x86 CPUs without VNNI too) or 8 (TensorRT-only files).",
     ),
     topk: str = typer.Option(
-        "onnx",
+        Config.topk,
         help="How the top-k patch selection is exported: onnx (exact, "
         "standard ops, runs everywhere) or plugin (TensorRT 11's TopkLastDim "
         "plugin; TensorRT only, frames need at least k patches).",
     ),
-    output: Path = typer.Option(Path("mattex.onnx"), "--output", "-o", help="Where to write."),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Where to write. Default: a name that says what the file holds, "
+        "bgm_<backbone>_<preset or HxW>_<precision>[...].onnx, in the working folder.",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a file of another model at the output path (it is refused otherwise)."
+    ),
     no_engine: bool = typer.Option(
         False,
         "--no-engine",
@@ -78,41 +91,33 @@ def command(
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Example: mattex export --backbone resnet50 --resolution hd --fp16 -o bgm_resnet50_hd_fp16.onnx
+    """Example: mattex export --backbone resnet50 --fp16
 
-    Trace MattingRefine with its top-k patch refinement to ONNX (batch, height and width
-    dynamic), rewrite TopK into TensorRT-buildable ops, check it for TensorRT and write it
-    atomically with its metadata. --fp16 and --int8 put the precision in the graph itself, as
-    strongly typed TensorRT (10 and 11) wants: fp16 tensors, or symmetric int8 Q/DQ nodes
-    calibrated on PhotoMatte85 composites at the trace size
-    (--int8 --calibration-data PhotoMatte85/).
+    Writes bgm_resnet50_hd_fp16.onnx (and its engine where one can be built here): MattingRefine
+    traced with its top-k patch refinement (batch, height and width dynamic), TopK rewritten
+    into TensorRT-buildable ops, checked and written atomically with its metadata. --fp16 and
+    --int8 put the precision in the graph, as strongly typed TensorRT wants: fp16 tensors, or
+    int8 Q/DQ nodes calibrated on PhotoMatte85 (--int8 --calibration-data PhotoMatte85/).
     """
     import onnxruntime
 
-    from mattex.calibration.int8 import CalibrationSettings
-    from mattex.exporter.config import ExportConfig
     from mattex.exporter.workflow import export_and_build
 
-    # Constant folding and calibration run ONNX Runtime sessions whose optimizer notices
-    # ("UnsqueezeElimination cannot remove node ...") are not the user's concern. The command
-    # owns its process, so it may quiet ONNX Runtime's process-wide logger.
+    # ONNX Runtime's optimizer notices while folding and calibrating are not the user's concern.
     onnxruntime.set_default_logger_severity(3)
     if fp16 and int8:
         raise typer.BadParameter("choose --fp16 or --int8, not both")
     calibration_options = {"samples": calibration_samples, "method": calibration_method, "weight_bits": weight_bits}
-    given = [FLAGS.get(k, "--weight-bits") for k, v in calibration_options.items() if v != CALIBRATION_DEFAULTS[k]]
-    given += [
-        flag
-        for flag, value in (
-            ("--calibration-data", calibration_data),
-            ("--backgrounds", backgrounds),
-            ("--calibration-cache", calibration_cache),
-        )
-        if value is not None
-    ]
+    given = [FLAGS.get(k, "--weight-bits") for k, v in calibration_options.items() if v != getattr(Calibration, k)]
+    extra = {
+        "--calibration-data": calibration_data,
+        "--backgrounds": backgrounds,
+        "--calibration-cache": calibration_cache,
+    }
+    given += [flag for flag, value in extra.items() if value is not None]
     if given and not int8:
         raise typer.BadParameter(f"{', '.join(given)} only apply to --int8")
-    config = ExportConfig.from_preset(
+    config = Config.from_preset(
         resolution,
         backbone=backbone,
         backbone_scale=backbone_scale,
@@ -130,23 +135,21 @@ def command(
         io=io,
         topk=topk,
     )
-    calibration = (
-        CalibrationSettings(calibration_data, backgrounds, **calibration_options)
-        if int8 and calibration_data is not None
-        else None
-    )
+    with_data = int8 and calibration_data is not None
+    calibration = Calibration(calibration_data, backgrounds, **calibration_options) if with_data else None
     log = (lambda m: None) if json_output else (lambda m: err_console.print(m, highlight=False))
     with progress("exporting", disable=json_output) as update:
         outcome = export_and_build(
             config,
-            output,
-            checkpoint,
-            calibration,
-            calibration_cache,
+            output=output,
+            checkpoint=checkpoint,
+            calibration=calibration,
+            calibration_cache=calibration_cache,
             build=not no_engine,
             progress=lambda step: update(step),
             calibration_progress=lambda i, n: update(f"calibrating int8 ({i}/{n})", i, n),
             build_log=log,
+            replace=force,
         )
     for warning in outcome.warnings:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from mattex.contract import (
+    BACKBONES,
     DEBUG_OUTPUTS,
     INPUTS,
     IO_DTYPES,
     IO_FORMATS,
+    ONNX_SUFFIXES,
     OUTPUTS,
     PRECISIONS,
+    REFINE_MODES,
     SIZES,
     TARGETS,
     TENSORRT_TARGETS,
@@ -19,7 +22,6 @@ from mattex.contract import (
 )
 from mattex.errors import ConfigError, ModelFileError
 from mattex.metadata import ExportMetadata
-from mattex.model import BACKBONES, REFINE_MODES
 
 # Batch, height and width stay dynamic; H and W must be divisible by 4 at run time.
 # uint8-frame inputs (io "uint8") are (B, H, W, 3).
@@ -110,6 +112,28 @@ class ExportConfig:
                 f"{', '.join(unknown)} (exported by mattex {meta.mattex_version})"
             )
         return cls(**meta.export_config)
+
+    @property
+    def preset(self) -> str | None:
+        """The named preset this configuration is exactly (its scale, k and trace size), if any."""
+        here = Preset(self.backbone_scale, self.sample_pixels, self.height, self.width)
+        return next((name for name, preset in PRESETS.items() if preset == here), None)
+
+    def default_filename(self) -> str:
+        """What export names the file unless told where: what it holds, so that exports of other
+        models in one folder do not meet. `bgm_resnet50_hd_fp16.onnx`, `bgm_mobilenetv2_240x320_fp32.onnx`
+        (a size that is no preset), then what else sets the file apart: a refine mode other than
+        sampling, uint8 or float16 inputs, the TensorRT top-k plugin."""
+        parts = ["bgm", self.backbone, self.preset or f"{self.height}x{self.width}", self.precision]
+        if self.refine_mode != "sampling":
+            parts.append(self.refine_mode)
+        if self.io == "uint8":
+            parts.append("uint8")
+        elif self.io_dtype == "float16":
+            parts.append("float16")
+        if self.topk == "plugin":
+            parts.append("topk_plugin")
+        return "_".join(parts) + ONNX_SUFFIXES[0]
 
     @property
     def k(self) -> int:

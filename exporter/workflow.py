@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mattex.calibration.int8 import CalibrationSettings
 from mattex.contract import TENSORRT_TARGETS
+from mattex.errors import ModelFileError, OutputPathError
 
 from .build import automatic_build, build_engine, parse_profile
 from .config import ExportConfig
 from .export import ExportResult, export_onnx
+from .onnx_file import read_export_metadata
 
 
 @dataclass
@@ -57,7 +59,7 @@ class ExportOutcome:
 
 def export_and_build(
     config: ExportConfig,
-    output: str | Path,
+    output: str | Path | None = None,
     checkpoint: str | Path | None = None,
     calibration: CalibrationSettings | None = None,
     calibration_cache: Path | None = None,
@@ -65,10 +67,16 @@ def export_and_build(
     progress: Callable[[str], None] = lambda step: None,
     calibration_progress: Callable[[int, int], None] = lambda i, n: None,
     build_log: Callable[[str], None] = lambda message: None,
+    replace: bool = False,
 ) -> ExportOutcome:
-    """Export `config` to `output`; with `build`, also build `output`.engine for the trace size
-    where this machine can: with TensorRT where it and a GPU are here, else with TensorRT for RTX
-    (no GPU needed). A file that cannot be built here is written all the same, with a note."""
+    """Export `config` to `output` (default: `config.default_filename()`, in the working folder);
+    with `build`, also build `output`.engine for the trace size where this machine can: with
+    TensorRT where it and a GPU are here, else with TensorRT for RTX (no GPU needed). A file that
+    cannot be built here is written all the same, with a note. A file of another model at
+    `output` is replaced only with `replace` (check_replaceable)."""
+    config.validate()
+    output = Path(output) if output is not None else Path(config.default_filename())
+    check_replaceable(output, config, replace)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         result = export_onnx(
@@ -95,6 +103,29 @@ def export_and_build(
             outcome.note = f"engine not built here: {problem}"
     outcome.next_steps = _next_steps(outcome, checkpoint, trace)
     return outcome
+
+
+def check_replaceable(output: Path, config: ExportConfig, replace: bool = False) -> None:
+    """OutputPathError when `output` holds another model than `config` would write (another
+    export configuration, or a file mattex did not export) and `replace` is not given. Exporting
+    the same configuration again (other weights, a newer mattex) replaces the file: that is
+    how a model is updated."""
+    if replace or not output.is_file():
+        return
+    try:
+        existing = ExportConfig.from_metadata(read_export_metadata(output))
+    except ModelFileError as e:
+        held = f"a file mattex cannot read as one of its exports ({e})"
+    else:
+        if existing == config:
+            return
+        differences = [
+            f"{f.name} {getattr(existing, f.name)} (this export: {getattr(config, f.name)})"
+            for f in fields(config)
+            if getattr(existing, f.name) != getattr(config, f.name)
+        ]
+        held = f"another model: {', '.join(differences)}"
+    raise OutputPathError(f"{output} holds {held}; pass `replace` to replace it, or write elsewhere with `output`")
 
 
 def _next_steps(outcome: ExportOutcome, checkpoint, trace: str) -> list[str]:

@@ -10,6 +10,10 @@ import re
 
 from mattex.errors import ConfigError
 
+# --- the model ----------------------------------------------------------------------------------
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2")  # the published checkpoints' encoders
+REFINE_MODES = ("sampling", "thresholding", "full")  # how the refiner chooses its patches
+
 # --- the graph contract --------------------------------------------------------------------------
 INPUTS = ("src", "bgr")  # the frame and its captured background
 OUTPUTS = ("pha", "fgr")  # alpha (B, 1, H, W) and foreground (B, 3, H, W)

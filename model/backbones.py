@@ -189,9 +189,6 @@ class MobileNetV2Encoder(nn.Module):
         return x4, x3, x2, x1, x0
 
 
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2")
-
-
 def build_encoder(backbone: str, in_channels: int) -> nn.Module:
     if backbone in ResNetEncoder.LAYERS:
         return ResNetEncoder(in_channels, backbone)
@@ -201,4 +198,4 @@ def build_encoder(backbone: str, in_channels: int) -> nn.Module:
     raise AssertionError(f"unknown backbone {backbone!r}")
 
 
-__all__ = ["BACKBONES", "build_encoder", "ResNetEncoder", "MobileNetV2Encoder"]
+__all__ = ["build_encoder", "ResNetEncoder", "MobileNetV2Encoder"]

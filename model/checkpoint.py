@@ -18,10 +18,10 @@ from types import MappingProxyType
 
 import torch
 
+from mattex.contract import BACKBONES
 from mattex.errors import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
 from mattex.files import sha256_file
 
-from .backbones import BACKBONES
 from .matting import MattingRefine
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mattex.contract import BACKBONES, REFINE_MODES
 from mattex.errors import ConfigError, InputShapeError
 
-from .backbones import BACKBONES, build_encoder
+from .backbones import build_encoder
 from .layers import ASPP, Decoder
-from .refiner import REFINE_MODES, Refiner
+from .refiner import Refiner
 
 # pha (1) + fgr residual (3) + err (1) + hidden (32)
 BASE_OUT_CHANNELS = 1 + 3 + 1 + 32

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from mattex.errors import ConfigError
 
-REFINE_MODES = ("sampling", "thresholding", "full")
 # How sampling breaks ties at the k-th largest error: "torch" calls torch.topk exactly as the
 # reference does (drop-in parity; which tied patches win is up to the kernel); "lowest_index"
 # takes tied patches lowest index first, as ONNX TopK and mattex's exported selection do (what

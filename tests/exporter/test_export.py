@@ -289,3 +289,47 @@ def test_a_full_4k_frame_matches_pytorch(tmp_path):
     diffs, want = compare(result.path, config, 1, 2160, 3840)
     assert_faithful(diffs)
     assert want[0].shape == (1, 1, 2160, 3840) and want[5].sum() == 500
+
+
+@pytest.mark.parametrize(
+    "overrides, name",
+    [
+        ({"backbone": "resnet50", "precision": "fp16"}, "bgm_resnet50_hd_fp16.onnx"),
+        ({"precision": "int8", "io": "uint8"}, "bgm_mobilenetv2_hd_int8_uint8.onnx"),
+        (
+            {"precision": "fp16", "io_dtype": "float16", "refine_mode": "full"},
+            "bgm_mobilenetv2_hd_fp16_full_float16.onnx",
+        ),
+        ({"height": 240, "width": 320}, "bgm_mobilenetv2_240x320_fp32.onnx"),
+        ({"sample_pixels": 16_000}, "bgm_mobilenetv2_1080x1920_fp32.onnx"),  # not the preset's k
+        ({"topk": "plugin"}, "bgm_mobilenetv2_hd_fp32_topk_plugin.onnx"),
+    ],
+)
+def test_the_default_file_name_says_what_the_file_holds(overrides, name):
+    assert ExportConfig.from_preset("hd", **overrides).default_filename() == name
+    assert ExportConfig.from_preset("4k", backbone="resnet101").default_filename() == "bgm_resnet101_4k_fp32.onnx"
+
+
+def test_export_names_its_file_and_never_silently_replaces_another_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = ["export", "--height", "128", "--width", "160", "--sample-pixels", "1600", "--no-engine"]
+    name = tmp_path / "bgm_mobilenetv2_128x160_fp32.onnx"
+    assert CliRunner().invoke(app, small).exit_code == 0
+    assert name.is_file() and not (tmp_path / "mattex.onnx").exists()
+    # Another model to the same name: refused before any work, naming the difference, file untouched.
+    before = name.read_bytes()
+    result = CliRunner().invoke(app, [*small, "--debug-outputs", "-o", name.name])
+    assert result.exit_code == 2
+    assert "OutputPathError" in result.output and "debug_outputs False (this export: True)" in result.output
+    assert "--force" in result.output and name.read_bytes() == before
+    # The same model again replaces it (that is how a model is updated); --force replaces another.
+    result = CliRunner().invoke(app, small)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*small, "--debug-outputs", "-o", name.name, "--force"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(read_metadata(onnx.load(str(name)))["export_config"])["debug_outputs"] is True
+    # A file mattex did not export is another model too.
+    (tmp_path / "notes.onnx").write_text("my notes")
+    result = CliRunner().invoke(app, [*small, "-o", "notes.onnx"])
+    assert result.exit_code == 2 and "notes.onnx holds a file mattex cannot read" in result.output
+    assert (tmp_path / "notes.onnx").read_text() == "my notes"
