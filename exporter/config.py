@@ -13,6 +13,7 @@ from mattex.contract import (
     IO_FORMATS,
     ONNX_SUFFIXES,
     OUTPUTS,
+    PATCH_PIXELS,
     PRECISIONS,
     REFINE_MODES,
     SIZES,
@@ -137,7 +138,7 @@ class ExportConfig:
 
     @property
     def k(self) -> int:
-        return self.sample_pixels // 16
+        return self.sample_pixels // PATCH_PIXELS
 
     @property
     def output_names(self) -> tuple[str, ...]:

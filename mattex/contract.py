@@ -19,8 +19,9 @@ INPUTS = ("src", "bgr")  # the frame and its captured background
 OUTPUTS = ("pha", "fgr")  # alpha (B, 1, H, W) and foreground (B, 3, H, W)
 DEBUG_OUTPUTS = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")  # files exported with debug outputs
 MODEL_OUTPUTS = OUTPUTS + DEBUG_OUTPUTS  # MattingRefine's return order
-SIZE_MULTIPLE = 4  # H and W must be divisible by 4: the refiner works on 4x4 patches
-PATCH = 4
+PATCH = 4  # the refiner re-estimates PATCH x PATCH blocks of pixels
+PATCH_PIXELS = PATCH * PATCH  # k = sample_pixels // PATCH_PIXELS patches
+SIZE_MULTIPLE = PATCH  # H and W must be divisible by 4: whole patches
 
 # What the inputs are: "float", (B, 3, H, W) RGB in [0, 1]; "uint8", frames as decoders give them,
 # (B, H, W, 3) uint8 RGB, converted to float inside the graph (a quarter of the bytes to move).

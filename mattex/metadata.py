@@ -10,42 +10,87 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields
 
+from mattex.contract import PATCH_PIXELS
 from mattex.errors import ModelFileError
 
-# Keys whose values are JSON in metadata_props; the others are plain strings or numbers.
+# Keys whose values are JSON in metadata_props; the others are plain strings.
 _JSON = ("io_contract", "export_config", "selection", "tensorrt_plugins", "fp16", "int8_calibration")
+
+# The export configuration's entries every reader may rely on, by type (ExportConfig's fields;
+# later fields such as io and topk have defaults for files that predate them).
+CONFIG_TYPES = {
+    "backbone": str,
+    "backbone_scale": float,
+    "refine_mode": str,
+    "sample_pixels": int,
+    "threshold": float,
+    "kernel_size": int,
+    "prevent_oversampling": bool,
+    "height": int,
+    "width": int,
+    "opset": int,
+    "target": str,
+    "precision": str,
+}
+# metadata_props keys written beside export_config for tools that read flat keys (Netron,
+# `onnx` scripts): each derived from the configuration, never read back.
+FLAT_KEYS = {
+    "backbone": "backbone",
+    "backbone_scale": "backbone_scale",
+    "refine_mode": "refine_mode",
+    "refine_sample_pixels": "sample_pixels",
+    "refine_threshold": "threshold",
+    "refine_kernel_size": "kernel_size",
+    "refine_prevent_oversampling": "prevent_oversampling",
+    "precision": "precision",
+    "opset": "opset",
+    "target": "target",
+}
+
+
+class _FromConfig:
+    """An ExportMetadata attribute read from its export configuration: held once."""
+
+    def __init__(self, key: str, default=None) -> None:
+        self.key, self.default = key, default
+
+    def __get__(self, meta, owner=None):
+        return self if meta is None else meta.export_config.get(self.key, self.default)
 
 
 @dataclass(frozen=True)
 class ExportMetadata:
     mattex_version: str
     torch_version: str
-    backbone: str
-    backbone_scale: float
-    refine_mode: str
-    refine_sample_pixels: int
-    refine_k: int
-    refine_threshold: float
-    refine_kernel_size: int
-    refine_prevent_oversampling: bool
     weights: str  # `checkpoint <sha256>`, `demo <sha256>` or `random seed=<n>`
-    precision: str  # fp32 | fp16 | int8
-    opset: int
-    target: str
-    trace_size: tuple[int, int]
     io_contract: dict
-    export_config: dict  # the ExportConfig the file was exported with, by field
-    topk: str = "onnx"
+    export_config: dict  # the ExportConfig the file was exported with, by field: the one home
     # The scores and indices tensors of each exact top-k selection, by name (verify reads them).
     selection: list = field(default_factory=list)
     tensorrt_plugins: list = field(default_factory=list)  # what a TensorRT build must provide
     fp16: dict | None = None  # what the fp16 pass converted and left in float32
     int8_calibration: dict | None = None  # how the int8 ranges were calibrated
 
+    backbone = _FromConfig("backbone")
+    backbone_scale = _FromConfig("backbone_scale")
+    refine_mode = _FromConfig("refine_mode")
+    refine_sample_pixels = _FromConfig("sample_pixels")
+    refine_threshold = _FromConfig("threshold")
+    refine_kernel_size = _FromConfig("kernel_size")
+    refine_prevent_oversampling = _FromConfig("prevent_oversampling")
+    precision = _FromConfig("precision")
+    opset = _FromConfig("opset")
+    target = _FromConfig("target")
+    topk = _FromConfig("topk", "onnx")
+    io = _FromConfig("io", "float")  # "uint8": the file takes uint8 frames (B, H, W, 3)
+
     @property
-    def io(self) -> str:
-        """ "uint8" for files that take uint8 frames (B, H, W, 3), else "float"."""
-        return self.export_config.get("io", "float")
+    def refine_k(self) -> int:
+        return self.refine_sample_pixels // PATCH_PIXELS
+
+    @property
+    def trace_size(self) -> tuple[int, int]:
+        return self.export_config["height"], self.export_config["width"]
 
     @property
     def io_dtype(self) -> str:
@@ -53,29 +98,27 @@ class ExportMetadata:
         return "uint8" if self.io == "uint8" else self.export_config.get("io_dtype", "float32")
 
     def to_props(self) -> dict[str, str]:
-        """The metadata_props map: strings, JSON for structured values; empty optional values
-        are left out."""
+        """The metadata_props map: the fields (JSON for structured values; empty optional values
+        left out), then the flat keys derived from the export configuration."""
         props = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if value is None or (f.name in ("selection", "tensorrt_plugins") and not value):
                 continue
-            if f.name in _JSON:
-                props[f.name] = json.dumps(value)
-            elif f.name == "trace_size":
-                props[f.name] = f"{value[0]}x{value[1]}"
-            elif isinstance(value, bool):
-                props[f.name] = str(value).lower()
-            elif isinstance(value, float):
-                props[f.name] = repr(value)
-            else:
-                props[f.name] = str(value)
+            props[f.name] = json.dumps(value) if f.name in _JSON else str(value)
+        for key, name in FLAT_KEYS.items():
+            value = self.export_config[name]
+            props[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        props["refine_k"] = str(self.refine_k)
+        props["trace_size"] = "{}x{}".format(*self.trace_size)
+        props["topk"] = self.topk
         return props
 
     @classmethod
     def from_props(cls, props: dict[str, str], source: object = "the file") -> ExportMetadata:
-        """Parse a metadata_props map; ModelFileError when it is not a mattex export's or a
-        value is malformed (a damaged or hand-edited file)."""
+        """Parse a metadata_props map (the flat keys are not read: the export configuration
+        holds those facts); ModelFileError when it is not a mattex export's or a value is
+        malformed (a damaged or hand-edited file)."""
         if "export_config" not in props:
             raise ModelFileError(
                 f"{source} is a valid ONNX model but not a mattex export (no "
@@ -85,9 +128,8 @@ class ExportMetadata:
         for f in fields(cls):
             if f.name not in props:
                 continue
-            text = props[f.name]
             try:
-                values[f.name] = _parse(f.name, f.type, text)
+                values[f.name] = _parse(f.name, props[f.name])
             except (ValueError, TypeError, RecursionError) as e:
                 raise ModelFileError(
                     f"{source}: its mattex metadata {f.name!r} is malformed ({type(e).__name__}: {str(e)[:80]})"
@@ -99,25 +141,30 @@ class ExportMetadata:
         ]
         if missing:
             raise ModelFileError(f"{source}: its mattex metadata lacks {', '.join(missing)}")
+        _check_config(values["export_config"], source)
         return cls(**values)
 
 
-def _parse(name: str, kind: str, text: str):
-    if name in _JSON:
-        value = json.loads(text)
-        want = list if name in ("selection", "tensorrt_plugins") else dict
-        if not isinstance(value, want):
-            raise TypeError(f"expected a JSON {want.__name__}")
-        return value
-    if name == "trace_size":
-        height, width = (int(v) for v in text.lower().split("x"))
-        return height, width
-    if kind == "bool":
-        if text not in ("true", "false"):
-            raise ValueError(f"expected true or false, got {text[:20]!r}")
-        return text == "true"
-    if kind == "int":
-        return int(text)
-    if kind == "float":
-        return float(text)
-    return text
+def _check_config(config: dict, source: object) -> None:
+    missing = [key for key in CONFIG_TYPES if key not in config]
+    if missing:
+        raise ModelFileError(f"{source}: its mattex metadata 'export_config' lacks {', '.join(missing)}")
+    for key, kind in CONFIG_TYPES.items():
+        value = config[key]
+        # JSON has one number type: a float option may hold an integer; bool is no number here.
+        typed = isinstance(value, (int, float) if kind is float else kind)
+        if not typed or (kind is not bool and isinstance(value, bool)):
+            raise ModelFileError(
+                f"{source}: its mattex metadata 'export_config' is malformed "
+                f"(TypeError: {key} must be {kind.__name__}, got {json.dumps(value)[:20]})"
+            )
+
+
+def _parse(name: str, text: str):
+    if name not in _JSON:
+        return text
+    value = json.loads(text)
+    want = list if name in ("selection", "tensorrt_plugins") else dict
+    if not isinstance(value, want):
+        raise TypeError(f"expected a JSON {want.__name__}")
+    return value

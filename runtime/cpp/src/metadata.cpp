@@ -1,9 +1,9 @@
 // Reading a mattex export's metadata_props with the rules of mattex.metadata (Python).
 #include "metadata.hpp"
 
-#include <cerrno>
-#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 namespace mattex::detail {
 namespace {
@@ -11,37 +11,22 @@ namespace {
 using Json = nlohmann::json;
 
 // ExportMetadata's fields without a default: a mattex export always writes them.
-const char* const kRequired[] = {
-    "mattex_version", "torch_version",  "backbone",
-    "backbone_scale", "refine_mode",    "refine_sample_pixels",
-    "refine_k",       "refine_threshold", "refine_kernel_size",
-    "refine_prevent_oversampling", "weights", "precision",
-    "opset",          "target",         "trace_size",
-    "io_contract",    "export_config",
-};
+const char* const kRequired[] = {"mattex_version", "torch_version", "weights", "io_contract", "export_config"};
 // Values that are JSON; selection and tensorrt_plugins are lists, the others objects.
 const char* const kJsonObjects[] = {"io_contract", "export_config", "fp16", "int8_calibration"};
 const char* const kJsonLists[] = {"selection", "tensorrt_plugins"};
-const char* const kInts[] = {"refine_sample_pixels", "refine_k", "refine_kernel_size", "opset"};
-const char* const kFloats[] = {"backbone_scale", "refine_threshold"};
+// The export configuration's entries every reader may rely on, by type (mattex.metadata's
+// CONFIG_TYPES). The flat keys beside export_config are derived from it and never read.
+enum class Kind { String, Float, Int, Bool };
+const std::pair<const char*, Kind> kConfig[] = {
+    {"backbone", Kind::String}, {"backbone_scale", Kind::Float}, {"refine_mode", Kind::String},
+    {"sample_pixels", Kind::Int}, {"threshold", Kind::Float},   {"kernel_size", Kind::Int},
+    {"prevent_oversampling", Kind::Bool}, {"height", Kind::Int}, {"width", Kind::Int},
+    {"opset", Kind::Int},       {"target", Kind::String},      {"precision", Kind::String},
+};
 
 [[noreturn]] void malformed(const std::string& source, const std::string& key, const std::string& why) {
   throw ModelFileError(source + ": its mattex metadata '" + key + "' is malformed (" + why.substr(0, 100) + ")");
-}
-
-bool parsesAsInt(const std::string& text) {
-  errno = 0;
-  char* end = nullptr;
-  std::strtoll(text.c_str(), &end, 10);
-  while (end && (*end == ' ' || *end == '\n' || *end == '\t')) ++end;
-  return !text.empty() && errno == 0 && end && *end == '\0';
-}
-
-bool parsesAsFloat(const std::string& text) {
-  char* end = nullptr;
-  std::strtod(text.c_str(), &end);
-  while (end && (*end == ' ' || *end == '\n' || *end == '\t')) ++end;
-  return !text.empty() && end && *end == '\0';
 }
 
 Json parseJson(const std::map<std::string, std::string>& props, const std::string& key, const std::string& source,
@@ -56,6 +41,27 @@ Json parseJson(const std::map<std::string, std::string>& props, const std::strin
     malformed(source, key, list ? "TypeError: expected a JSON list" : "TypeError: expected a JSON dict");
   }
   return value;
+}
+
+void checkConfig(const Json& config, const std::string& source) {
+  std::string missing;
+  for (const auto& [key, kind] : kConfig) {
+    if (!config.contains(key)) missing += (missing.empty() ? "" : ", ") + std::string(key);
+  }
+  if (!missing.empty()) throw ModelFileError(source + ": its mattex metadata 'export_config' lacks " + missing);
+  for (const auto& [key, kind] : kConfig) {
+    const Json& value = config.at(key);
+    const bool typed = kind == Kind::String  ? value.is_string()
+                       : kind == Kind::Float ? value.is_number()
+                       : kind == Kind::Int   ? value.is_number_integer()
+                                             : value.is_boolean();
+    if (!typed) {
+      static const char* const names[] = {"str", "float", "int", "bool"};
+      malformed(source, "export_config",
+                "TypeError: " + std::string(key) + " must be " + names[static_cast<int>(kind)] + ", got " +
+                    value.dump().substr(0, 20));
+    }
+  }
 }
 
 }  // namespace
@@ -89,40 +95,18 @@ void readMetadata(const std::map<std::string, std::string>& props, const std::st
   for (const char* key : kJsonLists) {
     if (props.count(key)) parseJson(props, key, source, true);
   }
-  for (const char* key : kInts) {
-    if (props.count(key) && !parsesAsInt(props.at(key))) {
-      malformed(source, key, "ValueError: invalid literal for int(): '" + props.at(key).substr(0, 20) + "'");
-    }
-  }
-  for (const char* key : kFloats) {
-    if (props.count(key) && !parsesAsFloat(props.at(key))) {
-      malformed(source, key, "ValueError: could not convert string to float: '" + props.at(key).substr(0, 20) + "'");
-    }
-  }
-  if (props.count("refine_prevent_oversampling")) {
-    const std::string& text = props.at("refine_prevent_oversampling");
-    if (text != "true" && text != "false") {
-      malformed(source, "refine_prevent_oversampling", "ValueError: expected true or false, got '" + text.substr(0, 20) + "'");
-    }
-  }
-  if (props.count("trace_size")) {
-    const std::string& text = props.at("trace_size");
-    const auto x = text.find_first_of("xX");
-    if (x == std::string::npos || !parsesAsInt(text.substr(0, x)) || !parsesAsInt(text.substr(x + 1))) {
-      malformed(source, "trace_size", "ValueError: expected HxW, got '" + text.substr(0, 20) + "'");
-    }
-    info.traceHeight = std::stoll(text.substr(0, x));
-    info.traceWidth = std::stoll(text.substr(x + 1));
-  }
   std::string missing;
   for (const char* key : kRequired) {
     if (!props.count(key)) missing += (missing.empty() ? "" : ", ") + std::string(key);
   }
   if (!missing.empty()) throw ModelFileError(source + ": its mattex metadata lacks " + missing);
 
-  info.precision = props.at("precision");
   const Json config = Json::parse(props.at("export_config"));
   const Json contract = Json::parse(props.at("io_contract"));
+  checkConfig(config, source);
+  info.precision = config.at("precision").get<std::string>();
+  info.traceHeight = config.at("height").get<int64_t>();
+  info.traceWidth = config.at("width").get<int64_t>();
   try {
     info.io = config.value("io", std::string("float"));
     info.ioDtype = info.io == "uint8" ? "uint8" : config.value("io_dtype", std::string("float32"));

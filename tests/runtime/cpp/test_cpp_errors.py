@@ -3,6 +3,7 @@ from the C++ runtime (its class named as Python names it) with the same message,
 The C API's statuses for the same errors are in ctest (runtime/cpp/tests/c_api_check.c) and
 test_cpp_parity.py."""
 
+import json
 import os
 
 import numpy as np
@@ -49,6 +50,14 @@ def with_props(source, target, **changes):
     return target
 
 
+def with_config(source, target, **changes):
+    """`source` with entries of its export configuration changed (None removes one): the facts
+    every reader takes from the file, where its flat metadata keys are only derived copies."""
+    config = json.loads({p.key: p.value for p in onnx.load(source).metadata_props}["export_config"])
+    config = {key: value for key, value in {**config, **changes}.items() if value is not None}
+    return with_props(source, target, export_config=json.dumps(config))
+
+
 def tiny_graph(path, node=None, opsets=None):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
@@ -86,9 +95,15 @@ def bad_files(root, fp32):
         "unknown operator": (root / "unknown_op.onnx", no_env, {}),
         "TensorRT plugin": (tiny_graph(root / "plugin.onnx", plugin, plugin_opsets), no_env, {}),
         "malformed metadata": (with_props(fp32, root / "malformed.onnx", io_contract="{not json"), no_env, {}),
-        "metadata lacking fields": (with_props(fp32, root / "lacking.onnx", backbone=None, opset=None), no_env, {}),
+        "metadata lacking fields": (with_config(fp32, root / "lacking.onnx", height=None, precision=None), no_env, {}),
+        "export_config of a wrong type": (with_config(fp32, root / "typed.onnx", height="tall"), no_env, {}),
+        "flat keys are copies (opens)": (
+            with_props(fp32, root / "flat.onnx", backbone=None, precision="int8"),
+            no_env,
+            {},
+        ),
         "ONNX without mattex metadata (opens)": (with_props(fp32, root / "plain.onnx", export_config=None), no_env, {}),
-        "int8 on OpenVINO": (with_props(fp32, root / "int8.onnx", precision="int8"), no_env, {}),
+        "int8 on OpenVINO": (with_config(fp32, root / "int8.onnx", precision="int8"), no_env, {}),
         "unknown inference precision": (fp32, no_env, {"inference_precision": "fp8"}),
         "bf16 (this CPU's verdict)": (fp32, no_env, {"inference_precision": "bf16"}),
         "MATTEX_THREADS=two": (fp32, {"MATTEX_THREADS": "two"}, {}),
@@ -108,7 +123,8 @@ def test_bad_files_and_settings_get_pythons_errors(cpp_build, cpp_models, tmp_pa
     mismatched = [row for row in rows if row[1] != row[2]]
     assert not mismatched, "\n".join(f"{n}:\n  Python: {p}\n  C++:    {c}" for n, p, c in mismatched)
     opened = {name for name, python, _ in rows if python == "ok"}
-    assert opened <= {"bf16 (this CPU's verdict)", "ONNX without mattex metadata (opens)"}, opened
+    must_open = {"ONNX without mattex metadata (opens)", "flat keys are copies (opens)"}
+    assert must_open <= opened <= must_open | {"bf16 (this CPU's verdict)"}, opened
 
 
 def probe_run(cpp_build, model, folder, kind, src, bgr, env):
