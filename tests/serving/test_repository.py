@@ -2,6 +2,7 @@
 with the dims, dtypes and batch sizes of its file; files it cannot describe are refused and leave
 nothing; and the Python-backend repository loads in the real `tritonserver` binary and serves."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,8 +100,8 @@ def test_what_triton_cannot_be_told_is_refused_and_leaves_nothing(small_file, tm
         write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "b", backend="tensorrt-rtx"), out))
     int8 = onnx.load(str(small_file))
     for prop in int8.metadata_props:
-        if prop.key == "precision":
-            prop.value = "int8"
+        if prop.key == "export_config":  # the file's facts; flat keys are copies
+            prop.value = json.dumps({**json.loads(prop.value), "precision": "int8"})
     onnx.save(int8, str(tmp_path / "int8.onnx"))
     with pytest.raises(ConfigError, match="int8"):
         write_repository(RepositoryConfig(tmp_path / "int8.onnx", out, backend="openvino"))

@@ -97,17 +97,33 @@ std::string writeFakeModel(const std::string& path, const std::string& dtype, co
                            const std::vector<std::string>& inputs, bool mattexExport,
                            const std::vector<Profile>& profiles) {
   std::map<std::string, std::string> metadata;
+  // The export configuration (JSON value text by key): the facts every reader takes from the
+  // file. A prop named `config.KEY` changes its entry KEY (kRemove deletes it).
+  const std::string io = dtype == "uint8" ? "uint8" : "float";
+  std::map<std::string, std::string> config = {
+      {"backbone", "\"mobilenetv2\""}, {"backbone_scale", "0.25"}, {"refine_mode", "\"sampling\""},
+      {"sample_pixels", "1600"},       {"threshold", "0.1"},       {"kernel_size", "3"},
+      {"prevent_oversampling", "true"}, {"height", "96"},           {"width", "128"},
+      {"opset", "17"},                 {"target", "\"onnxruntime\""}, {"precision", "\"fp32\""},
+      {"io", "\"" + io + "\""},        {"io_dtype", "\"" + (io == "uint8" ? std::string("float32") : dtype) + "\""}};
+  for (const auto& [key, value] : props) {
+    if (key.rfind("config.", 0) != 0) continue;
+    if (value == kRemove) {
+      config.erase(key.substr(7));
+    } else {
+      config[key.substr(7)] = value;
+    }
+  }
   if (mattexExport) {
-    const std::string io = dtype == "uint8" ? "uint8" : "float";
-    metadata = {{"mattex_version", "0.1.0"}, {"torch_version", "2.13.0"}, {"backbone", "mobilenetv2"},
-                {"backbone_scale", "0.25"}, {"refine_mode", "sampling"}, {"refine_sample_pixels", "1600"},
-                {"refine_k", "100"}, {"refine_threshold", "0.1"}, {"refine_kernel_size", "3"},
-                {"refine_prevent_oversampling", "true"}, {"weights", "demo 00"}, {"precision", "fp32"},
-                {"opset", "17"}, {"target", "onnxruntime"}, {"trace_size", "96x128"},
+    std::string json;
+    for (const auto& [key, value] : config) json += (json.empty() ? "{\"" : ", \"") + key + "\": " + value;
+    metadata = {{"mattex_version", "0.1.0"}, {"torch_version", "2.13.0"}, {"weights", "demo 00"},
+                {"backbone", "mobilenetv2"}, {"precision", "fp32"}, {"trace_size", "96x128"},
                 {"io_contract", "{\"outputs\": [\"pha\", \"fgr\"], \"height_width_multiple\": 4}"},
-                {"export_config", "{\"io\": \"" + io + "\", \"io_dtype\": \"" + (io == "uint8" ? "float32" : dtype) + "\"}"}};
+                {"export_config", json + "}"}};
   }
   for (const auto& [key, value] : props) {
+    if (key.rfind("config.", 0) == 0) continue;
     if (value == kRemove) {
       metadata.erase(key);
     } else {

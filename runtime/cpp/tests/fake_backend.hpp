@@ -22,7 +22,8 @@ namespace mattex::testing {
 // Registers the backend "fake" for .fake files (once; later calls do nothing).
 void registerFakeBackend();
 
-// metadata_props entries replacing a mattex export's defaults; kRemove deletes the key.
+// metadata_props entries replacing a mattex export's defaults, or (named `config.KEY`, a JSON
+// value) entries of its export configuration; kRemove deletes the key.
 using Props = std::vector<std::pair<std::string, std::string>>;
 inline const std::string kRemove = "\x01remove";
 

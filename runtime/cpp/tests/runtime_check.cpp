@@ -92,18 +92,24 @@ int main() {
               [&] { open(mattex::testing::writeFakeModel(dir + "/mc.fake", "float32", {{"export_config", "{nope"}})); });
   expectError("export_config not a dict", Status::ModelFile, "expected a JSON dict",
               [&] { open(mattex::testing::writeFakeModel(dir + "/ml.fake", "float32", {{"export_config", "[1]"}})); });
-  expectError("malformed int", Status::ModelFile, "'refine_k' is malformed",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/mi.fake", "float32", {{"refine_k", "many"}})); });
-  expectError("malformed bool", Status::ModelFile, "'refine_prevent_oversampling' is malformed", [&] {
-    open(mattex::testing::writeFakeModel(dir + "/mb.fake", "float32", {{"refine_prevent_oversampling", "yes"}}));
+  expectError("malformed int", Status::ModelFile, "'export_config' is malformed (TypeError: height must be int, got \"tall\")",
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mi.fake", "float32", {{"config.height", "\"tall\""}})); });
+  expectError("malformed bool", Status::ModelFile, "(TypeError: prevent_oversampling must be bool, got \"yes\")", [&] {
+    open(mattex::testing::writeFakeModel(dir + "/mb.fake", "float32", {{"config.prevent_oversampling", "\"yes\""}}));
   });
-  expectError("missing keys", Status::ModelFile, "its mattex metadata lacks backbone, opset",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/mk.fake", "float32", {{"backbone", mattex::testing::kRemove}, {"opset", mattex::testing::kRemove}})); });
+  expectError("missing keys", Status::ModelFile, "its mattex metadata 'export_config' lacks backbone, opset",
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mk.fake", "float32", {{"config.backbone", mattex::testing::kRemove}, {"config.opset", mattex::testing::kRemove}})); });
+  expectError("missing fields", Status::ModelFile, "its mattex metadata lacks weights",
+              [&] { open(mattex::testing::writeFakeModel(dir + "/mw.fake", "float32", {{"weights", mattex::testing::kRemove}})); });
+  {
+    auto flat = open(mattex::testing::writeFakeModel(dir + "/flat.fake", "float32", {{"precision", "int8"}, {"backbone", mattex::testing::kRemove}}));
+    expect("flat keys are copies, never read", flat->info().precision == "fp32");
+  }
   expectError("dtype against the contract", Status::ModelFile, "its inputs are float16 but its mattex metadata says float32", [&] {
-    open(mattex::testing::writeFakeModel(dir + "/dt.fake", "float16", {{"export_config", "{\"io_dtype\": \"float32\"}"}}));
+    open(mattex::testing::writeFakeModel(dir + "/dt.fake", "float16", {{"config.io_dtype", "\"float32\""}}));
   });
   expectError("int8 refused", Status::BackendUnavailable, "refuses int8",
-              [&] { open(mattex::testing::writeFakeModel(dir + "/q.fake", "float32", {{"precision", "int8"}})); });
+              [&] { open(mattex::testing::writeFakeModel(dir + "/q.fake", "float32", {{"config.precision", "\"int8\""}})); });
   {
     auto plain = open(mattex::testing::writeFakeModel(dir + "/plain.fake", "float32", {}, {"src", "bgr"}, false));
     expect("a file without mattex metadata runs as fp32 float", !plain->info().mattexExport &&
