@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import SIZE_MULTIPLE
+
 from .images import DataError, fit, image_files, image_header, open_image, to_float
 
 
@@ -25,8 +27,8 @@ class PhotoMatteFolder:
     def __init__(self, folder: str | Path, size: tuple[int, int] | None = None) -> None:
         self.folder = Path(folder)
         self.size = size
-        if size is not None and (size[0] % 4 or size[1] % 4):
-            raise DataError(f"target size must be divisible by 4, got {size[0]}x{size[1]}")
+        if size is not None and (size[0] % SIZE_MULTIPLE or size[1] % SIZE_MULTIPLE):
+            raise DataError(f"target size must be divisible by {SIZE_MULTIPLE}, got {size[0]}x{size[1]}")
         if (self.folder / "fgr").is_dir() or (self.folder / "pha").is_dir():
             self.pairs = self._paired_layout()
         else:

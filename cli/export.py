@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from mattex.calibration.settings import CalibrationSettings as Calibration
-from mattex.contract import BACKBONES, REFINE_MODES, TARGETS
+from mattex.contract import BACKBONES, PATCH_PIXELS, REFINE_MODES, SIZE_MULTIPLE, TARGETS
 from mattex.exporter.config import OPSETS, PRESETS
 from mattex.exporter.config import ExportConfig as Config
 
@@ -36,12 +36,12 @@ def command(
         "hd", help="Preset: " + ", ".join(f"{n} ({p.backbone_scale}, {p.sample_pixels:,})" for n, p in PRESETS.items())
     ),
     backbone_scale: float | None = typer.Option(None, help="Override the preset's scale."),
-    sample_pixels: int | None = typer.Option(None, help="Override: k = sample_pixels // 16."),
+    sample_pixels: int | None = typer.Option(None, help=f"Override: k = sample_pixels // {PATCH_PIXELS}."),
     refine_mode: str = typer.Option(Config.refine_mode, help=" | ".join(REFINE_MODES) + "."),
     refine_threshold: float = typer.Option(Config.threshold, help="Error threshold of thresholding mode."),
     kernel_size: int = typer.Option(Config.kernel_size, help="Refiner kernel size, 3 or 1."),
-    height: int | None = typer.Option(None, min=4, help="Trace height (the file runs at any H % 4 == 0)."),
-    width: int | None = typer.Option(None, min=4, help="Trace width."),
+    height: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Trace height (the file runs at any size)."),
+    width: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Trace width."),
     opset: int = typer.Option(Config.opset, help=f"ONNX opset ({OPSETS[0]}..{OPSETS[-1]})."),
     debug_outputs: bool = typer.Option(Config.debug_outputs, help="Also output pha_sm, fgr_sm, err_sm, ref_sm."),
     target: str = typer.Option(Config.target, help="Rules the file must pass: " + " | ".join(TARGETS) + "."),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mattex
-from mattex.contract import INPUTS, parse_size
+from mattex.contract import INPUTS, PATCH, parse_size
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
 from mattex.files import atomic_paths, atomic_write_bytes, sha256_file
 from mattex.metadata import ExportMetadata
@@ -487,9 +487,9 @@ def check_plugin_requirements(
         name, needed = plugin["name"], plugin["min_axis_size"]
         for profile in profiles:
             _, h, w = profile.min
-            if (h // 4) * (w // 4) < needed:
+            if (h // PATCH) * (w // PATCH) < needed:
                 raise ConfigError(
-                    f"profile minimum {h}x{w} has {(h // 4) * (w // 4)} patches but the {name} plugin "
+                    f"profile minimum {h}x{w} has {(h // PATCH) * (w // PATCH)} patches but the {name} plugin "
                     f"selects k = {needed}: use a larger minimum, or export with `topk` onnx (any size)"
                 )
         if tensorrt_version is not None and _major(tensorrt_version) < _major(plugin["min_tensorrt"]):

@@ -13,9 +13,11 @@ from mattex.contract import (
     IO_FORMATS,
     ONNX_SUFFIXES,
     OUTPUTS,
+    PATCH,
     PATCH_PIXELS,
     PRECISIONS,
     REFINE_MODES,
+    SIZE_MULTIPLE,
     SIZES,
     TARGETS,
     TENSORRT_TARGETS,
@@ -157,12 +159,12 @@ class ExportConfig:
         ):
             if value not in known:
                 raise ConfigError(f"unknown `{option}` {value!r}; choose one of {', '.join(known)}")
-        if self.height % 4 or self.width % 4 or self.height <= 0 or self.width <= 0:
+        if self.height % SIZE_MULTIPLE or self.width % SIZE_MULTIPLE or self.height <= 0 or self.width <= 0:
             raise ConfigError(
-                f"the trace size (`height`, `width`) must be positive and divisible by 4, "
+                f"the trace size (`height`, `width`) must be positive and divisible by {SIZE_MULTIPLE}, "
                 f"got {self.height}x{self.width}"
             )
-        patches = (self.height // 4) * (self.width // 4)
+        patches = (self.height // PATCH) * (self.width // PATCH)
         if self.refine_mode == "sampling" and patches < self.k:
             raise ConfigError(
                 f"trace size {self.height}x{self.width} has {patches} patches, fewer than "

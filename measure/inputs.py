@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import SIZE_MULTIPLE
+
 
 def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
     """Frames and backgrounds that differ like a capture: src uniform, bgr = src + noise."""
@@ -49,7 +51,7 @@ def frame_pairs(images: Path, background: Path):
                 f"{file.name} is {src.shape[2]}x{src.shape[1]} but the background "
                 f"is {bgr.shape[2]}x{bgr.shape[1]}: they must match"
             )
-        h, w = src.shape[1] // 4 * 4, src.shape[2] // 4 * 4
+        h, w = src.shape[1] // SIZE_MULTIPLE * SIZE_MULTIPLE, src.shape[2] // SIZE_MULTIPLE * SIZE_MULTIPLE
         yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mattex.contract import ENGINE_SUFFIXES, INPUTS, MODEL_OUTPUTS, OUTPUTS
+from mattex.contract import ENGINE_SUFFIXES, INPUTS, MODEL_OUTPUTS, OUTPUTS, PATCH
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.onnx_file import load_onnx
@@ -298,10 +298,10 @@ def _differing_patches(got: dict, want: dict, tolerance: float) -> np.ndarray:
     """(B, H/4, W/4) True for patches (4x4 blocks) selected differently or whose alpha or
     foreground differs by more than `tolerance`."""
     B, _, H, W = got["pha"].shape
-    bad = np.zeros((B, H // 4, W // 4), dtype=bool)
+    bad = np.zeros((B, H // PATCH, W // PATCH), dtype=bool)
     for name in ("pha", "fgr"):
         diff = np.abs(got[name] - want[name]).max(axis=1)  # (B, H, W)
-        bad |= diff.reshape(B, H // 4, 4, W // 4, 4).max(axis=(2, 4)) > tolerance
+        bad |= diff.reshape(B, H // PATCH, PATCH, W // PATCH, PATCH).max(axis=(2, 4)) > tolerance
     if "ref_sm" in got:
         bad |= got["ref_sm"][:, 0] != want["ref_sm"][:, 0]
     return bad

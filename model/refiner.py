@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mattex.contract import PATCH, PATCH_PIXELS
 from mattex.errors import ConfigError
 
 # How sampling breaks ties at the k-th largest error: "torch" calls torch.topk exactly as the
@@ -151,7 +152,7 @@ def paste_patches(out: Tensor, patches: Tensor, ids: Tensor, keep: Tensor | None
     flat (B*C*H*W,) view, so the output is never transposed.
     """
     B, C, H, W = out.shape
-    b, pixels, _ = window_pixels(ids, (H // 4, W // 4), 4, 4, 0, (H, W))  # (N, 4, 4)
+    b, pixels, _ = window_pixels(ids, (H // PATCH, W // PATCH), PATCH, PATCH, 0, (H, W))  # (N, 4, 4)
     index = _channel_indices(out, b, pixels).reshape(-1)  # (N*C*16,)
     values = patches.reshape(-1)  # (N*C*16,)
     flat = out.reshape(-1)
@@ -235,7 +236,7 @@ class Refiner(nn.Module):
     @property
     def patches_per_image(self) -> int:
         """k of the sampling mode (before capping at the number of patches in the image)."""
-        return self.sample_pixels // 16
+        return self.sample_pixels // PATCH_PIXELS
 
     def forward(
         self, src: Tensor, bgr: Tensor, pha: Tensor, fgr: Tensor, err: Tensor, hid: Tensor
@@ -247,7 +248,7 @@ class Refiner(nn.Module):
         if self.mode == "full":
             return self._refine_full(torch.cat([src, bgr], dim=1), pha, fgr, hid)
 
-        err = F.interpolate(err, (H // 4, W // 4), mode="bilinear", align_corners=False)
+        err = F.interpolate(err, (H // PATCH, W // PATCH), mode="bilinear", align_corners=False)
         if self.mode == "sampling":
             ids, keep, ref = self._select_top_k(err)
         else:
@@ -290,7 +291,7 @@ class Refiner(nn.Module):
 
     def _refine_patches(self, ids: Tensor, src: Tensor, bgr: Tensor, pha: Tensor, fgr: Tensor, hid: Tensor) -> Tensor:
         H, W = src.shape[2:]
-        grid = (H // 4, W // 4)
+        grid = (H // PATCH, W // PATCH)
         k3 = self.kernel_size == 3
         # Stage 1, half resolution: 8x8 windows (2x2 for kernel size 1) around each patch. The
         # 36 feature channels are resized per window from their base-resolution neighbourhood
@@ -353,5 +354,5 @@ class Refiner(nn.Module):
             y = src_bgr
         x = self.relu(self.bn3(self.conv3(torch.cat([x, y], dim=1))))
         x = self.conv4(x)  # (B, 4, H, W)
-        ref = torch.ones((B, 1, H // 4, W // 4), device=src_bgr.device, dtype=src_bgr.dtype)
+        ref = torch.ones((B, 1, H // PATCH, W // PATCH), device=src_bgr.device, dtype=src_bgr.dtype)
         return x[:, :1], x[:, 1:], ref

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mattex.contract import INPUTS
+from mattex.contract import INPUTS, SIZE_MULTIPLE
 from mattex.errors import InputShapeError, InputValueError
 
 
@@ -94,10 +94,13 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
     if shapes["src"] != shapes["bgr"]:
         raise InputShapeError(f"src {shapes['src']} and bgr {shapes['bgr']} must have the same shape")
     b, h, w = (shapes["src"][i] for i in ((0, 1, 2) if is_frame_dtype(dtype) else (0, 2, 3)))
-    if b < 1 or h < 4 or w < 4:
-        raise InputShapeError(f"src and bgr need a batch of at least 1 and at least 4x4 pixels, got batch {b}, {h}x{w}")
-    if h % 4 or w % 4:
-        raise InputShapeError(f"src and bgr height and width must be divisible by 4, got {h}x{w}")
+    if b < 1 or h < SIZE_MULTIPLE or w < SIZE_MULTIPLE:
+        raise InputShapeError(
+            f"src and bgr need a batch of at least 1 and at least {SIZE_MULTIPLE}x{SIZE_MULTIPLE} pixels, "
+            f"got batch {b}, {h}x{w}"
+        )
+    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        raise InputShapeError(f"src and bgr height and width must be divisible by {SIZE_MULTIPLE}, got {h}x{w}")
     if profiles and not any(p.accepts((b, h, w)) for p in profiles):
         raise InputShapeError(
             f"src/bgr shape (batch {b}, height {h}, width {w}) is outside the engine's profiles: "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.contract import SIZE_MULTIPLE
 from mattex.errors import ConfigError
 
 from .media import GREEN, read_image
@@ -265,7 +266,8 @@ class Pipeline:
         src = np.stack([item[1] for item in items])  # (B, H, W, 3)
         bgr = np.stack([item[2] for item in items])
         height, width = src.shape[1:3]
-        pad = ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0))  # the model needs H, W % 4 == 0
+        # the model takes whole patches: pad the bottom and right edges, cropped off afterwards
+        pad = ((0, 0), (0, -height % SIZE_MULTIPLE), (0, -width % SIZE_MULTIPLE), (0, 0))
         if any(p[1] for p in pad):
             src, bgr = np.pad(src, pad, mode="edge"), np.pad(bgr, pad, mode="edge")
         out = self.matter.matte_frames(src, bgr)

@@ -106,3 +106,42 @@ def test_the_docs_build_strictly(tmp_path):
 
 def test_the_readme_fits_on_a_screen():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+# Where a literal of a contract fact is not that fact: the published reference's own code, kept
+# as written, and a random range of side lengths.
+NOT_THE_FACT = {"model/reference_method.py", "calibration/train_demo.py"}
+
+
+def contract_literals(source: str) -> list[str]:
+    """Each place in Python `source` that spells a patch fact (mattex.contract's PATCH, PATCH_PIXELS,
+    SIZE_MULTIPLE) as a number: `% 4`, `// 4`, `// 16`, or a message saying "divisible by 4"."""
+    import io
+    import tokenize
+
+    found = []
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type != tokenize.NL]
+    for token, after in zip(tokens, tokens[1:]):
+        if token.string in ("%", "//") and after.type == tokenize.NUMBER and after.string in ("4", "16"):
+            found.append(f"line {token.start[0]}: {token.line.strip()}")
+    for before, token, after in zip([None, *tokens], tokens, [*tokens[1:], None]):
+        starts_statement = before is None or before.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+        docstring = starts_statement and (after is None or after.type == tokenize.NEWLINE)
+        if token.type == tokenize.STRING and "divisible by 4" in token.string and not docstring:
+            found.append(f"line {token.start[0]}: {token.line.strip()}")
+    return found
+
+
+def test_contract_facts_are_named_where_they_are_used():
+    assert contract_literals("x = h % 4\ny = k // 16\nz = f'must be divisible by 4'\nw = h % PATCH\n") == [
+        "line 1: x = h % 4",
+        "line 2: y = k // 16",
+        "line 3: z = f'must be divisible by 4'",
+    ]
+    places = []
+    for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values():
+        for path in (ROOT / folder).glob("*.py") if folder == "mattex" else (ROOT / folder).rglob("*.py"):
+            name = path.relative_to(ROOT).as_posix()
+            if name not in NOT_THE_FACT and name != "mattex/contract.py":
+                places += [f"{name} {where}" for where in contract_literals(path.read_text())]
+    assert not places, "use mattex.contract's names:\n" + "\n".join(places)
