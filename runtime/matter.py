@@ -7,25 +7,17 @@ pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
-from mattex.errors import BackendUnavailableError, ConfigError
+from mattex.errors import ConfigError
 from mattex.files import check_model_file
 
 from .backends import BACKENDS
 from .io_spec import check_inputs, check_values, float_to_input, frames_to_input
 from .sidecar import load_sidecar
-
-# Options only ONNX Runtime takes: a caller passing them wants ONNX Runtime.
-# Options only ONNX Runtime takes: asking for one picks it.
-ONNX_RUNTIME_ONLY_OPTIONS = {"providers"}
-# ONNX Runtime's thread policy, meaningless where OpenVINO runs (its idle threads sleep anyway):
-# dropped, not a reason to leave OpenVINO, when the automatic choice lands there.
-THREAD_POLICY_OPTIONS = {"spinning"}
 
 
 class Matter:
@@ -42,6 +34,7 @@ class Matter:
         backend: str | None = None,
         providers: list[str] | None = None,
         check_values: bool = True,
+        sharing_cores: bool = False,
         **options,
     ) -> Matter:
         """Open `path` with `backend` (a name in `mattex.runtime.backends.BACKENDS`). An engine
@@ -49,9 +42,11 @@ class Matter:
         RTX (options: `runtime_cache=PATH`, `cuda_graph`, `device`). An `.onnx` file runs on
         `backend` "onnxruntime" (options: `providers`, default TensorRT EP, CUDA EP, CPU,
         whichever exist; `threads`; `spinning`) or "openvino" (`inference_precision` f32 or
-        bf16, `threads`, `cache_dir`, `cache_max_size`); without one, on the faster that can run it here: ONNX
-        Runtime with a GPU provider, else OpenVINO for fp32/fp16 files where it is installed,
-        else ONNX Runtime (int8 files)."""
+        bf16, `threads`, `cache_dir`, `cache_max_size`). Without one, the registry's automatic
+        choice: ONNX Runtime with a GPU provider, else OpenVINO for fp32/fp16 files where it is
+        installed, else ONNX Runtime (int8 files); an option only one backend takes picks it.
+        `sharing_cores`: the backend shares the cores with other work (a video pipeline, a
+        server) and takes its co-runner options (ONNX Runtime: idle threads sleep)."""
         path = check_model_file(path)
         if providers is not None:
             if backend not in (None, "onnxruntime"):
@@ -70,16 +65,13 @@ class Matter:
             backend, options["sidecar"] = sidecar.backend, sidecar
         elif suffix in ONNX_SUFFIXES:
             if backend is None:
-                chosen = _open_on_the_fastest_cpu_backend(path, options)
-                if chosen is not None:
-                    return cls(chosen, check_values)
-                backend = "onnxruntime"
+                return cls(BACKENDS.open_automatically(path, sharing_cores, **options), check_values)
         else:
             raise ConfigError(f"{path.name}: expected a .onnx model or a .engine/.plan engine")
         entry = BACKENDS[backend]
         if suffix not in entry.suffixes:
             raise ConfigError(f"backend {backend} opens {', '.join(entry.suffixes)} files, not {path.name}")
-        return cls(entry.open(path, **options), check_values)
+        return cls(entry.open(path, sharing_cores, **options), check_values)
 
     @property
     def kind(self) -> str:
@@ -136,21 +128,3 @@ class Matter:
     def _check(self, src, bgr) -> None:
         if self.check_values:
             check_values({"src": src, "bgr": bgr})
-
-
-def _open_on_the_fastest_cpu_backend(path: Path, options: dict):
-    """The automatic choice for an .onnx file: ONNX Runtime where it has a GPU provider (CUDA,
-    TensorRT EP); otherwise OpenVINO where it is installed and runs the file (fp32 and fp16;
-    it refuses int8 files), measured faster on the CPU (benchmarks/cpu_backends.py, fp32, every
-    preset, HD and 4K: 243-944 vs 300-1021 ms per frame, AMD EPYC with AVX-512; it compiles static
-    shapes); otherwise ONNX Runtime (returns None)."""
-    if ONNX_RUNTIME_ONLY_OPTIONS & options.keys() or importlib.util.find_spec("openvino") is None:
-        return None
-    import onnxruntime as ort
-
-    if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()):
-        return None
-    try:
-        return BACKENDS["openvino"].open(path, **{k: v for k, v in options.items() if k not in THREAD_POLICY_OPTIONS})
-    except BackendUnavailableError:  # an int8 file, or a TensorRT-plugin file: ONNX Runtime says
-        return None

@@ -329,13 +329,10 @@ def matte_media(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"`out` {out} is a file; give a folder for the outputs")
-    if Path(model).suffix.lower() == ".onnx" and open_options.get("backend") in (None, "onnxruntime"):
-        # Where ONNX Runtime runs it, its idle threads sleep rather than spin: decoding and
-        # encoding use that CPU (HD, 2 cores: 0.83 -> 0.92 of the model's own frames/s). Not a
-        # choice of backend: the automatic choice still opens OpenVINO where it is faster.
-        open_options.setdefault("spinning", False)
     if matter is None:  # else an open matter-like object (a RemoteMatter on a Triton server)
-        matter = Matter.open(model, **open_options)
+        # Decoding and encoding share the cores: the backend takes its co-runner options (ONNX
+        # Runtime's idle threads sleep: HD, 2 cores, 0.83 -> 0.92 of the model's own frames/s).
+        matter = Matter.open(model, sharing_cores=True, **open_options)
     check_outputs(outputs, matter.output_names)
     source = open_source(src)
     info = source.info

@@ -13,13 +13,13 @@ from pathlib import Path
 from mattex.errors import CorruptEngineError, EngineMismatchError
 from mattex.files import atomic_path, sha256_file
 
+from .backends import BACKENDS  # the engine backends: the registry's list
 from .io_spec import Profile
 
 FORMAT = "mattex-engine-sidecar/2"
 # /1: TensorRT engines only (no backend field); still read.
 READABLE_FORMATS = ("mattex-engine-sidecar/1", FORMAT)
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
-BACKENDS = ("tensorrt", "tensorrt-rtx")
 # TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
 # (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
 RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
@@ -42,7 +42,7 @@ def _check_fields(d: dict) -> None:
             raise ValueError(f"field {key!r} must be {want}, got {d.get(key)!r:.60}")
 
     backend = d.get("backend", "tensorrt")
-    need(backend in BACKENDS, "backend", " or ".join(BACKENDS))
+    need(backend in BACKENDS.engine_backends(), "backend", " or ".join(BACKENDS.engine_backends()))
     for key in ("tensorrt_version", "precision", "onnx_sha256", "plan_sha256", "mattex_version"):
         need(isinstance(d.get(key), str), key, "a string")
     need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mattex.contract import INPUTS, ONNX_SUFFIXES, OUTPUTS
+from mattex.contract import INPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.extras import require
 
@@ -101,23 +101,12 @@ def matte_batch(matter, src: np.ndarray, bgr: np.ndarray, inputs: str, outputs: 
 
 
 def open_for_serving(config: ServeConfig):
-    """`Matter.open` as `mattex run` opens files: on ONNX Runtime, idle worker threads sleep
-    rather than spin, leaving the cores to Triton and its clients between batches."""
+    """`Matter.open` as a server opens files: the backend shares the cores with Triton, the other
+    instances and the clients, and takes its co-runner options (ONNX Runtime: idle threads
+    sleep between batches)."""
     from mattex.runtime import Matter
 
-    if Path(config.model).suffix.lower() in ONNX_SUFFIXES and config.backend in (None, "onnxruntime"):
-        if config.backend is None:
-            matter = Matter.open(config.model)
-            if matter.kind != "onnxruntime":
-                return matter
-        return Matter.open(config.model, backend="onnxruntime", spinning=False)
-    return Matter.open(config.model, **({"backend": config.backend} if config.backend else {}))
-
-
-# Backends whose calls gain from a larger batch: the GPU ones. On the CPU, one call of 4 frames
-# took as long as 4 calls of one (ONNX Runtime, 720p, 205-221 ms a frame either way), and
-# stacking requests costs a copy of every frame in and out.
-STACKING_BACKENDS = ("tensorrt", "tensorrt-rtx")
+    return Matter.open(config.model, sharing_cores=True, **({"backend": config.backend} if config.backend else {}))
 
 
 def infer_function(matter, config: ServeConfig) -> Callable:
@@ -127,9 +116,10 @@ def infer_function(matter, config: ServeConfig) -> Callable:
     on (Triton batches only requests of one shape, so a batch is bad or good as a whole)."""
     from pytriton.exceptions import PyTritonBadParameterError
 
-    stack = matter.kind in STACKING_BACKENDS or bool(
-        {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(getattr(matter.backend, "providers", ()))
-    )
+    # Calls gain from a larger batch on a GPU only. On the CPU, one call of 4 frames took as long
+    # as 4 calls of one (ONNX Runtime, 720p, 205-221 ms a frame either way), and stacking
+    # requests costs a copy of every frame in and out.
+    stack = matter.backend.on_gpu
 
     def infer(requests: list) -> list[dict[str, np.ndarray]]:
         try:

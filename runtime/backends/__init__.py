@@ -2,20 +2,25 @@
 registry.
 
 `BACKENDS` names them; a backend's module is imported only when a file is opened with it, so a
-process never loads an engine it does not use. `Matter.open`, `mattex verify`, `mattex evaluate`,
-`mattex bench` and `mattex run` all reach engines through it: adding an engine is one module
-and one `BACKENDS.register` line (tests/runtime/test_backend_registry.py adds one).
+process never loads an engine it does not use. Each entry also holds its policy: where the
+automatic choice ranks it (`rank`), the options it takes (its class's signature) and the ones it
+takes when it shares the cores with other work (`co_runner_options`). `Matter.open`, `mattex
+verify`, `evaluate`, `bench`, `run` and `serve` all reach engines through it: adding an engine
+is one module and one `BACKENDS.register` line (tests/runtime/test_backend_registry.py adds an
+ONNX backend and an engine backend).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
-from mattex.errors import ConfigError
+from mattex.errors import BackendUnavailableError, ConfigError
 from mattex.registry import Registry
 
 
@@ -42,23 +47,36 @@ class BackendEntry:
     # adds when it measures a file (OpenVINO: run int8 files, whose refusal verify measures).
     variants: tuple[Variant, ...] = ()
     measure_options: dict = field(default_factory=dict)
+    # Where the automatic choice ranks it among the backends of a file's suffix, here and now
+    # (lower first; None: not chosen automatically, as engines, which their sidecar names).
+    rank: Callable[[], int | None] = lambda: None
+    # What it takes when it shares the cores with other work (a video pipeline's decoder and
+    # encoder, a server's other instances and clients).
+    co_runner_options: dict = field(default_factory=dict)
 
     def load(self):
         return getattr(importlib.import_module(self.module), self.cls)
 
-    def open(self, path: str | Path, **options):
-        """The backend's class opened on `path`; ConfigError for an option it does not take."""
-        cls = self.load()
-        accepted = inspect.signature(cls.__init__).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            unknown = sorted(set(options) - set(accepted))
-            if unknown:
-                known = [n for n in accepted if n not in ("self", "path", *self.options)]
-                raise ConfigError(
-                    f"backend {self.name} takes no option {', '.join(f'`{u}`' for u in unknown)}"
-                    f" (it takes {', '.join(f'`{k}`' for k in known) or 'none'})"
-                )
-        return cls(path, **self.options, **options)
+    def unknown_options(self, options: dict) -> list[str]:
+        """The names in `options` its class does not take."""
+        accepted = inspect.signature(self.load().__init__).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            return []
+        return sorted(set(options) - set(accepted))
+
+    def open(self, path: str | Path, sharing_cores: bool = False, **options):
+        """The backend's class opened on `path` (with `sharing_cores`, its co-runner options
+        under the caller's); ConfigError for an option it does not take."""
+        unknown = self.unknown_options(options)
+        if unknown:
+            accepted = inspect.signature(self.load().__init__).parameters
+            known = [n for n in accepted if n not in ("self", "path", *self.options)]
+            raise ConfigError(
+                f"backend {self.name} takes no option {', '.join(f'`{u}`' for u in unknown)}"
+                f" (it takes {', '.join(f'`{k}`' for k in known) or 'none'})"
+            )
+        shared = self.co_runner_options if sharing_cores else {}
+        return self.load()(path, **self.options, **shared, **options)
 
     @property
     def bench_variants(self) -> tuple[Variant, ...]:
@@ -74,6 +92,55 @@ class BackendRegistry(Registry[BackendEntry]):
     def for_suffix(self, suffix: str) -> list[BackendEntry]:
         return [self[name] for name in self.names() if suffix.lower() in self[name].suffixes]
 
+    def engine_backends(self) -> list[str]:
+        """The names of the backends that open engines (files with a sidecar)."""
+        return [name for name in self.names() if set(ENGINE_SUFFIXES) & set(self[name].suffixes)]
+
+    def policy_options(self) -> set[str]:
+        """Options that say how to share the cores (any entry's co-runner options): applied
+        where the chosen backend takes them, never a reason to choose one."""
+        return {key for name in self.names() for key in self[name].co_runner_options}
+
+    def automatic(self, suffix: str, options: dict) -> list[BackendEntry]:
+        """The backends the automatic choice tries for a `suffix` file, in order: those ranked
+        here that take every option asked for (an option only one backend takes picks it)."""
+        ranked = [(entry.rank(), i, entry) for i, entry in enumerate(self.for_suffix(suffix))]
+        ranked = sorted((rank, i, entry) for rank, i, entry in ranked if rank is not None)
+        policy = self.policy_options()
+        return [entry for _, _, entry in ranked if not set(entry.unknown_options(options)) - policy]
+
+    def open_automatically(self, path: Path, sharing_cores: bool = False, **options):
+        """`path` opened on the first backend of `automatic` that runs it; a backend that
+        refuses the file (BackendUnavailableError: OpenVINO and an int8 file) passes it on, and
+        the last refusal is raised."""
+        candidates = self.automatic(path.suffix, options)
+        if not candidates:
+            raise BackendUnavailableError(
+                f"no installed backend opens {path.name} with options {', '.join(sorted(options)) or 'none'}"
+            )
+        for i, entry in enumerate(candidates):
+            taken = {k: v for k, v in options.items() if k not in entry.unknown_options(options)}
+            try:
+                return entry.open(path, sharing_cores=sharing_cores, **taken)
+            except BackendUnavailableError:
+                if i == len(candidates) - 1:
+                    raise
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _onnxruntime_rank() -> int | None:
+    """First where it has a GPU provider (CUDA, TensorRT EP); on the CPU after OpenVINO, which
+    ran every fp32 preset faster (benchmarks/cpu_backends.py, HD and 4K: 243-944 vs 300-1021 ms
+    per frame, AMD EPYC with AVX-512; it compiles static shapes) but refuses int8 files."""
+    if not _installed("onnxruntime"):
+        return None
+    import onnxruntime as ort
+
+    return 0 if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()) else 2
+
 
 BACKENDS = BackendRegistry()
 _HERE = __name__
@@ -84,6 +151,9 @@ BACKENDS.register(
         "OnnxRuntimeBackend",
         ONNX_SUFFIXES,
         install="pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA, TensorRT EP)",
+        rank=_onnxruntime_rank,
+        # Idle threads sleep rather than spin, leaving the cores to the work beside it.
+        co_runner_options={"spinning": False},
         variants=(
             # Timed beside other runners: idle threads sleep rather than spin into the next one.
             Variant("cpu", "cpu", {"providers": ["CPUExecutionProvider"], "spinning": False}),
@@ -101,6 +171,7 @@ BACKENDS.register(
         install='pip install "mattex[openvino]" (OpenVINO, for Intel and AMD CPUs)',
         variants=(Variant("cpu", "cpu"),),
         measure_options={"allow_int8": True},
+        rank=lambda: 1 if _installed("openvino") else None,
     )
 )
 BACKENDS.register(

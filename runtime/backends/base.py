@@ -42,6 +42,7 @@ class Backend(ABC):
 
     kind: str = "backend"  # the registry name
     takes_device_memory = False  # CUDA arrays (__cuda_array_interface__) in and out
+    on_gpu = False  # runs the model on a GPU, where larger batches pay (a server stacks requests)
     # The arithmetic a float file runs at when the backend was asked for a lower one (OpenVINO's
     # bf16), which `mattex verify` holds to that precision's budget; None: the file's own.
     arithmetic: str | None = None

@@ -97,5 +97,9 @@ class OnnxRuntimeBackend(Backend):
         self.io_dtype = np.dtype({"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32))
         self.output_names = [o.name for o in session.get_outputs()]
 
+    @property
+    def on_gpu(self) -> bool:
+        return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(self.providers))
+
     def _run(self, src, bgr) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(self.output_names, {"src": src, "bgr": bgr})))

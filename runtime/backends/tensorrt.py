@@ -96,6 +96,7 @@ class TensorRTBackend(Backend):
     `sidecar`: the engine's sidecar when the caller has read it already (Matter.open has)."""
 
     takes_device_memory = True
+    on_gpu = True
 
     def __init__(
         self,

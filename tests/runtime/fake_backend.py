@@ -32,3 +32,26 @@ class FakeBackend(Backend):
     def _run(self, src, bgr) -> dict:
         self.calls += 1
         return dict(zip(self.output_names, self.session.run(self.output_names, {"src": src, "bgr": bgr})))
+
+
+class FakeEngineBackend(FakeBackend):
+    """An engine backend as a new engine's module would be: it opens `.engine` files, whose
+    sidecar names it, checks the plan against the sidecar, and runs it. Its "plan" is an ONNX
+    file's bytes, run on ONNX Runtime's CPU provider."""
+
+    kind = "fake-engine"
+
+    def __init__(self, path: str | Path, sidecar=None) -> None:
+        import onnxruntime as ort
+
+        from mattex.runtime.sidecar import check_plan, load_sidecar
+
+        Backend.__init__(self, path)
+        self.sidecar = sidecar or load_sidecar(path)
+        check_plan(path, self.sidecar)
+        self.session = ort.InferenceSession(self.path.read_bytes(), providers=["CPUExecutionProvider"])
+        self._require_inputs([i.name for i in self.session.get_inputs()])
+        self._read_metadata(self.sidecar.export_metadata)
+        self.profiles = self.sidecar.profiles
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.calls = 0
