@@ -269,17 +269,21 @@ def mattex_shapes(profiles: list[Profile], frames: bool = False) -> dict[str, li
     return {name: [(shape(p.min), shape(p.opt), shape(p.max)) for p in profiles] for name in INPUTS}
 
 
-def build_engine(
-    onnx_path: str | Path,
-    output: str | Path,
-    profiles: list[Profile],
-    backend: str = "auto",
-    options: BuildOptions | None = None,
-    log=lambda message: None,
-) -> Sidecar:
-    """Build `output` (a raw plan) and `output`.json with `backend` (auto, tensorrt,
-    tensorrt-rtx); returns the sidecar. Nothing is written unless the build succeeds."""
-    onnx_path, output = Path(onnx_path), Path(output)
+@dataclass
+class BuildPlan:
+    """What a build decides before TensorRT parses the file: the backend and its TensorRT
+    module, and the file's facts, read once and checked against its plugins' requirements."""
+
+    backend: str
+    trt: object
+    facts: OnnxFacts
+
+
+def plan_build(
+    onnx_path: Path, profiles: list[Profile], backend: str = "auto", options: BuildOptions | None = None
+) -> BuildPlan:
+    """Choose the backend, read the file and refuse what its plugins cannot be built into;
+    import TensorRT last, so a refusal comes before the wait."""
     options = options or BuildOptions()
     if not onnx_path.is_file():
         raise ModelFileError(f"no such ONNX file: {onnx_path}")
@@ -293,11 +297,30 @@ def build_engine(
             f"{onnx_path} is a valid ONNX model but not a mattex export (no "
             "export_config metadata): export it with `mattex export`"
         )
-    meta, plugins = facts.metadata, facts.plugins
-    check_plugin_requirements(plugins, profiles, options.version_compatible, backend=backend)
+    check_plugin_requirements(facts.plugins, profiles, options.version_compatible, backend=backend)
     trt = import_tensorrt(backend)
     if backend == "tensorrt":
-        check_plugin_requirements(plugins, profiles, tensorrt_version=trt.__version__)
+        check_plugin_versions(facts.plugins, trt.__version__)
+    return BuildPlan(backend, trt, facts)
+
+
+def build_engine(
+    onnx_path: str | Path,
+    output: str | Path,
+    profiles: list[Profile],
+    backend: str = "auto",
+    options: BuildOptions | None = None,
+    log=lambda message: None,
+    plan: BuildPlan | None = None,
+) -> Sidecar:
+    """Build `output` (a raw plan) and `output`.json with `backend` (auto, tensorrt,
+    tensorrt-rtx); returns the sidecar. Nothing is written unless the build succeeds. `plan`:
+    what `plan_build` decided already (the file read and checked once: `mattex export`)."""
+    onnx_path, output = Path(onnx_path), Path(output)
+    options = options or BuildOptions()
+    plan = plan or plan_build(onnx_path, profiles, backend, options)
+    backend, trt, meta, plugins = plan.backend, plan.trt, plan.facts.metadata, plan.facts.plugins
+    if backend == "tensorrt":
         env = current_environment(trt)
         gpu, cc, targets = env.gpu_name, env.compute_capability, None
         where = f"for {env.gpu_name} (compute capability {cc[0]}.{cc[1]})"
@@ -316,7 +339,7 @@ def build_engine(
     built = parse_and_build(
         trt,
         onnx_path,
-        mattex_shapes(profiles, facts.frames),
+        mattex_shapes(profiles, plan.facts.frames),
         lambda config: _configure(trt, config, backend, options, targets),
         keep_timing_cache=options.timing_cache is not None,
     )
@@ -492,11 +515,8 @@ def check_plugin_requirements(
                     f"profile minimum {h}x{w} has {(h // PATCH) * (w // PATCH)} patches but the {name} plugin "
                     f"selects k = {needed}: use a larger minimum, or export with `topk` onnx (any size)"
                 )
-        if tensorrt_version is not None and _major(tensorrt_version) < _major(plugin["min_tensorrt"]):
-            raise EngineBuildError(
-                f"the {name} plugin needs TensorRT >= {plugin['min_tensorrt']}, this is "
-                f"{tensorrt_version}: export with `topk` onnx, or build with TensorRT {plugin['min_tensorrt']}"
-            )
+    if tensorrt_version is not None:
+        check_plugin_versions(plugins, tensorrt_version)
     if plugins and version_compatible:
         raise ConfigError(
             "`version_compatible` plans cannot call libnvinfer_plugin's plugins here: "
@@ -504,21 +524,34 @@ def check_plugin_requirements(
         )
 
 
-def automatic_build(onnx_path: str | Path, profiles: list[Profile]) -> tuple[str | None, str | None]:
-    """What `mattex export` builds itself: (backend, None) to build with that backend, or
-    (None, why not) on a machine with no backend that can build this file here."""
+def check_plugin_versions(plugins: list[dict], tensorrt_version: str) -> None:
+    """EngineBuildError for a plugin newer than the TensorRT that would build it."""
+    for plugin in plugins:
+        if _major(tensorrt_version) < _major(plugin["min_tensorrt"]):
+            raise EngineBuildError(
+                f"the {plugin['name']} plugin needs TensorRT >= {plugin['min_tensorrt']}, this is "
+                f"{tensorrt_version}: export with `topk` onnx, or build with TensorRT {plugin['min_tensorrt']}"
+            )
+
+
+def automatic_build(
+    onnx_path: str | Path, profiles: list[Profile], target: str = "tensorrt"
+) -> tuple[BuildPlan | None, str | None]:
+    """What `mattex export` builds itself: (plan, None) to build, the file read and checked once;
+    (None, why not) where this file cannot be built here; (None, None) on a machine with no
+    TensorRT at all (nothing worth saying). A file for TensorRT for RTX is built with it."""
     try:
         backend = choose_build_backend("auto")
-        if backend == "tensorrt" and not _gpu_visible():
-            return None, "TensorRT is installed but no GPU is visible"
-        plugins = _read_onnx(Path(onnx_path)).plugins
-        version = import_tensorrt(backend).__version__ if backend == "tensorrt" else None
-        check_plugin_requirements(plugins, profiles, tensorrt_version=version, backend=backend)
     except BackendUnavailableError:
-        return None, "no TensorRT or TensorRT for RTX here"
+        return None, None
+    if target == "tensorrt-rtx":
+        backend = "tensorrt-rtx"
+    elif backend == "tensorrt" and not _gpu_visible():
+        return None, "TensorRT is installed but no GPU is visible"
+    try:
+        return plan_build(Path(onnx_path), profiles, backend), None
     except MattexError as e:
         return None, str(e)
-    return backend, None
 
 
 def _major(version: str) -> int:

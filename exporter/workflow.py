@@ -92,14 +92,12 @@ def export_and_build(
     trace = f"{config.height}x{config.width}"
     profiles = [parse_profile(trace)]
     if build and config.target in TENSORRT_TARGETS:
-        backend, problem = automatic_build(result.path, profiles)
-        if config.target == "tensorrt-rtx" and backend == "tensorrt":
-            backend = "tensorrt-rtx"  # the file is for TensorRT for RTX: build that
-        if backend is not None:
-            progress(f"building the engine ({backend})")
-            outcome.engine, outcome.engine_backend = result.path.with_suffix(".engine"), backend
-            build_engine(result.path, outcome.engine, profiles, backend, log=build_log)
-        elif problem != "no TensorRT or TensorRT for RTX here":
+        plan, problem = automatic_build(result.path, profiles, config.target)
+        if plan is not None:
+            progress(f"building the engine ({plan.backend})")
+            outcome.engine, outcome.engine_backend = result.path.with_suffix(".engine"), plan.backend
+            build_engine(result.path, outcome.engine, profiles, log=build_log, plan=plan)
+        elif problem is not None:
             outcome.note = f"engine not built here: {problem}"
     outcome.next_steps = _next_steps(outcome, checkpoint, trace)
     return outcome

@@ -158,10 +158,23 @@ def test_auto_picks_tensorrt_for_rtx_without_a_gpu(small):
     assert load_sidecar(small / "auto.engine").target_compute_capabilities is None  # its default set
 
 
-def test_export_builds_the_rtx_engine_itself_unless_told_not_to(tmp_path):
+def test_export_builds_the_rtx_engine_itself_unless_told_not_to(tmp_path, monkeypatch):
+    import mattex.exporter.build as build
+
+    calls = {"_read_onnx": 0, "check_plugin_requirements": 0}
+    for name in calls:
+        real = getattr(build, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(build, name, counted)
     args = ["export", "--height", "128", "--width", "160", "--sample-pixels", "4800", "--json"]
     built = runner.invoke(app, [*args, "-o", str(tmp_path / "a.onnx")])
     assert built.exit_code == 0, built.output
+    # The written file is read once and its plugins checked once, from the decision to build to the engine.
+    assert calls == {"_read_onnx": 1, "check_plugin_requirements": 1}
     summary = json.loads(built.output[built.output.index("{") :])
     assert summary["engine"] == str(tmp_path / "a.engine") and summary["engine_backend"] == "tensorrt-rtx"
     assert load_sidecar(tmp_path / "a.engine").backend == "tensorrt-rtx"
