@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mattex.contract import RTX_DEFAULT_TARGETS_TEXT, TENSORRT_RTX
+
 from .common import console, emit_json, err_console, user_errors
 
 SHORT_HELP = "Build an engine (raw plan + JSON sidecar) with TensorRT or TensorRT for RTX."
@@ -25,7 +27,7 @@ def command(
     compute_capability: str | None = typer.Option(
         None,
         help="TensorRT for RTX: the GPUs to target, e.g. 8.6,8.9,12.0, or current (this machine's "
-        "GPU). Default: its portable set, compute capability 8.0, 8.6, 8.9, 12.0 and later; 7.5 only when named.",
+        f"GPU). Default: its portable set, {RTX_DEFAULT_TARGETS_TEXT}; 7.5 only when named.",
     ),
     workspace: float = typer.Option(4.0, help="Builder workspace in GiB."),
     timing_cache: Path | None = typer.Option(
@@ -70,10 +72,10 @@ def command(
         return
     target = (
         f"for {describe_targets(sidecar.target_compute_capabilities)}"
-        if sidecar.backend == "tensorrt-rtx"
+        if sidecar.backend == TENSORRT_RTX
         else f"for {sidecar.gpu_name}"
     )
-    label = "TensorRT for RTX" if sidecar.backend == "tensorrt-rtx" else "TensorRT"
+    label = "TensorRT for RTX" if sidecar.backend == TENSORRT_RTX else "TensorRT"
     console.print(
         f"built {output} with {label} {sidecar.tensorrt_version} {target}; sidecar {output}.json", highlight=False
     )

@@ -14,16 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mattex
-from mattex.contract import INPUTS, PATCH, parse_size
+from mattex.contract import (
+    INPUTS,
+    PATCH,
+    RTX_DEFAULT_TARGETS_TEXT,
+    TENSORRT,
+    TENSORRT_RTX,
+    TENSORRT_TARGETS,
+    parse_size,
+)
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
 from mattex.files import atomic_paths, atomic_write_bytes, sha256_file
 from mattex.metadata import ExportMetadata
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
-from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt, tensorrt_installed
+from mattex.runtime.backends.tensorrt import FLAVORS, LABELS, current_environment, import_tensorrt, tensorrt_installed
 from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT, Sidecar, sidecar_path
 
-BUILD_BACKENDS = ("auto", "tensorrt", "tensorrt-rtx")
+BUILD_BACKENDS = ("auto", *TENSORRT_TARGETS)
 
 
 class EngineBuildError(MattexError):
@@ -71,11 +79,11 @@ def choose_build_backend(requested: str = "auto") -> str:
     if requested != "auto":
         return requested
     if tensorrt_installed("tensorrt") and _gpu_visible():
-        return "tensorrt"
-    if tensorrt_installed("tensorrt-rtx"):
-        return "tensorrt-rtx"
+        return TENSORRT
+    if tensorrt_installed(TENSORRT_RTX):
+        return TENSORRT_RTX
     if tensorrt_installed("tensorrt"):
-        return "tensorrt"  # its build then says that it needs a GPU
+        return TENSORRT  # its build then says that it needs a GPU
     from mattex.runtime.backends import BACKENDS
 
     raise BackendUnavailableError(
@@ -110,7 +118,7 @@ class BuildOptions:
             raise ConfigError(f"`workspace_gib` must be positive, got {self.workspace_gib} GiB")
         if self.hardware_compat not in HARDWARE_COMPAT:
             raise ConfigError(f"`hardware_compat` must be one of {', '.join(HARDWARE_COMPAT)}")
-        if backend == "tensorrt-rtx":
+        if backend == TENSORRT_RTX:
             refused = {
                 "`timing_cache`": self.timing_cache is not None,
                 "`version_compatible`": self.version_compatible,
@@ -167,9 +175,9 @@ def parse_and_build(
     serialized plan with one optimization profile per entry of each input's `shapes` list
     ((min, opt, max) tuples), after `configure(builder_config)`. Raises EngineBuildError with
     the parser's or builder's own messages."""
-    label = LABELS["tensorrt-rtx" if trt.__name__ == "tensorrt_rtx" else "tensorrt"]
+    label = LABELS[TENSORRT_RTX if trt.__name__ == FLAVORS[TENSORRT_RTX] else TENSORRT]
     logger = _recording_logger(trt)
-    if hasattr(trt, "init_libnvinfer_plugins") and trt.__name__ == "tensorrt":
+    if hasattr(trt, "init_libnvinfer_plugins") and trt.__name__ == FLAVORS[TENSORRT]:
         trt.init_libnvinfer_plugins(logger, "")  # --topk plugin files call libnvinfer_plugin
     builder = trt.Builder(logger)
     flags = 0
@@ -232,12 +240,11 @@ class OnnxFacts:
 def _read_onnx(path: Path) -> OnnxFacts:
     import onnx
 
-    from .onnx_file import load_onnx, metadata_of
+    from .onnx_file import load_onnx, props_of
 
     model = load_onnx(path, load_external_data=False)
     frames = any(i.name in INPUTS and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8 for i in model.graph.input)
-    exported = any(p.key == "export_config" for p in model.metadata_props)
-    return OnnxFacts(metadata_of(model, path) if exported else None, plugins_in_graph(model.graph), frames)
+    return OnnxFacts(ExportMetadata.of_file(props_of(model, path), path), plugins_in_graph(model.graph), frames)
 
 
 def plugins_in_graph(graph) -> list[dict]:
@@ -299,7 +306,7 @@ def plan_build(
         )
     check_plugin_requirements(facts.plugins, profiles, options.version_compatible, backend=backend)
     trt = import_tensorrt(backend)
-    if backend == "tensorrt":
+    if backend == TENSORRT:
         check_plugin_versions(facts.plugins, trt.__version__)
     return BuildPlan(backend, trt, facts)
 
@@ -320,7 +327,7 @@ def build_engine(
     options = options or BuildOptions()
     plan = plan or plan_build(onnx_path, profiles, backend, options)
     backend, trt, meta, plugins = plan.backend, plan.trt, plan.facts.metadata, plan.facts.plugins
-    if backend == "tensorrt":
+    if backend == TENSORRT:
         env = current_environment(trt)
         gpu, cc, targets = env.gpu_name, env.compute_capability, None
         where = f"for {env.gpu_name} (compute capability {cc[0]}.{cc[1]})"
@@ -328,9 +335,7 @@ def build_engine(
         gpu, cc = None, None
         targets = _rtx_targets(trt, options.compute_capabilities)
         where = "ahead of time for " + (
-            ", ".join(f"{a}.{b}" for a, b in targets)
-            if targets
-            else "its default GPUs (compute capability 8.0, 8.6, 8.9, 12.0 and later)"
+            ", ".join(f"{a}.{b}" for a, b in targets) if targets else f"its default GPUs ({RTX_DEFAULT_TARGETS_TEXT})"
         )
     log(
         f"building {onnx_path.name} with {LABELS[backend]} {trt.__version__} {where}"
@@ -405,7 +410,7 @@ def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Pro
     profiles = profiles or [parse_profile(trace)]
     check_plugin_requirements(facts.plugins, profiles, backend=backend)
     trt = import_tensorrt(backend)
-    if backend == "tensorrt":
+    if backend == TENSORRT:
         current_environment(trt)  # TensorRT builds for a GPU: it needs one
     try:
         built = parse_and_build(
@@ -470,7 +475,7 @@ def _rtx_targets(trt, values: list[str] | None) -> list[tuple[int, int]] | None:
 
 def _configure(trt, config, backend: str, options: BuildOptions, targets) -> None:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
-    if backend == "tensorrt-rtx":
+    if backend == TENSORRT_RTX:
         if targets is not None:
             config.num_compute_capabilities = len(targets)
             for index, (major, minor) in enumerate(targets):
@@ -493,13 +498,13 @@ def check_plugin_requirements(
     profiles: list[Profile],
     version_compatible: bool = False,
     tensorrt_version: str | None = None,
-    backend: str = "tensorrt",
+    backend: str = TENSORRT,
 ) -> None:
     """Refuse a build the graph's TensorRT plugins (`plugins_in_graph`) cannot serve: frames
     with fewer patches than a top-k plugin's k, a TensorRT older than the plugin, a
     version-compatible plan (its lean runtime does not carry libnvinfer_plugin), or TensorRT
     for RTX (it ships no plugin library)."""
-    if plugins and backend == "tensorrt-rtx":
+    if plugins and backend == TENSORRT_RTX:
         names = ", ".join(sorted({p["name"] for p in plugins}))
         raise ConfigError(
             f"the file calls the TensorRT plugin {names} (exported with `topk` plugin); "
@@ -535,7 +540,7 @@ def check_plugin_versions(plugins: list[dict], tensorrt_version: str) -> None:
 
 
 def automatic_build(
-    onnx_path: str | Path, profiles: list[Profile], target: str = "tensorrt"
+    onnx_path: str | Path, profiles: list[Profile], target: str = TENSORRT
 ) -> tuple[BuildPlan | None, str | None]:
     """What `mattex export` builds itself: (plan, None) to build, the file read and checked once;
     (None, why not) where this file cannot be built here; (None, None) on a machine with no
@@ -544,9 +549,9 @@ def automatic_build(
         backend = choose_build_backend("auto")
     except BackendUnavailableError:
         return None, None
-    if target == "tensorrt-rtx":
-        backend = "tensorrt-rtx"
-    elif backend == "tensorrt" and not _gpu_visible():
+    if target == TENSORRT_RTX:
+        backend = TENSORRT_RTX
+    elif backend == TENSORRT and not _gpu_visible():
         return None, "TensorRT is installed but no GPU is visible"
     try:
         return plan_build(Path(onnx_path), profiles, backend), None

@@ -20,6 +20,8 @@ from mattex.contract import (
     SIZE_MULTIPLE,
     SIZES,
     TARGETS,
+    TENSORRT,
+    TENSORRT_RTX,
     TENSORRT_TARGETS,
     TOPK_METHODS,
 )
@@ -84,7 +86,7 @@ class ExportConfig:
     width: int = 1920
     opset: int = DEFAULT_OPSET
     debug_outputs: bool = False
-    target: str = "tensorrt"  # the linter's rule set the file must pass
+    target: str = TENSORRT  # the linter's rule set the file must pass
     precision: str = "fp32"  # fp16: mixed fp16/fp32 graph; int8: Q/DQ graph (needs calibration data)
     io_dtype: str = "float32"  # float16 only with precision fp16
     io: str = "float"  # "uint8": the inputs are uint8 frames (B, H, W, 3)
@@ -183,12 +185,12 @@ class ExportConfig:
             )
         if self.io == "uint8" and self.io_dtype != "float32":
             raise ConfigError("`io` uint8 takes uint8 frames and returns float32 mattes; drop `io_dtype`")
-        if self.topk == "plugin" and self.target == "tensorrt-rtx":
+        if self.topk == "plugin" and self.target == TENSORRT_RTX:
             raise ConfigError(
                 "`topk` plugin calls TensorRT 11's TopkLastDim plugin, and TensorRT for RTX "
                 "ships no plugins: use `topk` onnx (the default) for `target` tensorrt-rtx"
             )
-        if self.topk == "plugin" and (self.target != "tensorrt" or self.refine_mode != "sampling"):
+        if self.topk == "plugin" and (self.target != TENSORRT or self.refine_mode != "sampling"):
             raise ConfigError(
                 "`topk` plugin hands the sampling refiner's top-k to a TensorRT plugin: it needs "
                 f"`refine_mode` sampling and `target` tensorrt (got {self.refine_mode}, {self.target})"

@@ -68,13 +68,17 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
             )
 
 
-def metadata_of(model: onnx.ModelProto, path: str | Path) -> ExportMetadata:
-    """The ExportMetadata of a loaded model; ModelFileError for a file mattex did not export."""
+def props_of(model: onnx.ModelProto, path: str | Path) -> dict[str, str]:
+    """A loaded model's metadata_props; ModelFileError where they are not UTF-8."""
     try:
-        props = {p.key: p.value for p in model.metadata_props}
+        return {p.key: p.value for p in model.metadata_props}
     except UnicodeDecodeError as e:
         raise ModelFileError(f"{path} is not a readable ONNX model: its metadata is not UTF-8 ({e})") from None
-    return ExportMetadata.from_props(props, path)
+
+
+def metadata_of(model: onnx.ModelProto, path: str | Path) -> ExportMetadata:
+    """The ExportMetadata of a loaded model; ModelFileError for a file mattex did not export."""
+    return ExportMetadata.from_props(props_of(model, path), path)
 
 
 def read_export_metadata(path: str | Path) -> ExportMetadata:

@@ -62,7 +62,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
 # --- engines -------------------------------------------------------------------------------------
-TENSORRT_TARGETS = ("tensorrt", "tensorrt-rtx")  # TensorRT for RTX has TensorRT's parser and builder
+TENSORRT, TENSORRT_RTX = "tensorrt", "tensorrt-rtx"  # the engine backends' names, and check targets
+TENSORRT_TARGETS = (TENSORRT, TENSORRT_RTX)  # TensorRT for RTX has TensorRT's parser and builder
+# TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
+# (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
+RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
+RTX_DEFAULT_TARGETS_TEXT = "compute capability 8.0, 8.6, 8.9, 12.0 and later"
 TARGETS = (*TENSORRT_TARGETS, "onnxruntime")  # the rule sets a file is checked against
 TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: "K input must be less than 3840" (10.15 parser table)
 # How the refiner's top-k patch selection is exported: "onnx", exact standard ops any runtime

@@ -115,11 +115,17 @@ class ExportMetadata:
         return props
 
     @classmethod
+    def of_file(cls, props: dict[str, str], source: object = "the file") -> ExportMetadata | None:
+        """`from_props` for a file that may be any ONNX model: None for one mattex did not export
+        (no export configuration), which still runs where its inputs are src and bgr."""
+        return cls.from_props(props, source) if is_mattex_export(props) else None
+
+    @classmethod
     def from_props(cls, props: dict[str, str], source: object = "the file") -> ExportMetadata:
         """Parse a metadata_props map (the flat keys are not read: the export configuration
         holds those facts); ModelFileError when it is not a mattex export's or a value is
         malformed (a damaged or hand-edited file)."""
-        if "export_config" not in props:
+        if not is_mattex_export(props):
             raise ModelFileError(
                 f"{source} is a valid ONNX model but not a mattex export (no "
                 "export_config metadata): export it with `mattex export`"
@@ -143,6 +149,11 @@ class ExportMetadata:
             raise ModelFileError(f"{source}: its mattex metadata lacks {', '.join(missing)}")
         _check_config(values["export_config"], source)
         return cls(**values)
+
+
+def is_mattex_export(props: dict[str, str]) -> bool:
+    """Whether a metadata_props map is a mattex export's: it holds the export configuration."""
+    return "export_config" in props
 
 
 def _check_config(config: dict, source: object) -> None:

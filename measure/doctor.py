@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mattex.contract import SIZES
+from mattex.contract import SIZES, TENSORRT, TENSORRT_RTX
 from mattex.exporter.config import ExportConfig
 from mattex.files import atomic_paths, output_folder
 
@@ -299,7 +299,7 @@ class Doctor:
         from mattex.exporter.build import build_engine, parse_profile
         from mattex.runtime.backends.tensorrt import tensorrt_installed
 
-        flavors = [f for f in ("tensorrt-rtx", "tensorrt") if tensorrt_installed(f)]
+        flavors = [f for f in (TENSORRT_RTX, TENSORRT) if tensorrt_installed(f)]
         if not flavors:
             with self.step("build", "engines") as row:
                 row.status, row.detail = "skipped", "neither TensorRT nor TensorRT for RTX is installed here"
@@ -313,7 +313,7 @@ class Doctor:
                 sidecar = build_engine(path, engine, [parse_profile(f"{config.height}x{config.width}")], flavor)
                 self.engines[f"{label} ({flavor})"] = engine
                 row.detail = f"{flavor} {sidecar.tensorrt_version}, {engine.stat().st_size / 2**20:.1f} MiB plan"
-            if flavor == "tensorrt-rtx" and gpu:  # also for this GPU alone: what it says of it is the finding
+            if flavor == TENSORRT_RTX and gpu:  # also for this GPU alone: what it says of it is the finding
                 from mattex.exporter.build import BuildOptions
 
                 current = path.with_name(f"{path.stem}.{flavor}-current.engine")
@@ -346,7 +346,7 @@ class Doctor:
         from mattex.runtime import Matter
 
         cache = self.out / "rtx.runtime-cache"
-        with self.step("cache", engine.name, "tensorrt-rtx") as row:
+        with self.step("cache", engine.name, TENSORRT_RTX) as row:
             times = []
             for _ in range(2):  # the second load reads the kernels the first compiled
                 started = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 from mattex.errors import CheckpointError, ConfigError
 from mattex.exporter.config import ExportConfig
 from mattex.files import sha256_file
-from mattex.metadata import ExportMetadata
+from mattex.metadata import ExportMetadata, is_mattex_export
 from mattex.model.checkpoint import load_matting_refine
 from mattex.model.sources import WeightsSource, build_model, demo_weights_path, find_checkpoint
 
@@ -82,6 +82,6 @@ def file_metadata(path: Path) -> ExportMetadata:
         return read_export_metadata(path)
 
     props = load_sidecar(path).export_metadata
-    if "export_config" not in props:
+    if not is_mattex_export(props):
         raise ModelFileError(f"{path.name}'s sidecar carries no mattex export metadata: build it with mattex build")
     return ExportMetadata.from_props(props, path.name)

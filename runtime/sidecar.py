@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mattex.contract import RTX_DEFAULT_TARGETS, RTX_DEFAULT_TARGETS_TEXT, TENSORRT, TENSORRT_RTX
 from mattex.errors import CorruptEngineError, EngineMismatchError
 from mattex.files import atomic_path, sha256_file
 
@@ -20,9 +21,6 @@ FORMAT = "mattex-engine-sidecar/2"
 # /1: TensorRT engines only (no backend field); still read.
 READABLE_FORMATS = ("mattex-engine-sidecar/1", FORMAT)
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
-# TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
-# (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
-RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
 
 
 def _is_int(v) -> bool:
@@ -41,16 +39,16 @@ def _check_fields(d: dict) -> None:
         if not ok:
             raise ValueError(f"field {key!r} must be {want}, got {d.get(key)!r:.60}")
 
-    backend = d.get("backend", "tensorrt")
+    backend = d.get("backend", TENSORRT)
     need(backend in BACKENDS.engine_backends(), "backend", " or ".join(BACKENDS.engine_backends()))
     for key in ("tensorrt_version", "precision", "onnx_sha256", "plan_sha256", "mattex_version"):
         need(isinstance(d.get(key), str), key, "a string")
     need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")
     cc = d.get("compute_capability")
     need(
-        _is_int_list(cc, 2) or (cc is None and backend == "tensorrt-rtx"),
+        _is_int_list(cc, 2) or (cc is None and backend == TENSORRT_RTX),
         "compute_capability",
-        "[major, minor]" + (" or null" if backend == "tensorrt-rtx" else ""),
+        "[major, minor]" + (" or null" if backend == TENSORRT_RTX else ""),
     )
     profiles = d.get("profiles")
     need(
@@ -106,7 +104,7 @@ class Sidecar:
     version_compatible: bool = False
     hardware_compatibility: str = "none"
     export_metadata: dict = field(default_factory=dict)
-    backend: str = "tensorrt"
+    backend: str = TENSORRT
     # TensorRT for RTX: the compute capabilities the plan targets; None for its default set.
     target_compute_capabilities: list[tuple[int, int]] | None = None
     # The ONNX file it was built from: its name when beside the engine, else its path as given.
@@ -175,7 +173,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 def check_environment(sidecar: Sidecar, env: Environment) -> None:
     """Raise EngineMismatchError unless `env` can run the engine the sidecar describes."""
-    if sidecar.backend == "tensorrt-rtx":
+    if sidecar.backend == TENSORRT_RTX:
         _check_rtx_environment(sidecar, env)
         return
     built, running = _version_tuple(sidecar.tensorrt_version), _version_tuple(env.tensorrt_version)
@@ -219,7 +217,7 @@ def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> b
 
 def describe_targets(targets: list[tuple[int, int]] | None) -> str:
     if targets is None:
-        return "TensorRT for RTX's default targets (8.0, 8.6, 8.9, 12.0 and later)"
+        return f"TensorRT for RTX's default targets ({RTX_DEFAULT_TARGETS_TEXT})"
     return ", ".join(f"{major}.{minor}" for major, minor in targets)
 
 

@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS
+from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS, TENSORRT
 from mattex.errors import ConfigError, ModelFileError
 from mattex.files import atomic_write_text, output_folder
 
@@ -154,7 +154,7 @@ def file_facts(model: Path) -> FileFacts:
     """What a repository needs to know of a file, without running it: an engine's sidecar, or
     an ONNX file's metadata and outputs (read through ONNX Runtime: no onnx package needed)."""
     from mattex.files import check_model_file
-    from mattex.metadata import ExportMetadata
+    from mattex.metadata import ExportMetadata, is_mattex_export
 
     check_model_file(model)
     if model.suffix.lower() in ENGINE_SUFFIXES:
@@ -162,7 +162,7 @@ def file_facts(model: Path) -> FileFacts:
 
         sidecar = load_sidecar(model)
         props = sidecar.export_metadata
-        meta = ExportMetadata.from_props(props, model.name) if "export_config" in props else None
+        meta = ExportMetadata.of_file(props, model.name)
         dtype = next(io["dtype"] for io in sidecar.io if io["name"] == INPUTS[0])
         outputs = [io["name"] for io in sidecar.io if io["mode"] == "output"]
         return FileFacts(dtype, outputs, sidecar.precision, meta.tensorrt_plugins if meta else [])
@@ -175,7 +175,7 @@ def file_facts(model: Path) -> FileFacts:
             return FileFacts("float32", list(OUTPUTS), "fp32", [{"name": "a TensorRT plugin"}])
         raise ModelFileError(f"{model} is not a loadable ONNX model: {e}") from None
     props = session.get_modelmeta().custom_metadata_map
-    if "export_config" not in props:
+    if not is_mattex_export(props):
         raise ModelFileError(f"{model.name} is not a mattex export: its inputs and outputs cannot be described")
     meta = ExportMetadata.from_props(props, model.name)
     return FileFacts(meta.io_dtype, [o.name for o in session.get_outputs()], meta.precision, meta.tensorrt_plugins)
@@ -185,7 +185,7 @@ def _describe_engine(model: Path, config: RepositoryConfig) -> Described:
     from mattex.runtime.sidecar import load_sidecar
 
     sidecar = load_sidecar(model)  # CorruptEngineError without one
-    if sidecar.backend != "tensorrt":
+    if sidecar.backend != TENSORRT:
         raise ConfigError(
             f"{model.name} was built with TensorRT for RTX, which Triton's TensorRT backend does "
             "not load: serve it with `backend` python (mattex's runtime), or build with TensorRT"

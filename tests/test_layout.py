@@ -113,9 +113,13 @@ def test_the_readme_fits_on_a_screen():
 NOT_THE_FACT = {"model/reference_method.py", "calibration/train_demo.py"}
 
 
+RTX = ('"tensorrt-rtx"', "'tensorrt-rtx'")  # mattex.contract.TENSORRT_RTX spelled out
+
+
 def contract_literals(source: str) -> list[str]:
-    """Each place in Python `source` that spells a patch fact (mattex.contract's PATCH, PATCH_PIXELS,
-    SIZE_MULTIPLE) as a number: `% 4`, `// 4`, `// 16`, or a message saying "divisible by 4"."""
+    """Each place in Python `source` that spells a contract fact instead of naming it: a patch
+    fact (PATCH, PATCH_PIXELS, SIZE_MULTIPLE) as `% 4`, `// 4`, `// 16` or a message saying
+    "divisible by 4", or TensorRT for RTX's backend name (TENSORRT_RTX) as a string."""
     import io
     import tokenize
 
@@ -127,16 +131,22 @@ def contract_literals(source: str) -> list[str]:
     for before, token, after in zip([None, *tokens], tokens, [*tokens[1:], None]):
         starts_statement = before is None or before.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
         docstring = starts_statement and (after is None or after.type == tokenize.NEWLINE)
-        if token.type == tokenize.STRING and "divisible by 4" in token.string and not docstring:
+        if (
+            token.type == tokenize.STRING
+            and not docstring
+            and ("divisible by 4" in token.string or token.string in RTX)
+        ):
             found.append(f"line {token.start[0]}: {token.line.strip()}")
     return found
 
 
 def test_contract_facts_are_named_where_they_are_used():
-    assert contract_literals("x = h % 4\ny = k // 16\nz = f'must be divisible by 4'\nw = h % PATCH\n") == [
+    planted = "x = h % 4\ny = k // 16\nz = f'must be divisible by 4'\nw = h % PATCH\nif b == 'tensorrt-rtx': pass\n"
+    assert contract_literals(planted) == [
         "line 1: x = h % 4",
         "line 2: y = k // 16",
         "line 3: z = f'must be divisible by 4'",
+        "line 5: if b == 'tensorrt-rtx': pass",
     ]
     places = []
     for folder in PYPROJECT["tool"]["setuptools"]["package-dir"].values():

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import onnx
 
+from mattex.contract import TENSORRT, TENSORRT_RTX
 from mattex.errors import ConfigError, ModelFileError
 
 from .registry import RULES, CheckReport
 from .view import ModelView
 
 
-def check_model(model: onnx.ModelProto, target: str = "tensorrt") -> CheckReport:
+def check_model(model: onnx.ModelProto, target: str = TENSORRT) -> CheckReport:
     """Run every rule of `target` ('tensorrt'; 'tensorrt-rtx', the same rules without plugins;
     or 'onnxruntime', whose only rule beyond the ONNX checker the exporter runs is that every op
     is one ONNX Runtime implements) and collect the findings."""
@@ -27,7 +28,7 @@ def check_model(model: onnx.ModelProto, target: str = "tensorrt") -> CheckReport
 
 
 def check_file(
-    path: str | Path, target: str = "tensorrt", build: bool = False, backend: str = "auto", profiles: list | None = None
+    path: str | Path, target: str = TENSORRT, build: bool = False, backend: str = "auto", profiles: list | None = None
 ) -> tuple[CheckReport, object | None]:
     """`mattex check`: the ONNX checker and the static rules of `target` on the file at `path`
     (any ONNX graph, not only mattex's), and with `build` TensorRT's own parser and builder
@@ -46,8 +47,8 @@ def check_file(
         return report, None
     from ..build import check_build
 
-    if backend == "auto" and target == "tensorrt-rtx":
-        backend = "tensorrt-rtx"
+    if backend == "auto" and target == TENSORRT_RTX:
+        backend = TENSORRT_RTX
     return report, check_build(path, backend, profiles or None)
 
 

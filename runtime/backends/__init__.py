@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
+from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES, TENSORRT, TENSORRT_RTX
 from mattex.errors import BackendUnavailableError, ConfigError
 from mattex.registry import Registry
 
@@ -176,24 +176,24 @@ BACKENDS.register(
 )
 BACKENDS.register(
     BackendEntry(
-        "tensorrt",
+        TENSORRT,
         f"{_HERE}.tensorrt",
         "TensorRTBackend",
         ENGINE_SUFFIXES,
         install="pip install tensorrt (TensorRT 11, CUDA 13) or tensorrt-cu12 (CUDA 12) on the machine "
         "with the NVIDIA GPU",
-        options={"flavor": "tensorrt"},
+        options={"flavor": TENSORRT},
         variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
     )
 )
 BACKENDS.register(
     BackendEntry(
-        "tensorrt-rtx",
+        TENSORRT_RTX,
         f"{_HERE}.tensorrt",
         "TensorRTBackend",
         ENGINE_SUFFIXES,
         install='pip install "mattex[rtx]" (tensorrt-rtx-cu13; tensorrt-rtx-cu12 for CUDA 12)',
-        options={"flavor": "tensorrt-rtx"},
+        options={"flavor": TENSORRT_RTX},
         variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
     )
 )

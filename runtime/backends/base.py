@@ -80,7 +80,7 @@ class Backend(ABC):
     def _read_metadata(self, props: dict[str, str]) -> None:
         """The file's metadata_props as ExportMetadata (None for an ONNX file mattex did not
         export: the runtime still runs it when its inputs are src and bgr)."""
-        self.metadata = ExportMetadata.from_props(props, self.path.name) if "export_config" in props else None
+        self.metadata = ExportMetadata.of_file(props, self.path.name)
 
     @property
     def precision(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mattex.contract import DEBUG_OUTPUTS, INPUTS, OUTPUTS
+from mattex.contract import DEBUG_OUTPUTS, INPUTS, OUTPUTS, TENSORRT, TENSORRT_RTX
 from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
 from mattex.files import atomic_write_bytes
 from mattex.metadata import ExportMetadata
@@ -21,8 +21,8 @@ from ..sidecar import Environment, Sidecar, check_environment, check_plan, load_
 from .base import Backend
 
 # Backend name -> the Python module of its API.
-FLAVORS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
-LABELS = {"tensorrt": "TensorRT", "tensorrt-rtx": "TensorRT for RTX"}
+FLAVORS = {TENSORRT: "tensorrt", TENSORRT_RTX: "tensorrt_rtx"}
+LABELS = {TENSORRT: "TensorRT", TENSORRT_RTX: "TensorRT for RTX"}
 
 
 def import_tensorrt(flavor: str = "tensorrt"):
@@ -101,13 +101,13 @@ class TensorRTBackend(Backend):
     def __init__(
         self,
         path: str | Path,
-        flavor: str = "tensorrt",
+        flavor: str = TENSORRT,
         cuda_graph: bool = False,
         device: int = 0,
         runtime_cache: str | Path | None = None,
         sidecar: Sidecar | None = None,
     ) -> None:
-        if runtime_cache is not None and flavor != "tensorrt-rtx":
+        if runtime_cache is not None and flavor != TENSORRT_RTX:
             raise ConfigError(
                 "`runtime_cache` is TensorRT for RTX's cache of kernels compiled at load "
                 "time; TensorRT plans are compiled when they are built"
@@ -117,7 +117,7 @@ class TensorRTBackend(Backend):
         self.sidecar = sidecar or load_sidecar(self.path)
         self.profiles = self.sidecar.profiles
         props = self.sidecar.export_metadata
-        self.metadata = ExportMetadata.from_props(props, self.path.name) if "export_config" in props else None
+        self.metadata = ExportMetadata.of_file(props, self.path.name)
         if self.sidecar.backend != flavor:
             raise EngineMismatchError(
                 f"{self.path.name} was built with {LABELS.get(self.sidecar.backend, self.sidecar.backend)}; "
@@ -128,13 +128,13 @@ class TensorRTBackend(Backend):
         check_environment(self.sidecar, current_environment(trt, device))
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
-        if flavor == "tensorrt":
+        if flavor == TENSORRT:
             trt.init_libnvinfer_plugins(self.logger, "")  # plans exported with --topk plugin call them
         self.runtime = trt.Runtime(self.logger)
         if self.sidecar.version_compatible:
             self.runtime.engine_host_code_allowed = True  # version-compatible plans embed a lean runtime
         plan = self.path.read_bytes()
-        if flavor == "tensorrt-rtx":
+        if flavor == TENSORRT_RTX:
             _check_rtx_validity(trt, self.runtime, plan, self.path.name)
         self.engine = self.runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
@@ -152,7 +152,7 @@ class TensorRTBackend(Backend):
             )
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self.io_dtype = self.dtypes["src"]
-        self.runtime_cache = RuntimeCache(self.engine, runtime_cache) if flavor == "tensorrt-rtx" else None
+        self.runtime_cache = RuntimeCache(self.engine, runtime_cache) if flavor == TENSORRT_RTX else None
         self.context = (
             self.engine.create_execution_context(self.runtime_cache.config)
             if self.runtime_cache

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import onnx
 
+from mattex.contract import TENSORRT, TENSORRT_RTX
 from mattex.plugins import PLUGIN_ATTRIBUTES, PLUGIN_DOMAIN, PLUGINS
 
 from ..registry import RULES, Finding
@@ -23,7 +24,7 @@ STANDARD_DOMAINS = {"", "ai.onnx"}
     catches="ops outside ONNX's domain that are not plugins `mattex.plugins` knows, or calls with wrong "
     "fields, version or namespace (a note says which TensorRT a known plugin needs)",
     rtx="rejects",
-    targets=("tensorrt",),
+    targets=(TENSORRT,),
 )
 def tensorrt_plugin(view: ModelView) -> Iterator[Finding]:
     """Ops outside ONNX's domain must be TensorRT plugins mattex knows, called as TensorRT's
@@ -71,7 +72,7 @@ def _plugin_call_findings(node: onnx.NodeProto, plugin, label: str) -> Iterator[
     "no-plugins",
     catches="any op outside ONNX's domain (TensorRT for RTX ships no plugins)",
     rtx="rejects",
-    targets=("tensorrt-rtx",),
+    targets=(TENSORRT_RTX,),
 )
 def no_plugins(view: ModelView) -> Iterator[Finding]:
     """TensorRT for RTX ships no plugin library: every op must be a standard ONNX op."""

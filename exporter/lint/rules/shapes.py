@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 from onnx import TensorProto
 
+from mattex.contract import TENSORRT
+
 from ..registry import RULES, Finding
 from ..view import (
     DATA_DEPENDENT_OPS,
@@ -24,7 +26,7 @@ from ..view import (
     "resize-mode",
     catches="Resize modes other than nearest/linear, unsupported coordinate modes, antialias",
     rtx="builds",
-    targets=("tensorrt",),
+    targets=(TENSORRT,),
     basis="TensorRT 10/11's ONNX parser table (nearest and linear; TensorRT for RTX 1.7 builds cubic)",
 )
 def resize_mode(view: ModelView) -> Iterator[Finding]:
@@ -135,7 +137,7 @@ def uint8_cast(view: ModelView) -> Iterator[Finding]:
     "cumsum-float",
     catches="CumSum on integers, or with a non-constant axis",
     rtx="builds",
-    targets=("tensorrt",),
+    targets=(TENSORRT,),
     basis="TensorRT 10/11's ONNX parser table (CumSum FP32/FP16/BF16; TensorRT for RTX 1.7 builds integer CumSum)",
 )
 def cumsum_float(view: ModelView) -> Iterator[Finding]:
