@@ -204,8 +204,9 @@ def test_a_failure_midway_leaves_no_output(clip, tmp_path):
                 raise MediaError("the GPU caught fire")
             return {"pha": np.zeros((len(src), 1, H, W), np.float32), "fgr": np.zeros((len(src), 3, H, W), np.float32)}
 
+    from mattex.runtime.frames import FrameImages
     from mattex.runtime.media import Background, VideoSink
-    from mattex.runtime.pipeline import FrameImages, Pipeline
+    from mattex.runtime.pipeline import Pipeline
 
     source = open_source(clip / "clip.mp4")
     sinks = {"pha": VideoSink(tmp_path / "pha.mp4", source.info.fps, source.info.size)}
