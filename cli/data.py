@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mattex.contract import SIZE_MULTIPLE
+
 from .common import console, err_console, user_errors
 
 app = typer.Typer(help="Matting data: synthetic PhotoMatte85-layout sets and clips.", no_args_is_help=True)
@@ -17,8 +19,8 @@ def synth(
     out: Path = typer.Option(..., help="Folder for the RGBA PNGs (PhotoMatte85's layout)."),
     count: int = typer.Option(20, min=1, help="How many portraits."),
     seed: int = typer.Option(0, help="Same seed, same images."),
-    height: int = typer.Option(640, min=4, help="Image height."),
-    width: int = typer.Option(512, min=4, help="Image width."),
+    height: int = typer.Option(640, min=SIZE_MULTIPLE, help="Image height."),
+    width: int = typer.Option(512, min=SIZE_MULTIPLE, help="Image width."),
     backgrounds: Path | None = typer.Option(None, help="Also write textured backgrounds here."),
 ) -> None:
     """Example: mattex data synth --out synth/photomatte --count 20 --backgrounds synth/backgrounds
@@ -46,8 +48,8 @@ def synth_video(
     out: Path = typer.Option(..., help="The clip to write (.mp4)."),
     background: Path = typer.Option(..., help="Where to write the captured background (.png)."),
     frames: int = typer.Option(48, min=1, help="How many frames."),
-    height: int = typer.Option(240, min=4, help="Frame height."),
-    width: int = typer.Option(320, min=4, help="Frame width."),
+    height: int = typer.Option(240, min=SIZE_MULTIPLE, help="Frame height."),
+    width: int = typer.Option(320, min=SIZE_MULTIPLE, help="Frame width."),
     fps: int = typer.Option(24, help="Frames per second."),
     seed: int = typer.Option(0, help="Same seed, same clip."),
 ) -> None:

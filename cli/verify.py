@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from mattex.contract import SIZE_MULTIPLE
+
 from .common import EXIT_FINDING, console, err_console, user_errors
 
 SHORT_HELP = "Compare an ONNX file with the PyTorch model; exit 1 over budget."
@@ -23,8 +25,8 @@ def command(
         "random for fp32 files, synthetic composites for fp16/int8.",
     ),
     batch: int = typer.Option(1, min=1, help="Batch size of random inputs."),
-    height: int | None = typer.Option(None, min=4, help="Input height (default: trace size)."),
-    width: int | None = typer.Option(None, min=4, help="Input width."),
+    height: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Input height (default: trace size)."),
+    width: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Input width."),
     images: Path | None = typer.Option(None, help="Folder of frames (use with --background)."),
     background: Path | None = typer.Option(None, help="The captured background image."),
     data: Path | None = typer.Option(None, help="PhotoMatte85-layout folder: verify on its composites."),
@@ -54,18 +56,18 @@ def command(
 
     report = verify_file(
         model,
-        checkpoint,
-        samples,
-        batch,
-        height,
-        width,
-        images,
-        background,
-        data,
-        backgrounds,
-        budget,
-        backend,
-        inference_precision,
+        checkpoint=checkpoint,
+        samples=samples,
+        batch=batch,
+        height=height,
+        width=width,
+        images=images,
+        background=background,
+        data=data,
+        backgrounds=backgrounds,
+        budget=budget,
+        backend=backend,
+        inference_precision=inference_precision,
     )
     if json_report:
         report.save(json_report)
