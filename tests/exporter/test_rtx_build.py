@@ -159,7 +159,7 @@ def test_auto_picks_tensorrt_for_rtx_without_a_gpu(small):
 
 
 def test_export_builds_the_rtx_engine_itself_unless_told_not_to(tmp_path, monkeypatch):
-    import mattex.exporter.build as build
+    import mattex.exporter.build.products as build
 
     calls = {"_read_onnx": 0, "check_plugin_requirements": 0}
     for name in calls:

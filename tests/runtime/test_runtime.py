@@ -222,11 +222,11 @@ def test_build_without_tensorrt_says_what_to_install(hd_onnx):
 
 
 def test_build_with_nothing_installed_names_both_backends(monkeypatch):
-    import mattex.exporter.build as build
+    import mattex.exporter.build.options as options
 
-    monkeypatch.setattr(build, "tensorrt_installed", lambda flavor: False)
+    monkeypatch.setattr(options, "tensorrt_installed", lambda flavor: False)
     with pytest.raises(BackendUnavailableError, match="TensorRT for RTX builds on any machine.*tensorrt-rtx"):
-        build.choose_build_backend("auto")
+        options.choose_build_backend("auto")
 
 
 # TensorRT on a GPU: runs where both exist, skips with the reason elsewhere ---------------------
