@@ -225,8 +225,12 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
         except Exception as e:  # Triton exited or never became ready: never a live server without its model
             raise BackendUnavailableError(f"Triton did not load the model {config.name!r}: {e}") from None
         on_ready(config.urls, matters[0].kind)
+        # Triton and its Python stubs, as last seen: a Ctrl-C to the process group stops Triton
+        # itself, which orphans a stub it gives up on before this process knows.
+        started: set[int] = set()
         try:
             while triton.is_alive():
+                started = _descendants(os.getpid()) or started
                 time.sleep(0.5)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
             pass
@@ -235,7 +239,63 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
             # cleanup short: it would leave PyTriton's shared memory and model store behind.
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_IGN)
+            started |= _descendants(os.getpid())
             triton.stop()
+            _stop_what_outlived_triton(started)
+
+
+def _descendants(pid: int) -> set[int]:
+    """The live processes below `pid` (Linux's /proc; Triton runs only there)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = set(), list(children.get(pid, []))
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo += children.get(current, [])
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead and waiting for init to reap it, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_what_outlived_triton(processes: set[int]) -> None:
+    """A clean stop whatever Triton did: when a model instance does not unload within Triton's
+    exit timeout, Triton exits anyway and leaves that instance's Python stub running, orphaned,
+    holding PyTriton's shared memory (seen with two OpenVINO instances: "Found 1 live models",
+    then "Exit timeout expired"). Kill those stubs and remove the segments PyTriton named after
+    this process (`pytrtion<pid>-...`), which it unlinks only on a clean shutdown."""
+    killed = []
+    for pid in processes:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"triton" in f.read():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+        except (OSError, ProcessLookupError):
+            continue  # gone already
+    deadline = time.monotonic() + 5  # a killed process releases its memory before it is gone
+    while any(_running(pid) for pid in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    prefix = f"pytrtion{os.getpid()}-"
+    for name in os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else ():
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except OSError:
+                pass
 
 
 def _check_port_free(address: str, port: int, option: str) -> None:
