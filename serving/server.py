@@ -224,13 +224,13 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
             triton.run()
         except Exception as e:  # Triton exited or never became ready: never a live server without its model
             raise BackendUnavailableError(f"Triton did not load the model {config.name!r}: {e}") from None
+        # Triton and its Python stubs, one per instance, all up once the model is ready: taken
+        # now, since a Ctrl-C to the process group stops Triton itself, which orphans a stub it
+        # gives up on before this process knows.
+        started = _descendants(os.getpid())
         on_ready(config.urls, matters[0].kind)
-        # Triton and its Python stubs, as last seen: a Ctrl-C to the process group stops Triton
-        # itself, which orphans a stub it gives up on before this process knows.
-        started: set[int] = set()
         try:
             while triton.is_alive():
-                started = _descendants(os.getpid()) or started
                 time.sleep(0.5)
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
             pass

@@ -94,21 +94,9 @@ def leftovers(tmp, server_pids: set[int] | None = None) -> set:
 
 def process_tree(pid: int) -> set[int]:
     """A process and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    tree, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        tree.add(current)
-        todo += children.get(current, [])
-    return tree
+    from mattex.serving.server import _descendants
+
+    return {pid} | _descendants(pid)
 
 
 def launch(file, tmp, *options: str, start_new_session: bool = False) -> tuple[subprocess.Popen, dict]:
