@@ -57,9 +57,12 @@ class BackendEntry:
     def load(self):
         return getattr(importlib.import_module(self.module), self.cls)
 
+    def _parameters(self):
+        return inspect.signature(self.load().__init__).parameters
+
     def unknown_options(self, options: dict) -> list[str]:
         """The names in `options` its class does not take."""
-        accepted = inspect.signature(self.load().__init__).parameters
+        accepted = self._parameters()
         if any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
             return []
         return sorted(set(options) - set(accepted))
@@ -69,8 +72,7 @@ class BackendEntry:
         under the caller's); ConfigError for an option it does not take."""
         unknown = self.unknown_options(options)
         if unknown:
-            accepted = inspect.signature(self.load().__init__).parameters
-            known = [n for n in accepted if n not in ("self", "path", *self.options)]
+            known = [n for n in self._parameters() if n not in ("self", "path", *self.options)]
             raise ConfigError(
                 f"backend {self.name} takes no option {', '.join(f'`{u}`' for u in unknown)}"
                 f" (it takes {', '.join(f'`{k}`' for k in known) or 'none'})"
@@ -119,7 +121,8 @@ class BackendRegistry(Registry[BackendEntry]):
                 f"no installed backend opens {path.name} with options {', '.join(sorted(options)) or 'none'}"
             )
         for i, entry in enumerate(candidates):
-            taken = {k: v for k, v in options.items() if k not in entry.unknown_options(options)}
+            untaken = set(entry.unknown_options(options))  # policy options it has no use for
+            taken = {k: v for k, v in options.items() if k not in untaken}
             try:
                 return entry.open(path, sharing_cores=sharing_cores, **taken)
             except BackendUnavailableError:
