@@ -12,6 +12,7 @@ bytes on the wire) or, with `inputs="float"`, float32 (B, 3, H, W) in [0, 1]; it
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sysconfig
 import time
@@ -24,6 +25,7 @@ import numpy as np
 from mattex.contract import INPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.extras import require
+from mattex.serving.processes import StartWatch, TritonExited, TritonProcesses
 
 TENSOR_KINDS = ("uint8", "float")
 
@@ -171,6 +173,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     the URLs and the backend that mattes."""
     require("serve", "mattex serve")
     config.validate()
+    from pytriton.constants import PYTRITON_HOME
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
     from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
@@ -207,95 +210,57 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     # inference fails). With a local model store, bind() writes the model before Triton starts,
     # Triton loads it at startup, and its strict readiness holds ready back until then.
     policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
+    # A workspace of a known name: every process of this Triton has it in its command line.
+    workspace = PYTRITON_HOME / f"workspace_mattex_{os.getpid()}_{secrets.token_hex(4)}"
     try:
-        triton = Triton(config=triton_config, security_config=security, triton_lifecycle_policy=policy)
+        triton = Triton(
+            config=triton_config, workspace=workspace, security_config=security, triton_lifecycle_policy=policy
+        )
     except Exception as e:  # PyTriton's own errors: ports taken, binary missing
         raise BackendUnavailableError(f"Triton did not start: {e}") from None
-    with triton:
-        triton.bind(
-            config.name,
-            [infer_function(m, config) for m in matters],
-            inputs=inputs,
-            outputs=outputs,
-            config=model_config,
-            strict=True,
-        )
-        try:
-            triton.run()
-        except Exception as e:  # Triton exited or never became ready: never a live server without its model
-            raise BackendUnavailableError(f"Triton did not load the model {config.name!r}: {e}") from None
-        # Triton and its Python stubs, one per instance, all up once the model is ready: taken
-        # now, since a Ctrl-C to the process group stops Triton itself, which orphans a stub it
-        # gives up on before this process knows.
-        started = _descendants(os.getpid())
-        on_ready(config.urls, matters[0].kind)
-        try:
-            while triton.is_alive():
-                time.sleep(0.5)
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
-            pass
-        finally:
-            # A second signal (a second Ctrl-C, a container's repeated stop) must not cut the
-            # cleanup short: it would leave PyTriton's shared memory and model store behind.
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_IGN)
-            started |= _descendants(os.getpid())
-            triton.stop()
-            _stop_what_outlived_triton(started)
-
-
-def _descendants(pid: int) -> set[int]:
-    """The live processes below `pid` (Linux's /proc; Triton runs only there)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    found, todo = set(), list(children.get(pid, []))
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo += children.get(current, [])
-    return found
-
-
-def _running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead and waiting for init to reap it, does not)."""
+    processes = TritonProcesses(workspace)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _stop_what_outlived_triton(processes: set[int]) -> None:
-    """A clean stop whatever Triton did: when a model instance does not unload within Triton's
-    exit timeout, Triton exits anyway and leaves that instance's Python stub running, orphaned,
-    holding PyTriton's shared memory (seen with two OpenVINO instances: "Found 1 live models",
-    then "Exit timeout expired"). Kill those stubs and remove the segments PyTriton named after
-    this process (`pytrtion<pid>-...`), which it unlinks only on a clean shutdown."""
-    killed = []
-    for pid in processes:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"triton" in f.read():
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-        except (OSError, ProcessLookupError):
-            continue  # gone already
-    deadline = time.monotonic() + 5  # a killed process releases its memory before it is gone
-    while any(_running(pid) for pid in killed) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    prefix = f"pytrtion{os.getpid()}-"
-    for name in os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else ():
-        if name.startswith(prefix):
+        with triton:
+            triton.bind(
+                config.name,
+                [infer_function(m, config) for m in matters],
+                inputs=inputs,
+                outputs=outputs,
+                config=model_config,
+                strict=True,
+            )
+            _start(triton, config.name, processes)
+            on_ready(config.urls, matters[0].kind)
             try:
-                os.unlink(os.path.join("/dev/shm", name))
-            except OSError:
+                while triton.is_alive():
+                    time.sleep(0.5)
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI
                 pass
+            finally:
+                # A second signal (a second Ctrl-C, a container's repeated stop) must not cut the
+                # cleanup short: it would leave PyTriton's shared memory and model store behind.
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, signal.SIG_IGN)
+                processes.scan()
+    finally:
+        processes.stop_survivors()
+
+
+def _start(triton, name: str, processes: TritonProcesses) -> None:
+    """`triton.run()`, which returns once Triton has loaded the model; BackendUnavailableError as
+    soon as Triton exits instead. Triton's processes are recorded all along: a Ctrl-C to the
+    process group stops Triton itself, which orphans a Python stub it gives up on before this
+    process knows."""
+    try:
+        with StartWatch(processes):
+            triton.run()
+    except TritonExited:
+        raise BackendUnavailableError(
+            f"Triton exited while loading the model {name!r}; its log above says why (a port taken since "
+            "mattex checked it, for one)"
+        ) from None
+    except Exception as e:  # never a live server without its model
+        raise BackendUnavailableError(f"Triton did not load the model {name!r}: {e}") from None
 
 
 def _check_port_free(address: str, port: int, option: str) -> None:

@@ -5,6 +5,7 @@ and a clean stop on SIGTERM."""
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -28,13 +29,25 @@ H, W = 96, 128
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+    """`count` free ports that nothing else takes before the server binds them: below the kernel's
+    ephemeral range, where outgoing connections draw their local ports (a port picked there and
+    freed was taken by a client connection of the other worker before Triton bound it, and the
+    server never started), in a block of this xdist worker's own."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    block = (ephemeral_low - 10000) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    ports = []
+    for port in random.sample(range(10000 + worker * block, 10000 + (worker + 1) * block), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise AssertionError(f"no {count} free ports in this worker's block")
 
 
 def http_ready(url: str) -> bool:
@@ -94,9 +107,9 @@ def leftovers(tmp, server_pids: set[int] | None = None) -> set:
 
 def process_tree(pid: int) -> set[int]:
     """A process and all its descendants."""
-    from mattex.serving.server import _descendants
+    from mattex.serving.processes import descendants
 
-    return {pid} | _descendants(pid)
+    return {pid} | descendants(pid)
 
 
 def launch(file, tmp, *options: str, start_new_session: bool = False) -> tuple[subprocess.Popen, dict]:
@@ -120,9 +133,11 @@ def launch(file, tmp, *options: str, start_new_session: bool = False) -> tuple[s
     }
     try:
         urls["readiness"] = watch_readiness(urls["http"], urls["grpc"], process)
-    except BaseException:
+    except BaseException as e:
         process.kill()
-        process.wait()
+        out, err = process.communicate()
+        if isinstance(e, AssertionError):  # what the server printed says why
+            raise AssertionError(f"{e}\nits stdout ends:\n{out[-3000:]}\nits stderr ends:\n{err[-3000:]}") from None
         raise
     return process, urls
 
@@ -335,12 +350,22 @@ def survivors(pids: set[int], grace_s: float = 10) -> set[int]:
     """Those of `pids` still running `grace_s` after the server's exit at the latest (helpers
     such as multiprocessing's resource tracker end just after their parent; zombies, dead but
     not yet reaped by init, do not run)."""
-    from mattex.serving.server import _running
+    from mattex.serving.processes import running
 
     deadline = time.monotonic() + grace_s
-    while {p for p in pids if _running(p)} and time.monotonic() < deadline:
+    while {p for p in pids if running(p)} and time.monotonic() < deadline:
         time.sleep(0.1)
-    return {p for p in pids if _running(p)}
+    return {p for p in pids if running(p)}
+
+
+def tritons_started_here() -> set[int]:
+    """The Triton processes (server, Python stubs) of a serve() run by this process: their command
+    lines name its workspace, `workspace_mattex_<this pid>_...` (a server in a subprocess, as the
+    module's, has its own pid there)."""
+    from mattex.serving.processes import command_line
+
+    marker = f"workspace_mattex_{os.getpid()}_".encode()
+    return {p for p in process_tree(os.getpid()) if any(marker in arg for arg in command_line(p))}
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -413,7 +438,38 @@ def test_a_port_in_use_is_a_clear_error(small_file, tmp_path):
     taken.close()
     assert done.returncode == 2, done.stderr[-2000:]
     assert "error:" in done.stderr and str(port) in done.stderr and "Traceback" not in done.stderr
-    assert grpcclient  # the gRPC client imports beside the server's extra
+
+
+def test_a_port_taken_after_the_check_fails_as_soon_as_triton_exits(small_file, monkeypatch):
+    """A port free when serve checked it and taken before Triton binds it (here as it happened in
+    CI: the local port of another program's client connection): Triton exits, and serve ends with
+    BackendUnavailableError at once (PyTriton alone waits out its 120 s startup timeout, then says
+    "timed out"), leaving no Triton process and no shared memory behind."""
+    from mattex.errors import BackendUnavailableError
+    from mattex.serving import server as serving
+    from mattex.serving.server import ServeConfig, serve
+
+    monkeypatch.setenv("LD_LIBRARY_PATH", os.environ.get("LD_LIBRARY_PATH", ""))  # serve() extends it
+    http_port, grpc_port, metrics_port = free_ports(3)
+    listener, connection = socket.create_server(("127.0.0.1", 0)), socket.socket()
+    open_matter = serving.open_for_serving
+
+    def open_and_meanwhile_take_the_port(config):
+        if connection.getsockname()[1] == 0:  # the first instance's Matter
+            connection.bind(("127.0.0.1", http_port))
+            connection.connect(listener.getsockname())
+        return open_matter(config)
+
+    monkeypatch.setattr(serving, "open_for_serving", open_and_meanwhile_take_the_port)
+    config = ServeConfig(small_file, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    try:
+        with pytest.raises(BackendUnavailableError, match="Triton exited while loading the model 'matte'"):
+            serve(config, on_ready=lambda urls, backend: pytest.fail("reported ready"))
+    finally:
+        connection.close()
+        listener.close()
+    assert not survivors(tritons_started_here()), "a Triton process outlived serve()"
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"pytrtion{os.getpid()}-")]
 
 
 def test_an_engine_runs_on_its_sidecars_backend_or_is_refused_before_triton_starts(tmp_path):
