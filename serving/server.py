@@ -219,6 +219,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     except Exception as e:  # PyTriton's own errors: ports taken, binary missing
         raise BackendUnavailableError(f"Triton did not start: {e}") from None
     processes = TritonProcesses(workspace)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         with triton:
             triton.bind(
@@ -239,11 +240,13 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
             finally:
                 # A second signal (a second Ctrl-C, a container's repeated stop) must not cut the
                 # cleanup short: it would leave PyTriton's shared memory and model store behind.
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum in handlers:
                     signal.signal(signum, signal.SIG_IGN)
                 processes.scan()
     finally:
         processes.stop_survivors()
+        for signum, handler in handlers.items():  # a program that serves, then goes on, keeps its Ctrl-C
+            signal.signal(signum, handler)
 
 
 def _start(triton, name: str, processes: TritonProcesses) -> None:

@@ -538,38 +538,63 @@ def test_sigterm_stops_it_cleanly_within_10_s(server):
     assert "serving small.onnx on onnxruntime as 'matte': http http://127.0.0.1:" in stderr
 
 
-def test_a_model_triton_does_not_load_is_a_typed_error_not_a_live_server(small_file, monkeypatch):
-    """Triton exiting or never becoming ready while it loads the model ends serve() with
-    BackendUnavailableError naming the model (the CLI's exit 2), and Triton is stopped."""
+class FakeTriton:
+    """PyTriton's Triton as far as serve() uses it, for what a real one does rarely: `run` and
+    `is_alive` do what the test says; `stopped` counts the stops."""
+
+    def __init__(self, run, is_alive):
+        self.run, self.is_alive, self.stopped = run, is_alive, 0
+
+    def __call__(self, **_):  # serve() constructs it
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.stopped += 1
+
+    def bind(self, *_, **__):
+        pass
+
+
+def serve_on(fake: FakeTriton, small_file, monkeypatch, on_ready=lambda urls, backend: None) -> None:
     import pytriton.triton
 
-    from mattex.errors import BackendUnavailableError
     from mattex.serving.server import ServeConfig, serve
 
-    stopped = []
-
-    class TritonThatNeverLoads:  # PyTriton's Triton as far as serve() uses it; run() fails as it does
-        def __init__(self, **_):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            stopped.append(True)
-
-        def bind(self, *_, **__):
-            pass
-
-        def run(self):
-            raise TimeoutError("Triton Inference Server is not ready after timeout.")
-
-    monkeypatch.setattr(pytriton.triton, "Triton", TritonThatNeverLoads)
+    monkeypatch.setattr(pytriton.triton, "Triton", fake)
+    monkeypatch.setenv("LD_LIBRARY_PATH", os.environ.get("LD_LIBRARY_PATH", ""))  # serve() extends it
     http_port, grpc_port, metrics_port = free_ports(3)
-    config = ServeConfig(small_file, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port)
+    serve(ServeConfig(small_file, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port), on_ready)
+
+
+def test_a_model_triton_does_not_load_is_a_typed_error_not_a_live_server(small_file, monkeypatch):
+    """Triton never becoming ready while it loads the model ends serve() with
+    BackendUnavailableError naming the model (the CLI's exit 2), and Triton is stopped."""
+    from mattex.errors import BackendUnavailableError
+
+    def never_ready():
+        raise TimeoutError("Triton Inference Server is not ready after timeout.")  # as PyTriton says it
+
+    fake = FakeTriton(run=never_ready, is_alive=lambda: True)
     with pytest.raises(BackendUnavailableError, match="Triton did not load the model 'matte': Triton Inference"):
-        serve(config, on_ready=lambda urls, backend: pytest.fail("reported ready"))
-    assert stopped == [True]
+        serve_on(fake, small_file, monkeypatch, on_ready=lambda urls, backend: pytest.fail("reported ready"))
+    assert fake.stopped == 1
+
+
+def test_ctrl_c_while_serving_stops_triton_and_gives_the_caller_its_signal_handlers_back(small_file, monkeypatch):
+    """serve() ignores a second Ctrl-C or SIGTERM while it stops (it must not cut the cleanup
+    short); a program that serves in-process and then goes on gets its own handlers back."""
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    ready, fake = [], FakeTriton(run=lambda: None, is_alive=ctrl_c)
+    serve_on(fake, small_file, monkeypatch, on_ready=lambda urls, backend: ready.append(backend))
+    assert ready and fake.stopped == 1
+    assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
 def test_float_io_two_instances_no_batching_on_openvino_and_ctrl_c(small_file, tmp_path):
