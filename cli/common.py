@@ -3,11 +3,13 @@ an exit code, JSON output for CI, and the progress display."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import wraps
+from types import SimpleNamespace
 
 import typer
 from rich.console import Console
@@ -57,6 +59,13 @@ def user_errors(flags: dict[str, str] | None = None, requires: tuple[str, str] |
         return run
 
     return decorate
+
+
+def defaults_of(function: Callable) -> SimpleNamespace:
+    """A library function's keyword defaults by name: a command's options take their defaults
+    from the function it calls, so the two cannot disagree."""
+    parameters = inspect.signature(function).parameters.values()
+    return SimpleNamespace(**{p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty})
 
 
 def emit_json(data: dict, json_output: bool) -> bool:

@@ -77,8 +77,8 @@ def command(
         None,
         "--output",
         "-o",
-        help="Where to write. Default: a name that says what the file holds, "
-        "bgm_<backbone>_<preset or HxW>_<precision>[...].onnx, in the working folder.",
+        help="Where to write. Default: a name that says what the file holds (backbone, preset or HxW, "
+        "precision, as in bgm_resnet50_hd_fp16.onnx) in the working folder.",
     ),
     force: bool = typer.Option(
         False, "--force", help="Replace a file of another model at the output path (it is refused otherwise)."

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, console, emit_json, err_console, field_table, user_errors
+from mattex.runtime.pipeline import matte_media
+
+from .common import EXIT_INTERRUPTED, console, defaults_of, emit_json, err_console, field_table, user_errors
 
 SHORT_HELP = "Matte a video, an image or a folder of images with an exported model."
 FLAGS = {"rgba_fgr": "--rgba", "png": "--png", "out": "--out"}
+Run = defaults_of(matte_media)
 
 
 @user_errors(FLAGS)
@@ -20,15 +23,18 @@ def command(
     bgr: Path = typer.Argument(..., help="The captured background: an image, or a video with as many frames."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs."),
     outputs: str = typer.Option(
-        "com,pha,fgr", help="Any of com,pha,fgr,err,ref (err and ref need a file exported with --debug-outputs)."
+        ",".join(Run.outputs),
+        help="Any of com,pha,fgr,err,ref (err and ref need a file exported with --debug-outputs).",
     ),
-    composite: str = typer.Option("green", help="What com is composited on: green, white, or an image file."),
-    png: bool = typer.Option(False, "--png", help="Image sequences (<output>/<frame>.png) instead of videos."),
-    rgba: bool = typer.Option(False, "--rgba", help="Write fgr as RGBA PNGs carrying the alpha (image outputs)."),
-    batch: int = typer.Option(1, min=1, help="Frames per inference call."),
-    crf: int = typer.Option(18, help="Video quality (x264 CRF: lower is better and larger)."),
+    composite: str = typer.Option(Run.composite, help="What com is composited on: green, white, or an image file."),
+    png: bool = typer.Option(Run.png, "--png", help="Image sequences (KIND/FRAME.png) instead of videos."),
+    rgba: bool = typer.Option(
+        Run.rgba_fgr, "--rgba", help="Write fgr as RGBA PNGs carrying the alpha (image outputs)."
+    ),
+    batch: int = typer.Option(Run.batch, min=1, help="Frames per inference call."),
+    crf: int = typer.Option(Run.crf, help="Video quality (x264 CRF: lower is better and larger)."),
     preset: str = typer.Option(
-        "ultrafast", help="x264 preset: ultrafast hides encoding behind inference; slower ones make smaller files."
+        Run.preset, help="x264 preset: ultrafast hides encoding behind inference; slower ones make smaller files."
     ),
     backend: str | None = typer.Option(
         None,
@@ -41,7 +47,7 @@ def command(
     ),
     runtime_cache: Path | None = typer.Option(None, help="TensorRT for RTX engines: the runtime cache file."),
     resize_bgr: bool = typer.Option(
-        False, "--resize-bgr", help="Resize the background to the frames (else a size mismatch is an error)."
+        Run.resize_bgr, "--resize-bgr", help="Resize the background to the frames (else a size mismatch is an error)."
     ),
     server: str | None = typer.Option(
         None,
@@ -54,13 +60,11 @@ def command(
 
     Decode, matte and encode in their own threads: videos in give com.mp4, pha.mp4 and fgr.mp4
     with the source's frame count, frame rate and size (com keeps the source's audio); images
-    in give <output>/<name>.png. com is composited on green (the reference's), white or an
+    in give KIND/NAME.png. com is composited on green (the reference's), white or an
     image. Ctrl-C (or SIGTERM) stops cleanly and keeps the frames done; a failure leaves no
     output behind.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from mattex.runtime.pipeline import matte_media
 
     remote = None
     if server is not None:

@@ -87,6 +87,23 @@ def test_every_commands_help_starts_with_a_copy_pasteable_example():
         assert first.startswith(f"Example: mattex {' '.join(path)}"), (path, first)
 
 
+def test_no_help_text_holds_what_markdown_drops():
+    """The help is rendered as Markdown (to reflow docstrings), which drops `<word>` as an HTML
+    tag: "(<output>/<frame>.png)" read "(/.png)". Every command's docstring and option help."""
+    import re
+
+    from typer.main import get_command
+
+    dropped = []
+    for path in leaf_commands():
+        command = get_command(app)
+        for name in path:
+            command = command.commands[name]
+        for text in [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]:
+            dropped += [(path, tag) for tag in re.findall(r"<[A-Za-z][^<>]*>", text)]
+    assert not dropped, dropped
+
+
 def test_every_typed_error_is_documented_in_docs_errors():
     """docs/errors.md names every MattexError subclass a user can meet, so neither drifts."""
     from pathlib import Path
