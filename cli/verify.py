@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from mattex.contract import SIZE_MULTIPLE
+from mattex.measure.verify_options import VerifyOptions as Verify
 
 from .common import EXIT_FINDING, console, err_console, user_errors
 
@@ -19,12 +20,12 @@ def command(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     checkpoint: Path | None = typer.Option(None, help="The checkpoint it was exported from."),
     samples: int = typer.Option(
-        2,
+        Verify.samples,
         min=1,
         help="Generated input pairs (ignored with --images/--data): "
         "random for fp32 files, synthetic composites for fp16/int8.",
     ),
-    batch: int = typer.Option(1, min=1, help="Batch size of random inputs."),
+    batch: int = typer.Option(Verify.batch, min=1, help="Batch size of random inputs."),
     height: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Input height (default: trace size)."),
     width: int | None = typer.Option(None, min=SIZE_MULTIPLE, help="Input width."),
     images: Path | None = typer.Option(None, help="Folder of frames (use with --background)."),
@@ -35,7 +36,7 @@ def command(
         None, help="Hold the file to another precision's budget (fp32, fp16, int8, bf16); default: the file's own."
     ),
     backend: str = typer.Option(
-        "onnxruntime", help="Run the file on onnxruntime or openvino (any registered backend)."
+        Verify.backend, help="Run the file on onnxruntime or openvino (any registered backend)."
     ),
     inference_precision: str | None = typer.Option(
         None,

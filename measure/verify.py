@@ -30,6 +30,7 @@ from mattex.runtime.io_spec import float_to_input, frames_to_input
 from .budgets import BUDGETS
 from .inputs import random_pairs, synthetic_pairs
 from .reference import file_metadata, reference_model
+from .verify_options import VerifyOptions
 
 
 class VerifyError(MattexError):
@@ -80,14 +81,14 @@ def verify_onnx(
     path: str | Path,
     inputs=None,
     checkpoint: Path | None = None,
-    samples: int = 2,
-    batch: int = 1,
+    samples: int = VerifyOptions.samples,
+    batch: int = VerifyOptions.batch,
     height: int | None = None,
     width: int | None = None,
     providers: list[str] | None = None,
     budget: str | None = None,
     tie_break: str = "lowest_index",
-    backend: str = "onnxruntime",
+    backend: str = VerifyOptions.backend,
     inference_precision: str | None = None,
     **options,
 ) -> VerifyReport:
@@ -119,7 +120,7 @@ class Verifier:
         checkpoint: Path | None = None,
         budget: str | None = None,
         tie_break: str = "lowest_index",
-        backend: str = "onnxruntime",
+        backend: str = VerifyOptions.backend,
         **options,
     ) -> None:
         self.path = Path(path)
@@ -145,7 +146,12 @@ class Verifier:
             )
 
     def verify(
-        self, inputs=None, samples: int = 2, batch: int = 1, height: int | None = None, width: int | None = None
+        self,
+        inputs=None,
+        samples: int = VerifyOptions.samples,
+        batch: int = VerifyOptions.batch,
+        height: int | None = None,
+        width: int | None = None,
     ) -> VerifyReport:
         if inputs is None:
             size = (height or self.config.height, width or self.config.width)
@@ -351,8 +357,8 @@ def _judge(path, precision, budget, diffs, patch_share, count, shape) -> VerifyR
 def verify_file(
     model: Path,
     checkpoint: Path | None = None,
-    samples: int = 2,
-    batch: int = 1,
+    samples: int = VerifyOptions.samples,
+    batch: int = VerifyOptions.batch,
     height: int | None = None,
     width: int | None = None,
     images: Path | None = None,
@@ -360,7 +366,7 @@ def verify_file(
     data: Path | None = None,
     backgrounds: Path | None = None,
     budget: str | None = None,
-    backend: str = "onnxruntime",
+    backend: str = VerifyOptions.backend,
     inference_precision: str | None = None,
 ) -> VerifyReport:
     """`mattex verify`: `verify_onnx` on generated pairs, real frames (`images` over `background`)
