@@ -29,25 +29,28 @@ H, W = 96, 128
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` free ports that nothing else takes before the server binds them: below the kernel's
-    ephemeral range, where outgoing connections draw their local ports (a port picked there and
-    freed was taken by a client connection of the other worker before Triton bound it, and the
-    server never started), in a block of this xdist worker's own."""
+    """`count` free ports that nothing else takes before the server binds them: outside the
+    kernel's ephemeral range, where outgoing connections draw their local ports (a port picked
+    there and freed can be taken by a client connection of the other worker before Triton binds
+    it, and the server never starts), in a block of this xdist worker's own."""
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        ephemeral_low = int(f.read().split()[0])
+        low, high = (int(n) for n in f.read().split())
+    below, above = range(10000, low), range(high + 1, 65536)
+    ports = below if len(below) >= len(above) else above
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-    block = (ephemeral_low - 10000) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    ports = []
-    for port in random.sample(range(10000 + worker * block, 10000 + (worker + 1) * block), 200):
+    block = ports[worker * len(ports) // workers : (worker + 1) * len(ports) // workers]
+    found = []
+    for port in random.sample(block, min(200, len(block))):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise AssertionError(f"no {count} free ports in this worker's block")
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"no {count} free ports outside the ephemeral range {low}-{high} in this worker's block")
 
 
 def http_ready(url: str) -> bool:
