@@ -22,6 +22,11 @@ from pathlib import Path
 SHM_PREFIX_OPTION = b"python,shm-region-prefix-name="  # tritonserver's --backend-config value
 
 
+def workspace_prefix(pid: int) -> str:
+    """How the PyTriton workspaces of serve() in process `pid` are named (then a random part)."""
+    return f"workspace_mattex_{pid}_"
+
+
 def descendants(pid: int) -> set[int]:
     """The processes below `pid`."""
     children: dict[int, list[int]] = {}
@@ -59,11 +64,11 @@ def command_line(pid: int) -> list[bytes]:
 
 
 class TritonProcesses:
-    """The processes of the Triton whose PyTriton workspace is `workspace`, as far as seen."""
+    """The processes of the Triton whose PyTriton workspace is `workspace`, as far as seen (by
+    the start's watch thread, then, once it has ended, by the main thread: never both at once)."""
 
     def __init__(self, workspace: Path):
         self._marker = os.fsencode(workspace)
-        self._lock = threading.Lock()
         self.seen: dict[int, list[bytes]] = {}  # pid -> its command line
 
     def scan(self) -> bool:
@@ -72,8 +77,7 @@ class TritonProcesses:
         for pid in descendants(os.getpid()):
             argv = command_line(pid)
             if any(self._marker in arg for arg in argv) and running(pid):
-                with self._lock:
-                    self.seen.setdefault(pid, argv)
+                self.seen.setdefault(pid, argv)
                 server_runs |= argv[0].endswith(b"/bin/tritonserver")
         return server_runs
 
@@ -81,10 +85,8 @@ class TritonProcesses:
         """Kill the recorded processes still running (each checked to be the same program: a
         pid may have been reused) and remove the shared memory segments named after the server's
         prefix (PyTriton unlinks them only on a clean shutdown)."""
-        with self._lock:
-            seen = dict(self.seen)
         killed = []
-        for pid, argv in seen.items():
+        for pid, argv in self.seen.items():
             if running(pid) and command_line(pid) == argv:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -96,7 +98,7 @@ class TritonProcesses:
             time.sleep(0.05)
         prefixes = {
             os.fsdecode(a.removeprefix(SHM_PREFIX_OPTION))
-            for v in seen.values()
+            for v in self.seen.values()
             for a in v
             if a.startswith(SHM_PREFIX_OPTION)
         }

@@ -25,7 +25,7 @@ import numpy as np
 from mattex.contract import INPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError
 from mattex.extras import require
-from mattex.serving.processes import StartWatch, TritonExited, TritonProcesses
+from mattex.serving.processes import StartWatch, TritonExited, TritonProcesses, workspace_prefix
 
 TENSOR_KINDS = ("uint8", "float")
 
@@ -211,7 +211,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     # Triton loads it at startup, and its strict readiness holds ready back until then.
     policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
     # A workspace of a known name: every process of this Triton has it in its command line.
-    workspace = PYTRITON_HOME / f"workspace_mattex_{os.getpid()}_{secrets.token_hex(4)}"
+    workspace = PYTRITON_HOME / (workspace_prefix(os.getpid()) + secrets.token_hex(4))
     try:
         triton = Triton(
             config=triton_config, workspace=workspace, security_config=security, triton_lifecycle_policy=policy

@@ -363,11 +363,11 @@ def survivors(pids: set[int], grace_s: float = 10) -> set[int]:
 
 def tritons_started_here() -> set[int]:
     """The Triton processes (server, Python stubs) of a serve() run by this process: their command
-    lines name its workspace, `workspace_mattex_<this pid>_...` (a server in a subprocess, as the
-    module's, has its own pid there)."""
-    from mattex.serving.processes import command_line
+    lines name its workspace, named after this process (a server in a subprocess, as the module's,
+    has its own pid there)."""
+    from mattex.serving.processes import command_line, workspace_prefix
 
-    marker = f"workspace_mattex_{os.getpid()}_".encode()
+    marker = workspace_prefix(os.getpid()).encode()
     return {p for p in process_tree(os.getpid()) if any(marker in arg for arg in command_line(p))}
 
 
@@ -444,8 +444,8 @@ def test_a_port_in_use_is_a_clear_error(small_file, tmp_path):
 
 
 def test_a_port_taken_after_the_check_fails_as_soon_as_triton_exits(small_file, monkeypatch):
-    """A port free when serve checked it and taken before Triton binds it (here as it happened in
-    CI: the local port of another program's client connection): Triton exits, and serve ends with
+    """A port free when serve checked it and taken before Triton binds it (here as it most likely
+    happened in CI: as the local port of another program's client connection): Triton exits, and serve ends with
     BackendUnavailableError at once (PyTriton alone waits out its 120 s startup timeout, then says
     "timed out"), leaving no Triton process and no shared memory behind."""
     from mattex.errors import BackendUnavailableError
