@@ -85,6 +85,12 @@ class MediaError(MattexError):
     than it must be, or a folder with no images."""
 
 
+class ResourceError(MattexError):
+    """The machine cannot give what a call needs: threads (a process or thread limit reached),
+    memory (a buffer too large to allocate), file descriptors. The message names the resource
+    and how much was asked for; the input itself may be fine on a larger machine."""
+
+
 class ModelFileError(CorruptEngineError):
     """An ONNX model file is missing, empty, truncated, corrupt, or not a mattex export."""
 
