@@ -1,12 +1,17 @@
 """File helpers every component shares (standard library only, so the runtime can use them):
 content hashes, and the one way mattex writes an artifact: to a temporary name beside it,
-renamed over it only once complete, so a failure leaves the previous file or nothing."""
+renamed over it only once complete, so a failure leaves the previous file or nothing.
+
+A temporary is named `.<name>.<pid>.<random>.partial`, carrying the pid of the process writing
+it: a process killed outright (kill -9, a lost machine) cannot remove its own, so the next
+write of the same name removes those whose process is gone (remove_dead_partials)."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -73,14 +78,54 @@ def check_writable(path: str | Path) -> None:
         discard(temporary_beside(path))
 
 
+_PARTIAL_SUFFIX = ".partial"
+
+
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists; where that cannot be told, it is taken to exist."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's; not a pid at all
+        return True
+    return True
+
+
+def remove_dead_partials(path: str | Path) -> list[Path]:
+    """Remove the temporaries of `path` that a process no longer running left beside it (killed
+    with kill -9 while writing): only names of mattex's own form, `.<name>.<pid>.<8 random
+    characters>.partial`, and only where no process has that pid. A running process's
+    temporaries (a pid reused since counts as running: they stay) and every other file stay."""
+    path = Path(path)
+    own = re.compile(re.escape(f".{path.name}.") + r"([0-9]{1,10})\.[a-z0-9_]{8}" + re.escape(_PARTIAL_SUFFIX))
+    try:
+        children = list(path.parent.iterdir())
+    except OSError:  # no folder yet, or not readable: nothing of ours to find
+        return []
+    removed = []
+    for child in children:
+        match = own.fullmatch(child.name)
+        if match and not child.is_symlink() and not _process_alive(int(match[1])):
+            discard(child)
+            removed.append(child)
+    return removed
+
+
 def temporary_beside(path: str | Path) -> Path:
     """A new empty file beside `path` (same folder, so the final rename is atomic), with the
-    permissions a plain open() would give (mkstemp's are owner-only)."""
+    permissions a plain open() would give (mkstemp's are owner-only). Temporaries of `path` a
+    killed process left are removed first."""
     path = Path(path)
     _check_output(path)
+    remove_dead_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), suffix=_PARTIAL_SUFFIX, dir=path.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())
     except OSError as e:
@@ -91,9 +136,10 @@ def temporary_beside(path: str | Path) -> Path:
 def temporary_folder_beside(path: str | Path) -> Path:
     path = Path(path)
     _check_output(path, folder=True)
+    remove_dead_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), suffix=_PARTIAL_SUFFIX, dir=path.parent))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as e:
         raise output_error(path, e) from None

@@ -17,7 +17,7 @@ import numpy as np
 
 from mattex.contract import IMAGE_SUFFIXES
 from mattex.errors import MediaError
-from mattex.files import commit, discard, temporary_beside, temporary_folder_beside
+from mattex.files import commit, discard, output_error, temporary_beside, temporary_folder_beside
 
 GREEN = (120, 255, 155)  # the reference's composite background (inference_video.py)
 
@@ -204,7 +204,9 @@ class Background:
 class VideoSink:
     """One output video (H.264 in MP4 and MOV, VP9 in WebM): written to a temporary file beside
     `path`, renamed when closed with keep=True. With `audio_from`, the source's audio is copied
-    (stream copy, no re-encode) up to the last frame written.
+    (stream copy, no re-encode) up to the last frame written. An OSError while writing (a full
+    disk: FFmpeg meets it when it flushes, often only at close) is an OutputPathError naming
+    `path`, and the temporary file is removed.
 
     Defaults favour speed, so that encoding hides behind inference: x264's ultrafast preset on
     one thread per output took 15 ms of CPU per HD frame where veryfast took 36 (crf 18 keeps
@@ -224,7 +226,11 @@ class VideoSink:
         self.path = Path(path)
         self.tmp = temporary_beside(self.path)
         container_format = {".mov": "mov", ".mkv": "matroska", ".webm": "webm"}.get(self.path.suffix.lower(), "mp4")
-        self.container = av.open(str(self.tmp), "w", format=container_format)
+        try:
+            self.container = av.open(str(self.tmp), "w", format=container_format)
+        except OSError as e:
+            discard(self.tmp)
+            raise output_error(self.path, e) from None
         height, width = size
         codec = "libvpx-vp9" if container_format == "webm" else "libx264"
         self.stream = self.container.add_stream(codec, rate=fps)
@@ -250,24 +256,48 @@ class VideoSink:
         """A uint8 frame: (H, W, 3) RGB or (H, W) gray (`name` is for image sinks)."""
         av = _av()
         video = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24" if frame.ndim == 3 else "gray")
-        for packet in self.stream.encode(video):
-            self.container.mux(packet)
+        try:
+            for packet in self.stream.encode(video):
+                self.container.mux(packet)
+        except OSError as e:
+            raise output_error(self.path, e) from None
         self.frames += 1
 
-    def close(self, keep: bool) -> Path | None:
+    def finish(self, keep: bool) -> None:
+        """Complete the temporary file (keep) or drop it; OutputPathError where completing it
+        fails, the temporary file removed. After a failure elsewhere (not keep), closing may
+        fail again on the same full disk: the file is dropped all the same."""
         try:
+            try:
+                if keep:
+                    for packet in self.stream.encode():
+                        self.container.mux(packet)
+                    self._copy_audio()
+            finally:
+                try:
+                    self.container.close()
+                finally:
+                    if self.audio_from is not None:
+                        self.audio_from.close()
+        except OSError as e:
+            discard(self.tmp)
             if keep:
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-                self._copy_audio()
-        finally:
-            self.container.close()
-            if self.audio_from is not None:
-                self.audio_from.close()
+                raise output_error(self.path, e) from None
+        except BaseException:
+            discard(self.tmp)
+            raise
         if not keep:
             discard(self.tmp)
-            return None
+
+    def commit(self) -> Path:
         return commit(self.tmp, self.path)
+
+    def discard(self) -> None:
+        discard(self.tmp)
+
+    def close(self, keep: bool) -> Path | None:
+        self.finish(keep)
+        return self.commit() if keep else None
 
     def _copy_audio(self) -> None:
         if self.audio is None:
@@ -296,11 +326,22 @@ class ImageSink:
         """A uint8 image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA, saved as <name>.png."""
         from PIL import Image
 
-        Image.fromarray(np.ascontiguousarray(image)).save(self.tmp / f"{name}.png", compress_level=1)
+        try:
+            Image.fromarray(np.ascontiguousarray(image)).save(self.tmp / f"{name}.png", compress_level=1)
+        except OSError as e:  # a full disk: the temporary folder goes when the run closes its sinks
+            raise output_error(self.path / f"{name}.png", e) from None
         self.frames += 1
 
-    def close(self, keep: bool) -> Path | None:
+    def finish(self, keep: bool) -> None:
         if not keep:
             discard(self.tmp)
-            return None
+
+    def commit(self) -> Path:
         return commit(self.tmp, self.path)
+
+    def discard(self) -> None:
+        discard(self.tmp)
+
+    def close(self, keep: bool) -> Path | None:
+        self.finish(keep)
+        return self.commit() if keep else None

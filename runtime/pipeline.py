@@ -23,7 +23,7 @@ import numpy as np
 from mattex.contract import SIZE_MULTIPLE
 from mattex.errors import ConfigError
 
-from .frames import FrameImages, check_outputs, composite_background
+from .frames import OUTPUT_KINDS, FrameImages, check_outputs, composite_background
 
 _END = object()
 
@@ -108,9 +108,7 @@ class Pipeline:
             for thread in threads:
                 thread.join()
         self.stats.seconds = time.perf_counter() - started
-        keep = not self.errors
-        for sink in self.sinks.values():
-            sink.close(keep=keep)
+        close_sinks(list(self.sinks.values()), keep=not self.errors)
         if self.errors:
             raise self.errors[0]
         return self.stats
@@ -204,6 +202,25 @@ class Pipeline:
             self.progress(1)
 
 
+def close_sinks(sinks: list, keep: bool) -> None:
+    """Every output or none: each is completed first (a full disk often shows only when a video
+    is flushed) and all are renamed into place only once every one is complete; a failure
+    drops them all and is raised."""
+    failure = None
+    for sink in sinks:
+        try:
+            sink.finish(keep=keep and failure is None)
+        except BaseException as e:
+            failure = failure or e
+    if failure is not None:
+        for sink in sinks:
+            sink.discard()
+        raise failure
+    if keep:
+        for sink in sinks:
+            sink.commit()
+
+
 @dataclass
 class RunResult:
     stats: RunStats
@@ -237,7 +254,7 @@ def matte_media(
     or a video with as many frames) with an exported model, writing each output kind to `out`:
     `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. Options for Matter.open
     (backend, providers, runtime_cache, ...) pass through."""
-    from mattex.files import output_folder
+    from mattex.files import output_folder, remove_dead_partials
 
     from .matter import Matter
     from .media import Background, ImageSink, VideoSink, open_source
@@ -272,6 +289,9 @@ def matte_media(
     on_start(source_facts)
     sinks: dict = {}
     with output_folder(out):  # made here, and gone again if the run fails
+        for kind in OUTPUT_KINDS:  # what a run killed outright (kill -9) left, whichever outputs it wrote
+            remove_dead_partials(out / f"{kind}.mp4")
+            remove_dead_partials(out / kind)
         try:
             for kind in outputs:
                 sinks[kind] = (
@@ -287,8 +307,7 @@ def matte_media(
                     else ImageSink(out / kind)
                 )
         except BaseException:
-            for sink in sinks.values():
-                sink.close(keep=False)
+            close_sinks(list(sinks.values()), keep=False)
             raise
         names = (lambda i: info.names[i]) if info.kind == "images" else (lambda i: f"{i:06d}")
         stats = Pipeline(

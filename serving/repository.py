@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS, TENSORRT
 from mattex.errors import ConfigError, ModelFileError
-from mattex.files import atomic_write_text, output_folder
+from mattex.files import atomic_write_text, output_error, output_folder
 
 REPOSITORY_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "python")
 DEVICES = ("gpu", "cpu")
@@ -80,12 +80,22 @@ def write_repository(config: RepositoryConfig) -> Path:
     if folder.exists():
         raise ConfigError(f"{folder} exists: choose another `out` or `name` (nothing was changed)")
     with output_folder(folder):
-        version = folder / "1"
-        version.mkdir()
-        for source, target in described.files.items():
-            shutil.copyfile(source, version / target)
+        _copy_version(described.files, folder / "1")
         atomic_write_text(folder / "config.pbtxt", text_format(described.config))
     return folder
+
+
+def _copy_version(files: dict[Path, str], version: Path) -> None:
+    """The version folder with its files; an OSError (a full disk) is an OutputPathError naming
+    the file, and the caller's output_folder removes the whole model folder."""
+    target = version
+    try:
+        version.mkdir()
+        for source, name in files.items():
+            target = version / name
+            shutil.copyfile(source, target)
+    except OSError as e:
+        raise output_error(target, e) from None
 
 
 @dataclass

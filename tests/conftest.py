@@ -139,6 +139,7 @@ SHARED_EXPORTS = {
     "runtime/test_backend_registry.py",
     "runtime/test_frame_checks.py",
     "runtime/test_openvino.py",
+    "test_full_disk.py",
 }
 
 # The C++ runtime's tests share its two CMake builds (tests/runtime/cpp/conftest.py): one group.
