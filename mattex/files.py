@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,11 +28,33 @@ def check_model_file(path: str | Path) -> Path:
     from .errors import ModelFileError
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"no such model file: {path}" + (" (a folder)" if path.is_dir() else ""))
-    if path.stat().st_size == 0:
+    try:
+        status = path.stat()  # follows links: a link to /dev/zero is a device
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ModelFileError(f"{path} is a symbolic link loop, not a model file") from None
+        raise ModelFileError(f"no such model file: {path}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ModelFileError(_not_a_model_file(path, status.st_mode))
+    if status.st_size == 0:
         raise ModelFileError(f"{path} is empty (0 bytes): an interrupted export, build or copy?")
     return path
+
+
+def _not_a_model_file(path: Path, mode: int) -> str:
+    """What a path that is not a regular file is (the C++ runtime's checkModelFile says the same).
+    Reading a FIFO would wait for a writer forever and a device never ends: neither is opened."""
+    if stat.S_ISDIR(mode):
+        return f"no such model file: {path} (a folder)"
+    if stat.S_ISFIFO(mode):
+        kind = "a FIFO (named pipe)"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    else:
+        kind = "not a regular file"
+    return f"{path} is {kind}, not a model file"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

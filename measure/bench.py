@@ -25,6 +25,7 @@ import numpy as np
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from mattex.errors import ConfigError, MattexError
 from mattex.extras import missing
+from mattex.runtime.backends.base import checked_threads
 
 from .machine import describe_machine
 
@@ -261,6 +262,8 @@ def bench(
             raise ConfigError(f"no such model file: {path}")
     if rounds < 1 or warmup < 0:
         raise ConfigError(f"`rounds` must be at least 1 and `warmup` at least 0, got {rounds}, {warmup}")
+    if threads is not None:  # before any runner starts them (PyTorch's pool too, which no backend checks)
+        checked_threads(threads)
     report = BenchReport(describe_machine())
     onnx_files = [f for f in files if f.suffix.lower() in ONNX_SUFFIXES]
     # Every runner, PyTorch eager above all, timed without page-fault noise; a library call

@@ -7,17 +7,67 @@ pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
-from mattex.errors import ConfigError
+from mattex.errors import ConfigError, MattexError, ResourceError
 from mattex.files import check_model_file
 
 from .backends import BACKENDS
+from .backends.base import exhausted_resource
 from .io_spec import check_inputs, check_values, float_to_input, frames_to_input
 from .sidecar import load_sidecar
+
+
+def resource_message(resource: str, asking: str, what: str) -> str:
+    """ResourceError's message, word for word the C++ runtime's (matter.cpp resourceMessage):
+    `what` the exception said, of which the last line (OpenVINO stacks its context above the
+    system's own words)."""
+    said = what.strip().splitlines()[-1].strip() if what.strip() else what
+    if resource == "threads":
+        return (
+            f"threads: {asking} needs threads this machine would not start ({said}): "
+            "a process or thread limit (ulimit -u) is reached"
+        )
+    return f"memory: {asking} could not be allocated on this machine ({said})"
+
+
+def _frames_asked(src, frames: bool) -> str:
+    """The frames a call converts, e.g. "batch 2 of 1080x1920 (buffers of 49766400 bytes each)"."""
+    shape = tuple(getattr(src, "shape", ()))
+    if len(shape) != 4:
+        return f"frames of shape {shape}"
+    batch, height, width = (shape[0], shape[1], shape[2]) if frames else (shape[0], shape[2], shape[3])
+    return f"batch {batch} of {height}x{width} (buffers of {4 * 3 * batch * height * width} bytes each)"
+
+
+def _naming_resources(frames: bool | None) -> Callable:
+    """A Matter call whose failure to get memory or threads (numpy's MemoryError for a frame size
+    that passes the checks but cannot be allocated here; an engine's own) is a ResourceError naming
+    the size and the bytes. `frames`: the call takes (B, H, W, 3) frames; None: as the file takes."""
+
+    def wrap(call: Callable) -> Callable:
+        @functools.wraps(call)
+        def named(self, src, bgr):
+            try:
+                return call(self, src, bgr)
+            except MattexError:
+                raise
+            except Exception as e:
+                resource = exhausted_resource(e)
+                if resource is None:
+                    raise
+                as_frames = self.io_dtype == np.uint8 if frames is None else frames
+                said = str(e) or type(e).__name__
+                raise ResourceError(resource_message(resource, _frames_asked(src, as_frames), said)) from None
+
+        return named
+
+    return wrap
 
 
 class Matter:
@@ -48,6 +98,18 @@ class Matter:
         `sharing_cores`: the backend shares the cores with other work (a video pipeline, a
         server) and takes its co-runner options (ONNX Runtime: idle threads sleep)."""
         path = check_model_file(path)
+        try:
+            return cls._open(path, backend, providers, check_values, sharing_cores, **options)
+        except MattexError:
+            raise
+        except Exception as e:  # the machine, not the file, when it says so
+            resource = exhausted_resource(e)
+            if resource is None:
+                raise
+            raise ResourceError(resource_message(resource, f"opening {path.name}", str(e))) from None
+
+    @classmethod
+    def _open(cls, path: Path, backend, providers, check_values: bool, sharing_cores: bool, **options) -> Matter:
         if providers is not None:
             if backend not in (None, "onnxruntime"):
                 raise ConfigError(f"`providers` are ONNX Runtime's; backend {backend} takes none")
@@ -98,6 +160,7 @@ class Matter:
         """The lower arithmetic the backend runs a float file at (OpenVINO bf16), or None."""
         return self.backend.arithmetic
 
+    @_naming_resources(frames=None)
     def __call__(self, src, bgr):
         """Returns (pha, fgr) for inputs src, bgr: (B, 3, H, W) floats in [0, 1], or (B, H, W, 3)
         uint8 frames for a uint8 file. Float frames with NaN/Inf or values outside [0, 1]
@@ -105,11 +168,13 @@ class Matter:
         self._check(src, bgr)
         return self.backend(src, bgr)
 
+    @_naming_resources(frames=None)
     def run(self, src, bgr) -> dict:
         """Every output of the file by name, for the same inputs as __call__."""
         self._check(src, bgr)
         return self.backend.run(src, bgr)
 
+    @_naming_resources(frames=True)
     def matte_frames(self, src, bgr) -> dict:
         """Every output for uint8 RGB frames (B, H, W, 3) as decoders give them, whatever the
         file takes: a uint8 file gets them as they are, a float file as (B, 3, H, W) in [0, 1]."""
@@ -118,6 +183,7 @@ class Matter:
         check_inputs({"src": src, "bgr": bgr}, np.uint8)
         return self.backend.run(frames_to_input(src, self.io_dtype), frames_to_input(bgr, self.io_dtype))
 
+    @_naming_resources(frames=False)
     def matte_floats(self, src: np.ndarray, bgr: np.ndarray) -> dict[str, np.ndarray]:
         """Every output as float32 for float32 (B, 3, H, W) RGB in [0, 1], whatever the file
         takes: cast for fp16-I/O files, stored as uint8 frames (rounded) for uint8 files."""

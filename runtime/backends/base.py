@@ -9,6 +9,8 @@ before any backend sees them.
 
 from __future__ import annotations
 
+import errno
+import numbers
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -22,19 +24,72 @@ from mattex.metadata import ExportMetadata
 from ..io_spec import Profile, check_inputs
 
 THREADS_VARIABLE = "MATTEX_THREADS"
+# The most threads a session may ask for, per core. Threads beyond the cores only take turns on
+# them, so more never runs faster; a few per core are allowed (a benchmark may try it), while an
+# unbounded number once took a whole machine down (MATTEX_THREADS=99999: ONNX Runtime started
+# 32,431 threads, 16.8 GB, and no other process could fork). The C++ runtime holds the same
+# number (mattex::kThreadsPerCore; tests/runtime/cpp/test_cpp_bounds.py compares them).
+THREADS_PER_CORE = 4
+_WHOLE_NUMBER_DIGITS = 9  # past this, a number of threads is out of range whatever the machine
+
+
+def max_threads() -> int:
+    """The most CPU threads a `threads` option or MATTEX_THREADS may ask for here:
+    THREADS_PER_CORE per online core (os.cpu_count, sysconf's count, which C++ reads too)."""
+    return THREADS_PER_CORE * (os.cpu_count() or 1)
+
+
+def threads_rule() -> str:
+    """The rule every threads setting follows, in the words the C++ runtime uses too."""
+    most = max_threads()
+    return (
+        f"give a whole number of threads from 1 to {most} "
+        f"({THREADS_PER_CORE} per core, {most // THREADS_PER_CORE} cores here)"
+    )
+
+
+def checked_threads(threads: int | None) -> int | None:
+    """A backend's `threads=` option: None (the default: MATTEX_THREADS, else the backend's
+    choice) or a whole number 1..max_threads(); ConfigError naming the value otherwise."""
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= max_threads():
+        raise ConfigError(f"threads={threads!r}: {threads_rule()}")
+    return threads
 
 
 def default_threads() -> int | None:
     """The threads a CPU backend session uses when its caller names none: `MATTEX_THREADS`, for
     several mattex processes sharing one machine (server instances, test workers), each of which
     would otherwise start a thread per core and fight the others for them; unset, the backend's
-    own choice (one per core)."""
-    value = os.environ.get(THREADS_VARIABLE, "").strip()
+    own choice (one per core). Only ASCII digits count ('٣' is not 3), as in C++."""
+    value = os.environ.get(THREADS_VARIABLE, "").strip(" \t\n\r")
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{THREADS_VARIABLE}={value!r}: give a whole number of threads, 1 or more")
-    return int(value)
+    # Leading zeros dropped so that the length bounds the number before it is converted.
+    number = value.lstrip("0") or "0"
+    digits = value.isascii() and value.isdigit()
+    threads = int(number) if digits and len(number) <= _WHOLE_NUMBER_DIGITS else -1
+    if not 1 <= threads <= max_threads():
+        raise ConfigError(f"{THREADS_VARIABLE}='{value}': {threads_rule()}")
+    return threads
+
+
+def exhausted_resource(error: BaseException) -> str | None:
+    """The resource an exception says the machine could not give: "threads" (EAGAIN, "Resource
+    temporarily unavailable": a process or thread limit reached), "memory" (MemoryError, ENOMEM,
+    a C++ std::bad_alloc), else None; as the C++ runtime's detail::exhaustedResource. Backends let
+    such errors through, for Matter to name as ResourceError rather than blame the file."""
+    if isinstance(error, MemoryError):
+        return "memory"
+    if isinstance(error, OSError) and error.errno in (errno.EAGAIN, errno.ENOMEM):
+        return "threads" if error.errno == errno.EAGAIN else "memory"
+    said = str(error)  # engines wrap what the system said in their own exception types
+    if os.strerror(errno.EAGAIN) in said:
+        return "threads"
+    if any(words in said for words in (os.strerror(errno.ENOMEM), "bad_alloc", "bad allocation")):
+        return "memory"
+    return None
 
 
 class Backend(ABC):

@@ -10,7 +10,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from .base import Backend, default_threads
+from .base import Backend, checked_threads, exhausted_resource
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = {"TensorrtExecutionProvider", "CUDAExecutionProvider"}
@@ -61,7 +61,7 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(providers, ort.get_available_providers())
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        threads = threads or default_threads()
+        threads = checked_threads(threads)
         if threads:
             options.intra_op_num_threads = threads
         if not spinning:
@@ -76,6 +76,8 @@ class OnnxRuntimeBackend(Backend):
             if disabled:
                 session = ort.InferenceSession(str(self.path), options, providers=chosen, disabled_optimizers=disabled)
         except Exception as e:  # onnxruntime raises its own exception types for bad files
+            if exhausted_resource(e):
+                raise  # the machine refused threads or memory, not the file: Matter names it
             plugin = tensorrt_plugin_named_in(e)
             if plugin:
                 raise BackendUnavailableError(

@@ -23,7 +23,7 @@ from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
 from ..model_cache import max_size, openvino_cache_dir, prune, use_entry
-from .base import Backend, default_threads
+from .base import Backend, checked_threads, exhausted_resource
 
 INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
 # The CPU capability each inference precision needs (OPTIMIZATION_CAPABILITIES); f32 needs none.
@@ -110,7 +110,7 @@ class OpenVinoBackend(Backend):
         self._require_inputs([i.get_any_name() for i in model.inputs])
         self.output_names = [o.get_any_name() for o in model.outputs]
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-        threads = threads or default_threads()
+        threads = checked_threads(threads)
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self._core, self._model, self._config = core, model, config
@@ -151,6 +151,8 @@ class OpenVinoBackend(Backend):
                         self._core.set_property({"CACHE_DIR": str(entry)})
                         compiled = self._core.compile_model(model, DEVICE, self._config)
                 except RuntimeError as e:  # OpenVINO's shape inference or compilation refused it
+                    if exhausted_resource(e):
+                        raise  # the machine refused threads or memory, not the file: Matter names it
                     lines = str(e).strip().splitlines() or [type(e).__name__]
                     reason = next((line.strip() for line in lines if "While validating" in line), lines[-1])
                     raise ModelFileError(f"OpenVINO cannot compile {self.path.name}: {reason}") from None
@@ -171,6 +173,8 @@ class OpenVinoBackend(Backend):
         try:
             return frontend.convert(frontend.load(str(self.path)))
         except Exception as e:  # OpenVINO raises GeneralFailure, OpConversionFailure, RuntimeError...
+            if exhausted_resource(e):
+                raise  # the machine refused threads or memory, not the file: Matter names it
             message = str(e).strip()
             if PLUGIN_DOMAIN in message or "TopkLastDim" in message:
                 raise BackendUnavailableError(
