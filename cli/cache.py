@@ -17,9 +17,12 @@ CACHE_DIR_HELP = "The cache folder (default: $MATTEX_CACHE or ~/.cache/mattex, t
 
 
 def _folder(cache_dir: Path | None) -> Path:
-    from mattex.runtime.model_cache import openvino_cache_dir
+    """The cache folder, refused by name where it cannot be used (a file, read-only)."""
+    from mattex.runtime.model_cache import check_usable, openvino_cache_dir
 
-    return cache_dir if cache_dir is not None else openvino_cache_dir()
+    folder = cache_dir if cache_dir is not None else openvino_cache_dir()
+    check_usable(folder)
+    return folder
 
 
 @app.command("list")

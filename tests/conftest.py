@@ -137,6 +137,7 @@ SHARED_EXPORTS = {
     "exporter/test_precision_sizes.py",
     "exporter/test_rtx_build.py",
     "runtime/test_backend_registry.py",
+    "runtime/test_cache_faults.py",
     "runtime/test_frame_checks.py",
     "runtime/test_openvino.py",
     "test_full_disk.py",

@@ -22,7 +22,7 @@ import numpy as np
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
 from mattex.plugins import PLUGIN_DOMAIN
 
-from ..model_cache import max_size, openvino_cache_dir, prune, use_entry
+from ..model_cache import check_filled, max_size, openvino_cache_dir, prune, use_entry
 from .base import Backend, checked_threads, exhausted_resource
 
 INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
@@ -127,7 +127,8 @@ class OpenVinoBackend(Backend):
         free = not all(i.get_partial_shape().is_static for i in model.inputs)
         self._per_shape = free and self.metadata is not None
         self.compiled = self._compiled_for(self._trace_shape(model) if self._per_shape else None)
-        prune(self.cache_dir, cache_limit, keep=(self.cache_entry,))
+        if self.cache_entry is not None:  # else the cache could not be used (warned): nothing to prune
+            prune(self.cache_dir, cache_limit, keep=(self.cache_entry,))
         assert len(self.compiled.outputs) == len(self.output_names)
 
     def _trace_shape(self, model) -> tuple[int, ...]:
@@ -148,8 +149,11 @@ class OpenVinoBackend(Backend):
                         model = model.clone()
                         model.reshape({name: list(shape) for name in ("src", "bgr")})
                     with use_entry(self.path, self.cache_dir) as entry:
-                        self._core.set_property({"CACHE_DIR": str(entry)})
+                        # None: the cache cannot be used (warned); "" compiles without one
+                        self._core.set_property({"CACHE_DIR": str(entry) if entry is not None else ""})
                         compiled = self._core.compile_model(model, DEVICE, self._config)
+                    if entry is not None and not check_filled(entry, self.cache_dir):
+                        entry = None  # OpenVINO could not write it (a full disk): removed, warned
                 except RuntimeError as e:  # OpenVINO's shape inference or compilation refused it
                     if exhausted_resource(e):
                         raise  # the machine refused threads or memory, not the file: Matter names it
