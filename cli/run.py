@@ -49,6 +49,12 @@ def command(
     resize_bgr: bool = typer.Option(
         Run.resize_bgr, "--resize-bgr", help="Resize the background to the frames (else a size mismatch is an error)."
     ),
+    keep_partial: bool = typer.Option(
+        Run.keep_partial,
+        "--keep-partial",
+        help="A source video that stops short (truncated, damaged): matte the frames that decode and say so "
+        "(else it is an error).",
+    ),
     server: str | None = typer.Option(
         None,
         help="Matte on a Triton server instead (mattex serve): "
@@ -103,6 +109,7 @@ def command(
             rgba_fgr=rgba,
             batch=batch,
             resize_bgr=resize_bgr,
+            keep_partial=keep_partial,
             crf=crf,
             preset=preset,
             progress=advance,
@@ -122,6 +129,13 @@ def command(
             ),
             *result.outputs.items(),
         ]
+        source = result.source
+        if source["frames_from"] == "unknown":
+            rows.insert(
+                1, ("declared frames", "unknown (the file does not declare them): only decoding errors are caught")
+            )
+        if source["partial"]:
+            rows.insert(1, ("partial", source["partial"]))
         console.print(field_table(f"mattex run {model.name} on {src.name}", rows))
     if result.stats.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -25,11 +25,14 @@ GREEN = (120, 255, 155)  # the reference's composite background (inference_video
 @dataclass
 class SourceInfo:
     kind: str  # "video" or "images"
-    count: int | None  # frames (None when the container does not say)
+    # Frames the source declares: a video's header count, else its duration x frame rate;
+    # None when the file says neither (count_from says which).
+    count: int | None
     size: tuple[int, int]  # (height, width)
     fps: Fraction | None = None
     names: list[str] = field(default_factory=list)  # image stems, for images
     audio: bool = False
+    count_from: str = "files"  # "files" (images), "header", "duration" or "unknown"
 
 
 def _av():
@@ -41,10 +44,16 @@ def _av():
 
 
 class VideoSource:
-    """The frames of a video file, decoded in order."""
+    """The frames of a video file, decoded in order, and held to what the file declares: a
+    decoding error, a frame FFmpeg flags corrupt, or a stream that ends before its declared
+    frame count or duration (a truncated file) is a MediaError naming the frames decoded and
+    declared. With `keep_partial`, decoding stops there instead and `partial` says why."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, keep_partial: bool = False) -> None:
         self.path = Path(path)
+        self.keep_partial = keep_partial
+        self.partial: str | None = None  # set when frames() stopped short under keep_partial
+        self.decoded = 0
         av = _av()
         try:
             with av.open(str(self.path)) as container:
@@ -62,15 +71,19 @@ class VideoSource:
                     raise MediaError(
                         f"{self.path} is not a readable video: its video stream is {stream.width}x{stream.height}"
                     )
-                count = stream.frames or None
-                if count is None and stream.duration and stream.average_rate:
-                    count = round(float(stream.duration * stream.time_base * stream.average_rate))
+                fps = Fraction(stream.average_rate) if stream.average_rate else None
+                self.duration = _declared_duration(container, stream)
+                count, count_from = stream.frames or None, "header"
+                if count is None:
+                    count_from = "duration" if self.duration is not None and fps else "unknown"
+                    count = round(self.duration * fps) if count_from == "duration" else None
                 self.info = SourceInfo(
                     "video",
                     count,
                     (stream.height, stream.width),
-                    Fraction(stream.average_rate) if stream.average_rate else None,
+                    fps,
                     audio=bool(container.streams.audio),
+                    count_from=count_from,
                 )
         except MediaError:
             raise
@@ -78,21 +91,92 @@ class VideoSource:
             raise MediaError(f"{self.path} is not a readable video: {e}") from None
 
     def frames(self) -> Iterator[np.ndarray]:
+        """Every frame, then the check that they are all the file declares (see the class)."""
         av = _av()
         height, width = self.info.size
+        self.decoded, self.partial = 0, None
+        hidden = 0  # packets an edit list hides: the header's count includes their frames
+        start = end = None  # seconds: the first decoded frame's time, where the last one ends
+        stopped = None  # why decoding stopped early
         try:
             with av.open(str(self.path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                for index, frame in enumerate(container.decode(stream)):
-                    if (frame.height, frame.width) != (height, width):
-                        raise MediaError(
-                            f"{self.path}: frame {index} is {frame.width}x{frame.height}, the "
-                            f"video started at {width}x{height}; frames must keep one size"
-                        )
-                    yield frame.to_ndarray(format="rgb24")
+                for packet in container.demux(stream):
+                    hidden += packet.is_discard
+                    for frame in packet.decode():
+                        # FFmpeg conceals a damaged packet and flags the frame: its pixels are guesses.
+                        if frame.is_corrupt:
+                            stopped = "FFmpeg flagged it corrupt (damaged data)"
+                            break
+                        if (frame.height, frame.width) != (height, width):
+                            raise MediaError(
+                                f"{self.path}: frame {self.decoded} is {frame.width}x{frame.height}, the "
+                                f"video started at {width}x{height}; frames must keep one size"
+                            )
+                        if frame.time is not None:
+                            start = frame.time if start is None else start
+                            end = frame.time + _frame_seconds(frame, self.info.fps)
+                        yield frame.to_ndarray(format="rgb24")
+                        self.decoded += 1
+                    if stopped:
+                        break
         except av.error.FFmpegError as e:
-            raise MediaError(f"{self.path}: decoding failed: {e}") from None
+            stopped = f"decoding failed: {e}"
+        self._hold_to_declared(stopped, None if end is None else end - start, hidden)
+
+    def _hold_to_declared(self, stopped: str | None, seconds: float | None, hidden: int) -> None:
+        """Raise (or, under keep_partial, note) a stream that stopped on an error or gave less
+        than the file declares: fewer frames than its header's count (less the `hidden` ones an
+        edit list cuts), or frames that end short of its declared duration."""
+        info, decoded = self.info, self.decoded
+        seconds = seconds or 0.0
+        half_frame = 1 / (2 * info.fps) if info.fps else 0
+        if stopped is None:
+            if info.count_from == "header" and decoded + hidden < info.count:
+                stopped = "FFmpeg gave fewer frames than the file declares (a truncated or damaged file?)"
+            elif info.count_from == "duration" and seconds < self.duration - half_frame:
+                stopped = f"the stream ended at {seconds:.3f} s of its {float(self.duration):.3f} s (a truncated file?)"
+            elif decoded:
+                return
+        declared = {
+            "header": f"the {info.count} it declares",
+            "duration": f"about {info.count} (its {float(self.duration):.3f} s at {float(info.fps):g} fps)",
+            "unknown": "a number it does not declare",
+        }[info.count_from]
+        if decoded == 0:  # nothing to keep
+            why = f": {stopped}" if stopped else ""
+            raise MediaError(f"{self.path} has no frame that decodes, of {declared}{why}")
+        problem = f"{self.path}: decoded {decoded} frames of {declared}; decoding stopped at frame {decoded}: {stopped}"
+        if not self.keep_partial:
+            raise MediaError(f"{problem}. Pass `keep_partial` to keep the frames that decode")
+        self.partial = problem
+
+
+def _declared_duration(container, stream) -> Fraction | None:
+    """The video stream's declared duration in seconds: the per-track DURATION tag Matroska and
+    WebM writers set (HH:MM:SS.nnnnnnnnn; FFmpeg may fill the stream's own duration from the
+    container's, which counts the audio too), else the stream's own, else the container's where
+    the video is its only stream; None when the file says none of them."""
+    tag = stream.metadata.get("DURATION")
+    if tag:
+        try:
+            hours, minutes, seconds = tag.split(":")
+            return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+        except ValueError:
+            pass  # a malformed tag: the next source
+    if stream.duration:
+        return Fraction(stream.duration) * stream.time_base
+    if container.duration and len(container.streams) == 1:
+        return Fraction(container.duration, 1_000_000)  # AV_TIME_BASE
+    return None
+
+
+def _frame_seconds(frame, fps: Fraction | None) -> float:
+    """How long a decoded frame shows: its own duration, else one frame at the stream's rate."""
+    if frame.duration and frame.time_base:
+        return float(frame.duration * frame.time_base)
+    return float(1 / fps) if fps else 0.0
 
 
 class ImageSource:
@@ -139,24 +223,77 @@ def pillow_read_errors() -> tuple[type[BaseException], ...]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3)."""
+    """An image file as uint8 RGB (H, W, 3): see `image_to_rgb`. A file of several images (an
+    animation, a multi-page TIFF) is refused: only its first would be read."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            count = getattr(image, "n_frames", 1)
+            if count > 1:
+                raise MediaError(f"{path} holds {count} images (an animation or pages): give a video, or one image")
+            return image_to_rgb(image, path)
     except pillow_read_errors() as e:
         raise MediaError(f"{path} is not a readable image: {e}") from None
 
 
-def open_source(path: str | Path):
-    """A VideoSource or an ImageSource for a video file, an image or a folder of images."""
+# Pillow modes whose conversion to RGB is right as Pillow does it (held against references in
+# tests/runtime/test_media_truth.py); transparency is checked apart, and 16-bit gray scaled here.
+_PILLOW_RGB_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
+# Pixels with no fixed white: Pillow clips them to 0-255 (a 0-1 float image turns black, a 16-bit
+# one in a 32-bit mode white), so the right 8 bits cannot be known.
+_NO_FIXED_WHITE = {"I": "32-bit integer", "F": "32-bit float"}
+
+
+def image_to_rgb(image, name) -> np.ndarray:
+    """A Pillow image as the uint8 RGB (H, W, 3) it shows: turned upright by its EXIF
+    orientation, 16-bit gray scaled to 8 bits (v * 255 / 65535, rounded; Pillow would clip it),
+    other modes as Pillow converts them. Refused by name (MediaError): 32-bit integer and float
+    modes, modes Pillow cannot convert, and pixels that are not opaque (the RGB under them is
+    not what a camera saw; dropping the alpha would matte arbitrary colours)."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)  # a camera's rotation, which convert() ignores
+    mode = image.mode
+    if mode in _NO_FIXED_WHITE:
+        raise MediaError(
+            f"{name} has {_NO_FIXED_WHITE[mode]} pixels (Pillow mode {mode}), whose white is not fixed: "
+            "save it as 8- or 16-bit"
+        )
+    if mode in _SIXTEEN_BIT_GRAY:
+        values = np.asarray(image).astype(np.uint32)
+        transparent = image.info.get("transparency")  # a 16-bit gray PNG's tRNS: one value
+        _refuse_transparency(name, mode, values == transparent if isinstance(transparent, int) else None)
+        gray = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if mode not in _PILLOW_RGB_MODES:
+        raise MediaError(f"{name} is in Pillow mode {mode}, which mattex does not read: save it as RGB")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:  # an alpha, or a tRNS colour
+        rgba = np.asarray(image.convert("RGBA"))
+        _refuse_transparency(name, mode, rgba[..., 3] < 255)
+        return np.ascontiguousarray(rgba[..., :3])
+    return np.asarray(image.convert("RGB"))
+
+
+def _refuse_transparency(name, mode: str, hidden: np.ndarray | None) -> None:
+    count = 0 if hidden is None else int(hidden.sum())
+    if count:
+        raise MediaError(
+            f"{name} ({mode}) has {count} of {hidden.size} pixels not opaque: mattex reads what a camera "
+            "saw, and the colour under a transparent pixel is not that; flatten it onto a background first"
+        )
+
+
+def open_source(path: str | Path, keep_partial: bool = False):
+    """A VideoSource or an ImageSource for a video file, an image or a folder of images;
+    `keep_partial`: a video that stops short keeps the frames that decode (VideoSource)."""
     path = Path(path)
     if not path.exists():
         raise MediaError(f"no such file or folder: {path}")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
-    return VideoSource(path)
+    return VideoSource(path, keep_partial)
 
 
 class Background:

@@ -243,6 +243,7 @@ def matte_media(
     rgba_fgr: bool = False,
     batch: int = 1,
     resize_bgr: bool = False,
+    keep_partial: bool = False,
     crf: int = 18,
     preset: str = "ultrafast",
     progress: Callable[[int], None] = lambda n: None,
@@ -252,8 +253,10 @@ def matte_media(
 ) -> RunResult:
     """Matte a video, an image or a folder of images against a captured background (an image,
     or a video with as many frames) with an exported model, writing each output kind to `out`:
-    `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. Options for Matter.open
-    (backend, providers, runtime_cache, ...) pass through."""
+    `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. A source video that
+    decodes fewer frames than it declares, or stops on a decoding error, is a MediaError; with
+    `keep_partial`, the frames that decode are matted and the result's `source["partial"]` says
+    what stopped it. Options for Matter.open (backend, providers, runtime_cache, ...) pass through."""
     from mattex.files import output_folder, remove_dead_partials
 
     from .matter import Matter
@@ -268,7 +271,7 @@ def matte_media(
         # Runtime's idle threads sleep: HD, 2 cores, 0.83 -> 0.92 of the model's own frames/s).
         matter = Matter.open(model, sharing_cores=True, **open_options)
     check_outputs(outputs, matter.output_names)
-    source = open_source(src)
+    source = open_source(src, keep_partial)
     info = source.info
     background = Background(bgr, info.size, info.count, resize_bgr)
     images = FrameImages(
@@ -282,6 +285,7 @@ def matte_media(
     source_facts = {
         "kind": info.kind,
         "frames": info.count,
+        "frames_from": info.count_from,  # header, duration (an estimate), unknown, or files
         "size": list(info.size),
         "fps": float(info.fps) if info.fps else None,
         "audio": info.audio,
@@ -313,5 +317,6 @@ def matte_media(
         stats = Pipeline(
             matter, source.frames(), background.frames(), images, sinks, names, batch, progress=progress
         ).run()
+    source_facts["partial"] = getattr(source, "partial", None)  # why a kept video stopped short
     outputs_written = {kind: str(sink.path) for kind, sink in sinks.items()}
     return RunResult(stats, source_facts, outputs_written, getattr(matter, "kind", "remote"))
