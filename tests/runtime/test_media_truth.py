@@ -512,3 +512,20 @@ def test_the_source_the_background_and_the_composite_read_images_alike(image_fol
     ):
         with pytest.raises(MediaError, match="not opaque"):
             read()
+
+
+def test_pillow_alone_clips_16_bit_gray_and_ignores_exif(tmp_path):
+    """The two silent faults the reader had: Pillow's convert("RGB") turns 16-bit gray white and
+    leaves an EXIF-turned photo on its side (what docs/commands/run.md says Pillow alone does)."""
+    gray16 = tmp_path / "gray16.png"
+    Image.fromarray(SIXTEEN).save(gray16)
+    with Image.open(gray16) as image:
+        assert image.mode == "I;16" and (np.asarray(image.convert("RGB")) == 255).mean() > 0.99
+    assert np.array_equal(read_image(gray16), gray_rgb(scaled16(SIXTEEN)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    turned = tmp_path / "turned.png"
+    Image.fromarray(RGB).save(turned, exif=exif)
+    with Image.open(turned) as image:
+        assert np.asarray(image.convert("RGB")).shape == (H, W, 3)
+    assert read_image(turned).shape == (W, H, 3)
