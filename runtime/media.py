@@ -174,8 +174,9 @@ def _declared_duration(container, stream) -> Fraction | None:
 
 def _frame_seconds(frame, fps: Fraction | None) -> float:
     """How long a decoded frame shows: its own duration, else one frame at the stream's rate."""
-    if frame.duration and frame.time_base:
-        return float(frame.duration * frame.time_base)
+    duration = getattr(frame, "duration", None)  # PyAV 13 and older have no Frame.duration
+    if duration and frame.time_base:
+        return float(duration * frame.time_base)
     return float(1 / fps) if fps else 0.0
 
 
