@@ -14,6 +14,9 @@ holding PyTriton's shared memory (seen with two OpenVINO instances: "Found 1 liv
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
 import signal
 import threading
 import time
@@ -22,9 +25,55 @@ from pathlib import Path
 SHM_PREFIX_OPTION = b"python,shm-region-prefix-name="  # tritonserver's --backend-config value
 
 
+WORKSPACE_FORM = "workspace_mattex_{pid}_"  # then WORKSPACE_TOKEN_BYTES random bytes in hex
+WORKSPACE_TOKEN_BYTES = 4
+
+
 def workspace_prefix(pid: int) -> str:
     """How the PyTriton workspaces of serve() in process `pid` are named (then a random part)."""
-    return f"workspace_mattex_{pid}_"
+    return WORKSPACE_FORM.format(pid=pid)
+
+
+def workspace_name(pid: int) -> str:
+    """A new workspace name for serve() in process `pid`."""
+    return workspace_prefix(pid) + secrets.token_hex(WORKSPACE_TOKEN_BYTES)
+
+
+def remove_dead_workspaces(home: Path) -> list[Path]:
+    """Remove the PyTriton workspaces (in `home`) of mattex servers that were killed outright (kill
+    -9, a lost container): PyTriton removes its workspace on a clean stop only, and each holds a
+    copy of tritonserver (22 MB). Only names of serve()'s own form (workspace_name) are touched,
+    and only where no process runs with that pid and none names the workspace in its command line
+    (a Triton orphaned by the kill still uses it); with them the shared memory PyTriton named
+    after that process (`pytrtion<pid>-...`). Every other workspace stays. Returns those removed."""
+    pid_part = re.escape(WORKSPACE_FORM).replace(re.escape("{pid}"), "([0-9]{1,10})")
+    own = re.compile(pid_part + f"[0-9a-f]{{{2 * WORKSPACE_TOKEN_BYTES}}}")
+    try:
+        candidates = [(p, int(m[1])) for p in home.iterdir() if (m := own.fullmatch(p.name)) and not p.is_symlink()]
+    except OSError:  # no PyTriton home yet: nothing to remove
+        return []
+    dead = [(p, pid) for p, pid in candidates if not running(pid)]
+    if not dead:
+        return []
+    in_use = [arg for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) for arg in command_line(pid)]
+    removed = []
+    for workspace, pid in dead:
+        if any(os.fsencode(workspace) in arg for arg in in_use):
+            continue
+        shutil.rmtree(workspace, ignore_errors=True)
+        _remove_shared_memory(f"pytrtion{pid}-")
+        removed.append(workspace)
+    return removed
+
+
+def _remove_shared_memory(*prefixes: str) -> None:
+    """Unlink the shared memory segments whose names start with one of `prefixes`."""
+    for name in os.listdir("/dev/shm") if prefixes and os.path.isdir("/dev/shm") else ():
+        if name.startswith(prefixes):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except OSError:
+                pass
 
 
 def descendants(pid: int) -> set[int]:
@@ -102,12 +151,7 @@ class TritonProcesses:
             for a in v
             if a.startswith(SHM_PREFIX_OPTION)
         }
-        for name in os.listdir("/dev/shm") if prefixes and os.path.isdir("/dev/shm") else ():
-            if name.startswith(tuple(prefixes)):
-                try:
-                    os.unlink(os.path.join("/dev/shm", name))
-                except OSError:
-                    pass
+        _remove_shared_memory(*prefixes)
 
 
 class TritonExited(SystemExit):

@@ -19,6 +19,8 @@ from pathlib import Path
 from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS, TENSORRT
 from mattex.errors import ConfigError, ModelFileError
 from mattex.files import atomic_write_text, output_error, output_folder
+from mattex.serving import limits
+from mattex.serving.limits import check_whole
 
 REPOSITORY_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "python")
 DEVICES = ("gpu", "cpu")
@@ -53,9 +55,9 @@ class RepositoryConfig:
             raise ConfigError(f"unknown `backend` {self.backend!r}; choose one of {', '.join(REPOSITORY_BACKENDS)}")
         if self.device is not None and self.device not in DEVICES:
             raise ConfigError(f"unknown `device` {self.device!r}; choose one of {', '.join(DEVICES)}")
-        for option in ("instances", "max_batch"):
-            if getattr(self, option) < 1:
-                raise ConfigError(f"`{option}` must be at least 1, got {getattr(self, option)}")
+        check_whole("instances", self.instances, 1, limits.MAX_REPOSITORY_INSTANCES, " (per device)")
+        check_whole("max_batch", self.max_batch, 1, limits.MAX_BATCH)
+        check_whole("max_queue_delay_us", self.max_queue_delay_us, 0, limits.MAX_QUEUE_DELAY_US)
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"`name` {self.name!r} is not a Triton model name")
 

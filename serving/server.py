@@ -12,7 +12,7 @@ bytes on the wire) or, with `inputs="float"`, float32 (B, 3, H, W) in [0, 1]; it
 from __future__ import annotations
 
 import os
-import secrets
+import shutil
 import signal
 import sysconfig
 import time
@@ -23,9 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from mattex.contract import INPUTS, OUTPUTS
-from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, ConfigError, InputShapeError, InputValueError
 from mattex.extras import require
-from mattex.serving.processes import StartWatch, TritonExited, TritonProcesses, workspace_prefix
+from mattex.serving import answers, limits
+from mattex.serving.limits import check_address, check_port, check_whole
+from mattex.serving.processes import (
+    StartWatch,
+    TritonExited,
+    TritonProcesses,
+    remove_dead_workspaces,
+    workspace_name,
+)
 
 TENSOR_KINDS = ("uint8", "float")
 
@@ -57,15 +65,19 @@ class ServeConfig:
         for option, value in (("inputs", self.inputs), ("outputs", self.outputs)):
             if value not in TENSOR_KINDS:
                 raise ConfigError(f"unknown `{option}` {value!r}; choose one of {', '.join(TENSOR_KINDS)}")
-        for option in ("max_batch", "instances"):
-            if getattr(self, option) < 1:
-                raise ConfigError(f"`{option}` must be at least 1, got {getattr(self, option)}")
-        for option in ("max_queue_delay_us", "max_queue_size", "queue_timeout_us", "max_pixels"):
-            if getattr(self, option) < 0:
-                raise ConfigError(f"`{option}` must be at least 0, got {getattr(self, option)}")
+        check_whole("max_batch", self.max_batch, 1, limits.MAX_BATCH)
+        check_whole("instances", self.instances, 1, limits.max_serving_instances(), " (twice the cores here)")
+        check_whole("max_queue_delay_us", self.max_queue_delay_us, 0, limits.MAX_QUEUE_DELAY_US)
+        check_whole("max_queue_size", self.max_queue_size, 0, limits.MAX_QUEUE_SIZE, " (0: no limit)")
+        check_whole("queue_timeout_us", self.queue_timeout_us, 0, limits.MAX_QUEUE_TIMEOUT_US, " (0: no limit)")
+        check_whole("max_pixels", self.max_pixels, 0, limits.MAX_PIXELS, " (0: no limit)")
+        check_whole("exit_timeout_s", self.exit_timeout_s, 0, limits.MAX_EXIT_TIMEOUT_S)
         ports = (self.http_port, self.grpc_port, self.metrics_port)
-        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+        for option, port in zip(("http_port", "grpc_port", "metrics_port"), ports):
+            check_port(option, port)
+        if len(set(ports)) != 3:
             raise ConfigError(f"`http_port`, `grpc_port` and `metrics_port` must be three distinct ports, got {ports}")
+        check_address("address", self.address)
         if not self.name or "/" in self.name:
             raise ConfigError(f"`name` {self.name!r} is not a Triton model name")
 
@@ -111,11 +123,26 @@ def open_for_serving(config: ServeConfig):
     return Matter.open(config.model, sharing_cores=True, **({"backend": config.backend} if config.backend else {}))
 
 
+# The client's mistakes, as the runtime's checks and check_request_size name them: answered
+# INVALID_ARG with their message. Anything else raised while matting is the server's own failure.
+CLIENT_ERRORS = (InputShapeError, InputValueError, ConfigError)
+
+
+def failure_answer(error: Exception) -> str:
+    """The framed answer (serving/answers.py) to a batch that raised `error`: the typed message
+    for a client's mistake; for the server's own failure its type alone (the traceback, with the
+    server's paths, goes to the server's log, never to the client)."""
+    if isinstance(error, CLIENT_ERRORS):
+        return answers.framed(answers.INVALID_ARG, f"{type(error).__name__}: {error}")
+    return answers.framed(answers.INTERNAL, answers.SERVER_FAILED.format(type(error).__name__))
+
+
 def infer_function(matter, config: ServeConfig) -> Callable:
     """PyTriton's inference callable for one model instance: the requests of a dynamic batch in,
     one dict of outputs per request out. GPU backends get the requests stacked into one call;
-    CPU backends one call each. A bad request fails with the runtime's message; the server goes
-    on (Triton batches only requests of one shape, so a batch is bad or good as a whole)."""
+    CPU backends one call each. A bad request fails with the runtime's message (failure_answer);
+    the server goes on (Triton batches only requests of one shape, so a batch is bad or good as a
+    whole)."""
     from pytriton.exceptions import PyTritonBadParameterError
 
     # Calls gain from a larger batch on a GPU only. On the CPU, one call of 4 frames took as long
@@ -135,8 +162,10 @@ def infer_function(matter, config: ServeConfig) -> Callable:
             out = matte_batch(matter, src, bgr, config.inputs, config.outputs)
             ends = np.cumsum(sizes)
             return [{n: v[end - size : end] for n, v in out.items()} for size, end in zip(sizes, ends)]
-        except (MattexError, ValueError) as e:  # named to the client; the server goes on
-            raise PyTritonBadParameterError(f"{type(e).__name__}: {e}") from None
+        except CLIENT_ERRORS as e:  # named to the client; the server goes on
+            raise PyTritonBadParameterError(failure_answer(e)) from None
+        except Exception as e:  # chained: PyTriton logs this traceback in full, with e's
+            raise RuntimeError(failure_answer(e)) from e
 
     return infer
 
@@ -177,6 +206,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy
     from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
+    remove_dead_workspaces(PYTRITON_HOME)  # a server killed outright left its own
     for option in ("http_port", "grpc_port", "metrics_port"):
         _check_port_free(config.address, getattr(config, option), option)
     # The stub must load this interpreter's libpython, not another of the same version that the
@@ -211,7 +241,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
     # Triton loads it at startup, and its strict readiness holds ready back until then.
     policy = TritonLifecyclePolicy(launch_triton_on_startup=False, local_model_store=True)
     # A workspace of a known name: every process of this Triton has it in its command line.
-    workspace = PYTRITON_HOME / (workspace_prefix(os.getpid()) + secrets.token_hex(4))
+    workspace = PYTRITON_HOME / workspace_name(os.getpid())
     try:
         triton = Triton(
             config=triton_config, workspace=workspace, security_config=security, triton_lifecycle_policy=policy
@@ -230,6 +260,7 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
                 config=model_config,
                 strict=True,
             )
+            answer_as_mattex(workspace / "model-store" / config.name / "1")
             _start(triton, config.name, processes)
             on_ready(config.urls, matters[0].kind)
             try:
@@ -247,6 +278,16 @@ def serve(config: ServeConfig, on_ready: Callable[[dict, str], None] = lambda ur
         processes.stop_survivors()
         for signum, handler in handlers.items():  # a program that serves, then goes on, keeps its Ctrl-C
             signal.signal(signum, handler)
+
+
+def answer_as_mattex(version: Path) -> None:
+    """Put mattex's model (triton_proxy_model.py) in place of PyTriton's in the model version
+    folder that bind() wrote, PyTriton's kept beside it, before Triton starts and loads it: failed
+    requests then get mattex's answers (answers.py), not PyTriton's 500 with tracebacks."""
+    here = Path(__file__).parent
+    (version / "model.py").rename(version / "pytriton_model.py")
+    shutil.copyfile(here / "answers.py", version / "mattex_answers.py")
+    shutil.copyfile(here / "triton_proxy_model.py", version / "model.py")
 
 
 def _start(triton, name: str, processes: TritonProcesses) -> None:
@@ -268,11 +309,22 @@ def _start(triton, name: str, processes: TritonProcesses) -> None:
 
 def _check_port_free(address: str, port: int, option: str) -> None:
     """ConfigError naming the option when `port` is taken (Triton would fail to bind it later,
-    with a message buried in its log)."""
+    with a message buried in its log), or `address` is no address of this machine. Checked as
+    Triton binds, with SO_REUSEADDR: a port is taken only where something listens on it or holds
+    it bound, not where the connections of a server that just stopped or crashed linger in
+    TIME_WAIT (Triton binds those at once; a plain bind would refuse them for a minute)."""
+    import errno
     import socket
 
-    with socket.socket() as probe:
+    try:
+        family, kind, protocol, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as e:
+        raise ConfigError(f"`address` {address!r} is not a name this machine resolves: {e.strerror}") from None
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((address, port))
+            probe.bind(where)
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise ConfigError(f"`address` {address} is not an address of this machine: {e.strerror}") from None
             raise ConfigError(f"port {port} on {address} is not free (`{option}`): {e.strerror}") from None

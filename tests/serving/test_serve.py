@@ -5,8 +5,8 @@ and a clean stop on SIGTERM."""
 import http.client
 import json
 import os
-import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,130 +19,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytriton", reason="the serve extra is not installed (pip install '.[serve]')")
-import tritonclient.grpc as grpcclient  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
+from serve_helpers import free_ports, launch, leftovers, process_tree, survivors, tritons_started_here  # noqa: E402
 
 from mattex.runtime import Matter  # noqa: E402
 from mattex.serving.client import RemoteMatter  # noqa: E402
 
 H, W = 96, 128
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` free ports that nothing else takes before the server binds them: outside the
-    kernel's ephemeral range, where outgoing connections draw their local ports (a port picked
-    there and freed can be taken by a client connection of the other worker before Triton binds
-    it, and the server never starts), in a block of this xdist worker's own."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        low, high = (int(n) for n in f.read().split())
-    below, above = range(10000, low), range(high + 1, 65536)
-    ports = below if len(below) >= len(above) else above
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-    block = ports[worker * len(ports) // workers : (worker + 1) * len(ports) // workers]
-    found = []
-    for port in random.sample(block, min(200, len(block))):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
-    raise AssertionError(f"no {count} free ports outside the ephemeral range {low}-{high} in this worker's block")
-
-
-def http_ready(url: str) -> bool:
-    try:
-        return urllib.request.urlopen(url, timeout=1).status == 200
-    except OSError:  # refused, or 400 (HTTPError): not ready
-        return False
-
-
-def grpc_ready(client, model: str | None = None) -> bool:
-    try:
-        return client.is_model_ready(model) if model else client.is_server_ready()
-    except Exception:  # InferenceServerException: refused or not up yet
-        return False
-
-
-def watch_readiness(http: str, grpc: str, process: subprocess.Popen, timeout_s: float = 90) -> list[tuple]:
-    """Poll server and model readiness over HTTP and gRPC every 50 ms from launch until the model
-    is ready and has stayed so for a second; returns the timeline: (seconds, server ready over
-    HTTP, model ready over HTTP, server ready over gRPC, model ready over gRPC) at each change.
-    The server is asked first, the model second: a model never becomes unready while starting,
-    so "server ready, model not" is a real moment, not an artefact of the order."""
-    client = grpcclient.InferenceServerClient(grpc.removeprefix("grpc://"))
-    started, timeline, ready_since = time.monotonic(), [], None
-    while time.monotonic() - started < timeout_s:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}:\n{process.stderr.read()[-3000:]}")
-        state = (
-            http_ready(f"{http}/v2/health/ready"),
-            http_ready(f"{http}/v2/models/matte/ready"),
-            grpc_ready(client),
-            grpc_ready(client, "matte"),
-        )
-        now = time.monotonic() - started
-        if not timeline or state != timeline[-1][1:]:
-            timeline.append((round(now, 2), *state))
-        ready_since = (ready_since or now) if all(state) else None
-        if ready_since is not None and now - ready_since >= 1:
-            client.close()
-            return timeline
-        time.sleep(0.05)
-    raise AssertionError(f"the server was not ready in {timeout_s} s: {timeline}")
-
-
-def leftovers(tmp, server_pids: set[int] | None = None) -> set:
-    """Shared memory segments and files in the server's temporary folder; ONNX Runtime's `.ses`
-    (a session id its import writes to the temporary folder and keeps) is not a leftover, nor a
-    PyTriton segment (`pytrtion<pid>-...`) of a process outside `server_pids` (another test's
-    server, running on the other worker: /dev/shm is the machine's)."""
-
-    def ours(name: str) -> bool:
-        match = re.match(r"pytrtion(\d+)-", name)
-        return server_pids is None or match is None or int(match[1]) in server_pids
-
-    return {n for n in os.listdir("/dev/shm") if ours(n)} | {p.name for p in tmp.iterdir() if p.name != ".ses"}
-
-
-def process_tree(pid: int) -> set[int]:
-    """A process and all its descendants."""
-    from mattex.serving.processes import descendants
-
-    return {pid} | descendants(pid)
-
-
-def launch(file, tmp, *options: str, start_new_session: bool = False) -> tuple[subprocess.Popen, dict]:
-    """`mattex serve FILE OPTIONS` on free ports, its temporary files in `tmp`; returns the
-    process and its URLs once the model is ready (with the readiness timeline)."""
-    http_port, grpc_port, metrics_port = free_ports(3)
-    command = [sys.executable, "-m", "mattex.cli.main", "serve", str(file)]
-    command += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
-    process = subprocess.Popen(
-        command + list(options),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TMPDIR": str(tmp)},
-        start_new_session=start_new_session,
-    )
-    urls = {
-        "http": f"http://127.0.0.1:{http_port}",
-        "grpc": f"grpc://127.0.0.1:{grpc_port}",
-        "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
-    }
-    try:
-        urls["readiness"] = watch_readiness(urls["http"], urls["grpc"], process)
-    except BaseException as e:
-        process.kill()
-        out, err = process.communicate()
-        if isinstance(e, AssertionError):  # what the server printed says why
-            raise AssertionError(f"{e}\nits stdout ends:\n{out[-3000:]}\nits stderr ends:\n{err[-3000:]}") from None
-        raise
-    return process, urls
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +133,6 @@ def test_bad_requests_are_named_and_the_server_goes_on(server):
         ),
         "empty batch": (infer_error(url, {"src": src[:0], "bgr": bgr[:0]}), "(?i)batch|shape|0"),
     }
-    import re
 
     for what, (message, pattern) in bad.items():
         assert re.search(pattern, message), f"{what}: {message[-500:]}"
@@ -347,28 +229,6 @@ def test_clients_that_hang_up_before_the_answer_leave_the_server_serving(server)
             )
     src, bgr = frames(7)
     assert RemoteMatter(server["grpc"], "matte").matte_frames(src, bgr)["pha"].shape == (1, 1, H, W)
-
-
-def survivors(pids: set[int], grace_s: float = 10) -> set[int]:
-    """Those of `pids` still running `grace_s` after the server's exit at the latest (helpers
-    such as multiprocessing's resource tracker end just after their parent; zombies, dead but
-    not yet reaped by init, do not run)."""
-    from mattex.serving.processes import running
-
-    deadline = time.monotonic() + grace_s
-    while {p for p in pids if running(p)} and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return {p for p in pids if running(p)}
-
-
-def tritons_started_here() -> set[int]:
-    """The Triton processes (server, Python stubs) of a serve() run by this process: their command
-    lines name its workspace, named after this process (a server in a subprocess, as the module's,
-    has its own pid there)."""
-    from mattex.serving.processes import command_line, workspace_prefix
-
-    marker = workspace_prefix(os.getpid()).encode()
-    return {p for p in process_tree(os.getpid()) if any(marker in arg for arg in command_line(p))}
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -543,12 +403,14 @@ def test_sigterm_stops_it_cleanly_within_10_s(server):
 
 class FakeTriton:
     """PyTriton's Triton as far as serve() uses it, for what a real one does rarely: `run` and
-    `is_alive` do what the test says; `stopped` counts the stops."""
+    `is_alive` do what the test says; `stopped` counts the stops. Like PyTriton's, `bind` writes
+    the model's proxy into the workspace's model store, and the stop removes the workspace."""
 
     def __init__(self, run, is_alive):
         self.run, self.is_alive, self.stopped = run, is_alive, 0
 
-    def __call__(self, **_):  # serve() constructs it
+    def __call__(self, workspace, **_):  # serve() constructs it
+        self.workspace = workspace
         return self
 
     def __enter__(self):
@@ -556,9 +418,12 @@ class FakeTriton:
 
     def __exit__(self, *_):
         self.stopped += 1
+        shutil.rmtree(self.workspace, ignore_errors=True)
 
-    def bind(self, *_, **__):
-        pass
+    def bind(self, name, *_, **__):
+        version = self.workspace / "model-store" / name / "1"
+        version.mkdir(parents=True)
+        (version / "model.py").write_text("# PyTriton's proxy model\n")
 
 
 def serve_on(fake: FakeTriton, small_file, monkeypatch, on_ready=lambda urls, backend: None) -> None:
