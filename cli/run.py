@@ -60,6 +60,12 @@ def command(
         help="Matte on a Triton server instead (mattex serve): "
         "http://host:8000 or grpc://host:8001; MODEL is the model's name there.",
     ),
+    align: bool = typer.Option(
+        Run.align,
+        "--align",
+        help="Bring the background to each frame first: a handheld camera's motion and drifting exposure "
+        "(needs the align extra).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
@@ -115,6 +121,7 @@ def command(
             progress=advance,
             on_start=lambda info: bar.update(task, total=info["frames"]),
             matter=remote,
+            align=align,
             **options,
         )
     summary = result.to_dict()
@@ -128,6 +135,7 @@ def command(
                 ", ".join(f"{k} {v:.1f}" for k, v in summary["ms_per_frame"].items()) + " (stages overlap)",
             ),
             *result.outputs.items(),
+            *_alignment_rows(result.alignment),
         ]
         source = result.source
         if source["frames_from"] == "unknown":
@@ -139,3 +147,18 @@ def command(
         console.print(field_table(f"mattex run {model.name} on {src.name}", rows))
     if result.stats.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _alignment_rows(alignment: dict | None) -> list[tuple[str, str]]:
+    if alignment is None:
+        return []
+    low, high = alignment["gain_range"]
+    rows = [
+        ("aligned", f"{alignment['aligned']} of {alignment['frames']} frames ({alignment['fallbacks']} fell back)"),
+        ("shift", f"median {alignment['median_shift_px']:.1f} px, max {alignment['max_shift_px']:.1f} px"),
+        ("exposure gain", f"{low:.3f} to {high:.3f}"),
+    ]
+    if alignment["large_motion_frames"]:
+        frames = alignment["large_motion_frames"]
+        rows.append(("large motion", f"{frames} frames: recapture the plate if the mattes suffer"))
+    return rows

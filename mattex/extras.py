@@ -29,6 +29,7 @@ EXTRAS = {
     "rtx": Extra(("tensorrt_rtx", "polygraphy", "onnx"), "TensorRT for RTX, polygraphy, onnx"),
     "tensorrt": Extra(("tensorrt", "polygraphy", "onnx"), "TensorRT, polygraphy, onnx"),
     "serve": Extra(("pytriton", "tritonclient"), "PyTriton (NVIDIA's Triton Inference Server), tritonclient"),
+    "align": Extra(("cv2",), "OpenCV (headless)"),
 }
 
 

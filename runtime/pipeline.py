@@ -75,6 +75,7 @@ class Pipeline:
         batch: int = 1,
         queue_frames: int = 8,
         progress: Callable[[int], None] = lambda n: None,
+        align: bool = False,
     ) -> None:
         if batch < 1:
             raise ConfigError(f"`batch` must be at least 1, got {batch}")
@@ -87,6 +88,12 @@ class Pipeline:
         self.failed = threading.Event()
         self.errors: list[BaseException] = []
         self.stats = RunStats()
+        # --align: the plate brought to each frame in the decode thread, beside inference; the
+        # subject left out of the fit is the latest alpha the matte thread has published
+        self.align = align
+        self.aligner = None
+        self.plate = None
+        self.latest_alpha = None
 
     def run(self) -> RunStats:
         """Run to the end, or until interrupted (KeyboardInterrupt in the calling thread). Sinks
@@ -149,11 +156,26 @@ class Pipeline:
                 t = time.perf_counter()
                 pair = next(pairs, None)
                 self.stats.stage_seconds["decode"] += time.perf_counter() - t
+                if pair is not None and self.align:
+                    pair = (pair[0], self._align(*pair))
                 if pair is None or not self._put(self.decoded, (index, *pair)):
                     break
                 index += 1
         finally:
             self._put(self.decoded, _END)
+
+    def _align(self, frame: np.ndarray, plate: np.ndarray) -> np.ndarray:
+        from .align import PlateAligner
+
+        t = time.perf_counter()
+        if self.aligner is None:
+            self.aligner = PlateAligner(plate)
+        elif plate is not self.plate:  # a background video: each frame its own plate
+            self.aligner.set_plate(plate)
+        self.plate = plate
+        aligned, _ = self.aligner.align(frame, self.latest_alpha)
+        self.stats.stage_seconds["align"] = self.stats.stage_seconds.get("align", 0.0) + time.perf_counter() - t
+        return aligned
 
     def _matte(self) -> None:
         try:
@@ -171,6 +193,9 @@ class Pipeline:
                     t = time.perf_counter()
                     outputs = self._matte_batch(items)
                     self.stats.stage_seconds["matte"] += time.perf_counter() - t
+                    if self.align and "pha" in outputs[-1]:
+                        height, width = items[-1][1].shape[:2]
+                        self.latest_alpha = outputs[-1]["pha"][0, :height, :width]
                     for item, out in zip(items, outputs):
                         if not self._put(self.matted, (item[0], item[1].shape[:2], out)):
                             return
@@ -227,9 +252,11 @@ class RunResult:
     source: dict
     outputs: dict[str, str]
     backend: str  # what ran the model: onnxruntime, openvino, tensorrt..., or "remote" (a server)
+    alignment: dict | None = None  # with `align`: runtime/align.py's AlignStats.to_dict()
 
     def to_dict(self) -> dict:
-        return {**self.stats.to_dict(), "backend": self.backend, "source": self.source, "outputs": self.outputs}
+        facts = {**self.stats.to_dict(), "backend": self.backend, "source": self.source, "outputs": self.outputs}
+        return facts if self.alignment is None else {**facts, "alignment": self.alignment}
 
 
 def matte_media(
@@ -249,6 +276,7 @@ def matte_media(
     progress: Callable[[int], None] = lambda n: None,
     on_start: Callable[[dict], None] = lambda info: None,
     matter=None,
+    align: bool = False,
     **open_options,
 ) -> RunResult:
     """Matte a video, an image or a folder of images against a captured background (an image,
@@ -256,12 +284,18 @@ def matte_media(
     `<kind>.mp4` for a video (unless `png`), else `<kind>/<name>.png`. A source video that
     decodes fewer frames than it declares, or stops on a decoding error, is a MediaError; with
     `keep_partial`, the frames that decode are matted and the result's `source["partial"]` says
-    what stopped it. Options for Matter.open (backend, providers, runtime_cache, ...) pass through."""
+    what stopped it. Options for Matter.open (backend, providers, runtime_cache, ...) pass through.
+    With `align`, the background is brought to each frame first (camera motion and exposure:
+    runtime/align.py, the align extra) and the result's `alignment` says what that did."""
     from mattex.files import output_folder, remove_dead_partials
 
     from .matter import Matter
     from .media import Background, ImageSink, VideoSink, open_source
 
+    if align:
+        from mattex.extras import require
+
+        require("align", "`align` (bringing the plate to each frame)")
     outputs = list(outputs)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -314,9 +348,21 @@ def matte_media(
             close_sinks(list(sinks.values()), keep=False)
             raise
         names = (lambda i: info.names[i]) if info.kind == "images" else (lambda i: f"{i:06d}")
-        stats = Pipeline(
-            matter, source.frames(), background.frames(), images, sinks, names, batch, progress=progress
-        ).run()
+        # aligning: a short queue, so that the alpha the aligner leaves out is at most a few frames old
+        pipeline = Pipeline(
+            matter,
+            source.frames(),
+            background.frames(),
+            images,
+            sinks,
+            names,
+            batch,
+            queue_frames=2 if align else 8,
+            progress=progress,
+            align=align,
+        )
+        stats = pipeline.run()
     source_facts["partial"] = getattr(source, "partial", None)  # why a kept video stopped short
     outputs_written = {kind: str(sink.path) for kind, sink in sinks.items()}
-    return RunResult(stats, source_facts, outputs_written, getattr(matter, "kind", "remote"))
+    alignment = pipeline.aligner.stats.to_dict() if pipeline.aligner is not None else None
+    return RunResult(stats, source_facts, outputs_written, getattr(matter, "kind", "remote"), alignment)

@@ -1,0 +1,474 @@
+"""Clean plates for real cameras: the captured background brought to each frame, in geometry
+(a homography) and in exposure (per-channel gain and offset), before matting.
+
+BGMv2 mattes a frame against its plate, so camera motion or an exposure change between the two
+reads as foreground. `PlateAligner` takes the plate once, then each frame with the latest alpha
+known (the subject to leave out), and returns the plate for that frame and what it did:
+
+    aligner = PlateAligner(plate)
+    for frame in frames:
+        plate_now, step = aligner.align(frame, alpha)   # alpha: the latest matte, or None
+        alpha = matter.matte_frames(frame[None], plate_now[None])["pha"][0]
+
+Geometry: ORB features of the background only (the subject masked out with the alpha, dilated;
+without one, by where plate and frame disagree after a first estimate over the whole frame), at
+reduced resolution, matched to the plate's, a robust homography (MAGSAC), refined to sub-pixel
+accuracy by ECC on the same mask, then checked (inliers, conditioning, reprojection error). A
+frame that gives none takes the last good estimate (counted as a fallback), so a featureless
+background (a plain wall) never fails and stays where the static plate is. The estimate is
+smoothed only within its own noise, so real motion passes without lag.
+
+Exposure: per-channel gain and offset fitted by robust (Huber) least squares on background
+pixels. The border the warp leaves uncovered takes the frame's pixels where the subject is not,
+so it reads as background, and the plate's nearest pixels where the subject is.
+
+OpenCV comes with the `align` extra; this module imports it on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mattex.errors import ConfigError
+from mattex.extras import require
+
+WORK_SIDE = 640  # features, ECC and the exposure fit run with the longer side at most this
+MIN_INLIERS = 20
+MIN_INLIER_RATIO = 0.25
+MAX_REPROJECTION_PX = 1.5  # median over inliers, at working resolution
+MAX_ECC_CORRECTION_PX = 4.0  # ECC may move a feature estimate's corners this far, no farther
+JITTER_PX = 0.3  # an estimate this close to the prediction is noise: averaged with it
+SUBJECT_ALPHA = 0.25  # alpha above this is the subject, left out of every fit
+EXPOSURE_SAMPLES = 6000  # background pixels the exposure fit samples, on a grid
+ECC_FEATURE_SLACK_PX = 0.25  # ECC may raise the features' median residual this much, no more
+HOMOGRAPHY_GAIN_PX = 0.15  # a homography must fit the inliers this much better than a similarity
+MIN_HOMOGRAPHY_SPREAD = 0.3  # inliers' convex hull over the frame's area below which: a similarity
+GRID = (4, 6)  # rows, columns of the cells features are spread over
+SEARCH_RADIUS = 0.06  # of the diagonal: how far from the last good estimate a feature is looked for
+ECC_SIDE = 320  # ECC refines at this longer side: a quarter of the work, still ~0.05 px
+
+
+def _cv2():
+    require("align", "aligning the plate to each frame (`align`)")
+    import cv2
+
+    return cv2
+
+
+@dataclass(frozen=True)
+class AlignStep:
+    """What the aligner did for one frame."""
+
+    homography: np.ndarray  # 3x3, plate pixels -> frame pixels (full resolution)
+    inliers: int  # feature matches that agree with the estimate (0 on a fallback)
+    fallback: bool  # this frame gave no estimate that passed the checks: the last good one is used
+    shift_px: float  # mean displacement of the frame's corners under the homography
+    gains: tuple[float, float, float]  # per channel (R, G, B): frame = gain * plate + offset
+    offsets: tuple[float, float, float]
+    large_motion: bool  # shift_px above the aligner's large-motion limit
+
+
+@dataclass
+class AlignStats:
+    """A run's alignment figures, for the summary and --json."""
+
+    frames: int = 0
+    fallbacks: int = 0
+    large_motion: int = 0
+    shifts: list[float] = field(default_factory=list)
+    gain_low: float = 1.0
+    gain_high: float = 1.0
+
+    def add(self, step: AlignStep) -> None:
+        self.frames += 1
+        self.fallbacks += step.fallback
+        self.large_motion += step.large_motion
+        self.shifts.append(step.shift_px)
+        self.gain_low = min(self.gain_low, *step.gains)
+        self.gain_high = max(self.gain_high, *step.gains)
+
+    def to_dict(self) -> dict:
+        return {
+            "frames": self.frames,
+            "aligned": self.frames - self.fallbacks,
+            "fallbacks": self.fallbacks,
+            "median_shift_px": round(float(np.median(self.shifts)), 2) if self.shifts else 0.0,
+            "max_shift_px": round(float(np.max(self.shifts)), 2) if self.shifts else 0.0,
+            "gain_range": [round(self.gain_low, 3), round(self.gain_high, 3)],
+            "large_motion_frames": self.large_motion,
+        }
+
+
+class PlateAligner:
+    """Brings `plate` (uint8 HxWx3 RGB) to each frame of the same size; see the module's text."""
+
+    def __init__(self, plate: np.ndarray, large_motion_fraction: float = 0.05, features: int = 1000) -> None:
+        self.cv2 = _cv2()
+        plate = _check_rgb(plate, "the plate")
+        self.size = plate.shape[:2]
+        height, width = self.size
+        self.scale = min(1.0, WORK_SIDE / max(height, width))
+        self.work_size = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))  # (w, h) for cv2
+        self.large_motion_px = large_motion_fraction * float(np.hypot(height, width))
+        self.features = features
+        # many candidates (a low FAST threshold: dark scenes too), then the strongest per cell
+        self.orb = self.cv2.ORB_create(4 * features, fastThreshold=8)
+        self.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
+        self.last_good = np.eye(3)  # full resolution
+        self.history: list[np.ndarray] = []  # the last two outputs' corners, for the prediction
+        self.stats = AlignStats()
+        self.set_plate(plate)
+
+    def set_plate(self, plate: np.ndarray) -> None:
+        """A new plate (a background video's next frame): its features, keeping the motion so far."""
+        plate = _check_rgb(plate, "the plate")
+        if plate.shape[:2] != self.size:
+            raise ConfigError(
+                f"the plate is {plate.shape[1]}x{plate.shape[0]}, the first was {self.size[1]}x{self.size[0]}"
+            )
+        self.plate = plate
+        self.plate_rgba = np.dstack([plate, np.full(self.size, 255, np.uint8)])
+        self.plate_small = self._small(plate)
+        self.plate_gray = self.cv2.cvtColor(self.plate_small, self.cv2.COLOR_RGB2GRAY)
+        self.plate_points, self.plate_descriptors = self._features(self.plate_gray, None)
+        f = min(1.0, ECC_SIDE / max(self.plate_gray.shape))
+        ecc_size = (max(1, round(self.plate_gray.shape[1] * f)), max(1, round(self.plate_gray.shape[0] * f)))
+        self.plate_ecc = self.cv2.resize(self.plate_gray, ecc_size, interpolation=self.cv2.INTER_AREA).astype(
+            np.float32
+        )
+
+    # -- one frame ---------------------------------------------------------------------------
+
+    def align(self, frame: np.ndarray, alpha: np.ndarray | None = None) -> tuple[np.ndarray, AlignStep]:
+        """The plate for `frame` and what was done. `alpha` (HxW or HxWx1, float in [0, 1] or
+        uint8) is the latest matte known, usually the previous frame's; None on the first."""
+        frame = _check_rgb(frame, "the frame")
+        if frame.shape[:2] != self.size:
+            raise ConfigError(
+                f"the frame is {frame.shape[1]}x{frame.shape[0]}, the plate {self.size[1]}x{self.size[0]}"
+            )
+        small = self._small(frame)
+        gray = self.cv2.cvtColor(small, self.cv2.COLOR_RGB2GRAY)
+        if alpha is not None:
+            background = self._background_from_alpha(alpha)
+        else:  # the first frame: a first estimate over the whole frame says where the subject is
+            rough, _ = self._estimate(gray, np.full(gray.shape, 255, np.uint8))
+            background = self._background_from_disagreement(small, rough if rough is not None else self.last_good)
+        estimate, inliers = self._estimate(gray, background)
+        fallback = estimate is None
+        homography = self._smooth(self.last_good if fallback else estimate)
+        if not fallback:
+            self.last_good = homography
+        gains, offsets = self._fit_exposure(small, background, homography)
+        out = self._render(frame, homography, gains, offsets, background)
+        shift = _corner_shift(homography, self.size)
+        step = AlignStep(
+            homography, inliers, fallback, shift, tuple(gains), tuple(offsets), shift > self.large_motion_px
+        )
+        self.stats.add(step)
+        return out, step
+
+    def _small(self, image: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return image
+        return self.cv2.resize(image, self.work_size, interpolation=self.cv2.INTER_AREA)
+
+    def _to_work(self, homography: np.ndarray) -> np.ndarray:
+        return _rescale(homography, self.scale)
+
+    def _to_full(self, homography: np.ndarray) -> np.ndarray:
+        return _rescale(homography, 1 / self.scale)
+
+    def _dilation(self) -> np.ndarray:
+        # the alpha is a few frames old in a pipeline and the subject moves: a generous margin
+        radius = max(3, round(0.03 * float(np.hypot(*self.work_size))))
+        return self.cv2.getStructuringElement(self.cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))  # separable: fast
+
+    def _background_from_alpha(self, alpha: np.ndarray) -> np.ndarray:
+        alpha = np.asarray(alpha)
+        if alpha.ndim == 3:
+            alpha = alpha[..., 0]
+        if alpha.shape != self.size:
+            raise ConfigError(
+                f"the alpha is {alpha.shape[1]}x{alpha.shape[0]}, the frame {self.size[1]}x{self.size[0]}"
+            )
+        limit = SUBJECT_ALPHA * (255 if alpha.dtype == np.uint8 else 1.0)
+        subject = (alpha > limit).astype(np.uint8) * 255
+        if self.scale != 1:
+            subject = self.cv2.resize(subject, self.work_size, interpolation=self.cv2.INTER_NEAREST)
+        # specks of a noisy matte are no subject: dilated, they would hide much of the background
+        subject = self.cv2.morphologyEx(subject, self.cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+        return 255 - self.cv2.dilate(subject, self._dilation())
+
+    def _background_from_disagreement(self, small: np.ndarray, homography: np.ndarray) -> np.ndarray:
+        """Where the plate, brought to the frame, disagrees with it (after an exposure fit over
+        the whole frame) is the subject."""
+        everywhere = np.full(small.shape[:2], 255, np.uint8)
+        gains, offsets = self._fit_exposure(small, everywhere, homography)
+        warped = self.cv2.warpPerspective(
+            self.plate_small, self._to_work(homography), self.work_size, borderMode=self.cv2.BORDER_REPLICATE
+        ).astype(np.float32)
+        difference = np.abs(warped * gains + offsets - small).max(axis=2)
+        difference = self.cv2.GaussianBlur(difference, (0, 0), 2.0)
+        subject = (difference > 30).astype(np.uint8) * 255
+        subject = self.cv2.morphologyEx(subject, self.cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))  # noise, edges
+        return 255 - self.cv2.dilate(subject, self._dilation())
+
+    def _estimate(self, gray: np.ndarray, background: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """A checked full-resolution homography from the background's features, or None."""
+        cv2 = self.cv2
+        if self.plate_descriptors is None or len(self.plate_points) < MIN_INLIERS:
+            return None, 0
+        points, descriptors = self._features(gray, background)
+        if descriptors is None or len(points) < MIN_INLIERS:
+            return None, 0
+        frame_xy, plate_xy = self._match(points, descriptors, gray.shape)
+        if len(frame_xy) < MIN_INLIERS:
+            return None, 0
+        homography, mask = cv2.findHomography(plate_xy, frame_xy, cv2.USAC_MAGSAC, 1.0, maxIters=2000, confidence=0.999)
+        if homography is None:
+            return None, 0
+        inlier = mask.ravel().astype(bool)
+        # A handheld camera mostly rotates, scales and shifts the view: a similarity (4 degrees of
+        # freedom) extrapolates to the corners more steadily than a homography (8), so it is taken
+        # unless the homography explains the inliers clearly better, and always when the inliers
+        # cover too little of the frame to pin a homography's perspective. ECC adds that after.
+        similarity, similar = cv2.estimateAffinePartial2D(
+            plate_xy, frame_xy, method=cv2.RANSAC, ransacReprojThreshold=1.0
+        )
+        if similarity is not None and inlier.sum() >= 4:
+            similarity, similar = np.vstack([similarity, [0, 0, 1]]), similar.ravel().astype(bool)
+            narrow = _spread(frame_xy[inlier], gray.shape) < MIN_HOMOGRAPHY_SPREAD
+            gain = _residual(similarity, plate_xy[inlier], frame_xy[inlier]) - _residual(
+                homography, plate_xy[inlier], frame_xy[inlier]
+            )
+            if narrow or (gain < HOMOGRAPHY_GAIN_PX and similar.sum() >= 0.9 * inlier.sum()):
+                homography, inlier = similarity, similar
+        if (
+            inlier.sum() < MIN_INLIERS
+            or inlier.mean() < MIN_INLIER_RATIO
+            or not _well_conditioned(homography, gray.shape)
+        ):
+            return None, int(inlier.sum())
+        residual = _residual(homography, plate_xy[inlier], frame_xy[inlier])
+        if residual > MAX_REPROJECTION_PX:
+            return None, int(inlier.sum())
+        refined = self._refine(gray, background, homography)
+        # ECC weighs every background pixel: where the alpha missed part of the subject it can
+        # be pulled off; the features it must still agree with catch that
+        if _residual(refined, plate_xy[inlier], frame_xy[inlier]) <= residual + ECC_FEATURE_SLACK_PX:
+            homography = refined
+        return self._to_full(homography), int(inlier.sum())
+
+    def _features(self, gray: np.ndarray, mask: np.ndarray | None):
+        """ORB features spread over the image: the strongest few in each cell of a grid, so that
+        one busy patch does not take them all (a homography wants them over the whole frame)."""
+        points = self.orb.detect(gray, mask)
+        if not points:
+            return [], None
+        height, width = gray.shape
+        cells = {}
+        for point in sorted(points, key=lambda p: -p.response):
+            cell = (int(point.pt[1] * GRID[0] / height), int(point.pt[0] * GRID[1] / width))
+            cells.setdefault(cell, []).append(point)
+        per_cell = max(1, self.features // (GRID[0] * GRID[1]))
+        chosen = [p for found in cells.values() for p in found[:per_cell]]
+        return self.orb.compute(gray, chosen)
+
+    def _match(self, points, descriptors, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Each frame feature's best plate feature among those near where the last good estimate
+        puts it: repeated structure (a lattice, tiles) defeats a ratio test over the whole
+        frame, not a search near the prediction. Then Lowe's ratio test among those."""
+        frame_xy = np.float32([p.pt for p in points])
+        plate_all = np.float32([p.pt for p in self.plate_points])
+        predicted = _apply(np.linalg.inv(self._to_work(self.last_good)), frame_xy)
+        radius = SEARCH_RADIUS * float(np.hypot(*shape))
+        dx = predicted[:, None, 0] - plate_all[None, :, 0]
+        dy = predicted[:, None, 1] - plate_all[None, :, 1]
+        near = (dx * dx + dy * dy < radius * radius).view(np.uint8)
+        pairs = self.matcher.knnMatch(descriptors, self.plate_descriptors, k=2, mask=near)
+        good = [
+            p[0]
+            for p in pairs
+            if len(p) == 1 and p[0].distance < 64 or len(p) == 2 and p[0].distance < 0.9 * p[1].distance
+        ]
+        return (
+            np.float32([frame_xy[m.queryIdx] for m in good]).reshape(-1, 2),
+            np.float32([plate_all[m.trainIdx] for m in good]).reshape(-1, 2),
+        )
+
+    def _refine(self, gray: np.ndarray, background: np.ndarray, homography: np.ndarray) -> np.ndarray:
+        """ECC on the background's pixels: sub-pixel accuracy from the features' estimate. ECC's
+        correlation is blind to a gain and offset in brightness, so exposure does not pull it."""
+        cv2 = self.cv2
+        f = min(1.0, ECC_SIDE / max(gray.shape))
+        warp = _rescale(homography, f)
+        warp = (warp / warp[2, 2]).astype(np.float32)
+        size = self.plate_ecc.shape[::-1]
+        frame = (
+            cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+            if f < 1
+            else gray.astype(np.float32)
+        )
+        mask = cv2.resize(background, size, interpolation=cv2.INTER_NEAREST) if f < 1 else background
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
+        try:
+            _, refined = cv2.findTransformECC(self.plate_ecc, frame, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, 3)
+        except cv2.error:  # did not converge: keep the features' estimate
+            return homography
+        refined = _rescale(refined.astype(np.float64), 1 / f)
+        if _corner_distance(refined, homography, gray.shape) > MAX_ECC_CORRECTION_PX or not _well_conditioned(
+            refined, gray.shape
+        ):
+            return homography
+        return refined
+
+    def _smooth(self, homography: np.ndarray) -> np.ndarray:
+        """Average with the constant-velocity prediction only as far as the two agree within the
+        estimate's noise (JITTER_PX): a real change of motion is taken as measured, without lag."""
+        corners = _corners(homography, self.size)
+        if self.history:
+            prediction = 2 * self.history[-1] - self.history[-2] if len(self.history) == 2 else self.history[-1]
+            distance = float(np.abs(corners - prediction).max())
+            weight = 0.5 * np.exp(-((distance / JITTER_PX) ** 2))
+            corners = (1 - weight) * corners + weight * prediction
+        self.history = [*self.history[-1:], corners]
+        return self.cv2.getPerspectiveTransform(
+            _corners(np.eye(3), self.size).astype(np.float32), corners.astype(np.float32)
+        ).astype(np.float64)
+
+    def _fit_exposure(self, small: np.ndarray, background: np.ndarray, homography: np.ndarray):
+        """Per-channel gain and offset, frame = gain * plate + offset, by Huber-weighted least
+        squares over the background pixels the warped plate covers (clipped ones left out)."""
+        cv2 = self.cv2
+        # a sparse grid of pixels is plenty for six numbers, and keeps the fit cheap: the plate is
+        # sampled where the homography takes each grid pixel back to
+        step = max(1, int(np.sqrt(background.size / EXPOSURE_SAMPLES)))
+        rows, columns = np.mgrid[0 : small.shape[0] : step, 0 : small.shape[1] : step]
+        grid = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(np.float32)
+        source = _apply(np.linalg.inv(self._to_work(homography)), grid)
+        height, width = self.plate_small.shape[:2]
+        covered = (source[:, 0] >= 1) & (source[:, 0] <= width - 2) & (source[:, 1] >= 1) & (source[:, 1] <= height - 2)
+        plate_values = cv2.remap(self.plate_small, source[:, None, :], None, cv2.INTER_LINEAR).reshape(-1, 3)
+        frame_values = small[::step, ::step].reshape(-1, 3)
+        use = (background[::step, ::step] > 0).ravel() & covered
+        use &= (frame_values.min(axis=1) > 4) & (frame_values.max(axis=1) < 251)
+        use &= (plate_values.min(axis=1) > 4) & (plate_values.max(axis=1) < 251)
+        if use.sum() < 100:
+            return np.ones(3), np.zeros(3)
+        plate_values, frame_values = plate_values[use].astype(np.float64), frame_values[use].astype(np.float64)
+        fits = [_robust_line(plate_values[:, c], frame_values[:, c]) for c in range(3)]
+        return np.array([f[0] for f in fits]), np.array([f[1] for f in fits])
+
+    def _render(self, frame: np.ndarray, homography: np.ndarray, gains, offsets, background: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
+        height, width = self.size
+        # one warp gives the plate and where it reaches (its fourth channel)
+        warped = cv2.warpPerspective(self.plate_rgba, homography, (width, height))
+        uncovered = warped[..., 3] < 255
+        plate = np.ascontiguousarray(warped[..., :3])
+        from_frame = None
+        if uncovered.any():
+            if self.scale != 1.0:
+                background = cv2.resize(background, (width, height), interpolation=cv2.INTER_NEAREST)
+            from_frame = uncovered & (background > 0)  # the frame's own background reads as background
+            under_subject = uncovered & ~from_frame
+            if under_subject.any():  # the plate's nearest pixels there, never the subject's
+                nearest = cv2.warpPerspective(self.plate, homography, (width, height), borderMode=cv2.BORDER_REPLICATE)
+                plate[under_subject] = nearest[under_subject]
+        table = np.clip(np.arange(256)[:, None] * gains[None] + offsets[None] + 0.5, 0, 255).astype(np.uint8)
+        plate = cv2.LUT(plate, table[None])
+        if from_frame is not None:
+            plate[from_frame] = frame[from_frame]
+        return plate
+
+
+def _check_rgb(image: np.ndarray, what: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ConfigError(f"{what} must be uint8 HxWx3 RGB, got {image.dtype} of shape {image.shape}")
+    return np.ascontiguousarray(image)
+
+
+def _corners(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    points = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float64)
+    mapped = points @ homography.T
+    return mapped[:, :2] / mapped[:, 2:]
+
+
+def _corner_distance(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> float:
+    """Mean distance between where `a` and `b` take the image's corners."""
+    return float(np.linalg.norm(_corners(a, size) - _corners(b, size), axis=1).mean())
+
+
+def _corner_shift(homography: np.ndarray, size: tuple[int, int]) -> float:
+    return _corner_distance(homography, np.eye(3), size)
+
+
+def _rescale(homography: np.ndarray, factor: float) -> np.ndarray:
+    """The same motion in an image scaled by `factor`."""
+    scaled = homography * np.array([[1, 1, factor], [1, 1, factor], [1 / factor, 1 / factor, 1]])
+    return scaled
+
+
+def _apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 2) points taken by `homography`."""
+    mapped = points @ homography[:2, :2].T + homography[:2, 2]
+    return (mapped / (points @ homography[2, :2] + homography[2, 2])[:, None]).astype(np.float32)
+
+
+def _residual(homography: np.ndarray, source: np.ndarray, target: np.ndarray) -> float:
+    """Median distance between `target` and where `homography` takes `source`."""
+    mapped = source @ homography[:, :2].T + homography[:, 2]
+    return float(np.median(np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - target, axis=1)))
+
+
+def _spread(points: np.ndarray, size: tuple[int, int]) -> float:
+    """The points' convex hull area as a fraction of the frame's."""
+    import cv2
+
+    return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32)))) / (size[0] * size[1])
+
+
+def _well_conditioned(homography: np.ndarray, size: tuple[int, int]) -> bool:
+    """A camera that moved a little: scale within 0.67-1.5, little shear and perspective, the
+    corners still a convex quadrilateral in order."""
+    h = homography / homography[2, 2]
+    if not np.all(np.isfinite(h)):
+        return False
+    height, width = size
+    linear = h[:2, :2]
+    singular = np.linalg.svd(linear, compute_uv=False)
+    if singular.min() < 0.67 or singular.max() > 1.5 or singular.max() / singular.min() > 1.2:
+        return False
+    if abs(h[2, 0]) * width + abs(h[2, 1]) * height > 0.1:
+        return False
+    corners = _corners(h, size)
+    edges = np.roll(corners, -1, axis=0) - corners
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    return bool(np.all(turns > 0))
+
+
+def _robust_line(x: np.ndarray, y: np.ndarray, iterations: int = 4) -> tuple[float, float]:
+    """y ~ gain * x + offset by Huber-weighted least squares. A plate channel with almost no
+    spread (a plain wall) cannot tell a gain from an offset: a gain alone, the exposure's kind."""
+    if x.std() < 3.0:
+        gain = float(np.median(y) / max(np.median(x), 1.0))
+        return float(np.clip(gain, 0.5, 2.0)), 0.0
+    weights = np.ones_like(x)
+    gain, offset = 1.0, 0.0
+    for _ in range(iterations):  # weighted least squares in closed form, then Huber weights
+        total = weights.sum()
+        mean_x, mean_y = (weights * x).sum() / total, (weights * y).sum() / total
+        dx = x - mean_x
+        gain = float((weights * dx * (y - mean_y)).sum() / max((weights * dx * dx).sum(), 1e-9))
+        offset = float(mean_y - gain * mean_x)
+        residual = np.abs(y - gain * x - offset)
+        k = 1.345 * (1.4826 * np.median(residual) + 1e-6)
+        weights = np.minimum(1.0, k / np.maximum(residual, 1e-9))
+    if not 0.5 <= gain <= 2.0:  # not an exposure change: leave the plate's levels alone
+        return 1.0, 0.0
+    return float(gain), float(offset)
