@@ -72,11 +72,11 @@ class VideoSource:
                         f"{self.path} is not a readable video: its video stream is {stream.width}x{stream.height}"
                     )
                 fps = Fraction(stream.average_rate) if stream.average_rate else None
-                self.duration = _declared_duration(container, stream)
+                self.span = _declared_span(container, stream)
                 count, count_from = stream.frames or None, "header"
                 if count is None:
-                    count_from = "duration" if self.duration is not None and fps else "unknown"
-                    count = round(self.duration * fps) if count_from == "duration" else None
+                    count_from = "duration" if self.span is not None and fps else "unknown"
+                    count = round((self.span[1] - self.span[0]) * fps) if count_from == "duration" else None
                 self.info = SourceInfo(
                     "video",
                     count,
@@ -96,7 +96,7 @@ class VideoSource:
         height, width = self.info.size
         self.decoded, self.partial = 0, None
         hidden = 0  # packets an edit list hides: the header's count includes their frames
-        start = end = None  # seconds: the first decoded frame's time, where the last one ends
+        end = None  # seconds: where the last decoded frame ends (on the file's clock)
         stopped = None  # why decoding stopped early
         try:
             with av.open(str(self.path)) as container:
@@ -115,7 +115,6 @@ class VideoSource:
                                 f"video started at {width}x{height}; frames must keep one size"
                             )
                         if frame.time is not None:
-                            start = frame.time if start is None else start
                             end = frame.time + _frame_seconds(frame, self.info.fps)
                         yield frame.to_ndarray(format="rgb24")
                         self.decoded += 1
@@ -123,25 +122,26 @@ class VideoSource:
                         break
         except av.error.FFmpegError as e:
             stopped = f"decoding failed: {e}"
-        self._hold_to_declared(stopped, None if end is None else end - start, hidden)
+        self._hold_to_declared(stopped, end, hidden)
 
-    def _hold_to_declared(self, stopped: str | None, seconds: float | None, hidden: int) -> None:
+    def _hold_to_declared(self, stopped: str | None, end: float | None, hidden: int) -> None:
         """Raise (or, under keep_partial, note) a stream that stopped on an error or gave less
         than the file declares: fewer frames than its header's count (less the `hidden` ones an
-        edit list cuts), or frames that end short of its declared duration."""
+        edit list cuts), or frames that end short of its declared span."""
         info, decoded = self.info, self.decoded
-        seconds = seconds or 0.0
-        half_frame = 1 / (2 * info.fps) if info.fps else 0
+        start, declared_end = (float(t) for t in self.span or (0, 0))
+        length = declared_end - start  # seconds
+        ended = (start if end is None else end) - start  # seconds the decoded frames cover
         if stopped is None:
             if info.count_from == "header" and decoded + hidden < info.count:
                 stopped = "FFmpeg gave fewer frames than the file declares (a truncated or damaged file?)"
-            elif info.count_from == "duration" and seconds < self.duration - half_frame:
-                stopped = f"the stream ended at {seconds:.3f} s of its {float(self.duration):.3f} s (a truncated file?)"
+            elif info.count_from == "duration" and ended < length - 1 / (2 * info.fps):  # half a frame short
+                stopped = f"the stream ended at {ended:.3f} s of its {length:.3f} s (a truncated file?)"
             elif decoded:
                 return
         declared = {
             "header": f"the {info.count} it declares",
-            "duration": f"about {info.count} (its {float(self.duration):.3f} s at {float(info.fps):g} fps)",
+            "duration": f"about {info.count} (its {length:.3f} s at {float(info.fps):g} fps)",
             "unknown": "a number it does not declare",
         }[info.count_from]
         if decoded == 0:  # nothing to keep
@@ -153,22 +153,25 @@ class VideoSource:
         self.partial = problem
 
 
-def _declared_duration(container, stream) -> Fraction | None:
-    """The video stream's declared duration in seconds: the per-track DURATION tag Matroska and
-    WebM writers set (HH:MM:SS.nnnnnnnnn; FFmpeg may fill the stream's own duration from the
-    container's, which counts the audio too), else the stream's own, else the container's where
-    the video is its only stream; None when the file says none of them."""
+def _declared_span(container, stream) -> tuple[Fraction, Fraction] | None:
+    """Where the video stream's frames start and end, in seconds on the file's clock, as the file
+    declares: from the stream's start time to the per-track DURATION tag Matroska and WebM
+    writers set (HH:MM:SS.nnnnnnnnn, where the track ends; FFmpeg may fill the stream's own
+    duration from the container's, which counts the audio too), else for the stream's own
+    duration, else for the container's where the video is its only stream; None when the file
+    says none of them."""
+    start = Fraction(stream.start_time) * stream.time_base if stream.start_time is not None else Fraction(0)
     tag = stream.metadata.get("DURATION")
     if tag:
         try:
             hours, minutes, seconds = tag.split(":")
-            return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+            return start, Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
         except ValueError:
             pass  # a malformed tag: the next source
     if stream.duration:
-        return Fraction(stream.duration) * stream.time_base
+        return start, start + Fraction(stream.duration) * stream.time_base
     if container.duration and len(container.streams) == 1:
-        return Fraction(container.duration, 1_000_000)  # AV_TIME_BASE
+        return start, start + Fraction(container.duration, 1_000_000)  # AV_TIME_BASE
     return None
 
 

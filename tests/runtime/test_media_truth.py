@@ -12,6 +12,7 @@ import io
 import json
 import struct
 import zlib
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -50,12 +51,14 @@ def frame(index: int) -> np.ndarray:
     return image
 
 
-def write_video(target, fmt: str, codec: str, muxer_options=None, frames: int = FRAMES, audio: bool = False):
-    """`frames` frames into `target` (a path or a file object); with `audio`, an audio stream
-    carries packets, so that a video stream with no frames still makes a file."""
+def write_video(target, fmt: str, codec: str, muxer_options=None, frames: int = FRAMES, audio: bool = False, start=0):
+    """`frames` frames into `target` (a path or a file object), the first `start` frames late;
+    with `audio`, an audio stream carries packets, so that a video stream with no frames still
+    makes a file."""
     with av.open(target, "w", format=fmt, options=muxer_options or {}) as container:
         stream = container.add_stream(codec, rate=FPS)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.time_base = Fraction(1, FPS)
         stream.options = {"preset": "ultrafast"} if codec == "libx264" else {"deadline": "realtime", "cpu-used": "8"}
         if audio:
             sound = container.add_stream("libopus" if fmt == "webm" else "aac", rate=48000)
@@ -68,7 +71,9 @@ def write_video(target, fmt: str, codec: str, muxer_options=None, frames: int = 
             for packet in sound.encode():
                 container.mux(packet)
         for index in range(frames):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame(index), format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(frame(index), format="rgb24")
+            picture.pts, picture.time_base = start + index, Fraction(1, FPS)
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -199,6 +204,16 @@ def test_the_declared_count_comes_from_the_header_the_duration_or_is_unknown(vid
     path.write_bytes(pipe.data)
     got, error, source = read_through(path)
     assert (source.info.count, source.info.count_from, error, len(got)) == (None, "unknown", None, FRAMES)
+
+
+@pytest.mark.parametrize("suffix", CONTAINERS)
+def test_a_video_that_starts_late_is_read_whole(tmp_path, suffix):
+    """Frames from 0.5 s on: Matroska's DURATION tag says where the track ends (1.333 s), not how
+    long it is; the frames cover the span from the stream's start, and nothing is missing."""
+    path = tmp_path / f"late.{suffix}"
+    write_video(str(path), *CONTAINERS[suffix], start=6)
+    got, error, source = read_through(path)
+    assert (len(got), error, source.info.count) == (FRAMES, None, FRAMES)
 
 
 class _Pipe(io.RawIOBase):
