@@ -280,6 +280,19 @@ def test_run_on_a_cut_video_errs_or_keeps_what_decodes_and_says_so(small_file, s
     assert table.exit_code == 0 and "partial" in table.output and "decoded 9 frames" in table.output
 
 
+def test_run_says_when_a_video_declares_no_frame_count(small_file, still, tmp_path):
+    pipe = _Pipe()
+    write_video(pipe, "matroska", "libx264")
+    video = tmp_path / "streamed.mkv"
+    video.write_bytes(pipe.data)
+    args = ["run", str(small_file), str(video), str(still), "--out", str(tmp_path / "out"), "--backend", "onnxruntime"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = " ".join(result.output.replace("│", " ").split())
+    assert "declared frames unknown (the file does not declare them): only decoding errors are caught" in table
+    assert len(decode_all(tmp_path / "out" / "com.mp4")) == FRAMES
+
+
 # --- images ---------------------------------------------------------------------------------
 
 RNG = np.random.default_rng(42)
