@@ -48,8 +48,10 @@ def _not_a_model_file(path: Path, mode: int) -> str:
         return f"no such model file: {path} (a folder)"
     if stat.S_ISFIFO(mode):
         kind = "a FIFO (named pipe)"
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        kind = "a device"
+    elif stat.S_ISCHR(mode):
+        kind = "a character device"
+    elif stat.S_ISBLK(mode):
+        kind = "a block device"
     elif stat.S_ISSOCK(mode):
         kind = "a socket"
     else:

@@ -204,7 +204,7 @@ def test_fifo_device_and_link_loop_are_named_for_what_they_are(tmp_path):
     (tmp_path / "zero.onnx").symlink_to("/dev/zero")
     (tmp_path / "a.onnx").symlink_to(tmp_path / "b.onnx")
     (tmp_path / "b.onnx").symlink_to(tmp_path / "a.onnx")
-    for name, kind in (("fifo", "a FIFO (named pipe)"), ("zero", "a device"), ("a", "a symbolic link loop")):
+    for name, kind in (("fifo", "a FIFO (named pipe)"), ("zero", "a character device"), ("a", "a symbolic link loop")):
         path = tmp_path / f"{name}.onnx"
         with time_limit(20), pytest.raises(ModelFileError) as raised:
             Matter.open(path)

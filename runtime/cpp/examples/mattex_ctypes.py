@@ -16,11 +16,12 @@ import numpy as np
 
 class Options(ctypes.Structure):  # mattex_options
     _fields_ = [
+        ("struct_size", ctypes.c_size_t),
         ("backend", ctypes.c_char_p),
         ("inference_precision", ctypes.c_char_p),
         ("threads", ctypes.c_int),
         ("cache_dir", ctypes.c_char_p),
-        ("check_values", ctypes.c_int),
+        ("skip_value_checks", ctypes.c_int),
         ("device", ctypes.c_int),
     ]
 
@@ -48,12 +49,14 @@ class MattexLibrary:
         for call in (lib.mattex_last_error, lib.mattex_status_name, lib.mattex_version):
             call.restype = ctypes.c_char_p
 
-    def open(self, path, threads: int = 0, cache_dir=None) -> tuple[int, ctypes.c_void_p]:
-        """(status, handle); the handle is NULL when the status is not 0 (MATTEX_OK)."""
-        options = Options()
-        self.lib.mattex_options_init(ctypes.byref(options))
-        options.threads = threads
-        options.cache_dir = str(cache_dir).encode() if cache_dir else None
+    def open(self, path, threads: int = 0, cache_dir=None, options=None) -> tuple[int, ctypes.c_void_p]:
+        """(status, handle); the handle is NULL when the status is not 0 (MATTEX_OK). `options`:
+        an Options struct passed as it is (threads and cache_dir are then not applied)."""
+        if options is None:
+            options = Options()
+            self.lib.mattex_options_init(ctypes.byref(options))
+            options.threads = threads
+            options.cache_dir = str(cache_dir).encode() if cache_dir else None
         handle = ctypes.c_void_p()
         status = self.lib.mattex_open(str(path).encode(), ctypes.byref(options), ctypes.byref(handle))
         return status, handle

@@ -3,6 +3,7 @@
 // one file and fills its ModelInfo; Matter checks every input once before a backend sees it.
 #pragma once
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,5 +46,10 @@ const std::vector<BackendEntry>& backends();
 const BackendEntry& backend(const std::string& name);  // ConfigError for an unknown name
 // Adds a backend (tests: a fake one); a name already registered is a logic_error.
 void registerBackend(BackendEntry entry);
+
+// The resource a foreign exception says the machine could not give: "threads" (EAGAIN, "Resource
+// temporarily unavailable": a process or thread limit), "memory" (std::bad_alloc, ENOMEM), or ""
+// when it says something else. Backends let such exceptions through for Matter to name.
+std::string exhaustedResource(const std::exception& e);
 
 }  // namespace mattex::detail

@@ -30,8 +30,8 @@ mattex_status guarded(Body&& body) noexcept {
     return MATTEX_OK;
   } catch (const mattex::Error& e) {
     return fail(e.status(), e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(mattex::Status::Internal, "out of memory");
+  } catch (const std::bad_alloc&) {  // the handle itself (Matter names the buffers it allocates)
+    return fail(mattex::Status::Resource, "memory: the C API could not allocate a handle or a message");
   } catch (const std::exception& e) {
     return fail(mattex::Status::Internal, e.what());
   } catch (...) {
@@ -72,13 +72,18 @@ extern "C" {
 void mattex_options_init(mattex_options* options) {
   if (!options) return;
   *options = mattex_options{};
-  options->check_values = 1;
+  options->struct_size = sizeof(mattex_options);
 }
 
 mattex_status mattex_open(const char* path, const mattex_options* options, mattex_matter** matter) {
   if (!matter) return fail(mattex::Status::InvalidArgument, "matter (the handle to fill) is a null pointer");
   *matter = nullptr;
   if (!path) return fail(mattex::Status::InvalidArgument, "path is a null pointer");
+  if (options && options->struct_size != sizeof(mattex_options)) {
+    return fail(mattex::Status::InvalidArgument,
+                "options->struct_size is " + std::to_string(options->struct_size) + ", not sizeof(mattex_options) " +
+                    std::to_string(sizeof(mattex_options)) + ": fill the options with mattex_options_init");
+  }
   return guarded([&] {
     mattex::Options o;
     if (options) {
@@ -86,7 +91,7 @@ mattex_status mattex_open(const char* path, const mattex_options* options, matte
       o.inferencePrecision = text(options->inference_precision, "f32");
       o.threads = options->threads;
       o.cacheDir = text(options->cache_dir, "");
-      o.checkValues = options->check_values != 0;
+      o.checkValues = options->skip_value_checks == 0;
       o.device = options->device;
     }
     auto handle = std::make_unique<mattex_matter>();

@@ -4,11 +4,16 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <new>
+#include <system_error>
 #include <vector>
 
 #include "backend.hpp"
+#include "environment.hpp"
 #include "half.hpp"
 #include "sidecar.hpp"
 
@@ -30,6 +35,7 @@ const char* statusName(Status status) noexcept {
     case Status::InputValue: return "InputValueError";
     case Status::InvalidArgument: return "InvalidArgument";
     case Status::Internal: return "InternalError";
+    case Status::Resource: return "ResourceError";
   }
   return "UnknownStatus";
 }
@@ -61,13 +67,74 @@ std::string lowerSuffix(const std::string& path) {
 
 bool isEngineSuffix(const std::string& suffix) { return suffix == ".engine" || suffix == ".plan"; }
 
+// What a path that is not a regular file is, in mattex.files.check_model_file's words; reading a
+// FIFO would wait for a writer forever and a device never ends, so neither is ever opened.
+std::string notAModelFile(const std::string& path, const struct stat& st) {
+  if (S_ISDIR(st.st_mode)) return "no such model file: " + path + " (a folder)";
+  const char* kind = S_ISFIFO(st.st_mode)   ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode)  ? "a character device"
+                     : S_ISBLK(st.st_mode)  ? "a block device"
+                     : S_ISSOCK(st.st_mode) ? "a socket"
+                                            : "not a regular file";
+  return path + " is " + kind + ", not a model file";
+}
+
 void checkModelFile(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    const bool folder = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-    throw ModelFileError("no such model file: " + path + (folder ? " (a folder)" : ""));
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ELOOP) throw ModelFileError(path + " is a symbolic link loop, not a model file");
+    throw ModelFileError("no such model file: " + path);
   }
+  if (!S_ISREG(st.st_mode)) throw ModelFileError(notAModelFile(path, st));
   if (st.st_size == 0) throw ModelFileError(path + " is empty (0 bytes): an interrupted export, build or copy?");
+}
+
+// The last line of what an exception said that holds any text (OpenVINO's stack their context
+// above the system's own words), trimmed.
+std::string lastWords(const std::string& said) {
+  const auto end = said.find_last_not_of(" \t\r\n");
+  if (end == std::string::npos) return said;
+  const auto newline = said.find_last_of('\n', end);
+  const auto begin = said.find_first_not_of(" \t\r", newline == std::string::npos ? 0 : newline + 1);
+  return said.substr(begin, end - begin + 1);
+}
+
+// What `asking` (opening a file, a batch of frames) could not get, in mattex.runtime.matter's
+// words for ResourceError.
+std::string resourceMessage(const std::string& resource, const std::string& asking, const std::string& what) {
+  const std::string said = lastWords(what);
+  if (resource == "threads") {
+    return "threads: " + asking + " needs threads this machine would not start (" + said +
+           "): a process or thread limit (ulimit -u) is reached";
+  }
+  return "memory: " + asking + " could not be allocated on this machine (" + said + ")";
+}
+
+// Runs `body` so that only mattex::Error leaves the C++ API: the machine's refusals (a buffer
+// that cannot be allocated, a thread that cannot start) become ResourceError naming what asked,
+// anything else a backend or the standard library threw becomes InternalError.
+template <typename Body>
+auto onlyMattexErrors(const std::string& asking, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    const std::string resource = detail::exhaustedResource(e);
+    if (!resource.empty()) throw ResourceError(resourceMessage(resource, asking, e.what()));
+    throw Error(Status::Internal, e.what());
+  } catch (...) {
+    throw Error(Status::Internal, "unknown error (not a std::exception) from " + asking);
+  }
+}
+
+// "batch 2 of 1080x1920 (buffers of 49766400 bytes each)": the float32 frames a call converts.
+std::string framesAsked(int64_t batch, int64_t height, int64_t width) {
+  const double bytes = 4.0 * 3.0 * static_cast<double>(batch) * static_cast<double>(height) * static_cast<double>(width);
+  char text[160];
+  std::snprintf(text, sizeof text, "batch %lld of %lldx%lld (buffers of %.0f bytes each)", static_cast<long long>(batch),
+                static_cast<long long>(height), static_cast<long long>(width), bytes);
+  return text;
 }
 
 // The backend Options and the file's suffix ask for (Matter.open's choice).
@@ -145,6 +212,10 @@ struct Matter::Impl {
   std::unique_ptr<detail::Backend> backend;
   Options options;
 
+  void run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width, float* pha, float* fgr);
+  void matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
+                   float* fgr);
+
   // mattex.runtime.io_spec.check_inputs for sizes and profiles.
   void checkShape(const void* src, const void* bgr, const void* pha, const void* fgr, int64_t b, int64_t h,
                   int64_t w) const {
@@ -186,6 +257,11 @@ Matter::~Matter() = default;
 const ModelInfo& Matter::info() const { return impl_->backend->info; }
 
 std::unique_ptr<Matter> Matter::open(const std::string& path, const Options& options) {
+  return onlyMattexErrors("opening " + baseName(path), [&] { return openChecked(path, options); });
+}
+
+std::unique_ptr<Matter> Matter::openChecked(const std::string& path, const Options& options) {
+  detail::checkedThreads(options.threads);
   checkModelFile(path);
   const std::string suffix = lowerSuffix(path);
   std::unique_ptr<detail::Sidecar> sidecar;
@@ -205,7 +281,12 @@ std::unique_ptr<Matter> Matter::open(const std::string& path, const Options& opt
 
 void Matter::run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
                  float* fgr) {
-  Impl& m = *impl_;
+  onlyMattexErrors(framesAsked(batch, height, width), [&] { impl_->run(src, bgr, batch, height, width, pha, fgr); });
+}
+
+void Matter::Impl::run(const float* src, const float* bgr, int64_t batch, int64_t height, int64_t width, float* pha,
+                       float* fgr) {
+  Impl& m = *this;
   m.checkShape(src, bgr, pha, fgr, batch, height, width);
   const size_t count = static_cast<size_t>(batch * 3 * height * width);
   if (m.options.checkValues) {
@@ -239,7 +320,13 @@ void Matter::run(const float* src, const float* bgr, int64_t batch, int64_t heig
 
 void Matter::matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, int64_t height, int64_t width,
                          float* pha, float* fgr) {
-  Impl& m = *impl_;
+  onlyMattexErrors(framesAsked(batch, height, width),
+                   [&] { impl_->matteFrames(src, bgr, batch, height, width, pha, fgr); });
+}
+
+void Matter::Impl::matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, int64_t height, int64_t width,
+                               float* pha, float* fgr) {
+  Impl& m = *this;
   m.checkShape(src, bgr, pha, fgr, batch, height, width);
   const std::string& dtype = m.backend->info.ioDtype;
   if (dtype == "uint8") {
@@ -272,8 +359,29 @@ void Matter::matteFrames(const uint8_t* src, const uint8_t* bgr, int64_t batch, 
 
 void Matter::enqueue(const void* src, const void* bgr, int64_t batch, int64_t height, int64_t width, void* pha,
                      void* fgr, void* stream) {
-  impl_->checkShape(src, bgr, pha, fgr, batch, height, width);
-  impl_->backend->enqueue(src, bgr, batch, height, width, pha, fgr, stream);
+  onlyMattexErrors(framesAsked(batch, height, width), [&] {
+    impl_->checkShape(src, bgr, pha, fgr, batch, height, width);
+    impl_->backend->enqueue(src, bgr, batch, height, width, pha, fgr, stream);
+  });
 }
 
 }  // namespace mattex
+
+namespace mattex::detail {
+
+std::string exhaustedResource(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return "memory";
+  if (const auto* failed = dynamic_cast<const std::system_error*>(&e)) {
+    if (failed->code() == std::errc::resource_unavailable_try_again) return "threads";
+    if (failed->code() == std::errc::not_enough_memory) return "memory";
+  }
+  // Backends wrap what the system said in their own exceptions (OpenVINO: ov::Exception).
+  const std::string said = e.what();
+  if (said.find(std::strerror(EAGAIN)) != std::string::npos) return "threads";
+  if (said.find(std::strerror(ENOMEM)) != std::string::npos || said.find("bad_alloc") != std::string::npos) {
+    return "memory";
+  }
+  return "";
+}
+
+}  // namespace mattex::detail

@@ -84,7 +84,7 @@ class OpenVinoBackend : public Backend {
 
     config_ = ov::AnyMap{ov::hint::inference_precision(hint),
                          ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY)};
-    const int threads = options.threads > 0 ? options.threads : defaultThreads();
+    const int threads = options.threads > 0 ? options.threads : defaultThreads();  // both checked for bounds
     if (threads > 0) config_.emplace(ov::inference_num_threads(threads));
     model_ = model;
     path_ = path;
@@ -151,6 +151,7 @@ class OpenVinoBackend : public Backend {
         core_.set_property(ov::cache_dir(entry.folder()));
         compiled->model = core_.compile_model(model, kDevice, config_);
       } catch (const ov::Exception& e) {  // OpenVINO's shape inference or compilation refused it
+        if (!exhaustedResource(e).empty()) throw;  // the machine refused, not the file: Matter names it
         throw ModelFileError("OpenVINO cannot compile " + baseName(path_) + ": " + lastLine(e.what()));
       }
       found = byShape_.emplace(shape, compiled).first;
@@ -209,6 +210,7 @@ class OpenVinoBackend : public Backend {
       const auto onnx = frontends_.load_by_framework("onnx");
       return onnx->convert(onnx->load(path));
     } catch (const std::exception& e) {
+      if (!exhaustedResource(e).empty()) throw;  // the machine refused, not the file: Matter names it
       const std::string message = e.what();
       if (message.find("trt.plugins") != std::string::npos || message.find("TopkLastDim") != std::string::npos) {
         throw BackendUnavailableError(baseName(path) +
@@ -261,6 +263,7 @@ std::unique_ptr<Backend> openOpenVino(const std::string& path, const Options& op
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {  // ov::Exception while compiling: the file's graph, not the caller
+    if (!exhaustedResource(e).empty()) throw;  // threads or memory the machine refused: Matter names them
     throw ModelFileError(path + " is not a loadable ONNX model (OpenVINO: " + lastLine(e.what()) + ")");
   }
 }

@@ -6,6 +6,7 @@
  *                                    (B, H, W, 3)), from DIR/<i>.src.bin and DIR/<i>.bgr.bin to
  *                                    DIR/<i>.pha.c.bin and DIR/<i>.fgr.c.bin (tests/runtime/cpp
  *                                    compares them with Python's Matter) */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,36 @@ int main(int argc, char** argv) {
                 MATTEX_OK, NULL);
   failures += !(fgr[0] == 64.0f / 255.0f); /* 0.25 stored as the frame 64 (rint(63.75)) */
   mattex_close(matter);
+
+  /* Options as a C caller may leave them: never initialised, zeroed but sized, out of range. */
+  mattex_options zeroed = {0};
+  expect_status("zeroed options", mattex_open(model, &zeroed, &matter), MATTEX_ERROR_INVALID_ARGUMENT,
+                "options->struct_size is 0, not sizeof(mattex_options)");
+  failures += matter != NULL;
+  zeroed.struct_size = sizeof zeroed; /* every other zero is the safe default: value checks on */
+  expect_status("open sized zero options", mattex_open(model, &zeroed, &matter), MATTEX_OK, NULL);
+  src[3] = NAN;
+  src[4] = 7.0f;
+  expect_status("NaN with zero options", mattex_run(matter, src, bgr, 3 * N, B, H, W, pha, N, fgr, 3 * N),
+                MATTEX_ERROR_INPUT_VALUE, "src has 1 NaN and 0 Inf values");
+  src[3] = 0.75f;
+  expect_status("7.0 with zero options", mattex_run(matter, src, bgr, 3 * N, B, H, W, pha, N, fgr, 3 * N),
+                MATTEX_ERROR_INPUT_VALUE, "src has values outside [0, 1] (min 0.75, max 7)");
+  mattex_close(matter);
+  zeroed.skip_value_checks = 1;
+  expect_status("open skipping value checks", mattex_open(model, &zeroed, &matter), MATTEX_OK, NULL);
+  expect_status("7.0 unchecked when asked", mattex_run(matter, src, bgr, 3 * N, B, H, W, pha, N, fgr, 3 * N),
+                MATTEX_OK, NULL);
+  mattex_close(matter);
+  src[4] = 0.75f;
+  mattex_options_init(&options);
+  options.threads = -1;
+  expect_status("negative threads", mattex_open(model, &options, &matter), MATTEX_ERROR_CONFIG,
+                "threads=-1: give a whole number of threads from 1 to ");
+  options.threads = 1000000;
+  expect_status("a million threads", mattex_open(model, &options, &matter), MATTEX_ERROR_CONFIG,
+                "threads=1000000: give a whole number of threads from 1 to ");
+  failures += strcmp(mattex_status_name(MATTEX_ERROR_RESOURCE), "ResourceError") != 0;
   failures += strcmp(mattex_status_name(MATTEX_ERROR_MODEL_FILE), "ModelFileError") != 0;
   failures += strlen(mattex_version()) == 0;
 

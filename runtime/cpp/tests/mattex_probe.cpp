@@ -6,6 +6,17 @@
 //   mattex_probe loop MODEL H W N                 -> "rss <kB after 100 frames> <kB after N>"
 //   mattex_probe threads MODEL H W                -> "identical" when 4 threads sharing one Matter and 2
 //                                                    with their own give what one call alone gives
+//   mattex_probe open-threads MODEL N             -> as open, with Options::threads = N
+//   mattex_probe open-no-threads MODEL            -> as open, in a process that cannot start a thread
+//                                                    (root only: RLIMIT_NPROC 1 under the real uid of
+//                                                    nobody, files still read as root)
+//   mattex_probe alloc DIR H W                    -> "<ErrorKind>: <message>" (exit 1) of matteFrames on
+//                                                    a float32 .fake file (DIR/m.fake) with the address
+//                                                    space capped 16 MiB above the caller's buffers
+#include <sys/fsuid.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -121,6 +132,63 @@ int threadsCommand(char** argv) {
   return identical ? 0 : 1;
 }
 
+int openThreadsCommand(char** argv) {
+  mattex::Options options;
+  options.threads = std::atoi(argv[3]);
+  mattex::Matter::open(argv[2], options);
+  std::cout << "ok\n";
+  return 0;
+}
+
+// A process at its process/thread limit, as a user meets it (root is exempt from RLIMIT_NPROC,
+// so the real uid becomes nobody's; the saved uid stays root so that the file-system uid can stay
+// root and every file still reads).
+int openNoThreadsCommand(char** argv) {
+  const rlimit one{1, 1};
+  if (::setrlimit(RLIMIT_NPROC, &one) != 0 || ::setresuid(65534, 65534, 0) != 0) {
+    std::perror("cannot limit the process count");
+    return 3;
+  }
+  ::setfsuid(0);
+  std::thread probe;
+  try {
+    probe = std::thread([] {});
+    probe.join();
+    std::cerr << "a thread still started: the limit does not hold here\n";
+    return 3;
+  } catch (const std::system_error&) {  // the limit holds
+  }
+  mattex::Matter::open(argv[2]);
+  std::cout << "ok\n";
+  return 0;
+}
+
+long virtualKb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmSize:", 0) == 0) return std::atol(line.c_str() + 7);
+  }
+  return -1;
+}
+
+// A frame size that passes every check but whose conversion buffers this process cannot allocate.
+int allocCommand(char** argv) {
+  const std::string model = std::string(argv[2]) + "/m.fake";
+  mattex::testing::writeFakeModel(model, "float32");
+  const int64_t h = std::atoll(argv[3]), w = std::atoll(argv[4]);
+  auto matter = mattex::Matter::open(model);
+  const size_t n = static_cast<size_t>(h * w);
+  std::vector<uint8_t> src(3 * n, 200), bgr(3 * n, 100);
+  std::vector<float> pha(n), fgr(3 * n);
+  const rlim_t cap = static_cast<rlim_t>(virtualKb() + 16 * 1024) * 1024;
+  const rlimit limit{cap, cap};
+  if (::setrlimit(RLIMIT_AS, &limit) != 0) return 3;
+  matter->matteFrames(src.data(), bgr.data(), 1, h, w, pha.data(), fgr.data());
+  std::cout << "ok\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,10 +199,13 @@ int main(int argc, char** argv) {
     if (command == "run" && argc == 4) return runCommand(argv);
     if (command == "loop" && argc == 6) return loopCommand(argv);
     if (command == "threads" && argc == 5) return threadsCommand(argv);
+    if (command == "open-threads" && argc == 4) return openThreadsCommand(argv);
+    if (command == "open-no-threads" && argc == 3) return openNoThreadsCommand(argv);
+    if (command == "alloc" && argc == 5) return allocCommand(argv);
   } catch (const mattex::Error& e) {
     std::cout << e.kind() << ": " << e.what() << "\n";
     return 1;
   }
-  std::cerr << "usage: mattex_probe open|run|loop|threads ... (see the source)\n";
+  std::cerr << "usage: mattex_probe open|run|loop|threads|open-threads|open-no-threads|alloc ... (see the source)\n";
   return 2;
 }

@@ -31,6 +31,7 @@ enum class Status : int {
   InputValue = 7,          // InputValueError: NaN, Inf or values outside [0, 1] in float frames
   InvalidArgument = 8,     // a null pointer or handle (C API)
   Internal = 9,            // anything else a backend threw
+  Resource = 10,           // ResourceError: the machine could not give threads or memory (appended: codes are ABI)
 };
 
 // The Python class name of a status ("ModelFileError", ...).
@@ -67,6 +68,11 @@ struct InputShapeError : Error {
 struct InputValueError : Error {
   explicit InputValueError(const std::string& message) : Error(Status::InputValue, message) {}
 };
+// The machine could not give what a call needs (threads: a process or thread limit; memory: a
+// buffer too large to allocate); the message names the resource. The input may be fine elsewhere.
+struct ResourceError : Error {
+  explicit ResourceError(const std::string& message) : Error(Status::Resource, message) {}
+};
 
 struct Options {
   // "" picks by file: .onnx -> "openvino"; .engine/.plan -> the backend its sidecar names
@@ -75,7 +81,8 @@ struct Options {
   // OpenVINO's arithmetic for float files: "f32", or "bf16" on CPUs with AMX or AVX-512 BF16
   // (refused elsewhere, as Python refuses it: OpenVINO would quietly run f32).
   std::string inferencePrecision = "f32";
-  // CPU threads; 0: MATTEX_THREADS where set, else one per core (the backend's choice).
+  // CPU threads; 0: MATTEX_THREADS where set, else one per core (the backend's choice). Else
+  // 1..maxThreads() (ConfigError otherwise, negative values included), as in Python.
   int threads = 0;
   // The compiled-model cache; "": $MATTEX_CACHE or $XDG_CACHE_HOME/mattex (~/.cache/mattex), then
   // openvino/ - the Python runtime's, with the same entry per file (docs/runtime.md, the model cache).
@@ -141,11 +148,17 @@ class Matter {
 
  private:
   explicit Matter(std::unique_ptr<Impl> impl);
+  static std::unique_ptr<Matter> openChecked(const std::string& path, const Options& options);
   std::unique_ptr<Impl> impl_;
 };
 
 // The backends this library was built with, e.g. {"openvino"}.
 std::vector<std::string> builtBackends();
+
+// The most CPU threads a threads option or MATTEX_THREADS may ask for on this machine:
+// kThreadsPerCore per online core (mattex.runtime.backends.base.max_threads).
+inline constexpr int kThreadsPerCore = 4;
+int maxThreads() noexcept;
 
 // The library's version (mattex's).
 const char* version() noexcept;

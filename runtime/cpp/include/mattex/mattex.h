@@ -36,18 +36,23 @@ typedef enum mattex_status {
   MATTEX_ERROR_INPUT_SHAPE = 6,
   MATTEX_ERROR_INPUT_VALUE = 7,
   MATTEX_ERROR_INVALID_ARGUMENT = 8,
-  MATTEX_ERROR_INTERNAL = 9
+  MATTEX_ERROR_INTERNAL = 9,
+  MATTEX_ERROR_RESOURCE = 10 /* ResourceError: threads or memory the machine could not give */
 } mattex_status;
 
 typedef struct mattex_matter mattex_matter;
 
-/* NULL strings and 0 take the defaults (mattex::Options); mattex_options_init fills them. */
+/* Fill with mattex_options_init, then set what you need. struct_size must be
+ * sizeof(mattex_options), which mattex_options_init sets: a struct never initialised (`= {0}`,
+ * or left as the stack had it) is refused with MATTEX_ERROR_INVALID_ARGUMENT. Every other field's
+ * zero or NULL is the default and the safe choice (mattex::Options). */
 typedef struct mattex_options {
+  size_t struct_size;              /* sizeof(mattex_options) */
   const char* backend;             /* NULL: by file */
   const char* inference_precision; /* NULL: "f32"; or "bf16" */
-  int threads;                     /* 0: MATTEX_THREADS, else one per core */
+  int threads;                     /* 0: MATTEX_THREADS, else one per core; at most 4 per core */
   const char* cache_dir;           /* NULL: the Python runtime's */
-  int check_values;                /* 1: float frames must be finite and in [0, 1] */
+  int skip_value_checks;           /* 0: float frames must be finite and in [0, 1]; 1 skips it */
   int device;                      /* CUDA device (engines) */
 } mattex_options;
 
