@@ -111,6 +111,26 @@ def test_what_triton_cannot_be_told_is_refused_and_leaves_nothing(small_file, tm
     assert sorted(p.name for p in out.iterdir()) == ["matte"]  # only the one written
 
 
+def bad_request_answer(http_port: int) -> tuple[str, str]:
+    """What tritonclient gets for float frames 94 high (not divisible by 4): status and message."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+    tensors = []
+    for name in ("src", "bgr"):
+        tensor = httpclient.InferInput(name, [1, 3, 94, 128], "FP32")
+        tensor.set_data_from_numpy(np.full((1, 3, 94, 128), 0.5, np.float32))
+        tensors.append(tensor)
+    try:
+        client.infer("matte", tensors)
+    except InferenceServerException as e:
+        return str(e.status()), e.message()
+    finally:
+        client.close()
+    raise AssertionError("the bad request was served")
+
+
 def test_the_python_repository_serves_in_the_real_tritonserver(small_file, tmp_path):
     """NVIDIA's tritonserver binary (the one PyTriton ships), started as a deployment starts it:
     `tritonserver --model-repository REPO`, its Python backend given the stub of this Python."""
@@ -129,7 +149,7 @@ def test_the_python_repository_serves_in_the_real_tritonserver(small_file, tmp_p
         get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}"),
         triton / "backends" / "python" / "triton_python_backend_stub",
     )
-    from test_serve import free_ports
+    from serve_helpers import free_ports
 
     http_port, grpc_port, metrics_port = free_ports(3)
     env = {
@@ -174,6 +194,10 @@ def test_the_python_repository_serves_in_the_real_tritonserver(small_file, tmp_p
         got = RemoteMatter(f"grpc://127.0.0.1:{grpc_port}", "matte").matte_frames(src, bgr)
         want = Matter.open(small_file, backend="onnxruntime").matte_frames(src, bgr)
         assert np.abs(got["pha"] - want["pha"]).max() <= 1e-5  # float outputs: the same numbers
+        assert bad_request_answer(http_port) == (
+            "400",
+            "InputShapeError: src and bgr height and width must be divisible by 4, got 94x128",
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
