@@ -170,13 +170,15 @@ def write_synthetic_video(
     filmed with light capture noise, written to `out` (H.264 MP4); the room without the person,
     the captured background, goes to `background` (PNG). Both are written atomically."""
     from mattex.errors import ConfigError
-    from mattex.files import atomic_path
+    from mattex.files import atomic_path, output_file
     from mattex.runtime.media import VideoSink
 
     if frames < 1 or height < 16 or width < 16 or fps < 1:
         raise ConfigError(
-            f"need at least 1 frame of 16x16 at 1 fps, got {frames} frames of {width}x{height} at {fps} fps"
+            f"need at least 1 frame of 16x16 at 1 fps, got {frames} frames of {height}x{width} "
+            f"(height x width) at {fps} fps"
         )
+    out, background = output_file(out), output_file(background)  # before any frame is made
     rng = np.random.default_rng(seed)
     room = synth_background(rng, height, width)  # (3, H, W)
     fgr, pha = synth_portrait(rng, height, width)

@@ -39,7 +39,7 @@ def command(
     hardware_compat: str = typer.Option(
         "none", help="TensorRT: none | ampere+ (any GPU from Ampere on) | same-cc (same compute capability)."
     ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
     json_output: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
 ) -> None:
     """Example: mattex build bgm_resnet50_hd.onnx --backend tensorrt-rtx --profile hd --compute-capability 8.6,8.9,12.0

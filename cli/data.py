@@ -45,8 +45,8 @@ def synth(
 @app.command("synth-video")
 @user_errors(requires=("export", "mattex data synth-video"))
 def synth_video(
-    out: Path = typer.Option(..., help="The clip to write (.mp4)."),
-    background: Path = typer.Option(..., help="Where to write the captured background (.png)."),
+    out: str = typer.Option(..., help="The clip to write (.mp4)."),  # str: a trailing / (a folder) is refused
+    background: str = typer.Option(..., help="Where to write the captured background (.png)."),
     frames: int = typer.Option(48, min=1, help="How many frames."),
     height: int = typer.Option(240, min=SIZE_MULTIPLE, help="Frame height."),
     width: int = typer.Option(320, min=SIZE_MULTIPLE, help="Frame width."),
@@ -67,6 +67,7 @@ def synth_video(
         out, background, frames, height, width, fps, seed, progress=lambda i: next(steps, None)
     )
     console.print(
-        f"wrote {frames} frames of {width}x{height} at {fps} fps to {path} and the background to {background}",
+        f"wrote {frames} frames of {height}x{width} (height x width) at {fps} fps to {path} "
+        f"and the background to {background}",
         highlight=False,
     )

@@ -73,7 +73,7 @@ def command(
         "standard ops, runs everywhere) or plugin (TensorRT 11's TopkLastDim "
         "plugin; TensorRT only, frames need at least k patches).",
     ),
-    output: Path | None = typer.Option(
+    output: str | None = typer.Option(  # a str: Path() would drop a trailing / (a folder, refused)
         None,
         "--output",
         "-o",

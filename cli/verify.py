@@ -42,7 +42,7 @@ def command(
         None,
         help="OpenVINO's arithmetic: f32, or bf16 (CPUs with AMX/AVX-512 BF16; fp32 files then get the bf16 budget).",
     ),
-    json_report: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
+    json_report: str | None = typer.Option(None, "--json", help="Write the report as JSON here."),
 ) -> None:
     """Example: mattex verify bgm_resnet50_hd.onnx --checkpoint pytorch_resnet50.pth --json report.json
 
@@ -53,8 +53,12 @@ def command(
     --background), or PhotoMatte85-layout composites (--data, at the trace size or
     --height/--width).
     """
+    from mattex.files import check_not_input, output_file
     from mattex.measure.verify import verify_file
 
+    if json_report:  # refused now, not after the verification
+        inputs = {"model file": model, "checkpoint": checkpoint, "background": background}
+        check_not_input(output_file(json_report), inputs)
     report = verify_file(
         model,
         checkpoint=checkpoint,

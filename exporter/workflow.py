@@ -3,6 +3,7 @@ size wherever one can be built here, and say what to do next."""
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -11,6 +12,7 @@ from pathlib import Path
 from mattex.calibration.int8 import CalibrationSettings
 from mattex.contract import TENSORRT_TARGETS
 from mattex.errors import ModelFileError, OutputPathError
+from mattex.files import check_not_input, output_file
 
 from .build import automatic_build, build_engine, parse_profile
 from .config import ExportConfig
@@ -75,7 +77,13 @@ def export_and_build(
     cannot be built here is written all the same, with a note. A file of another model at
     `output` is replaced only with `replace` (check_replaceable)."""
     config.validate()
-    output = Path(output) if output is not None else Path(config.default_filename())
+    output = output_file(output) if output is not None else Path(config.default_filename())
+    # What export reads is never what it writes, `replace` or not (the checkpoint became the
+    # ONNX file, and the next step printed then failed).
+    inputs = {"checkpoint": checkpoint}
+    for written in (output, output.with_suffix(".engine"), calibration_cache):
+        if written is not None:
+            check_not_input(output_file(written), inputs)
     check_replaceable(output, config, replace)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -127,11 +135,14 @@ def check_replaceable(output: Path, config: ExportConfig, replace: bool = False)
 
 
 def _next_steps(outcome: ExportOutcome, checkpoint, trace: str) -> list[str]:
-    path, config = outcome.result.path, outcome.config
+    """The commands that can run next on the file just written, quoted for a shell (a path with
+    spaces pastes as one argument). A build is offered only for a file checked against a
+    TensorRT target's rules: an onnxruntime file (thresholding's NonZero above all) may not build."""
+    path, config = shlex.quote(str(outcome.result.path)), outcome.config
     steps = [f"mattex check {path} --target {config.target}"]
     if config.topk != "plugin":  # ONNX Runtime cannot run a TensorRT plugin
-        steps.append(f"mattex verify {path}" + (f" --checkpoint {checkpoint}" if checkpoint else ""))
-    if outcome.engine is None:
+        steps.append(f"mattex verify {path}" + (f" --checkpoint {shlex.quote(str(checkpoint))}" if checkpoint else ""))
+    if outcome.engine is None and config.target in TENSORRT_TARGETS:
         where = (
             "on the machine with TensorRT 11 and the GPU"
             if config.topk == "plugin"

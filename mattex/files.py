@@ -86,7 +86,82 @@ def output_error(path: str | Path, error: OSError) -> OutputPathError:
     return OutputPathError(f"cannot write {path}: {reason}{hint}; nothing was left behind")
 
 
-def _check_output(path: Path, folder: bool = False) -> None:
+# What exists at an output path and is neither a regular file nor a folder: never written over
+# (a FIFO would block or swallow the output, a device would be replaced by a plain file).
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+def special_kind(path: str | Path) -> str | None:
+    """What `path` is when it exists and is neither a regular file nor a folder (following
+    links): "a FIFO (named pipe)", "a character device"...; None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a link loop (named by the caller), a NUL byte
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
+
+
+def _written_path(path: str | Path, folder: bool = False) -> Path:
+    """The path a write of `path` lands on, refused (OutputPathError) where nothing may be
+    written there. One rule for every output: a path ending in a separator names a folder; a
+    symbolic link is written through (the link stays, its target gets the new content, as
+    open(path, "w") would do), so the checks apply to the target; a FIFO, device or socket
+    is refused by name, never replaced."""
+    if isinstance(path, str) and path.endswith(_SEPARATORS) and not folder:
+        raise OutputPathError(f"cannot write {path}: a path ending in {path[-1]} names a folder; give a file name")
+    given = path = Path(path)
+    if path.is_symlink():
+        try:
+            path = Path(os.path.realpath(path, strict=True))
+        except FileNotFoundError:  # a link to a file not written yet: written through, created
+            path = Path(os.path.realpath(path))
+        except OSError as e:  # a loop (ELOOP)
+            reason = e.strerror or type(e).__name__
+            raise OutputPathError(f"cannot write {path}: a symbolic link that cannot be followed ({reason})") from None
+    _check_output(path, folder, shown=f"{given} (a link to {path})" if path != given else None)
+    return path
+
+
+def output_file(path: str | Path) -> Path:
+    """`path` as a file output, refused now where no file can be written there (see
+    _written_path): a library entry point calls this before converting its argument, since
+    Path() drops the trailing separator that says the user meant a folder."""
+    _written_path(path)
+    return Path(path)
+
+
+def check_not_input(output: str | Path, inputs: dict[str, str | Path | None]) -> None:
+    """OutputPathError when writing `output` would replace one of the command's own inputs
+    (`inputs`, by role): the same file under any name (a link, a hard link, another relative
+    path), or a file inside `output` when that is a folder the command replaces. Never allowed,
+    whatever `force` or `replace` says: the command would destroy what it reads."""
+    target = Path(os.path.realpath(output))
+    for role, given in inputs.items():
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        try:
+            same = source == target or os.path.samefile(source, target)
+        except OSError:  # one of them does not exist (yet)
+            same = False
+        if same or target in source.parents:
+            where = "it is" if same else "it holds"
+            raise OutputPathError(
+                f"cannot write {output}: {where} the {role} this command reads ({given}); write the output "
+                "elsewhere (an input is never replaced, even when told to replace files)"
+            )
+
+
+def _check_output(path: Path, folder: bool = False, shown: str | None = None) -> None:
+    kind = special_kind(path)
+    if kind is not None:
+        raise OutputPathError(f"cannot write {shown or path}: it is {kind}, not a regular file; give another path")
     if path.is_dir() and not folder:
         raise OutputPathError(f"cannot write {path}: it is a folder; give a file name")
     if path.exists() and folder and not path.is_dir():
@@ -97,8 +172,7 @@ def check_writable(path: str | Path) -> None:
     """Raise OutputPathError now where `path` could not be written later (it is a folder, its
     folder is read-only): before minutes of work, not after. Leaves nothing behind (a folder
     that does not exist yet is left to be made by the write itself)."""
-    path = Path(path)
-    _check_output(path)
+    path = _written_path(path)
     if path.parent.is_dir():
         discard(temporary_beside(path))
 
@@ -145,8 +219,7 @@ def temporary_beside(path: str | Path) -> Path:
     """A new empty file beside `path` (same folder, so the final rename is atomic), with the
     permissions a plain open() would give (mkstemp's are owner-only). Temporaries of `path` a
     killed process left are removed first."""
-    path = Path(path)
-    _check_output(path)
+    path = _written_path(path)
     remove_dead_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +232,7 @@ def temporary_beside(path: str | Path) -> Path:
 
 
 def temporary_folder_beside(path: str | Path) -> Path:
-    path = Path(path)
-    _check_output(path, folder=True)
+    path = _written_path(path, folder=True)
     remove_dead_partials(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +245,7 @@ def temporary_folder_beside(path: str | Path) -> Path:
 
 def commit(tmp: Path, path: str | Path) -> Path:
     """Move a finished temporary file or folder to `path`, replacing what was there."""
-    path = Path(path)
-    _check_output(path, folder=Path(tmp).is_dir())
+    path = _written_path(path, folder=Path(tmp).is_dir())
     try:
         if Path(tmp).is_dir() and path.is_dir():  # a folder cannot be renamed over a non-empty one
             old = temporary_folder_beside(path)
@@ -245,13 +316,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def check_output_folder(path: str | Path) -> Path:
+    """`path` as a folder outputs can go in, refused now (OutputPathError) where it, or the
+    nearest of its parents that exists, is not a folder: a file, a FIFO, a device, a socket."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "it" if existing == path else str(existing)
+        kind = special_kind(existing) or "a file"
+        raise OutputPathError(f"cannot write into {path}: {what} is {kind}; give a folder")
+    return path
+
+
 @contextmanager
 def output_folder(path: str | Path) -> Iterator[Path]:
     """The folder outputs go in, created if missing and removed again if the block fails and
     the folder did not exist before: a failed command leaves no empty folder behind either."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputPathError(f"cannot write into {path}: it is a file; give a folder")
+    path = check_output_folder(path)
     created = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)

@@ -259,6 +259,19 @@ class RunResult:
         return facts if self.alignment is None else {**facts, "alignment": self.alignment}
 
 
+def _check_outputs_not_inputs(out: Path, outputs: list[str], model, src, bgr, composite: str) -> None:
+    """A run never writes over what it reads: an output video or image folder that is (or holds)
+    the model, the source, the background or the composite image is refused before it starts."""
+    from mattex.files import check_not_input
+
+    inputs = {"model file": model, "source": src, "background": bgr}
+    if Path(composite).is_file():
+        inputs["composite image"] = composite
+    for kind in outputs:
+        for written in (out / f"{kind}.mp4", out / kind):  # a video's, or an image sequence's
+            check_not_input(written, inputs)
+
+
 def matte_media(
     model: str | Path,
     src: str | Path,
@@ -287,7 +300,7 @@ def matte_media(
     what stopped it. Options for Matter.open (backend, providers, runtime_cache, ...) pass through.
     With `align`, the background is brought to each frame first (camera motion and exposure:
     runtime/align.py, the align extra) and the result's `alignment` says what that did."""
-    from mattex.files import output_folder, remove_dead_partials
+    from mattex.files import check_output_folder, output_folder, remove_dead_partials
 
     from .matter import Matter
     from .media import Background, ImageSink, VideoSink, open_source
@@ -298,8 +311,8 @@ def matte_media(
         require("align", "`align` (bringing the plate to each frame)")
     outputs = list(outputs)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"`out` {out} is a file; give a folder for the outputs")
+    check_output_folder(out)
+    _check_outputs_not_inputs(out, outputs, model, src, bgr, composite)
     if matter is None:  # else an open matter-like object (a RemoteMatter on a Triton server)
         # Decoding and encoding share the cores: the backend takes its co-runner options (ONNX
         # Runtime's idle threads sleep: HD, 2 cores, 0.83 -> 0.92 of the model's own frames/s).

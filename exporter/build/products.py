@@ -15,7 +15,7 @@ from mattex.contract import (
     TENSORRT_RTX,
 )
 from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
-from mattex.files import atomic_paths, atomic_write_bytes, sha256_file
+from mattex.files import atomic_paths, atomic_write_bytes, check_not_input, check_writable, output_file, sha256_file
 from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt
 from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import Sidecar, sidecar_path
@@ -72,7 +72,10 @@ def build_engine(
     """Build `output` (a raw plan) and `output`.json with `backend` (auto, tensorrt,
     tensorrt-rtx); returns the sidecar. Nothing is written unless the build succeeds. `plan`:
     what `plan_build` decided already (the file read and checked once: `mattex export`)."""
-    onnx_path, output = Path(onnx_path), Path(output)
+    onnx_path, output = Path(onnx_path), output_file(output)
+    for written in (output, sidecar_path(output)):  # refused before a build of minutes, not after
+        check_not_input(written, {"ONNX file": onnx_path})
+        check_writable(written)
     options = options or BuildOptions()
     plan = plan or plan_build(onnx_path, profiles, backend, options)
     backend, trt, meta, plugins = plan.backend, plan.trt, plan.facts.metadata, plan.facts.plugins

@@ -238,7 +238,7 @@ BAD_CLI = [
     Bad(
         "run-out-is-a-file",
         ["run", "{good.onnx}", "{frame.png}", "{bg.png}", "--out", "{frame.png}"],
-        "ConfigError",
+        "OutputPathError",  # one rule for every output (mattex.files.check_output_folder)
         "is a file",
     ),
     # media for `mattex run`
