@@ -26,7 +26,7 @@ from mattex.contract import (
     TOPK_METHODS,
 )
 from mattex.errors import ConfigError, ModelFileError
-from mattex.metadata import ExportMetadata
+from mattex.metadata import ExportMetadata, config_value_problem
 
 # Batch, height and width stay dynamic; H and W must be divisible by 4 at run time.
 # uint8-frame inputs (io "uint8") are (B, H, W, 3).
@@ -197,6 +197,9 @@ class ExportConfig:
             )
         if self.opset not in OPSETS:
             raise ConfigError(f"`opset` must be between {OPSETS[0]} and {OPSETS[-1]}, got {self.opset}")
+        problem = config_value_problem(asdict(self))
+        if problem is not None:  # NaN and out-of-range values, refused before any tracing
+            raise ConfigError(f"`{problem[0]}` {problem[1]}")
 
     def model_kwargs(self) -> dict:
         return dict(

@@ -22,6 +22,7 @@ MODEL_OUTPUTS = OUTPUTS + DEBUG_OUTPUTS  # MattingRefine's return order
 PATCH = 4  # the refiner re-estimates PATCH x PATCH blocks of pixels
 PATCH_PIXELS = PATCH * PATCH  # k = sample_pixels // PATCH_PIXELS patches
 SIZE_MULTIPLE = PATCH  # H and W must be divisible by 4: whole patches
+MAX_BACKBONE_SCALE = 1 / 2  # the backbone runs at half the frame size or less
 
 # What the inputs are: "float", (B, 3, H, W) RGB in [0, 1]; "uint8", frames as decoders give them,
 # (B, H, W, 3) uint8 RGB, converted to float inside the graph (a quarter of the bytes to move).

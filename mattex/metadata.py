@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import MISSING, dataclass, field, fields
 
-from mattex.contract import PATCH_PIXELS
+from mattex.contract import MAX_BACKBONE_SCALE, PATCH_PIXELS, SIZE_MULTIPLE
 from mattex.errors import ModelFileError
 
 # Keys whose values are JSON in metadata_props; the others are plain strings.
@@ -105,7 +105,8 @@ class ExportMetadata:
             value = getattr(self, f.name)
             if value is None or (f.name in ("selection", "tensorrt_plugins") and not value):
                 continue
-            props[f.name] = json.dumps(value) if f.name in _JSON else str(value)
+            # Strict JSON (no NaN or Infinity): other readers, the C++ runtime's among them, refuse them.
+            props[f.name] = json.dumps(value, allow_nan=False) if f.name in _JSON else str(value)
         for key, name in FLAT_KEYS.items():
             value = self.export_config[name]
             props[key] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -169,13 +170,54 @@ def _check_config(config: dict, source: object) -> None:
                 f"{source}: its mattex metadata 'export_config' is malformed "
                 f"(TypeError: {key} must be {kind.__name__}, got {json.dumps(value)[:20]})"
             )
+    problem = config_value_problem(config)
+    if problem is not None:
+        key, why = problem
+        raise ModelFileError(
+            f"{source}: its mattex metadata 'export_config' field {key!r} {why}: a damaged or hand-edited "
+            "file; export it again"
+        )
+
+
+def config_value_problem(config: dict) -> tuple[str, str] | None:
+    """The first export-configuration value no model can be made with, as (field, what it must
+    be), or None: one rule for an option given to `ExportConfig` and a file's metadata read back."""
+    rules = (
+        ("height", lambda v: v > 0 and v % SIZE_MULTIPLE == 0, f"a positive multiple of {SIZE_MULTIPLE}"),
+        ("width", lambda v: v > 0 and v % SIZE_MULTIPLE == 0, f"a positive multiple of {SIZE_MULTIPLE}"),
+        (
+            "backbone_scale",
+            lambda v: 0 < v <= MAX_BACKBONE_SCALE,
+            "in (0, 1/2]: the backbone runs at half size at most",
+        ),
+        (
+            "threshold",
+            lambda v: 0 <= v < 1,
+            "in [0, 1): the error map lies in [0, 1] and a patch is refined where it exceeds the threshold, "
+            "so 1 or more refines nothing",
+        ),
+        ("sample_pixels", lambda v: v >= PATCH_PIXELS, f"at least {PATCH_PIXELS} (one patch)"),
+        ("kernel_size", lambda v: v in (1, 3), "1 or 3"),
+    )
+    for key, ok, want in rules:
+        value = config.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in config and not (number and ok(value)):  # NaN fails every comparison
+            return key, f"must be {want}, got {value!r}"
+    return None
 
 
 def _parse(name: str, text: str):
     if name not in _JSON:
         return text
-    value = json.loads(text)
+    value = json.loads(text, parse_constant=_not_json)
     want = list if name in ("selection", "tensorrt_plugins") else dict
     if not isinstance(value, want):
         raise TypeError(f"expected a JSON {want.__name__}")
     return value
+
+
+def _not_json(constant: str):
+    """json.loads accepts NaN, Infinity and -Infinity, which JSON does not: refused, as the C++
+    runtime's parser refuses them."""
+    raise ValueError(f"{constant} is not a JSON number")

@@ -25,6 +25,7 @@ import numpy as np
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from mattex.errors import ConfigError, MattexError
 from mattex.extras import missing
+from mattex.memory import require_memory
 from mattex.runtime.backends.base import checked_threads
 
 from .machine import describe_machine
@@ -95,6 +96,11 @@ def parse_batches(text: str) -> list[int]:
     if not batches or any(b < 1 for b in batches):
         raise ConfigError(f"`batch` {text!r}: every batch must be at least 1")
     return batches
+
+
+# What one frame's pixel costs at least, in bytes: the uint8 src and bgr (6), a runner's float32
+# inputs (24) and its pha and fgr (16). The model's own activations come on top.
+BYTES_PER_PIXEL = 6 + 24 + 16
 
 
 def _inputs(size: tuple[int, int], batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -262,6 +268,9 @@ def bench(
             raise ConfigError(f"no such model file: {path}")
     if rounds < 1 or warmup < 0:
         raise ConfigError(f"`rounds` must be at least 1 and `warmup` at least 0, got {rounds}, {warmup}")
+    for height, width in sizes:  # every size asked for, before anything is opened or allocated
+        for batch in batches:
+            require_memory(f"bench at {height}x{width}, batch {batch}", BYTES_PER_PIXEL * batch * height * width)
     if threads is not None:  # before any runner starts them (PyTorch's pool too, which no backend checks)
         checked_threads(threads)
     report = BenchReport(describe_machine())

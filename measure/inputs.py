@@ -9,6 +9,17 @@ import numpy as np
 
 from mattex.contract import SIZE_MULTIPLE
 
+# What one generated pixel costs verify at least, in bytes: src, noise and bgr in float32 (36),
+# the file's and the reference's pha and fgr (2 x 16). The models' activations come on top.
+PAIR_BYTES_PER_PIXEL = 36 + 32
+
+
+def require_pair_memory(batch: int, height: int, width: int) -> None:
+    """ResourceError, before any pair is made, where pairs of this size cannot be held here."""
+    from mattex.memory import require_memory
+
+    require_memory(f"verify at {height}x{width}, batch {batch}", PAIR_BYTES_PER_PIXEL * batch * height * width)
+
 
 def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
     """Frames and backgrounds that differ like a capture: src uniform, bgr = src + noise."""

@@ -28,7 +28,7 @@ from mattex.runtime.backends import BACKENDS
 from mattex.runtime.io_spec import float_to_input, frames_to_input
 
 from .budgets import BUDGETS
-from .inputs import random_pairs, synthetic_pairs
+from .inputs import random_pairs, require_pair_memory, synthetic_pairs
 from .reference import file_metadata, reference_model
 from .verify_options import VerifyOptions
 
@@ -155,6 +155,7 @@ class Verifier:
     ) -> VerifyReport:
         if inputs is None:
             size = (height or self.config.height, width or self.config.width)
+            require_pair_memory(batch, *size)
             # Reduced-precision budgets are declared for matting inputs (calibrated ranges);
             # uniform noise lies outside them and would fail a faithful file.
             generate = random_pairs if self.meta.precision == "fp32" else synthetic_pairs
@@ -381,6 +382,8 @@ def verify_file(
         raise ConfigError("choose `images` or `data`, not both")
     if backgrounds is not None and data is None:
         raise ConfigError("`backgrounds` goes with `data`")
+    if height and width:  # refused before the file and PyTorch are opened
+        require_pair_memory(batch, height, width)
     pairs = None
     if images is not None:
         pairs = frame_pairs(images, background)

@@ -92,12 +92,18 @@ def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
 
 
 def infer_backbone(state: dict[str, torch.Tensor]) -> str:
-    """Tell the backbone from state_dict keys (the published checkpoints carry no other hint)."""
-    if "backbone.features.0.0.weight" in state:
+    """Tell the backbone from the state_dict's keys as a whole (the published checkpoints carry
+    no other hint): MobileNetV2 keeps its layers under backbone.features.*, the ResNets under
+    backbone.layer*.*, and resnet101's layer3 has 23 blocks to resnet50's 6. Counting every key,
+    not looking for one, so that a checkpoint missing a key still names its backbone (the key
+    check then lists what is missing)."""
+    mobilenet = sum(k.startswith("backbone.features.") for k in state)
+    resnet = [k.split(".") for k in state if k.startswith("backbone.layer")]
+    if mobilenet > len(resnet):
         return "mobilenetv2"
-    if "backbone.layer1.0.conv1.weight" in state:
-        # resnet101's layer3 has 23 blocks, resnet50's 6.
-        return "resnet101" if "backbone.layer3.22.conv1.weight" in state else "resnet50"
+    if resnet:
+        deep = any(p[1] == "layer3" and len(p) > 2 and p[2].isdigit() and int(p[2]) >= 6 for p in resnet)
+        return "resnet101" if deep else "resnet50"
     raise CheckpointError(
         "cannot tell the backbone from the checkpoint's keys (no backbone.features.* or "
         f"backbone.layer*.*); pass the backbone explicitly (one of {', '.join(BACKBONES)})"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mattex.contract import BACKBONES, REFINE_MODES
+from mattex.contract import BACKBONES, MAX_BACKBONE_SCALE, REFINE_MODES
 from mattex.errors import ConfigError, InputShapeError
 
 from .backbones import build_encoder
@@ -80,12 +80,14 @@ class MattingRefine(MattingBase):
         refine_prevent_oversampling: bool = True,
         refine_tie_break: str = "torch",
     ) -> None:
-        if not 0 < backbone_scale <= 1 / 2:
+        if not 0 < backbone_scale <= MAX_BACKBONE_SCALE:
             raise ConfigError(f"backbone_scale must be in (0, 1/2], got {backbone_scale}")
         if refine_mode not in REFINE_MODES:
             raise ConfigError(f"unknown refine_mode {refine_mode!r}; choose one of {', '.join(REFINE_MODES)}")
         if refine_kernel_size not in (1, 3):
             raise ConfigError(f"refine_kernel_size must be 1 or 3, got {refine_kernel_size}")
+        if not 0 <= refine_threshold < 1:  # NaN too: the error map lies in [0, 1]; 1 or more refines nothing
+            raise ConfigError(f"refine_threshold must be in [0, 1), got {refine_threshold!r}")
         if refine_sample_pixels < 16:
             raise ConfigError(f"refine_sample_pixels must be at least 16 (one 4x4 patch), got {refine_sample_pixels}")
         super().__init__(backbone)

@@ -74,6 +74,16 @@ def float_to_input(x: np.ndarray, dtype) -> np.ndarray:
     return x.astype(dtype)
 
 
+def dtype_name(dtype) -> str:
+    """A dtype's name with its byte order where that is not the machine's: a big-endian float32
+    array is not the float32 a model takes, and "float32, got float32" would not say why."""
+    dtype = np.dtype(dtype)
+    if dtype.byteorder in ("=", "|"):  # numpy writes the machine's own order as "="
+        return dtype.name
+    order = "big" if dtype.byteorder == ">" else "little"
+    return f"{dtype.name} ({order}-endian, {dtype.str!r}: convert with .astype({dtype.name!r}))"
+
+
 def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None = None) -> tuple[int, int, int]:
     """Validate {'src', 'bgr'} for a model whose inputs are `dtype` (uint8: frames (B, H, W, 3);
     float: (B, 3, H, W)); return (batch, height, width). Raises InputShapeError."""
@@ -85,7 +95,7 @@ def check_inputs(feeds: dict, dtype=np.float32, profiles: list[Profile] | None =
     for name in INPUTS:
         shape, got_dtype, _ = array_shape_dtype(feeds[name])
         if got_dtype != np.dtype(dtype):
-            raise InputShapeError(f"{name} must be {np.dtype(dtype).name}, got {got_dtype.name}")
+            raise InputShapeError(f"{name} must be {dtype_name(dtype)}, got {dtype_name(got_dtype)}")
         frames = is_frame_dtype(dtype)
         if len(shape) != 4 or (shape[3] if frames else shape[1]) != 3:
             layout = "(B, H, W, 3) uint8 RGB frames" if frames else "(B, 3, H, W) RGB"
@@ -149,7 +159,7 @@ def check_values(feeds: dict) -> None:
             )
         lo, hi = np.min(x), np.max(x)
         raise InputValueError(
-            f"{name} has values outside [0, 1] (min {float(lo):.4g}, max {float(hi):.4g}): "
+            f"{name} has values outside [0, 1] (min {float(lo)!r}, max {float(hi)!r}): "
             "pass frames scaled to [0, 1], e.g. uint8 / 255 (Matter(..., "
             "check_values=False) skips this check)"
         )

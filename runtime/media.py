@@ -69,7 +69,7 @@ class VideoSource:
                     )
                 if not (stream.height > 0 and stream.width > 0):
                     raise MediaError(
-                        f"{self.path} is not a readable video: its video stream is {stream.width}x{stream.height}"
+                        f"{self.path} is not a readable video: its video stream is {stream.height}x{stream.width}"
                     )
                 fps = Fraction(stream.average_rate) if stream.average_rate else None
                 self.span = _declared_span(container, stream)
@@ -111,8 +111,8 @@ class VideoSource:
                             break
                         if (frame.height, frame.width) != (height, width):
                             raise MediaError(
-                                f"{self.path}: frame {self.decoded} is {frame.width}x{frame.height}, the "
-                                f"video started at {width}x{height}; frames must keep one size"
+                                f"{self.path}: frame {self.decoded} is {frame.height}x{frame.width}, the "
+                                f"video started at {height}x{width} (height x width); frames must keep one size"
                             )
                         if frame.time is not None:
                             end = frame.time + _frame_seconds(frame, self.info.fps)
@@ -203,8 +203,8 @@ class ImageSource:
             image = read_image(path)
             if image.shape[:2] != (height, width):
                 raise MediaError(
-                    f"{path.name} is {image.shape[1]}x{image.shape[0]}, the first image "
-                    f"{width}x{height}: the images of a folder must share one size"
+                    f"{path.name} is {image.shape[0]}x{image.shape[1]}, the first image "
+                    f"{height}x{width} (height x width): the images of a folder must share one size"
                 )
             yield image
 

@@ -60,6 +60,9 @@ def _check_fields(d: dict) -> None:
         "profiles",
         "a non-empty list of {min, opt, max: [batch, height, width]}",
     )
+    for i, profile in enumerate(profiles):
+        problem = _profile_problem(profile)
+        need(problem is None, "profiles", f"sensible ({problem} in profile {i})")
     need(isinstance(d.get("io"), list), "io", "a list")
     need(isinstance(d.get("version_compatible", False), bool), "version_compatible", "true or false")
     need(
@@ -75,6 +78,24 @@ def _check_fields(d: dict) -> None:
         "target_compute_capabilities",
         "a list of [major, minor] or null",
     )
+
+
+# No batch, height or width of a profile exceeds this: TensorRT's own limits are far higher, but
+# a value above it is a damaged or hand-edited sidecar, never a plan mattex built.
+MAX_PROFILE_VALUE = 1 << 16
+
+
+def _profile_problem(profile: dict) -> str | None:
+    """What makes a profile impossible (typed already): a value not positive or above the bound,
+    or min <= opt <= max broken in batch, height or width; None for a sensible one."""
+    values = [v for key in ("min", "opt", "max") for v in profile[key]]
+    if not all(1 <= v <= MAX_PROFILE_VALUE for v in values):
+        return f"a batch, height or width outside 1..{MAX_PROFILE_VALUE}"
+    for axis, name in enumerate(("batch", "height", "width")):
+        low, opt, high = (profile[key][axis] for key in ("min", "opt", "max"))
+        if not low <= opt <= high:
+            return f"{name} min {low}, opt {opt}, max {high}: not min <= opt <= max"
+    return None
 
 
 def sidecar_path(engine: str | Path) -> Path:

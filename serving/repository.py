@@ -12,13 +12,14 @@ without a sidecar, or with a profile Triton cannot serve (a minimum batch above 
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS, TENSORRT
 from mattex.errors import ConfigError, ModelFileError
-from mattex.files import atomic_write_text, output_error, output_folder
+from mattex.files import atomic_write_text, check_output_folder, output_error, output_folder
 from mattex.serving import limits
 from mattex.serving.limits import check_whole
 
@@ -28,6 +29,9 @@ TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "float16": "TYPE_
 # Channels (or 1) of each output, in the graph contract's (B, C, H, W) layout.
 CHANNELS = {"pha": 1, "fgr": 3, "pha_sm": 1, "fgr_sm": 3, "err_sm": 1, "ref_sm": 1}
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+# A model name Triton loads everywhere: a folder name on any file system, a URL path segment
+# without escaping, and a config.pbtxt string without escapes.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}")
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,19 @@ class RepositoryConfig:
         check_whole("instances", self.instances, 1, limits.MAX_REPOSITORY_INSTANCES, " (per device)")
         check_whole("max_batch", self.max_batch, 1, limits.MAX_BATCH)
         check_whole("max_queue_delay_us", self.max_queue_delay_us, 0, limits.MAX_QUEUE_DELAY_US)
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"`name` {self.name!r} is not a Triton model name")
+        if not MODEL_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"`name` {self.name!r} is not a Triton model name: it names the model's folder and appears in "
+                "Triton's URLs (/v2/models/NAME), so mattex takes letters, digits, _, - and . (not first), "
+                "at most 255 of them"
+            )
 
 
 def write_repository(config: RepositoryConfig) -> Path:
     """Write `config.out/<name>/` (config.pbtxt and version 1), atomically: a refused model or a
     failure leaves nothing. Returns the model folder."""
     config.validate()
+    check_output_folder(config.out)  # before the file is read
     model = Path(config.model)
     if not model.is_file():
         raise ModelFileError(f"no such model file: {model}")
@@ -126,6 +135,9 @@ def describe(model: Path, backend: str, config: RepositoryConfig) -> Described:
         files = {PYTHON_MODEL: "model.py", model: file}
         if model.suffix.lower() in ENGINE_SUFFIXES:
             files[Path(str(model) + ".json")] = file + ".json"  # the sidecar travels with the plan
+            from mattex.runtime.sidecar import load_sidecar
+
+            check_engine_batches(model, load_sidecar(model), config)
         return Described({**common, "backend": "python", **_instances(config, device)}, files)
     if backend == "openvino":
         if facts.precision == "int8":
@@ -202,18 +214,7 @@ def _describe_engine(model: Path, config: RepositoryConfig) -> Described:
             f"{model.name} was built with TensorRT for RTX, which Triton's TensorRT backend does "
             "not load: serve it with `backend` python (mattex's runtime), or build with TensorRT"
         )
-    low = [p for p in sidecar.profiles if p.min[0] != 1]
-    if low:
-        raise ConfigError(
-            f"{model.name} has a profile whose smallest batch is {low[0].min[0]}: Triton sends batches from 1 "
-            "up, so it cannot serve that engine; rebuild it with profiles from batch 1 (mattex build --batch N)"
-        )
-    max_batch = min(p.max[0] for p in sidecar.profiles)
-    if config.max_batch > max_batch:
-        raise ConfigError(
-            f"`max_batch` {config.max_batch} exceeds the engine's largest batch {max_batch} "
-            "(its profiles): rebuild it (mattex build --batch N), or serve smaller batches"
-        )
+    check_engine_batches(model, sidecar, config)
     tensors = {"input": [], "output": []}
     for io in sidecar.io:
         if io["name"] not in (*INPUTS, *OUTPUTS, *DEBUG_OUTPUTS):
@@ -227,6 +228,23 @@ def _describe_engine(model: Path, config: RepositoryConfig) -> Described:
         {**common, "platform": "tensorrt_plan", **group},
         {model: "model.plan", Path(str(model) + ".json"): "model.plan.json"},
     )
+
+
+def check_engine_batches(model: Path, sidecar, config: RepositoryConfig) -> None:
+    """The batches Triton will send (1 up to `max_batch`) must be ones every profile of the
+    engine takes, whichever backend runs it: Triton's TensorRT backend or mattex's runtime."""
+    low = [p for p in sidecar.profiles if p.min[0] != 1]
+    if low:
+        raise ConfigError(
+            f"{model.name} has a profile whose smallest batch is {low[0].min[0]}: Triton sends batches from 1 "
+            "up, so it cannot serve that engine; rebuild it with profiles from batch 1 (mattex build --batch N)"
+        )
+    max_batch = min(p.max[0] for p in sidecar.profiles)
+    if config.max_batch > max_batch:
+        raise ConfigError(
+            f"`max_batch` {config.max_batch} exceeds the engine's largest batch {max_batch} "
+            "(its profiles): rebuild it (mattex build --batch N), or serve smaller batches"
+        )
 
 
 def _tensor(name: str, dtype: str, dims: list[int]) -> dict:

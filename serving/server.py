@@ -98,7 +98,7 @@ def check_request_size(src: np.ndarray, inputs: str, max_pixels: int) -> None:
     height, width = src.shape[1:3] if inputs == "uint8" else src.shape[2:4]
     if max_pixels and height * width > max_pixels:
         raise InputShapeError(
-            f"frames of {width}x{height} ({height * width} pixels) are larger than this server takes "
+            f"frames of {height}x{width} ({height * width} pixels) are larger than this server takes "
             f"({max_pixels} pixels, `max_pixels`)"
         )
 

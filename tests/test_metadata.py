@@ -45,7 +45,7 @@ def test_flat_keys_are_never_read_back():
         ({"height": None, "precision": None}, "its mattex metadata 'export_config' lacks height, precision"),
         ({"height": "tall"}, "'export_config' is malformed (TypeError: height must be int, got \"tall\")"),
         ({"opset": True}, "'export_config' is malformed (TypeError: opset must be int, got true)"),
-        ({"backbone_scale": 1}, None),  # JSON has one number type: an integral scale is a float
+        ({"threshold": 0}, None),  # JSON has one number type: an integral threshold is a float
     ],
 )
 def test_an_export_configuration_lacking_or_mistyping_a_fact_is_refused(change, message):
@@ -53,7 +53,7 @@ def test_an_export_configuration_lacking_or_mistyping_a_fact_is_refused(change, 
     config = {**ExportMetadata.from_props(props).export_config, **change}
     props["export_config"] = json.dumps({k: v for k, v in config.items() if v is not None})
     if message is None:
-        assert ExportMetadata.from_props(props, "m.onnx").backbone_scale == 1
+        assert ExportMetadata.from_props(props, "m.onnx").refine_threshold == 0
         return
     with pytest.raises(ModelFileError) as raised:
         ExportMetadata.from_props(props, "m.onnx")
