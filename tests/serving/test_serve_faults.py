@@ -324,6 +324,7 @@ SERVE_REFUSALS = [
     ("max_queue_delay_us", 10_000_001, "`max_queue_delay_us` must be 0-10000000, got 10000001"),
     ("queue_timeout_us", 2**64, "`queue_timeout_us` must be 0-3600000000 (0: no limit), got 18446744073709551616"),
     ("exit_timeout_s", True, "`exit_timeout_s` must be a whole number, got True"),
+    ("exit_timeout_s", 601, "`exit_timeout_s` must be 0-600, got 601"),
     ("address", "999.1.1.1", "`address` '999.1.1.1' is neither an IP address nor a host name"),
     ("address", "host name", "`address` 'host name' is neither an IP address nor a host name"),
 ]
