@@ -104,8 +104,12 @@ class AlignStats:
 class PlateAligner:
     """Brings `plate` (uint8 HxWx3 RGB) to each frame of the same size; see the module's text."""
 
-    def __init__(self, plate: np.ndarray, large_motion_fraction: float = 0.05, features: int = 1000) -> None:
+    def __init__(
+        self, plate: np.ndarray, large_motion_fraction: float = 0.05, features: int = 600, threads: int | None = None
+    ) -> None:
         self.cv2 = _cv2()
+        if threads is not None:  # OpenCV's pool is the process's: `mattex run` keeps it to its decode thread
+            self.cv2.setNumThreads(threads)
         plate = _check_rgb(plate, "the plate")
         self.size = plate.shape[:2]
         height, width = self.size
@@ -114,7 +118,11 @@ class PlateAligner:
         self.large_motion_px = large_motion_fraction * float(np.hypot(height, width))
         self.features = features
         # many candidates (a low FAST threshold: dark scenes too), then the strongest per cell
-        self.orb = self.cv2.ORB_create(4 * features, fastThreshold=8)
+        # ORB's 31-pixel patches leave a small frame's margins bare: smaller ones there
+        patch = int(np.clip(min(self.work_size) // 6, 9, 31))
+        self.orb = self.cv2.ORB_create(
+            3 * features, nlevels=4, edgeThreshold=patch, patchSize=patch, fastThreshold=8
+        )  # four levels: a handheld camera changes scale little
         self.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
         self.last_good = np.eye(3)  # full resolution
         self.history: list[np.ndarray] = []  # the last two outputs' corners, for the prediction
@@ -129,7 +137,6 @@ class PlateAligner:
                 f"the plate is {plate.shape[1]}x{plate.shape[0]}, the first was {self.size[1]}x{self.size[0]}"
             )
         self.plate = plate
-        self.plate_rgba = np.dstack([plate, np.full(self.size, 255, np.uint8)])
         self.plate_small = self._small(plate)
         self.plate_gray = self.cv2.cvtColor(self.plate_small, self.cv2.COLOR_RGB2GRAY)
         self.plate_points, self.plate_descriptors = self._features(self.plate_gray, None)
@@ -313,7 +320,7 @@ class PlateAligner:
             else gray.astype(np.float32)
         )
         mask = cv2.resize(background, size, interpolation=cv2.INTER_NEAREST) if f < 1 else background
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 12, 1e-3)  # it starts close
         try:
             _, refined = cv2.findTransformECC(self.plate_ecc, frame, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, 3)
         except cv2.error:  # did not converge: keep the features' estimate
@@ -365,23 +372,22 @@ class PlateAligner:
     def _render(self, frame: np.ndarray, homography: np.ndarray, gains, offsets, background: np.ndarray) -> np.ndarray:
         cv2 = self.cv2
         height, width = self.size
-        # one warp gives the plate and where it reaches (its fourth channel)
-        warped = cv2.warpPerspective(self.plate_rgba, homography, (width, height))
-        uncovered = warped[..., 3] < 255
-        plate = np.ascontiguousarray(warped[..., :3])
-        from_frame = None
-        if uncovered.any():
-            if self.scale != 1.0:
-                background = cv2.resize(background, (width, height), interpolation=cv2.INTER_NEAREST)
-            from_frame = uncovered & (background > 0)  # the frame's own background reads as background
-            under_subject = uncovered & ~from_frame
-            if under_subject.any():  # the plate's nearest pixels there, never the subject's
-                nearest = cv2.warpPerspective(self.plate, homography, (width, height), borderMode=cv2.BORDER_REPLICATE)
-                plate[under_subject] = nearest[under_subject]
+        # the plate's edge, moved, is a quadrilateral (a homography keeps lines straight): outside
+        # it the warp replicates the plate's border, which stays only where the subject is
+        warped = cv2.warpPerspective(self.plate, homography, (width, height), borderMode=cv2.BORDER_REPLICATE)
         table = np.clip(np.arange(256)[:, None] * gains[None] + offsets[None] + 0.5, 0, 255).astype(np.uint8)
-        plate = cv2.LUT(plate, table[None])
-        if from_frame is not None:
-            plate[from_frame] = frame[from_frame]
+        plate = cv2.LUT(warped, table[None])
+        inside = _corners(homography, (height - 1, width - 1))
+        covered = cv2.fillConvexPoly(
+            np.zeros((height, width), np.uint8), np.round(inside * 16).astype(np.int32), 1, 8, 4
+        )
+        covered = cv2.erode(covered, np.ones((3, 3), np.uint8))  # edge pixels mix in the replicated border
+        if covered.all():
+            return plate
+        if self.scale != 1.0:
+            background = cv2.resize(background, (width, height), interpolation=cv2.INTER_NEAREST)
+        from_frame = (covered == 0) & (background > 0)  # the frame's own background reads as background
+        plate[from_frame] = frame[from_frame]
         return plate
 
 
