@@ -11,6 +11,8 @@ namespace mattex::detail {
 class CacheEntry {
  public:
   // Creates (or reuses) the entry for `modelPath` under `cacheDir`, holds it and marks it used.
+  // Where the cache cannot be used (read-only, a file, a full disk), folder() is empty, which turns
+  // OpenVINO's cache off, and stderr says so once per process.
   CacheEntry(const std::string& cacheDir, const std::string& modelPath);
   ~CacheEntry();  // releases the hold
   CacheEntry(const CacheEntry&) = delete;
