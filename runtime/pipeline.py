@@ -169,7 +169,8 @@ class Pipeline:
 
         t = time.perf_counter()
         if self.aligner is None:
-            self.aligner = PlateAligner(plate)
+            # one thread: alignment fills the gaps inference leaves instead of competing with it
+            self.aligner = PlateAligner(plate, threads=1)
         elif plate is not self.plate:  # a background video: each frame its own plate
             self.aligner.set_plate(plate)
         self.plate = plate
