@@ -10,13 +10,16 @@ known (the subject to leave out), and returns the plate for that frame and what 
         plate_now, step = aligner.align(frame, alpha)   # alpha: the latest matte, or None
         alpha = matter.matte_frames(frame[None], plate_now[None])["pha"][0]
 
-Geometry: ORB features of the background only (the subject masked out with the alpha, dilated;
-without one, by where plate and frame disagree after a first estimate over the whole frame), at
-reduced resolution, matched to the plate's, a robust homography (MAGSAC), refined to sub-pixel
-accuracy by ECC on the same mask, then checked (inliers, conditioning, reprojection error). A
-frame that gives none takes the last good estimate (counted as a fallback), so a featureless
-background (a plain wall) never fails and stays where the static plate is. The estimate is
-smoothed only within its own noise, so real motion passes without lag.
+Geometry, at reduced resolution, on the background only (the subject masked out with the alpha,
+dilated; without one, by where plate and frame disagree after a first estimate over the whole
+frame): the plate's corners are followed into the frame by pyramidal Lucas-Kanade from where
+the last good estimate puts them, each checked by tracking it back; on the first frame, or when
+tracking is lost, ORB features are matched near the last estimate and the result refined to
+sub-pixel accuracy by ECC. Either way the correspondences give a robust (MAGSAC) homography, or
+a similarity where that explains them as well, checked (inliers, conditioning, reprojection
+error). A frame that gives none takes the last good estimate (counted as a fallback), so a
+featureless background (a plain wall) never fails and stays where the static plate is. The
+estimate is smoothed only within its own noise, so real motion passes without lag.
 
 Exposure: per-channel gain and offset fitted by robust (Huber) least squares on background
 pixels. The border the warp leaves uncovered takes the frame's pixels where the subject is not,
@@ -45,6 +48,8 @@ EXPOSURE_SAMPLES = 3000  # background pixels the exposure fit samples, on a grid
 ECC_FEATURE_SLACK_PX = 0.25  # ECC may raise the features' median residual this much, no more
 HOMOGRAPHY_GAIN_PX = 0.15  # a homography must fit the inliers this much better than a similarity
 MIN_HOMOGRAPHY_SPREAD = 0.3  # inliers' convex hull over the frame's area below which: a similarity
+TRACK_POINTS = 400  # plate corners followed frame to frame
+TRACK_BACK_PX = 0.3  # a corner tracked back must land this close to where it started
 GRID = (4, 6)  # rows, columns of the cells features are spread over
 SEARCH_RADIUS = 0.06  # of the diagonal: how far from the last good estimate a feature is looked for
 ECC_SIDE = 320  # ECC refines at this longer side: a quarter of the work, still ~0.05 px
@@ -125,6 +130,7 @@ class PlateAligner:
         )  # four levels: a handheld camera changes scale little
         self.matcher = self.cv2.BFMatcher(self.cv2.NORM_HAMMING)
         self.last_good = np.eye(3)  # full resolution
+        self.gains, self.offsets = np.ones(3), np.zeros(3)  # the last frame's exposure
         self.history: list[np.ndarray] = []  # the last two outputs' corners, for the prediction
         self.stats = AlignStats()
         self.set_plate(plate)
@@ -140,6 +146,8 @@ class PlateAligner:
         self.plate_small = self._small(plate)
         self.plate_gray = self.cv2.cvtColor(self.plate_small, self.cv2.COLOR_RGB2GRAY)
         self.plate_points, self.plate_descriptors = self._features(self.plate_gray, None)
+        corners = self.cv2.goodFeaturesToTrack(self.plate_gray, TRACK_POINTS, 0.01, 7, blockSize=7)
+        self.track_points = None if corners is None else corners[:, 0].astype(np.float32)
         f = min(1.0, ECC_SIDE / max(self.plate_gray.shape))
         ecc_size = (max(1, round(self.plate_gray.shape[1] * f)), max(1, round(self.plate_gray.shape[0] * f)))
         self.plate_ecc = self.cv2.resize(self.plate_gray, ecc_size, interpolation=self.cv2.INTER_AREA).astype(
@@ -163,12 +171,15 @@ class PlateAligner:
         else:  # the first frame: a first estimate over the whole frame says where the subject is
             rough, _ = self._estimate(gray, np.full(gray.shape, 255, np.uint8))
             background = self._background_from_disagreement(small, rough if rough is not None else self.last_good)
-        estimate, inliers = self._estimate(gray, background)
+        estimate, inliers = self._track(gray, background) if self.stats.frames else (None, 0)
+        if estimate is None:  # the first frame, or tracking lost: features matched anew, then ECC
+            estimate, inliers = self._estimate(gray, background)
         fallback = estimate is None
         homography = self._smooth(self.last_good if fallback else estimate)
         if not fallback:
             self.last_good = homography
         gains, offsets = self._fit_exposure(small, background, homography)
+        self.gains, self.offsets = gains, offsets
         out = self._render(frame, homography, gains, offsets, background)
         shift = _corner_shift(homography, self.size)
         step = AlignStep(
@@ -225,7 +236,6 @@ class PlateAligner:
 
     def _estimate(self, gray: np.ndarray, background: np.ndarray) -> tuple[np.ndarray | None, int]:
         """A checked full-resolution homography from the background's features, or None."""
-        cv2 = self.cv2
         if self.plate_descriptors is None or len(self.plate_points) < MIN_INLIERS:
             return None, 0
         points, descriptors = self._features(gray, background)
@@ -234,39 +244,81 @@ class PlateAligner:
         frame_xy, plate_xy = self._match(points, descriptors, gray.shape)
         if len(frame_xy) < MIN_INLIERS:
             return None, 0
-        homography, mask = cv2.findHomography(plate_xy, frame_xy, cv2.USAC_MAGSAC, 1.0, maxIters=2000, confidence=0.999)
+        homography, inlier, residual = self._fit(plate_xy, frame_xy, gray.shape)
         if homography is None:
-            return None, 0
-        inlier = mask.ravel().astype(bool)
-        # A handheld camera mostly rotates, scales and shifts the view: a similarity (4 degrees of
-        # freedom) extrapolates to the corners more steadily than a homography (8), so it is taken
-        # unless the homography explains the inliers clearly better, and always when the inliers
-        # cover too little of the frame to pin a homography's perspective. ECC adds that after.
-        similarity, similar = cv2.estimateAffinePartial2D(
-            plate_xy, frame_xy, method=cv2.RANSAC, ransacReprojThreshold=1.0
-        )
-        if similarity is not None and inlier.sum() >= 4:
-            similarity, similar = np.vstack([similarity, [0, 0, 1]]), similar.ravel().astype(bool)
-            narrow = _spread(frame_xy[inlier], gray.shape) < MIN_HOMOGRAPHY_SPREAD
-            gain = _residual(similarity, plate_xy[inlier], frame_xy[inlier]) - _residual(
-                homography, plate_xy[inlier], frame_xy[inlier]
-            )
-            if narrow or (gain < HOMOGRAPHY_GAIN_PX and similar.sum() >= 0.9 * inlier.sum()):
-                homography, inlier = similarity, similar
-        if (
-            inlier.sum() < MIN_INLIERS
-            or inlier.mean() < MIN_INLIER_RATIO
-            or not _well_conditioned(homography, gray.shape)
-        ):
-            return None, int(inlier.sum())
-        residual = _residual(homography, plate_xy[inlier], frame_xy[inlier])
-        if residual > MAX_REPROJECTION_PX:
             return None, int(inlier.sum())
         refined = self._refine(gray, background, homography)
         # ECC weighs every background pixel: where the alpha missed part of the subject it can
         # be pulled off; the features it must still agree with catch that
         if _residual(refined, plate_xy[inlier], frame_xy[inlier]) <= residual + ECC_FEATURE_SLACK_PX:
             homography = refined
+        return self._to_full(homography), int(inlier.sum())
+
+    def _fit(self, plate_xy: np.ndarray, frame_xy: np.ndarray, shape: tuple[int, int]):
+        """A checked homography (working resolution) from correspondences, robustly: (homography
+        or None, which are inliers, their median residual)."""
+        cv2 = self.cv2
+        homography, mask = cv2.findHomography(plate_xy, frame_xy, cv2.USAC_MAGSAC, 1.0, maxIters=2000, confidence=0.999)
+        if homography is None:
+            return None, np.zeros(len(plate_xy), bool), 0.0
+        inlier = mask.ravel().astype(bool)
+        # A handheld camera mostly rotates, scales and shifts the view: a similarity (4 degrees of
+        # freedom) extrapolates to the corners more steadily than a homography (8), so it is taken
+        # unless the homography explains the inliers clearly better, and always when the inliers
+        # cover too little of the frame to pin a homography's perspective.
+        similarity, similar = cv2.estimateAffinePartial2D(
+            plate_xy, frame_xy, method=cv2.RANSAC, ransacReprojThreshold=1.0
+        )
+        if similarity is not None and inlier.sum() >= 4:
+            similarity, similar = np.vstack([similarity, [0, 0, 1]]), similar.ravel().astype(bool)
+            narrow = _spread(frame_xy[inlier], shape) < MIN_HOMOGRAPHY_SPREAD
+            gain = _residual(similarity, plate_xy[inlier], frame_xy[inlier]) - _residual(
+                homography, plate_xy[inlier], frame_xy[inlier]
+            )
+            if narrow or (gain < HOMOGRAPHY_GAIN_PX and similar.sum() >= 0.9 * inlier.sum()):
+                homography, inlier = similarity, similar
+        if inlier.sum() < MIN_INLIERS or inlier.mean() < MIN_INLIER_RATIO or not _well_conditioned(homography, shape):
+            return None, inlier, 0.0
+        residual = _residual(homography, plate_xy[inlier], frame_xy[inlier])
+        if residual > MAX_REPROJECTION_PX:
+            return None, inlier, residual
+        return homography, inlier, residual
+
+    def _track(self, gray: np.ndarray, background: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """The plate's corners followed into the frame by pyramidal Lucas-Kanade from where the
+        last good estimate puts them, each checked by tracking it back: sub-pixel, and several
+        times cheaper than matching features and ECC. The plate is first given the last gains,
+        so that a drifting exposure does not pull the flow."""
+        cv2 = self.cv2
+        if self.track_points is None:
+            return None, 0
+        height, width = gray.shape
+        guess = _apply(self._to_work(self.last_good), self.track_points)
+        x, y = np.round(guess[:, 0]).astype(int), np.round(guess[:, 1]).astype(int)
+        keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        keep[keep] = background[y[keep], x[keep]] > 0
+        if keep.sum() < MIN_INLIERS:
+            return None, 0
+        plate_xy, guess = self.track_points[keep], guess[keep]
+        table = np.clip(np.arange(256)[:, None] * self.gains[None] + self.offsets[None] + 0.5, 0, 255).astype(np.uint8)
+        plate_gray = cv2.cvtColor(cv2.LUT(self.plate_small, table[None]), cv2.COLOR_RGB2GRAY)
+        options = dict(
+            winSize=(21, 21), maxLevel=2, criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.01)
+        )
+        found, status, _ = cv2.calcOpticalFlowPyrLK(
+            plate_gray, gray, plate_xy[:, None], guess[:, None].copy(), flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **options
+        )
+        back, back_status, _ = cv2.calcOpticalFlowPyrLK(
+            gray, plate_gray, found, plate_xy[:, None].copy(), flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **options
+        )
+        found, back = found[:, 0], back[:, 0]
+        good = (status.ravel() == 1) & (back_status.ravel() == 1)
+        good &= np.linalg.norm(back - plate_xy, axis=1) < TRACK_BACK_PX
+        if good.sum() < MIN_INLIERS:
+            return None, 0
+        homography, inlier, _ = self._fit(plate_xy[good], found[good], gray.shape)
+        if homography is None:
+            return None, int(inlier.sum())
         return self._to_full(homography), int(inlier.sum())
 
     def _features(self, gray: np.ndarray, mask: np.ndarray | None):
