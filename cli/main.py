@@ -9,7 +9,7 @@ import typer
 
 import mattex
 
-from . import bench, build, cache, check, data, doctor, evaluate, export, info, run, serve, triton_repo, verify
+from . import bench, build, cache, check, data, doctor, evaluate, export, info, plate, run, serve, triton_repo, verify
 from .common import console
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ for name, module in (
     ("build", build),
     ("verify", verify),
     ("run", run),
+    ("plate", plate),
     ("bench", bench),
     ("evaluate", evaluate),
     ("serve", serve),

@@ -429,11 +429,7 @@ class PlateAligner:
         warped = cv2.warpPerspective(self.plate, homography, (width, height), borderMode=cv2.BORDER_REPLICATE)
         table = np.clip(np.arange(256)[:, None] * gains[None] + offsets[None] + 0.5, 0, 255).astype(np.uint8)
         plate = cv2.LUT(warped, table[None])
-        inside = _corners(homography, (height - 1, width - 1))
-        covered = cv2.fillConvexPoly(
-            np.zeros((height, width), np.uint8), np.round(inside * 16).astype(np.int32), 1, 8, 4
-        )
-        covered = cv2.erode(covered, np.ones((3, 3), np.uint8))  # edge pixels mix in the replicated border
+        covered = covered_by_plate(homography, self.size)
         if covered.all():
             return plate
         if self.scale != 1.0:
@@ -441,6 +437,18 @@ class PlateAligner:
         from_frame = (covered == 0) & (background > 0)  # the frame's own background reads as background
         plate[from_frame] = frame[from_frame]
         return plate
+
+
+def covered_by_plate(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The frame's pixels (a uint8 mask, 1 inside) that the plate moved by `homography` covers:
+    the plate's edge, moved, is a quadrilateral (a homography keeps lines straight); the pixels
+    along it, which mix in the border the warp invents, are left out."""
+    import cv2
+
+    height, width = size
+    inside = _corners(homography, (height - 1, width - 1))
+    covered = cv2.fillConvexPoly(np.zeros((height, width), np.uint8), np.round(inside * 16).astype(np.int32), 1, 8, 4)
+    return cv2.erode(covered, np.ones((3, 3), np.uint8))
 
 
 def _check_rgb(image: np.ndarray, what: str) -> np.ndarray:

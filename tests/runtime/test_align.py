@@ -100,10 +100,11 @@ def test_align_through_mattex_run_reports_its_figures(small_file, tmp_path):
     summary = json.loads(result.output)
     figures = summary["alignment"]
     assert figures["frames"] == 6 == figures["aligned"] + figures["fallbacks"]
-    # which matte the aligner leaves out depends on how far decoding runs ahead: loose bounds
+    # Which matte the aligner leaves out depends on how far decoding ran ahead, and 128x96 has few
+    # features: frames may fall back (the accuracy is held above, at 512x288). Never beyond the truth:
     true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
-    assert abs(figures["max_shift_px"] - max(true_shifts)) < 1.5, (figures, true_shifts)
-    low, high = figures["gain_range"]
+    assert 0 < figures["max_shift_px"] < max(true_shifts) + 0.5, (figures, true_shifts)
+    low, high = figures["gain_range"]  # the exposure is fitted on every frame, fallen back or not
     assert abs(low - 0.88) < 0.03 and abs(high - 1.12) < 0.03, figures
     assert "align" in summary["ms_per_frame"]
     plain = runner.invoke(app, [*args[:-1], str(tmp_path / "plain"), "--outputs", "pha", "--json"])
@@ -139,3 +140,53 @@ def test_large_motion_is_followed_and_reported():
     assert [s.large_motion for s in steps] == [s > limit for s in shifts]
     assert max(_corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)) < 0.5
     assert aligner.stats.to_dict()["large_motion_frames"] == aligner.stats.large_motion
+
+
+def test_a_plate_built_from_a_noisy_clip_with_a_passer_by_is_the_background(tmp_path):
+    """`mattex plate CLIP --out`: the temporal median drops sensor noise and a passer-by, present
+    at each pixel in fewer than half of the frames."""
+    rng = np.random.default_rng(9)
+    background = cv2.resize(skimage.data.coffee(), (128, 96), interpolation=cv2.INTER_AREA).astype(float)
+    (tmp_path / "clip").mkdir()
+    for i in range(9):
+        frame = background + rng.normal(0, 6, background.shape)
+        frame[30:80, 14 * i : 14 * i + 24] = (20, 30, 200)  # walks across, 14 px a frame
+        Image.fromarray(np.clip(frame + 0.5, 0, 255).astype(np.uint8)).save(tmp_path / "clip" / f"{i}.png")
+    result = runner.invoke(app, ["plate", str(tmp_path / "clip"), "--out", str(tmp_path / "plate.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["frames"] == 9
+    plate = np.asarray(Image.open(tmp_path / "plate.png")).astype(float)
+    one_frame = np.abs(np.asarray(Image.open(tmp_path / "clip" / "4.png")).astype(float) - background)
+    error = np.abs(plate - background)
+    assert error.mean() < 3.0 < 4.0 < one_frame.mean(), (error.mean(), one_frame.mean())
+    assert error[30:80].max() < 40 < one_frame[30:80].max()  # no trace of the passer-by
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "plate.png"]  # nothing half-written
+
+
+def test_a_plate_check_reports_the_camera_the_exposure_and_a_moved_chair(tmp_path):
+    """`mattex plate CLIP --check PLATE`: per frame, the camera's shift, the gains, and the area
+    that still differs once aligned (a chair moved in from the fourth frame on)."""
+    size = (144, 256)
+    clip = handheld_clip(
+        world(skimage.data.astronaut(), size), size, frames=6, drift_px=8, exposure=(0.1, 0.0, -0.1), subject=False
+    )
+    (tmp_path / "clip").mkdir()
+    for i, frame in enumerate(clip.frames):
+        if i >= 3:
+            frame = frame.copy()
+            frame[90:130, 180:220] = (90, 60, 30)  # the chair
+        Image.fromarray(frame).save(tmp_path / "clip" / f"{i}.png")
+    Image.fromarray(clip.plate).save(tmp_path / "plate.png")
+    result = runner.invoke(app, ["plate", str(tmp_path / "clip"), "--check", str(tmp_path / "plate.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
+    assert abs(report["max_shift_px"] - max(true_shifts)) < 0.5
+    assert abs(report["gain_range"][0] - 0.9) < 0.02 and abs(report["gain_range"][1] - 1.1) < 0.02
+    assert report["stale_frames"] == 3
+    for row in report["per_frame"]:
+        if row["frame"] < 3:
+            assert row["changed"] == 0 and row["changed_box"] is None, row
+        else:
+            x0, y0, x1, y1 = row["changed_box"]
+            assert abs(x0 - 180) <= 6 and abs(y0 - 90) <= 6 and abs(x1 - 220) <= 6 and abs(y1 - 130) <= 6, row
