@@ -9,7 +9,23 @@ import typer
 
 import mattex
 
-from . import bench, build, cache, check, data, doctor, evaluate, export, info, plate, run, serve, triton_repo, verify
+from . import (
+    batch,
+    bench,
+    build,
+    cache,
+    check,
+    data,
+    doctor,
+    evaluate,
+    export,
+    info,
+    plate,
+    run,
+    serve,
+    triton_repo,
+    verify,
+)
 from .common import console
 
 app = typer.Typer(
@@ -29,6 +45,7 @@ for name, module in (
     ("verify", verify),
     ("run", run),
     ("plate", plate),
+    ("batch", batch),
     ("bench", bench),
     ("evaluate", evaluate),
     ("serve", serve),

@@ -30,6 +30,7 @@ EXTRAS = {
     "tensorrt": Extra(("tensorrt", "polygraphy", "onnx"), "TensorRT, polygraphy, onnx"),
     "serve": Extra(("pytriton", "tritonclient"), "PyTriton (NVIDIA's Triton Inference Server), tritonclient"),
     "align": Extra(("cv2",), "OpenCV (headless)"),
+    "ray": Extra(("ray",), "Ray (a cluster's actors and object store, for mattex batch --ray)"),
 }
 
 

@@ -195,11 +195,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_dead_partials(path: str | Path) -> list[Path]:
+def remove_dead_partials(path: str | Path, writers_elsewhere: bool = False) -> list[Path]:
     """Remove the temporaries of `path` that a process no longer running left beside it (killed
     with kill -9 while writing): only names of mattex's own form, `.<name>.<pid>.<8 random
     characters>.partial`, and only where no process has that pid. A running process's
-    temporaries (a pid reused since counts as running: they stay) and every other file stay."""
+    temporaries (a pid reused since counts as running: they stay) and every other file stay.
+    `writers_elsewhere`: the caller knows that no process writes `path` now, wherever its pid
+    lives (mattex batch holds its folder's lock; its writers ran on other machines, whose pids
+    say nothing here), so every temporary of mattex's form goes."""
     path = Path(path)
     own = re.compile(re.escape(f".{path.name}.") + r"([0-9]{1,10})\.[a-z0-9_]{8}" + re.escape(_PARTIAL_SUFFIX))
     try:
@@ -209,7 +212,7 @@ def remove_dead_partials(path: str | Path) -> list[Path]:
     removed = []
     for child in children:
         match = own.fullmatch(child.name)
-        if match and not child.is_symlink() and not _process_alive(int(match[1])):
+        if match and not child.is_symlink() and (writers_elsewhere or not _process_alive(int(match[1]))):
             discard(child)
             removed.append(child)
     return removed

@@ -1,0 +1,274 @@
+"""`mattex batch --ray`: the jobs on a Ray cluster. A pool of actors, each opening the model
+once (its bytes from Ray's object store, so no node needs the model on a shared file system)
+and running jobs as tasks; sources and outputs live on a path every node sees.
+
+A worker lost mid-job (its process, or its whole node): Ray restarts the actor where the
+cluster has room (`max_restarts`), and the job goes back to the queue for whichever worker is
+free first (tasks are not retried on the lost actor itself, `max_task_retries=0`: a restart
+that finds no room would hold the job forever). A job whose worker is lost more than `retries`
+times fails alone, as a job whose clip is broken does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from mattex.errors import ConfigError
+
+from .execute import JobOutcome, run_job
+from .jobs import Job
+
+# How long every worker may stay lost (restarting, or waiting for room) before the jobs left fail
+WORKERS_GONE_TIMEOUT_S = 300.0
+_POLL_S = 0.25
+
+
+class MatteWorker:
+    """One worker of the pool: the model opened once, from bytes, then job after job. Threaded
+    (two calls at once), so the driver can ask how many frames the running job has done."""
+
+    def __init__(self, model_name: str, model_refs: list, cpus: float, options: dict):
+        import ray
+
+        from mattex.runtime.backends.base import THREADS_VARIABLE
+        from mattex.runtime.matter import Matter
+
+        context = ray.get_runtime_context()
+        if not context.get_accelerator_ids().get("GPU"):
+            # a CPU worker uses the cores Ray gave it, not one thread per core of the node
+            os.environ.setdefault(THREADS_VARIABLE, str(max(1, int(cpus))))
+        self.name = f"node {context.get_node_id()[:8]} pid {os.getpid()}"
+        self.model = Path(model_name)
+        # the model (and an engine's sidecar) from the object store, into this node's temp folder
+        files = dict(zip((self.model.name, f"{self.model.name}.json"), ray.get(model_refs)))
+        folder = Path(tempfile.mkdtemp(prefix="mattex-batch-model-"))
+        try:  # the backends read the file while opening it, never after: it is removed at once
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            self.matter = Matter.open(folder / self.model.name, sharing_cores=True, **options)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.job: str | None = None
+        self.frames_done = 0
+
+    def ready(self) -> str:
+        return self.name
+
+    def frames(self) -> tuple[str | None, int]:
+        return self.job, self.frames_done
+
+    def run(self, job: Job, folder: str) -> JobOutcome:
+        self.job, self.frames_done = job.out, 0
+
+        def count(n: int) -> None:
+            self.frames_done += n
+
+        try:
+            outcome = run_job(self.matter, self.model, job, Path(folder), count)
+        finally:
+            self.job = None
+        outcome.worker = self.name
+        return outcome
+
+
+@dataclass
+class Plan:
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+
+    def facts(self, ray) -> dict:
+        resources = ray.cluster_resources()
+        nodes = sum(1 for node in ray.nodes() if node["Alive"])
+        return {
+            "nodes": nodes,
+            "cpus": resources.get("CPU", 0.0),
+            "gpus": resources.get("GPU", 0.0),
+            "workers": self.workers,
+            "cpus_per_worker": self.cpus_per_worker,
+            "gpus_per_worker": self.gpus_per_worker,
+        }
+
+
+def plan_workers(resources: dict, nodes: int, workers, gpus_per_worker, cpus_per_worker) -> Plan:
+    """The pool for a cluster with `resources`: by default one worker per GPU where it has GPUs,
+    else one per node with its share of the CPUs. Refused (ConfigError) where the cluster cannot
+    hold it: the actors would wait for room forever."""
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if workers is None:
+        workers = int(gpus) if gpus >= 1 else max(1, nodes)
+    if workers < 1:
+        raise ConfigError(f"`workers` must be at least 1, got {workers}")
+    if gpus_per_worker is None:
+        gpus_per_worker = min(1.0, gpus / workers) if gpus else 0.0
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, float(int(cpus // workers)))
+    for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
+        if not value >= 0:
+            raise ConfigError(f"`{name}` must be 0 or more, got {value}")
+    for kind, each, total in (("CPUs", cpus_per_worker, cpus), ("GPUs", gpus_per_worker, gpus)):
+        if workers * each > total + 1e-9:
+            raise ConfigError(
+                f"{workers} workers x {each:g} {kind} is more than the cluster's {total:g} {kind}: "
+                "fewer `workers` or less per worker"
+            )
+    return Plan(workers, cpus_per_worker, gpus_per_worker)
+
+
+def run_on_ray(
+    model: Path, jobs: list[Job], folder: Path, address: str, workers, gpus_per_worker, cpus_per_worker, retries,
+    on_frames, finished, open_options,
+) -> tuple[list[JobOutcome], dict]:  # fmt: skip
+    """Connect to the cluster at `address`, run `jobs` on a pool of MatteWorker actors and
+    disconnect (the actors go with the connection)."""
+    import ray
+
+    owned = not ray.is_initialized()
+    if owned:
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {e}") from None
+    try:
+        plan = plan_workers(
+            ray.cluster_resources(), sum(n["Alive"] for n in ray.nodes()), workers, gpus_per_worker, cpus_per_worker
+        )
+        facts = plan.facts(ray)
+        if not jobs:
+            return [], facts
+        pool = _start_pool(ray, model, plan, retries, open_options)
+        return _Dispatcher(ray, pool, folder, retries, on_frames, finished).run(jobs), facts
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _start_pool(ray, model: Path, plan: Plan, retries: int, open_options: dict) -> list:
+    from mattex.runtime.sidecar import sidecar_path
+
+    sidecar = sidecar_path(model)
+    # once into the object store, each worker fetching them; passed inside a list, so that the
+    # actor asks for them itself and a restarted actor finds them again (the driver holds them)
+    model_refs = [ray.put(model.read_bytes())] + ([ray.put(sidecar.read_bytes())] if sidecar.is_file() else [])
+    actor = ray.remote(MatteWorker).options(
+        num_cpus=plan.cpus_per_worker,
+        num_gpus=plan.gpus_per_worker,
+        max_restarts=retries,
+        max_task_retries=0,
+        max_concurrency=2,
+        scheduling_strategy="SPREAD",
+    )
+    return [actor.remote(model.name, model_refs, plan.cpus_per_worker, open_options) for _ in range(plan.workers)]
+
+
+class _Dispatcher:
+    """Hands jobs to free workers, gives a lost worker's job to the next free one, and reports
+    frames and jobs as they complete."""
+
+    def __init__(self, ray, pool: list, folder: Path, retries: int, on_frames, finished) -> None:
+        self.ray, self.folder, self.retries = ray, str(folder), retries
+        self.on_frames, self.finished = on_frames, finished
+        self.idle = deque(pool)
+        self.running: dict = {}  # task ref -> (actor, job, attempt)
+        self.recovering: dict = {}  # ready() ref -> actor lost mid-job, back when it answers
+        self.polls: dict = {}  # frames() ref -> actor
+        self.shown: dict[int, int] = {}  # id(actor) -> frames shown for its running job
+        self.outcomes: list[JobOutcome] = []
+
+    def run(self, jobs: list[Job]) -> list[JobOutcome]:
+        queue = deque((job, 1) for job in jobs)
+        gone_since = None
+        while queue or self.running:
+            while queue and self.idle:
+                actor = self.idle.popleft()
+                job, attempt = queue.popleft()
+                self.running[actor.run.remote(job, self.folder)] = (actor, job, attempt)
+                self.shown[id(actor)] = 0
+            if queue and not self.running and not self.idle:
+                gone_since = gone_since or time.monotonic()
+                if not self.recovering or time.monotonic() - gone_since > WORKERS_GONE_TIMEOUT_S:
+                    self._fail_all(queue, "no worker left: every worker was lost and none could be started again")
+                    break
+            else:
+                gone_since = None
+            self._wait(queue)
+        return self.outcomes
+
+    def _wait(self, queue: deque) -> None:
+        ray = self.ray
+        refs = [*self.running, *self.recovering]
+        ready, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S) if refs else ([], [])
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if ready else (ready, None)
+        for ref in ready:
+            if ref in self.recovering:
+                actor = self.recovering.pop(ref)
+                try:
+                    ray.get(ref)
+                    self.idle.append(actor)
+                except ray.exceptions.RayError:  # gone for good (restarts used up)
+                    pass
+            else:
+                self._task_ended(ref, queue)
+        self._show_frames()
+
+    def _task_ended(self, ref, queue: deque) -> None:
+        ray = self.ray
+        actor, job, attempt = self.running.pop(ref)
+        shown = self.shown.pop(id(actor), 0)
+        try:
+            outcome = ray.get(ref)
+        except ray.exceptions.RayActorError as e:  # the worker or its node was lost mid-job
+            self.on_frames(-shown)  # its frames are done again elsewhere
+            self.recovering[actor.ready.remote()] = actor
+            if attempt > self.retries:
+                reason = f"the worker running it was lost {attempt} times (last: {type(e).__name__})"
+                self._report(JobOutcome(job.out, job.line, "failed", error=f"WorkerLost: {reason}", attempts=attempt))
+            else:
+                queue.appendleft((job, attempt + 1))
+            return
+        except ray.exceptions.RayTaskError as e:  # not a MattexError: a fault of its own, named
+            cause = e.cause if e.cause is not None else e
+            self.on_frames(-shown)
+            self.idle.append(actor)
+            error = f"{type(cause).__name__}: {cause}"
+            self._report(JobOutcome(job.out, job.line, "failed", error=error, attempts=attempt))
+            return
+        self.idle.append(actor)
+        self.on_frames(outcome.frames - shown if outcome.status == "done" else -shown)
+        outcome.attempts = attempt
+        self._report(outcome)
+
+    def _report(self, outcome: JobOutcome) -> None:
+        self.outcomes.append(outcome)
+        self.finished(outcome)
+
+    def _fail_all(self, queue: deque, reason: str) -> None:
+        while queue:
+            job, attempt = queue.popleft()
+            self._report(JobOutcome(job.out, job.line, "failed", error=f"WorkerLost: {reason}", attempts=attempt))
+
+    def _show_frames(self) -> None:
+        """Ask each busy worker how far its job is (one question at a time per worker)."""
+        ray = self.ray
+        busy = {id(actor): (actor, job) for actor, job, _ in self.running.values()}
+        if self.polls:
+            answered, _ = ray.wait(list(self.polls), num_returns=len(self.polls), timeout=0)
+            for ref in answered:
+                actor = self.polls.pop(ref)
+                try:
+                    out, done = ray.get(ref)
+                except ray.exceptions.RayError:
+                    continue
+                key = id(actor)
+                if key in busy and busy[key][1].out == out and done > self.shown.get(key, 0):
+                    self.on_frames(done - self.shown[key])
+                    self.shown[key] = done
+        asked = {id(actor) for actor in self.polls.values()}
+        for key, (actor, _) in busy.items():
+            if key not in asked:
+                self.polls[actor.frames.remote()] = actor
