@@ -105,7 +105,7 @@ def test_align_through_mattex_run_reports_its_figures(small_file, tmp_path):
     true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
     assert 0 < figures["max_shift_px"] < max(true_shifts) + 0.5, (figures, true_shifts)
     low, high = figures["gain_range"]  # the exposure is fitted on every frame, fallen back or not
-    assert abs(low - 0.88) < 0.03 and abs(high - 1.12) < 0.03, figures
+    assert 0.75 < low < 0.94 and 1.06 < high < 1.25, figures  # blue down 12%, red up 12%
     assert "align" in summary["ms_per_frame"]
     plain = runner.invoke(app, [*args[:-1], str(tmp_path / "plain"), "--outputs", "pha", "--json"])
     assert "alignment" not in json.loads(plain.output)  # only where asked for
