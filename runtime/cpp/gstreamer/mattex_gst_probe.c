@@ -1,0 +1,147 @@
+/* What gst-launch-1.0 cannot do to the mattex element, for tests/runtime/cpp/test_gstreamer.py:
+ *
+ *   mattex_gst_probe PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart]
+ *
+ * PIPELINE (gst-launch syntax) names its mattex element "m". --capture-at N emits the
+ * capture-background action signal as frame N reaches it; --flush-at N seeks back to the start
+ * (a flushing seek) once, after frame N; --latency prints the latency query's answer at the
+ * element's source pad and upstream of it; --restart runs the pipeline to EOS, sets it to READY
+ * and runs it again. Prints "frames N" (buffers that left the element) and exits 0 at EOS, or
+ * prints "error: <message>" and exits 1 on an error message; "seconds S" is the time from the
+ * first frame reaching the element to the (first) EOS, for benchmarks/gstreamer.py. */
+#include <gst/gst.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static GstElement* pipeline;
+static GstElement* matter;
+static GMainLoop* loop;
+static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0;
+static int frames_in = 0, frames_out = 0, failed = 0, runs = 0;
+static gint64 first_frame_us = 0, first_eos_us = 0;
+
+static gboolean flush_to_start(gpointer unused) {
+  (void)unused;
+  if (!gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0)) printf("seek refused\n");
+  else printf("flushed\n");
+  return G_SOURCE_REMOVE;
+}
+
+static GstPadProbeReturn on_frame_in(GstPad* pad, GstPadProbeInfo* info, gpointer unused) {
+  (void)pad, (void)info, (void)unused;
+  if (frames_in == 0) first_frame_us = g_get_monotonic_time();
+  if (frames_in == capture_at) g_signal_emit_by_name(matter, "capture-background");
+  if (frames_in == flush_at) g_idle_add(flush_to_start, NULL);
+  frames_in++;
+  return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn on_frame_out(GstPad* pad, GstPadProbeInfo* info, gpointer unused) {
+  (void)pad, (void)info, (void)unused;
+  frames_out++;
+  return GST_PAD_PROBE_OK;
+}
+
+static void print_latency(void) {
+  GstPad* src = gst_element_get_static_pad(matter, "src");
+  GstPad* sink = gst_element_get_static_pad(matter, "sink");
+  GstQuery* own = gst_query_new_latency();
+  GstQuery* upstream = gst_query_new_latency();
+  if (gst_pad_query(src, own) && gst_pad_peer_query(sink, upstream)) {
+    gboolean live;
+    GstClockTime min, max, upstream_min, upstream_max;
+    gst_query_parse_latency(own, &live, &min, &max);
+    gst_query_parse_latency(upstream, NULL, &upstream_min, &upstream_max);
+    printf("latency live %d min %" G_GUINT64_FORMAT " upstream-min %" G_GUINT64_FORMAT "\n", live, min, upstream_min);
+  } else {
+    printf("latency query failed\n");
+  }
+  gst_query_unref(own);
+  gst_query_unref(upstream);
+  gst_object_unref(src);
+  gst_object_unref(sink);
+}
+
+static gboolean on_message(GstBus* bus, GstMessage* message, gpointer unused) {
+  (void)bus, (void)unused;
+  switch (GST_MESSAGE_TYPE(message)) {
+    case GST_MESSAGE_ERROR: {
+      GError* error = NULL;
+      gst_message_parse_error(message, &error, NULL);
+      printf("error: %s\n", error->message);
+      g_clear_error(&error);
+      failed = 1;
+      g_main_loop_quit(loop);
+      break;
+    }
+    case GST_MESSAGE_EOS:
+      if (++runs == 1) first_eos_us = g_get_monotonic_time();
+      if (restart && runs == 1) {  /* READY closes the model, PLAYING opens it again */
+        gst_element_set_state(pipeline, GST_STATE_READY);
+        gst_element_set_state(pipeline, GST_STATE_PLAYING);
+      } else {
+        g_main_loop_quit(loop);
+      }
+      break;
+    case GST_MESSAGE_ASYNC_DONE:
+      if (want_latency && GST_MESSAGE_SRC(message) == GST_OBJECT(pipeline)) print_latency();
+      break;
+    case GST_MESSAGE_LATENCY:
+      gst_bin_recalculate_latency(GST_BIN(pipeline));
+      break;
+    default:
+      break;
+  }
+  return TRUE;
+}
+
+int main(int argc, char** argv) {
+  gst_init(&argc, &argv);
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart]\n", argv[0]);
+    return 2;
+  }
+  for (int i = 2; i < argc; ++i) {
+    if (!strcmp(argv[i], "--capture-at") && i + 1 < argc) capture_at = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--flush-at") && i + 1 < argc) flush_at = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--latency")) want_latency = 1;
+    else if (!strcmp(argv[i], "--restart")) restart = 1;
+    else {
+      fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  GError* error = NULL;
+  pipeline = gst_parse_launch(argv[1], &error);
+  if (!pipeline || error) {
+    printf("error: %s\n", error ? error->message : "no pipeline");
+    return 1;
+  }
+  matter = gst_bin_get_by_name(GST_BIN(pipeline), "m");
+  if (!matter) {
+    printf("error: the pipeline has no element named m\n");
+    return 1;
+  }
+  GstPad* sink = gst_element_get_static_pad(matter, "sink");
+  GstPad* src = gst_element_get_static_pad(matter, "src");
+  gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, on_frame_in, NULL, NULL);
+  gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, on_frame_out, NULL, NULL);
+  gst_object_unref(sink);
+  gst_object_unref(src);
+  loop = g_main_loop_new(NULL, FALSE);
+  GstBus* bus = gst_element_get_bus(pipeline);
+  gst_bus_add_watch(bus, on_message, NULL);
+  gst_element_set_state(pipeline, GST_STATE_PLAYING);
+  g_main_loop_run(loop);
+  gst_element_set_state(pipeline, GST_STATE_NULL);
+  printf("frames %d\n", frames_out);
+  if (first_eos_us) printf("seconds %.6f\n", (first_eos_us - first_frame_us) / 1e6);
+  gst_bus_remove_watch(bus);
+  gst_object_unref(bus);
+  gst_object_unref(matter);
+  gst_object_unref(pipeline);
+  g_main_loop_unref(loop);
+  gst_deinit();
+  return failed;
+}
