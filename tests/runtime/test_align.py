@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from mattex.calibration.handheld import handheld_clip
 from mattex.cli.main import app
+from mattex.errors import ConfigError
 from mattex.runtime.align import PlateAligner, _corner_distance
 
 runner = CliRunner()
@@ -190,3 +191,36 @@ def test_a_plate_check_reports_the_camera_the_exposure_and_a_moved_chair(tmp_pat
         else:
             x0, y0, x1, y1 = row["changed_box"]
             assert abs(x0 - 180) <= 6 and abs(y0 - 90) <= 6 and abs(x1 - 220) <= 6 and abs(y1 - 130) <= 6, row
+
+
+def test_plate_and_aligner_refusals(tmp_path):
+    """Each refusal docs/errors.md lists for clean plates: typed, named, exit 2, nothing written."""
+    (tmp_path / "two").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((32, 48, 3), 100 + i, np.uint8)).save(tmp_path / "two" / f"{i}.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "small.png")
+    cases = [
+        (["plate", str(tmp_path / "two")], "ConfigError: give --out to build a plate, or --check to check one"),
+        (
+            ["plate", str(tmp_path / "two"), "--out", str(tmp_path / "p.png"), "--check", str(tmp_path / "small.png")],
+            "ConfigError: give --out to build a plate, or --check to check one",
+        ),
+        (["plate", str(tmp_path / "two"), "--out", str(tmp_path / "p.png")], "MediaError: " + str(tmp_path / "two")),
+        (["plate", str(tmp_path / "two"), "--check", str(tmp_path / "none.png")], "MediaError: no such plate"),
+        (
+            ["plate", str(tmp_path / "two"), "--check", str(tmp_path / "small.png")],
+            "MediaError: the plate is 16x16 but the clip's frames are 48x32",
+        ),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (args, result.output)
+    assert "a plate needs at least 3" in runner.invoke(app, cases[2][0]).output
+    assert not (tmp_path / "p.png").exists()
+    with pytest.raises(ConfigError, match="the plate must be uint8 HxWx3 RGB, got float32"):
+        PlateAligner(np.zeros((32, 48, 3), np.float32))
+    aligner = PlateAligner(np.zeros((32, 48, 3), np.uint8))
+    with pytest.raises(ConfigError, match="the frame is 40x32, the plate 48x32"):
+        aligner.align(np.zeros((32, 40, 3), np.uint8))
+    with pytest.raises(ConfigError, match="the alpha is 40x32, the frame 48x32"):
+        aligner.align(np.zeros((32, 48, 3), np.uint8), np.zeros((32, 40), np.float32))
