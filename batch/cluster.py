@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections import deque
@@ -95,19 +96,21 @@ class Plan:
         }
 
 
-def plan_workers(resources: dict, nodes: int, workers, gpus_per_worker, cpus_per_worker) -> Plan:
-    """The pool for a cluster with `resources`: by default one worker per GPU where it has GPUs,
-    else one per node with its share of the CPUs. Refused (ConfigError) where the cluster cannot
-    hold it: the actors would wait for room forever."""
-    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+def plan_workers(nodes: list[dict], workers, gpus_per_worker, cpus_per_worker) -> Plan:
+    """The pool for a cluster whose alive nodes have `nodes` resources (Ray's {"CPU": 8.0,
+    "GPU": 1.0, ...} each): by default one worker per GPU where it has GPUs, else one per node
+    with its share of the CPUs (no more than a node has). Refused (ConfigError) where the
+    cluster cannot hold it: the actors would wait for room forever."""
+    cpus, gpus = (sum(node.get(kind, 0.0) for node in nodes) for kind in ("CPU", "GPU"))
     if workers is None:
-        workers = int(gpus) if gpus >= 1 else max(1, nodes)
+        workers = int(gpus) if gpus >= 1 else max(1, len(nodes))
     if workers < 1:
         raise ConfigError(f"`workers` must be at least 1, got {workers}")
     if gpus_per_worker is None:
         gpus_per_worker = min(1.0, gpus / workers) if gpus else 0.0
+    largest_node = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
     if cpus_per_worker is None:
-        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, float(int(cpus // workers)))
+        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, min(float(int(cpus // workers)), largest_node))
     for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
         if not value >= 0:
             raise ConfigError(f"`{name}` must be 0 or more, got {value}")
@@ -117,6 +120,8 @@ def plan_workers(resources: dict, nodes: int, workers, gpus_per_worker, cpus_per
                 f"{workers} workers x {each:g} {kind} is more than the cluster's {total:g} {kind}: "
                 "fewer `workers` or less per worker"
             )
+    if cpus_per_worker > largest_node:
+        raise ConfigError(f"a worker of {cpus_per_worker:g} CPUs fits no node (the largest has {largest_node:g})")
     return Plan(workers, cpus_per_worker, gpus_per_worker)
 
 
@@ -135,9 +140,8 @@ def run_on_ray(
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {e}") from None
     try:
-        plan = plan_workers(
-            ray.cluster_resources(), sum(n["Alive"] for n in ray.nodes()), workers, gpus_per_worker, cpus_per_worker
-        )
+        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        plan = plan_workers(nodes, workers, gpus_per_worker, cpus_per_worker)
         facts = plan.facts(ray)
         if not jobs:
             return [], facts
@@ -146,6 +150,23 @@ def run_on_ray(
     finally:
         if owned:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """ConfigError now where nothing answers at HOST:PORT: ray.init would retry for minutes.
+    `auto` (and a ray:// client address) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address:
+        return
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"`ray` takes HOST:PORT (the head's GCS port, 6379 by default) or auto, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address}: {reason} (is `ray start --head` running there?)"
+        ) from None
 
 
 def _start_pool(ray, model: Path, plan: Plan, retries: int, open_options: dict) -> list:

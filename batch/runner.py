@@ -87,6 +87,9 @@ def run_batch(
         from mattex.extras import require
 
         require("ray", "`ray` (running the jobs on a Ray cluster)")
+        from .cluster import check_reachable
+
+        check_reachable(ray)
     if retries < 0:
         raise ConfigError(f"`retries` must be 0 or more, got {retries}")
     model = check_model_file(model)
@@ -149,6 +152,7 @@ def _only_batch_in(folder: Path) -> Iterator[None]:
     """The output folder, made if missing, held by this run alone (a lock file beside the jobs'
     folders, removed at the end): two batches writing one folder would remove each other's
     temporaries and rewrite each other's manifest."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
@@ -166,5 +170,10 @@ def _only_batch_in(folder: Path) -> Iterator[None]:
             yield
         finally:
             (folder / LOCK_NAME).unlink(missing_ok=True)
+    except BaseException:
+        for made in created:  # deepest first: a refused run leaves no empty folder it made
+            if made.is_dir() and not any(made.iterdir()):
+                made.rmdir()
+        raise
     finally:
         os.close(fd)

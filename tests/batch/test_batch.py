@@ -158,6 +158,59 @@ def test_ray_missing_names_the_extra(library, small_file, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_refusals_before_any_work_a_cluster_not_there_a_pool_it_cannot_hold_a_folder_in_use(
+    library, small_file, tmp_path
+):
+    import fcntl
+
+    from mattex.batch.cluster import plan_workers
+    from mattex.batch.runner import LOCK_NAME
+    from mattex.errors import ConfigError
+
+    folder, _ = library
+    jobs = write_jobs(folder / "one.jsonl", library_jobs(folder, broken=False)[:1])
+    args = ["batch", str(small_file), str(jobs), "--out", str(tmp_path / "out")]
+    started = time.monotonic()
+    nobody = runner.invoke(app, [*args, "--ray", f"127.0.0.1:{free_port()}"])
+    assert nobody.exit_code == 2 and time.monotonic() - started < 10  # not ray.init's minutes of retries
+    assert "error: ConfigError: cannot reach the Ray cluster at 127.0.0.1:" in nobody.output
+    assert "Connection refused" in nobody.output
+    assert "--ray takes HOST:PORT" in runner.invoke(app, [*args, "--ray", "head-node"]).output
+
+    # the pool: one worker per node with the CPUs shared out, one per GPU where there are GPUs
+    four = {"CPU": 4.0}
+    assert plan_workers([four, four], None, None, None).__dict__ == {
+        "workers": 2,
+        "cpus_per_worker": 4.0,
+        "gpus_per_worker": 0.0,
+    }
+    assert plan_workers([four, four], 1, None, None).cpus_per_worker == 4.0  # no more than a node has
+    gpu_nodes = [{"CPU": 8.0, "GPU": 2.0}, {"CPU": 8.0, "GPU": 2.0}]
+    assert plan_workers(gpu_nodes, None, None, None).__dict__ == {
+        "workers": 4,
+        "cpus_per_worker": 1.0,
+        "gpus_per_worker": 1.0,
+    }
+    one = {"CPU": 1.0}
+    with pytest.raises(ConfigError, match=r"3 workers x 1 CPUs is more than the cluster's 2 CPUs"):
+        plan_workers([one, one], 3, None, None)
+    with pytest.raises(ConfigError, match=r"2 workers x 1 GPUs is more than the cluster's 1 GPUs"):
+        plan_workers([{"CPU": 2.0, "GPU": 1.0}], 2, 1.0, None)
+    with pytest.raises(ConfigError, match=r"a worker of 2 CPUs fits no node \(the largest has 1\)"):
+        plan_workers([one, one], 1, None, 2.0)
+
+    # a folder another batch holds, and a manifest.json that is not a manifest
+    (tmp_path / "out").mkdir()
+    with open(tmp_path / "out" / LOCK_NAME, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        busy = runner.invoke(app, args)
+    assert busy.exit_code == 2 and "another mattex batch is writing into" in busy.output
+    (tmp_path / "out" / "manifest.json").write_text("[]")
+    foreign = runner.invoke(app, args)
+    assert foreign.exit_code == 2 and "is not a mattex batch manifest" in foreign.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json"]  # nothing run, the lock file gone
+
+
 # --- a two-node Ray cluster on this machine -------------------------------------------------
 
 MARK = "MATTEX_TEST_RAY_NODE"  # each node's processes carry it: found (and ended) by pid alone
