@@ -16,8 +16,10 @@ frame against:
 - true: the plate moved by the true homography and exposure (uncovered pixels from the true
   background): the floor any alignment can reach.
 Reported per scene: the matte's mean |alpha - true alpha| in 0-255 levels, the alignment's mean
-corner error in pixels against the true homography, each aligner's ms per frame; then
-`mattex run` on the scene as a video with and without `--align`, interleaved, frames/s.
+corner error in pixels against the true homography, each aligner's CPU ms per frame (its own
+thread's time: the machine may be shared); then `mattex run` on the scene as a video with and
+without `--align`, rounds interleaved (alternating which goes first): frames/s, the slowdown,
+and the process's CPU time per frame.
 """
 
 from __future__ import annotations
@@ -106,23 +108,23 @@ def alpha_of(matter: Matter, frame: np.ndarray, plate: np.ndarray) -> np.ndarray
 def measure_scene(matter: Matter, clip) -> dict:
     methods = {"static": [], "reference": [], "mattex": [], "true": []}
     corner = {"reference": [], "mattex": []}
-    seconds = {"reference": 0.0, "mattex": 0.0}
+    seconds = {"reference": 0.0, "mattex": 0.0}  # CPU time of this thread (the machine is shared)
     failures = {"reference": 0}
     reference, aligner, alpha = ReferenceAlignment(), PlateAligner(clip.plate), None
     pictures = {}
     for i, frame in enumerate(clip.frames):
         plates = {"static": clip.plate, "true": true_plate(clip, i)}
-        t = time.perf_counter()
+        t = time.thread_time()
         try:
             plates["reference"], homography = reference(frame, clip.plate)
             corner["reference"].append(_corner_distance(homography, clip.homographies[i], SIZE))
         except cv2.error:  # no features: the reference stops here (BGMv2 issue 83)
             failures["reference"] += 1
             plates["reference"] = None
-        seconds["reference"] += time.perf_counter() - t
-        t = time.perf_counter()
+        seconds["reference"] += time.thread_time() - t
+        t = time.thread_time()
         plates["mattex"], step = aligner.align(frame, alpha)
-        seconds["mattex"] += time.perf_counter() - t
+        seconds["mattex"] += time.thread_time() - t
         corner["mattex"].append(_corner_distance(step.homography, clip.homographies[i], SIZE))
         for name, plate in plates.items():
             if plate is None:
@@ -138,7 +140,7 @@ def measure_scene(matter: Matter, clip) -> dict:
         "matte_error": {k: round(statistics.mean(v), 2) if len(v) == frames else None for k, v in methods.items()},
         "corner_error_px": {k: round(statistics.mean(v), 3) if v else None for k, v in corner.items()},
         "corner_error_max_px": {k: round(max(v), 3) if v else None for k, v in corner.items()},
-        "ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
+        "cpu_ms_per_frame": {k: round(1000 * v / frames, 2) for k, v in seconds.items()},
         "reference_failed_frames": failures["reference"],
         "alignment": aligner.stats.to_dict(),
         "_pictures": pictures,
@@ -161,51 +163,66 @@ def run_speed(model: Path, clip, rounds: int, backend: str | None) -> dict:
             sink.write(frame)
         sink.close(keep=True)
         Image.fromarray(clip.plate).save(folder / "plate.png")
-        fps = {"plain": [], "align": []}
+        fps, cpu = {"plain": [], "align": []}, {"plain": [], "align": []}
         summary = None
         for r in range(rounds):
-            for name in ("plain", "align"):
+            for name in ("plain", "align") if r % 2 == 0 else ("align", "plain"):
+                used = _process_cpu_seconds()
+                out = folder / f"out{r}{name}"
                 result = matte_media(
-                    model,
-                    folder / "clip.mp4",
-                    folder / "plate.png",
-                    folder / f"out{r}{name}",
-                    align=name == "align",
-                    **options,
+                    model, folder / "clip.mp4", folder / "plate.png", out, align=name == "align", **options
                 )
+                cpu[name].append(1000 * (_process_cpu_seconds() - used) / result.stats.frames)
                 fps[name].append(result.stats.fps)
                 summary = result.to_dict() if name == "align" else summary
     plain, aligned = statistics.median(fps["plain"]), statistics.median(fps["align"])
     return {
         "fps": {"plain": round(plain, 2), "align": round(aligned, 2)},
+        "fps_rounds": {k: [round(x, 2) for x in v] for k, v in fps.items()},
         "slowdown": round(plain / aligned, 3),
+        "slowdown_per_round_median": round(statistics.median(p / a for p, a in zip(fps["plain"], fps["align"])), 3),
+        "cpu_ms_per_frame": {k: round(statistics.median(v), 1) for k, v in cpu.items()},
         "ms_per_frame_align_stage": summary["ms_per_frame"].get("align"),
         "alignment": summary["alignment"],
     }
 
 
-def save_pictures(folder: Path, name: str, clip, pictures: dict) -> None:
-    """plate, frame, and the matte with the static plate beside the aligned one (the last frame)."""
-    from PIL import Image
+def _process_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def save_pictures(folder: Path, name: str, clip, pictures: dict) -> Path:
+    """One picture per scene, its last frame: the plate and the frame above, the matte with the
+    static plate and with mattex's aligned one below, each at half size and labelled."""
+    from PIL import Image, ImageDraw
 
     folder.mkdir(parents=True, exist_ok=True)
-    slug = name.replace(" ", "-")
-    half = (SIZE[1] // 2, SIZE[0] // 2)
-
-    def small(image: np.ndarray) -> Image.Image:
-        return Image.fromarray(image).resize(half, Image.BILINEAR)
-
-    small(clip.plate).save(folder / f"{slug}-plate.png", optimize=True)
-    small(clip.frames[-1]).save(folder / f"{slug}-frame.png", optimize=True)
-    for method in ("static", "mattex"):
-        matte = (pictures[method] * 255 + 0.5).astype(np.uint8)
-        small(matte).save(folder / f"{slug}-matte-{method}.png", optimize=True)
+    height, width = SIZE[0] // 2, SIZE[1] // 2
+    tiles = [
+        ("plate (captured)", clip.plate),
+        ("frame (camera moved, exposure drifted)", clip.frames[-1]),
+        ("matte, static plate", (pictures["static"] * 255 + 0.5).astype(np.uint8)),
+        ("matte, --align", (pictures["mattex"] * 255 + 0.5).astype(np.uint8)),
+    ]
+    sheet = Image.new("RGB", (2 * width, 2 * height))
+    for i, (label, image) in enumerate(tiles):
+        tile = Image.fromarray(image).convert("RGB").resize((width, height), Image.BILINEAR)
+        draw = ImageDraw.Draw(tile)
+        draw.rectangle((0, 0, 6 * len(label) + 6, 13), fill=(0, 0, 0))
+        draw.text((3, 1), label, fill=(255, 255, 0))
+        sheet.paste(tile, ((i % 2) * width, (i // 2) * height))
+    path = folder / f"clean-plates-{name.replace(' ', '-')}.png"
+    sheet.save(path, optimize=True)
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the `mattex run` timing")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the `mattex run` timing")
     parser.add_argument("--model", type=Path, help="an exported 512x288 file (default: mobilenetv2 demo weights)")
     parser.add_argument("--backend", default=None)
     parser.add_argument("--json", type=Path)

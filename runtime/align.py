@@ -110,9 +110,18 @@ class PlateAligner:
     """Brings `plate` (uint8 HxWx3 RGB) to each frame of the same size; see the module's text."""
 
     def __init__(
-        self, plate: np.ndarray, large_motion_fraction: float = 0.05, features: int = 600, threads: int | None = None
+        self,
+        plate: np.ndarray,
+        large_motion_fraction: float = 0.05,
+        features: int = 600,
+        threads: int | None = None,
+        in_order: bool = False,
     ) -> None:
+        """`in_order`: the frames are one clip's, in order (a pipeline, whose first mattes come a
+        few frames late): a frame without an alpha reuses the last frame's subject instead of
+        finding it anew (which costs two estimates). `threads`: OpenCV's, for the process."""
         self.cv2 = _cv2()
+        self.in_order, self.last_background = in_order, None
         if threads is not None:  # OpenCV's pool is the process's: `mattex run` keeps it to its decode thread
             self.cv2.setNumThreads(threads)
         plate = _check_rgb(plate, "the plate")
@@ -168,6 +177,8 @@ class PlateAligner:
         gray = self.cv2.cvtColor(small, self.cv2.COLOR_RGB2GRAY)
         if alpha is not None:
             background = self._background_from_alpha(alpha)
+        elif self.in_order and self.last_background is not None:
+            background = self.last_background
         else:  # the first frame: a first estimate over the whole frame says where the subject is
             rough, _ = self._estimate(gray, np.full(gray.shape, 255, np.uint8))
             background = self._background_from_disagreement(small, rough if rough is not None else self.last_good)
@@ -179,7 +190,7 @@ class PlateAligner:
         if not fallback:
             self.last_good = homography
         gains, offsets = self._fit_exposure(small, background, homography)
-        self.gains, self.offsets = gains, offsets
+        self.gains, self.offsets, self.last_background = gains, offsets, background
         out = self._render(frame, homography, gains, offsets, background)
         shift = _corner_shift(homography, self.size)
         step = AlignStep(

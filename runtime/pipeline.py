@@ -170,7 +170,7 @@ class Pipeline:
         t = time.perf_counter()
         if self.aligner is None:
             # one thread: alignment fills the gaps inference leaves instead of competing with it
-            self.aligner = PlateAligner(plate, threads=1)
+            self.aligner = PlateAligner(plate, threads=1, in_order=True)
         elif plate is not self.plate:  # a background video: each frame its own plate
             self.aligner.set_plate(plate)
         self.plate = plate
