@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -142,6 +143,29 @@ def test_here_one_model_load_outputs_of_mattex_run_a_broken_clip_alone_and_a_rer
     assert tree_bytes(tmp_path / "out" / "sway") == reference["sway"]
 
 
+def test_ctrl_c_mid_job_keeps_the_jobs_done_and_the_next_run_does_the_rest(library, small_file, tmp_path, monkeypatch):
+    """SIGINT while the second job is matting (as Ctrl-C): the first job's folder and record stay,
+    nothing of the second is left, and the next run skips the first and does the second."""
+    folder, reference = library
+    monkeypatch.setenv("MATTEX_THREADS", "1")  # as the reference was matted
+    jobs = write_jobs(folder / "interrupted.jsonl", library_jobs(folder, broken=False))
+    matted = []
+
+    def frames(n: int) -> None:
+        matted.append(n)
+        if sum(matted) == FRAMES + 2:  # in the second job
+            os.kill(os.getpid(), signal.SIGINT)
+
+    options = {"backend": BACKEND, "progress": BatchProgress(on_frames=frames)}
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(small_file, jobs, tmp_path / "out", **options)
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "walk"]  # no temporary, no lock
+    assert list(json.loads((tmp_path / "out" / "manifest.json").read_text())["jobs"]) == ["walk"]
+    rerun = run_batch(small_file, jobs, tmp_path / "out", backend=BACKEND)
+    assert [(j.out, j.status) for j in rerun.jobs] == [("walk", "skipped"), ("sway", "done")]
+    assert tree_bytes(tmp_path / "out" / "sway") == reference["sway"]
+
+
 def test_ray_missing_names_the_extra(library, small_file, tmp_path):
     folder, _ = library
     jobs = write_jobs(folder / "one.jsonl", library_jobs(folder, broken=False))
@@ -209,6 +233,67 @@ def test_refusals_before_any_work_a_cluster_not_there_a_pool_it_cannot_hold_a_fo
     foreign = runner.invoke(app, args)
     assert foreign.exit_code == 2 and "is not a mattex batch manifest" in foreign.output
     assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json"]  # nothing run, the lock file gone
+
+
+class FakeRay:
+    """Just what the dispatcher calls of Ray, every call answered at once: to count its retries
+    exactly (the cluster test below shows a real lost node)."""
+
+    class exceptions:
+        class RayError(Exception):
+            pass
+
+        class RayActorError(RayError):
+            pass
+
+        class RayTaskError(RayError):
+            cause = None
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs)[:num_returns], list(refs)[num_returns:]
+
+    def get(self, ref):
+        if isinstance(ref.value, BaseException):
+            raise ref.value
+        return ref.value
+
+
+class FakeRef:
+    def __init__(self, value):
+        self.value = value
+
+
+class FakeWorker:
+    """Dies (a lost worker) on every job named `poison`; does every other one."""
+
+    def __init__(self):
+        self.tries = []
+        self.run = SimpleNamespace(remote=self._run)
+        self.ready = SimpleNamespace(remote=lambda: FakeRef("back"))
+        self.frames = SimpleNamespace(remote=lambda: FakeRef((None, 0)))
+
+    def _run(self, job, folder):
+        from mattex.batch.execute import JobOutcome
+
+        self.tries.append(job.out)
+        if job.out == "poison":
+            return FakeRef(FakeRay.exceptions.RayActorError("the worker died"))
+        return FakeRef(JobOutcome(job.out, job.line, "done", frames=3))
+
+
+def test_a_job_that_loses_its_worker_every_time_fails_alone_after_the_retries():
+    from mattex.batch.cluster import _Dispatcher
+    from mattex.batch.jobs import Job
+
+    worker, shown, ended = FakeWorker(), [], []
+    jobs = [Job(1, Path("a"), Path("b"), "poison"), Job(2, Path("a"), Path("b"), "fine")]
+    outcomes = _Dispatcher(FakeRay(), [worker], Path("out"), 2, shown.append, ended.append).run(jobs)
+    assert worker.tries.count("poison") == 3 and worker.tries.count("fine") == 1  # once, and 2 retries
+    assert {o.out: o.status for o in outcomes} == {"poison": "failed", "fine": "done"} and ended == outcomes
+    poison = next(o for o in outcomes if o.out == "poison")
+    assert poison.attempts == 3
+    assert poison.error == "WorkerLost: the worker running it was lost 3 times (last: RayActorError)"
+    assert sum(shown) == 3  # the fine job's frames
 
 
 # --- a two-node Ray cluster on this machine -------------------------------------------------
