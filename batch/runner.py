@@ -5,7 +5,6 @@ does only what is left."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -152,6 +151,8 @@ def _only_batch_in(folder: Path) -> Iterator[None]:
     """The output folder, made if missing, held by this run alone (a lock file beside the jobs'
     folders, removed at the end): two batches writing one folder would remove each other's
     temporaries and rewrite each other's manifest."""
+    import fcntl  # POSIX: imported here, so that `mattex --help` runs anywhere
+
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
