@@ -8,7 +8,7 @@ known (the subject to leave out), and returns the plate for that frame and what 
     aligner = PlateAligner(plate)
     for frame in frames:
         plate_now, step = aligner.align(frame, alpha)   # alpha: the latest matte, or None
-        alpha = matter.matte_frames(frame[None], plate_now[None])["pha"][0]
+        alpha = matter.matte_frames(frame[None], plate_now[None])["pha"][0, 0]
 
 Geometry, at reduced resolution, on the background only (the subject masked out with the alpha,
 dilated; without one, by where plate and frame disagree after a first estimate over the whole
@@ -166,8 +166,8 @@ class PlateAligner:
     # -- one frame ---------------------------------------------------------------------------
 
     def align(self, frame: np.ndarray, alpha: np.ndarray | None = None) -> tuple[np.ndarray, AlignStep]:
-        """The plate for `frame` and what was done. `alpha` (HxW or HxWx1, float in [0, 1] or
-        uint8) is the latest matte known, usually the previous frame's; None on the first."""
+        """The plate for `frame` and what was done. `alpha` (HxW, HxWx1 or 1xHxW, float in [0, 1]
+        or uint8) is the latest matte known, usually the previous frame's; None on the first."""
         frame = _check_rgb(frame, "the frame")
         if frame.shape[:2] != self.size:
             raise ConfigError(
@@ -217,8 +217,8 @@ class PlateAligner:
 
     def _background_from_alpha(self, alpha: np.ndarray) -> np.ndarray:
         alpha = np.asarray(alpha)
-        if alpha.ndim == 3:
-            alpha = alpha[..., 0]
+        if alpha.ndim == 3:  # (H, W, 1) as images hold it, or (1, H, W) as the model gives it
+            alpha = alpha[0] if alpha.shape[0] == 1 else alpha[..., 0]
         if alpha.shape != self.size:
             raise ConfigError(
                 f"the alpha is {alpha.shape[1]}x{alpha.shape[0]}, the frame {self.size[1]}x{self.size[0]}"

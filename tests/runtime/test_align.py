@@ -222,5 +222,7 @@ def test_plate_and_aligner_refusals(tmp_path):
     aligner = PlateAligner(np.zeros((32, 48, 3), np.uint8))
     with pytest.raises(ConfigError, match="the frame is 40x32, the plate 48x32"):
         aligner.align(np.zeros((32, 40, 3), np.uint8))
+    for alpha in (np.zeros((32, 48)), np.zeros((32, 48, 1)), np.zeros((1, 32, 48))):  # as images or the model hold it
+        assert aligner.align(np.zeros((32, 48, 3), np.uint8), alpha)[0].shape == (32, 48, 3)
     with pytest.raises(ConfigError, match="the alpha is 40x32, the frame 48x32"):
         aligner.align(np.zeros((32, 48, 3), np.uint8), np.zeros((32, 40), np.float32))
