@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mattex.errors import MattexError
 from mattex.files import commit, discard, temporary_folder_beside
 from mattex.runtime.pipeline import matte_media
 
@@ -43,8 +42,9 @@ def run_job(
     matter, model: Path, job: Job, folder: Path, progress: Callable[[int], None] = lambda n: None
 ) -> JobOutcome:
     """Matte `job` with the open `matter` into `folder/job.out`. A job that fails for its own
-    reason (a broken clip: any MattexError) is a failed outcome with nothing left; an
-    interruption removes the temporary folder and is raised (a job is never half-recorded)."""
+    reason (a broken clip: a MattexError, or any exception a decoder raises on it) is a failed
+    outcome with nothing left, named by its type; an interruption removes the temporary folder
+    and is raised (a job is never half-recorded)."""
     final = Path(folder) / job.out
     tmp = temporary_folder_beside(final)
     started = time.perf_counter()
@@ -54,7 +54,7 @@ def run_job(
             raise KeyboardInterrupt
         outputs = {Path(path).name: output_hash(Path(path)) for path in result.outputs.values()}
         commit(tmp, final)
-    except MattexError as e:
+    except Exception as e:  # a MattexError (a broken clip), or a decoder's own: this job's alone
         discard(tmp)
         error = f"{type(e).__name__}: {e}"
         return JobOutcome(job.out, job.line, "failed", seconds=time.perf_counter() - started, error=error)

@@ -103,9 +103,11 @@ def run_batch(
             remove_dead_partials(folder / job.out, writers_elsewhere=True)
         progress.on_start(len(todo), len(skipped))
 
+        by_out = {job.out: job for job in todo}
+
         def finished(outcome: JobOutcome) -> None:
             if outcome.status == "done":
-                job = next(j for j in todo if j.out == outcome.out)
+                job = by_out[outcome.out]
                 manifest.record(job.out, job.spec(), outcome.outputs, outcome.frames)
             progress.on_job(outcome)
 

@@ -166,6 +166,29 @@ def test_ctrl_c_mid_job_keeps_the_jobs_done_and_the_next_run_does_the_rest(libra
     assert tree_bytes(tmp_path / "out" / "sway") == reference["sway"]
 
 
+def test_an_unforeseen_failure_of_one_job_fails_it_alone(library, small_file, tmp_path, monkeypatch):
+    """Not only MattexError: whatever one job raises (a decoder's own exception) is that job's,
+    named by its type, with nothing of it left; the next job runs."""
+    import mattex.batch.execute
+
+    folder, _ = library
+    real = mattex.batch.execute.matte_media
+
+    def exploding_on_walk(model, src, *args, **kwargs):
+        if Path(src).name == "walk.mp4":
+            raise RuntimeError("the decoder's own failure")
+        return real(model, src, *args, **kwargs)
+
+    monkeypatch.setattr(mattex.batch.execute, "matte_media", exploding_on_walk)
+    jobs = write_jobs(folder / "unforeseen.jsonl", library_jobs(folder, broken=False))
+    result = run_batch(small_file, jobs, tmp_path / "out", backend=BACKEND)
+    assert [(j.out, j.status, j.error) for j in result.jobs] == [
+        ("walk", "failed", "RuntimeError: the decoder's own failure"),
+        ("sway", "done", None),
+    ]
+    assert sorted(os.listdir(tmp_path / "out")) == ["manifest.json", "sway"]
+
+
 def test_ray_missing_names_the_extra(library, small_file, tmp_path):
     folder, _ = library
     jobs = write_jobs(folder / "one.jsonl", library_jobs(folder, broken=False))
