@@ -7,8 +7,10 @@
  * (a flushing seek) once, after frame N; --latency prints the latency query's answer at the
  * element's source pad and upstream of it; --restart runs the pipeline to EOS, sets it to READY
  * and runs it again. Prints "frames N" (buffers that left the element) and exits 0 at EOS, or
- * prints "error: <message>" and exits 1 on an error message; "seconds S" is the time from the
- * first frame reaching the element to the (first) EOS, for benchmarks/gstreamer.py. */
+ * prints "error: <message>" and exits 1 on an error message; "qos-dropped N": the frames the
+ * element dropped as late, by its QoS messages; "seconds S" is the time from the
+ * first frame reaching the element to the (first) EOS, "seconds-after-first" from the first frame
+ * leaving it, for benchmarks/gstreamer.py. */
 #include <gst/gst.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +21,8 @@ static GstElement* matter;
 static GMainLoop* loop;
 static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0;
 static int frames_in = 0, frames_out = 0, failed = 0, runs = 0;
-static gint64 first_frame_us = 0, first_eos_us = 0;
+static gint64 first_frame_us = 0, first_out_us = 0, first_eos_us = 0;
+static guint64 qos_dropped = 0;  /* frames the element dropped as late (its last QoS message) */
 
 static gboolean flush_to_start(gpointer unused) {
   (void)unused;
@@ -39,7 +42,7 @@ static GstPadProbeReturn on_frame_in(GstPad* pad, GstPadProbeInfo* info, gpointe
 
 static GstPadProbeReturn on_frame_out(GstPad* pad, GstPadProbeInfo* info, gpointer unused) {
   (void)pad, (void)info, (void)unused;
-  frames_out++;
+  if (frames_out++ == 0) first_out_us = g_get_monotonic_time();
   return GST_PAD_PROBE_OK;
 }
 
@@ -86,6 +89,14 @@ static gboolean on_message(GstBus* bus, GstMessage* message, gpointer unused) {
       break;
     case GST_MESSAGE_ASYNC_DONE:
       if (want_latency && GST_MESSAGE_SRC(message) == GST_OBJECT(pipeline)) print_latency();
+      break;
+    case GST_MESSAGE_QOS:
+      if (GST_MESSAGE_SRC(message) == GST_OBJECT(matter)) {
+        GstFormat format;
+        guint64 processed, dropped;
+        gst_message_parse_qos_stats(message, &format, &processed, &dropped);
+        qos_dropped = dropped;
+      }
       break;
     case GST_MESSAGE_LATENCY:
       gst_bin_recalculate_latency(GST_BIN(pipeline));
@@ -136,7 +147,11 @@ int main(int argc, char** argv) {
   g_main_loop_run(loop);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   printf("frames %d\n", frames_out);
-  if (first_eos_us) printf("seconds %.6f\n", (first_eos_us - first_frame_us) / 1e6);
+  printf("qos-dropped %" G_GUINT64_FORMAT "\n", qos_dropped);
+  if (first_eos_us) {
+    printf("seconds %.6f\n", (first_eos_us - first_frame_us) / 1e6);
+    printf("seconds-after-first %.6f\n", (first_eos_us - first_out_us) / 1e6);
+  }
   gst_bus_remove_watch(bus);
   gst_object_unref(bus);
   gst_object_unref(matter);

@@ -293,6 +293,21 @@ def test_a_live_source_keeps_memory_flat_and_latency_bounded(gst, cpp_models, tm
     assert settled[-1] - settled[0] < 3_000, samples  # kB: a leak of one 128x128 frame each would be 5 MB
 
 
+def test_late_frames_are_dropped_not_matted(gst, cpp_models):
+    """QoS: downstream takes 60 ms a frame of a live 30 fps source, so frames reach the sink late;
+    the element drops the late ones before matting them (its QoS messages count them)."""
+    frames = 45
+    out = gst.probe(
+        f"videotestsrc is-live=true num-buffers={frames} ! video/x-raw,width=64,height=64,framerate=30/1 ! "
+        f"mattex name=m model={cpp_models['fp32']} ! identity sleep-time=60000 ! fakesink sync=true qos=true",
+        "--capture-at",
+        "0",
+    )
+    dropped = int(re.search(r"qos-dropped (\d+)", out.stdout).group(1))
+    passed = int(re.search(r"frames (\d+)", out.stdout).group(1))
+    assert dropped > 0 and passed + dropped == frames, out.stdout
+
+
 def test_restart_and_flush_are_clean(gst, cpp_models):
     """EOS, then READY (the model closed) and PLAYING (opened again): every frame again; a flushing
     seek mid-stream: the element goes on."""
