@@ -31,6 +31,7 @@ _SUPPLIED = {"model", "src", "bgr", "out", "progress", "on_start", "matter"}
 # A job's folder: one plain name, never hidden (a dot starts the temporaries beside it) or a path
 _OUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=@,-]{0,254}")
 NAMED_COMPOSITES = ("green", "white")
+SHOWN = 20  # wrong lines named in one message; the rest counted
 
 
 def job_options() -> dict[str, object]:
@@ -81,7 +82,7 @@ def read_jobs(path: str | Path) -> list[Job]:
         taken[job.out] = number
         jobs.append(job)
     if problems:
-        shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+        shown = "; ".join(problems[:SHOWN]) + (f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else "")
         raise ConfigError(f"{path}: {shown} (nothing was run)")
     if not jobs:
         raise ConfigError(f"{path} holds no jobs (one JSON object a line)")

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from mattex.batch import BatchProgress, run_batch
+from mattex.batch import BatchProgress, read_jobs, run_batch
 from mattex.calibration.synthetic import write_synthetic_video
 from mattex.cli.main import app
 from mattex.runtime.pipeline import matte_media
@@ -78,6 +78,10 @@ def test_a_bad_jobs_file_is_refused_before_any_work_naming_each_line(library, sm
         json.dumps({"src": "walk.mp4", "bgr": "walk.png", "out": "d", "rgba": True}),  # the CLI's name, not the API's
         json.dumps({"src": "walk.mp4", "bgr": "walk.png", "out": "e", "png": "yes"}),
         json.dumps({"src": "walk.mp4", "out": "f"}),
+        "[1, 2]",
+        json.dumps({"src": "walk.mp4", "bgr": "walk.png", "out": ".g"}),  # the temporaries' form
+        json.dumps({"src": "walk.mp4", "bgr": "walk.png", "out": "manifest.json"}),
+        json.dumps({"src": "walk.mp4", "bgr": "walk.png", "out": "h", "composite": "beach.jpg"}),
     ]
     jobs = folder / "bad.jsonl"
     jobs.write_text("\n".join(lines) + "\n")
@@ -94,6 +98,10 @@ def test_a_bad_jobs_file_is_refused_before_any_work_naming_each_line(library, sm
         "resize_bgr, rgba_fgr)",
         "line 7: png must be like false",
         "line 8: missing bgr",
+        "line 9: a job is a JSON object, not list",
+        "line 10: out must be a plain folder name",
+        "line 11: out 'manifest.json' is the batch's manifest file",
+        f"line 12: no such composite image: {folder / 'beach.jpg'}",
     ):
         assert expected in message, (expected, message)
     assert "line 1:" not in message  # the good line is not named
@@ -141,6 +149,15 @@ def test_here_one_model_load_outputs_of_mattex_run_a_broken_clip_alone_and_a_rer
     again = json.loads(runner.invoke(app, [*args, "--json"]).output)
     assert {r["out"]: r["status"] for r in again["results"]} == {"walk": "skipped", "sway": "done", "broken": "failed"}
     assert tree_bytes(tmp_path / "out" / "sway") == reference["sway"]
+    # done with another model, or with other options, is not done
+    from mattex.batch.manifest import Manifest
+    from mattex.files import sha256_file
+
+    walk = next(job for job in read_jobs(jobs) if job.out == "walk")
+    assert Manifest(tmp_path / "out", sha256_file(small_file)).finished("walk", walk.spec())
+    assert not Manifest(tmp_path / "out", "another model").finished("walk", walk.spec())
+    other_options = {**walk.spec(), "options": {"crf": 20}}
+    assert not Manifest(tmp_path / "out", sha256_file(small_file)).finished("walk", other_options)
 
 
 def test_ctrl_c_mid_job_keeps_the_jobs_done_and_the_next_run_does_the_rest(library, small_file, tmp_path, monkeypatch):
