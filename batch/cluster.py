@@ -40,10 +40,15 @@ class MatteWorker:
         from mattex.runtime.matter import Matter
 
         context = ray.get_runtime_context()
-        if not context.get_accelerator_ids().get("GPU"):
-            # a CPU worker uses the cores Ray gave it, not one thread per core of the node
-            os.environ.setdefault(THREADS_VARIABLE, str(max(1, int(cpus))))
+        gpus = context.get_accelerator_ids().get("GPU")
         self.name = f"node {context.get_node_id()[:8]} pid {os.getpid()}"
+        if gpus:
+            self.name += f", GPU {','.join(map(str, gpus))}"
+        else:
+            # a CPU worker uses the cores Ray gave it, not one thread per core of the node (the
+            # node's own MATTEX_THREADS, where it sets one, stays)
+            threads = os.environ.setdefault(THREADS_VARIABLE, str(max(1, int(cpus))))
+            self.name += f", {threads} thread{'s' if threads != '1' else ''}"
         self.model = Path(model_name)
         # the model (and an engine's sidecar) from the object store, into this node's temp folder
         files = dict(zip((self.model.name, f"{self.model.name}.json"), ray.get(model_refs)))

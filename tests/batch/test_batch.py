@@ -408,8 +408,8 @@ def cluster():
         "RAY_health_check_period_ms": "300",
         "RAY_health_check_timeout_ms": "300",
         "RAY_health_check_failure_threshold": "3",
-        "MATTEX_THREADS": "1",
     }
+    env.pop("MATTEX_THREADS", None)  # each worker takes as many threads as CPUs it was given
     marks = ("head", "second")
     try:
         start_node(
@@ -447,6 +447,8 @@ def test_on_a_two_node_cluster_each_job_equals_mattex_run_and_a_broken_clip_fail
     assert result.exit_code == 1, result.output
     summary = json.loads(result.output)
     assert summary["cluster"]["nodes"] == 2 and summary["workers"] == 2
+    workers = {r["worker"] for r in summary["results"]}  # "node 5ddd12a7 pid 17634, 1 thread"
+    assert len({w.split(" pid")[0] for w in workers}) == 2 and all(w.endswith(", 1 thread") for w in workers)
     assert summary["jobs"] == {"done": 2, "skipped": 0, "failed": 1}
     assert next(r for r in summary["results"] if r["out"] == "broken")["error"].startswith("MediaError: ")
     for name in CLIPS:
