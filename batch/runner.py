@@ -117,13 +117,16 @@ def run_batch(
         else:
             from .cluster import run_on_ray
 
-            outcomes, cluster = run_on_ray(
-                model, todo, folder, ray, workers, gpus_per_worker, cpus_per_worker, retries,
-                progress.on_frames, finished, open_options,
-            )  # fmt: skip
+            try:
+                outcomes, cluster = run_on_ray(
+                    model, todo, folder, ray, workers, gpus_per_worker, cpus_per_worker, retries,
+                    progress.on_frames, finished, open_options,
+                )  # fmt: skip
+            finally:  # a lost worker's temporary folder (its job done again elsewhere), or those of
+                # the workers an interruption stopped (they went with the connection)
+                for job in todo:
+                    remove_dead_partials(folder / job.out, writers_elsewhere=True)
             where, worker_count = ray, cluster["workers"]
-        for job in todo:  # a lost worker's temporary folder: its job was done again elsewhere
-            remove_dead_partials(folder / job.out, writers_elsewhere=True)
     return BatchResult(skipped + outcomes, time.perf_counter() - started, where, worker_count, cluster)
 
 
