@@ -112,6 +112,30 @@ def test_align_through_mattex_run_reports_its_figures(small_file, tmp_path):
     assert "alignment" not in json.loads(plain.output)  # only where asked for
     table = runner.invoke(app, [*args[:-1], str(tmp_path / "table"), "--outputs", "pha", "--align"])
     assert "aligned" in table.output and "exposure gain" in table.output
+    # a background video: each frame brings its own plate (here the same room, shot still)
+    from fractions import Fraction
+
+    from mattex.runtime.media import VideoSink
+
+    sink = VideoSink(tmp_path / "plate.mp4", Fraction(24), size)
+    for _ in clip.frames:
+        sink.write(clip.plate)
+    sink.close(keep=True)
+    video = runner.invoke(
+        app,
+        [
+            *args[:3],
+            str(tmp_path / "plate.mp4"),
+            "--out",
+            str(tmp_path / "video"),
+            "--outputs",
+            "pha",
+            "--align",
+            "--json",
+        ],
+    )
+    assert video.exit_code == 0, video.output
+    assert json.loads(video.output)["alignment"]["frames"] == 6
 
 
 def test_align_without_opencv_names_the_extra(small_file, tmp_path):
