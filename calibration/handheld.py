@@ -66,7 +66,7 @@ def exposure_path(frames: int, drift: tuple[float, float, float], seed: int) -> 
     return list(gains), list(offsets)
 
 
-def _view(world: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def camera_view(world: np.ndarray, homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """What a camera whose plate->frame motion is `homography` sees of `world` (the plate's
     view is the world's centre)."""
     import cv2
@@ -100,13 +100,13 @@ def handheld_clip(
     rng = np.random.default_rng(seed)
     homographies = camera_path(frames, size, drift_px, rotation_deg, scale, seed)
     gains, offsets = exposure_path(frames, exposure, seed + 1)
-    plate = _view(world, np.eye(3), size)
+    plate = camera_view(world, np.eye(3), size)
     if subject:
         fgr, pha = synth_portrait(rng, height, width)
         fgr, pha = fgr.transpose(1, 2, 0), pha[0]
     clip = HandheldClip(plate, [], [], [], homographies, gains, offsets)
     for i in range(frames):
-        background = _view(world, homographies[i], size).astype(np.float32) * gains[i] + offsets[i]
+        background = camera_view(world, homographies[i], size).astype(np.float32) * gains[i] + offsets[i]
         background = np.clip(background, 0, 255)
         if subject:  # walks sideways a pixel and a half a frame
             step = int(round(1.5 * (i - frames / 2)))

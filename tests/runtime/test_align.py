@@ -250,3 +250,17 @@ def test_plate_and_aligner_refusals(tmp_path):
         assert aligner.align(np.zeros((32, 48, 3), np.uint8), alpha)[0].shape == (32, 48, 3)
     with pytest.raises(ConfigError, match="the alpha is 40x32, the frame 48x32"):
         aligner.align(np.zeros((32, 48, 3), np.uint8), np.zeros((32, 40), np.float32))
+
+
+def test_a_sudden_move_is_taken_at_once_without_lag():
+    """The smoothing averages only what lies within the estimate's noise: a camera knocked 3 px
+    sideways between two frames is followed on that very frame, and a still one stays still."""
+    from mattex.calibration.handheld import camera_view
+
+    image = world(skimage.data.coffee())
+    moves = [np.eye(3)] * 5 + [np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])] * 4
+    plate = camera_view(image, np.eye(3), SIZE)
+    aligner = PlateAligner(plate)
+    for move in moves:
+        _, step = aligner.align(camera_view(image, move, SIZE), np.zeros(SIZE, np.float32))
+        assert _corner_distance(step.homography, move, SIZE) < 0.1, (move, step.homography)
