@@ -8,13 +8,9 @@ import numpy as np
 from PIL import Image
 
 from mattex.contract import IMAGE_SUFFIXES
-from mattex.errors import MattexError
+from mattex.errors import DataError
 from mattex.files import atomic_path
 from mattex.runtime.media import pillow_read_errors
-
-
-class DataError(MattexError, ValueError):
-    """A dataset folder or file cannot be used (empty, unreadable, wrong mode, unpaired)."""
 
 
 def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:

@@ -22,7 +22,7 @@ from mattex.calibration.int8 import (
     default_cache_path,
 )
 from mattex.contract import INPUTS, MODEL_OUTPUTS
-from mattex.errors import ConfigError, MattexError
+from mattex.errors import ConfigError, ExportCheckError
 from mattex.files import atomic_paths, check_writable
 from mattex.metadata import ExportMetadata
 from mattex.model.sources import WeightsSource, build_model, resolve_weights
@@ -41,16 +41,6 @@ EXPORT_PASSES = ["fold_constants", "replace_unordered_topk", "cleanup", "toposor
 # on it) and becomes the plugin last.
 PLUGIN_EXPORT_PASSES = ["fold_constants", "cleanup", "toposort"]
 PLUGIN_PASSES = ["replace_unordered_topk_with_plugin"]
-
-
-class ExportCheckError(MattexError):
-    """The exported graph breaks a rule of the export target; nothing was written."""
-
-    def __init__(self, report: CheckReport) -> None:
-        self.report = report
-        lines = [f"exported graph fails `mattex check --target {report.target}`:"]
-        lines += [f"  [{f.rule}] {f.node}: {f.message}" for f in report.findings if f.severity == "error"]
-        super().__init__("\n".join(lines))
 
 
 @dataclass

@@ -91,8 +91,10 @@ class ResourceError(MattexError):
     and how much was asked for; the input itself may be fine on a larger machine."""
 
 
-class ModelFileError(CorruptEngineError):
-    """An ONNX model file is missing, empty, truncated, corrupt, or not a mattex export."""
+class ModelFileError(MattexError):
+    """An ONNX model file is missing, empty, truncated, corrupt, or not a mattex export. Not a
+    CorruptEngineError: the two are distinct statuses in C++ (`Status::ModelFile`,
+    `Status::CorruptEngine`), and a model is no engine."""
 
 
 class OutputPathError(MattexError):
@@ -107,3 +109,26 @@ class InputValueError(MattexError, ValueError):
 class ExtraNotInstalledError(MattexError):
     """A command or module needs an optional part of mattex that is not installed here; the
     message names the extra to install (`pip install "mattex[export]"`)."""
+
+
+class DataError(MattexError, ValueError):
+    """A dataset folder or file cannot be used (empty, unreadable, wrong mode, unpaired)."""
+
+
+class EngineBuildError(MattexError):
+    """TensorRT could not parse or build the model."""
+
+
+class ExportCheckError(MattexError):
+    """The exported graph breaks a rule of the export target; nothing was written. `report` is
+    the lint's CheckReport (its `target` and its `findings`)."""
+
+    def __init__(self, report) -> None:
+        self.report = report
+        lines = [f"exported graph fails `mattex check --target {report.target}`:"]
+        lines += [f"  [{f.rule}] {f.node}: {f.message}" for f in report.findings if f.severity == "error"]
+        super().__init__("\n".join(lines))
+
+
+class VerifyError(MattexError):
+    """The file's interface does not match the PyTorch model (names or shapes)."""

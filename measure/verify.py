@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mattex.contract import ENGINE_SUFFIXES, INPUTS, MODEL_OUTPUTS, OUTPUTS, PATCH
-from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, ConfigError, MattexError, VerifyError
 from mattex.exporter.config import ExportConfig
 from mattex.exporter.onnx_file import load_onnx
 from mattex.files import atomic_write_text
@@ -31,10 +31,6 @@ from .budgets import BUDGETS
 from .inputs import random_pairs, require_pair_memory, synthetic_pairs
 from .reference import file_metadata, reference_model
 from .verify_options import VerifyOptions
-
-
-class VerifyError(MattexError):
-    """The file's interface does not match the PyTorch model (names or shapes)."""
 
 
 @dataclass

@@ -8,11 +8,12 @@ The package by idea: `options` (what is asked for), `plugins` (what the file nee
 (TensorRT's parser and builder), `products` (engines with sidecars, checks, export's own build).
 """
 
+from mattex.errors import EngineBuildError  # its old home, kept importable
+
 from .core import BuiltPlan, input_shapes, mattex_shapes, parse_and_build
 from .options import (
     BUILD_BACKENDS,
     BuildOptions,
-    EngineBuildError,
     choose_build_backend,
     parse_compute_capabilities,
     parse_profile,

@@ -12,11 +12,11 @@ from mattex.contract import (
     TENSORRT,
     TENSORRT_RTX,
 )
-from mattex.errors import ConfigError
+from mattex.errors import ConfigError, EngineBuildError
 from mattex.runtime.backends.tensorrt import FLAVORS, LABELS
 from mattex.runtime.io_spec import Profile
 
-from .options import BuildOptions, EngineBuildError
+from .options import BuildOptions
 
 
 @dataclass

@@ -13,16 +13,12 @@ from mattex.contract import (
     TENSORRT_TARGETS,
     parse_size,
 )
-from mattex.errors import BackendUnavailableError, ConfigError, MattexError
+from mattex.errors import BackendUnavailableError, ConfigError
 from mattex.runtime.backends.tensorrt import tensorrt_installed
 from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT
 
 BUILD_BACKENDS = ("auto", *TENSORRT_TARGETS)
-
-
-class EngineBuildError(MattexError):
-    """TensorRT could not parse or build the model."""
 
 
 def parse_profile(text: str, max_batch: int = 1) -> Profile:

@@ -12,12 +12,10 @@ from mattex.contract import (
     TENSORRT,
     TENSORRT_RTX,
 )
-from mattex.errors import ConfigError
+from mattex.errors import ConfigError, EngineBuildError
 from mattex.metadata import ExportMetadata
 from mattex.plugins import PLUGIN_DOMAIN, PLUGINS
 from mattex.runtime.io_spec import Profile
-
-from .options import EngineBuildError
 
 
 @dataclass

@@ -14,14 +14,14 @@ from mattex.contract import (
     TENSORRT,
     TENSORRT_RTX,
 )
-from mattex.errors import BackendUnavailableError, ConfigError, MattexError, ModelFileError
+from mattex.errors import BackendUnavailableError, ConfigError, EngineBuildError, MattexError, ModelFileError
 from mattex.files import atomic_paths, atomic_write_bytes, check_not_input, check_writable, output_file, sha256_file
 from mattex.runtime.backends.tensorrt import LABELS, current_environment, import_tensorrt
 from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import Sidecar, sidecar_path
 
 from .core import _configure, _rtx_targets, input_shapes, mattex_shapes, parse_and_build
-from .options import BuildOptions, EngineBuildError, _gpu_visible, choose_build_backend, parse_profile
+from .options import BuildOptions, _gpu_visible, choose_build_backend, parse_profile
 from .plugins import OnnxFacts, _read_onnx, check_plugin_requirements, check_plugin_versions
 
 

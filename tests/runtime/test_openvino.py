@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from mattex.cli.main import app
-from mattex.errors import BackendUnavailableError, CorruptEngineError
+from mattex.errors import BackendUnavailableError, ModelFileError
 from mattex.measure.budgets import BUDGETS
 from mattex.measure.inputs import composite_pairs, synthetic_pairs
 from mattex.measure.verify import verify_onnx
@@ -219,13 +219,13 @@ def test_unknown_precision_corrupt_foreign_and_plugin_files_get_typed_errors(fp3
         Matter.open(fp32_file, backend="openvino", inference_precision="fp8", cache_dir=tmp_path)
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(fp32_file.read_bytes()[:5000])
-    with pytest.raises(CorruptEngineError, match="corrupt.onnx"):
+    with pytest.raises(ModelFileError, match="corrupt.onnx"):
         Matter.open(corrupt, backend="openvino", cache_dir=tmp_path)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
     foreign = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])), foreign)
-    with pytest.raises(CorruptEngineError, match="not a mattex model"):
+    with pytest.raises(ModelFileError, match="not a mattex model"):
         Matter.open(foreign, backend="openvino", cache_dir=tmp_path)
     plugin = tmp_path / "plugin.onnx"
     node = helper.make_node("TopkLastDim", ["x"], ["y"], domain="trt.plugins")

@@ -124,7 +124,7 @@ def test_open_rejects_unknown_files(tmp_path):
     with pytest.raises(ConfigError, match="expected a .onnx model or a .engine"):
         Matter.open(tmp_path / "m.pt")
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
-    with pytest.raises(CorruptEngineError, match="not a loadable ONNX model"):
+    with pytest.raises(ModelFileError, match="not a loadable ONNX model"):
         Matter.open(tmp_path / "bad.onnx")
 
 
