@@ -9,7 +9,9 @@ and mattex_overhead, exports mobilenetv2 (demo weights) fp32 at the clip's size 
 synthetic clip (`mattex data synth-video`) as a PNG sequence (this machine's GStreamer has no
 H.264 decoder: gst-libav is not among the packages), then, interleaved round by round:
 - the element: multifilesrc ! pngdec ! queue ! mattex output=alpha ! queue ! pngenc ! multifilesink
-  (mattex_gst_probe);
+  (mattex_gst_probe), as gst-launch-1.0 runs it, and again with the pipeline's other streaming
+  threads (decoding, encoding) at a lower priority (mattex_gst_probe --yield), as `mattex run`
+  lowers its decode and encode threads';
 - `mattex run --png --outputs pha --backend openvino` (`matte_media`) on the same PNGs: decode,
   matte and encode the alpha as PNGs in its own threads;
 each timed from its first frame out (the element's leaving it, mattex run's written) to its end,
@@ -46,7 +48,9 @@ from mattex.runtime.media import open_source  # noqa: E402
 from mattex.runtime.pipeline import matte_media  # noqa: E402
 
 
-def element_fps(build: Path, model: Path, frames: Path, count: int, background: Path, out: Path, env: dict) -> float:
+def element_fps(
+    build: Path, model: Path, frames: Path, count: int, background: Path, out: Path, env: dict, *options: str
+) -> float:
     out.mkdir(parents=True, exist_ok=True)
     pipeline = (
         f"multifilesrc location={frames}/%06d.png index=0 stop-index={count - 1} caps=image/png,framerate=30/1 ! "
@@ -54,7 +58,7 @@ def element_fps(build: Path, model: Path, frames: Path, count: int, background: 
         f"pngenc ! multifilesink location={out}/%06d.png"
     )
     result = subprocess.run(
-        [build / "tests" / "mattex_gst_probe", pipeline], capture_output=True, text=True, env=env, check=True
+        [build / "tests" / "mattex_gst_probe", pipeline, *options], capture_output=True, text=True, env=env, check=True
     )
     passed = int(re.search(r"frames (\d+)", result.stdout).group(1))
     assert passed == count, result.stdout + result.stderr
@@ -114,11 +118,16 @@ def main() -> None:
             "GST_REGISTRY": str(tmp / "registry.bin"),
             "MATTEX_CACHE": str(cache),
         }
-        element, run = [], []
-        for i in range(args.rounds):  # interleaved: a slow spell of the machine hits both
+        element, yielding, run = [], [], []
+        for i in range(args.rounds):  # interleaved: a slow spell of the machine hits all three
             element.append(element_fps(build, model, frames, args.frames, background, tmp / f"gst{i}", env))
+            yielding.append(element_fps(build, model, frames, args.frames, background, tmp / f"y{i}", env, "--yield"))
             run.append(run_fps(model, frames, background, tmp / f"run{i}", cache / "openvino"))
-            print(f"round {i}: element {element[-1]:.3f} frames/s, mattex run {run[-1]:.3f} frames/s", flush=True)
+            print(
+                f"round {i}: element {element[-1]:.3f}, its other threads yielding {yielding[-1]:.3f}, "
+                f"mattex run {run[-1]:.3f} frames/s",
+                flush=True,
+            )
         bare = cpp_frame_ms(build, model, args.height, args.width, max(args.rounds, 5), env)
     row = {
         "backend": "openvino",
@@ -129,9 +138,12 @@ def main() -> None:
         "element_fps": round(statistics.median(element), 3),
         "mattex_run_fps": round(statistics.median(run), 3),
         "element_vs_run": round(statistics.median(element) / statistics.median(run), 3),
+        "element_yielding_fps": round(statistics.median(yielding), 3),
+        "element_yielding_vs_run": round(statistics.median(yielding) / statistics.median(run), 3),
         "cpp_matter_run_fps": round(1000 / bare["matter_run_ms"], 3),
         "cpp_bare_infer_fps": round(1000 / bare["bare_infer_ms"], 3),
         "element_rounds": [round(v, 3) for v in element],
+        "element_yielding_rounds": [round(v, 3) for v in yielding],
         "run_rounds": [round(v, 3) for v in run],
         "cpp": bare,
     }

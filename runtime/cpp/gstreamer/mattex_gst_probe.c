@@ -1,25 +1,30 @@
 /* What gst-launch-1.0 cannot do to the mattex element, for tests/runtime/cpp/test_gstreamer.py:
  *
- *   mattex_gst_probe PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart]
+ *   mattex_gst_probe PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart] [--yield]
  *
  * PIPELINE (gst-launch syntax) names its mattex element "m". --capture-at N emits the
  * capture-background action signal as frame N reaches it; --flush-at N seeks back to the start
  * (a flushing seek) once, after frame N; --latency prints the latency query's answer at the
  * element's source pad and upstream of it; --restart runs the pipeline to EOS, sets it to READY
- * and runs it again. Prints "frames N" (buffers that left the element) and exits 0 at EOS, or
+ * and runs it again; --yield lowers the priority (nice 10) of every streaming thread but the one
+ * that runs the element, as `mattex run` lowers its decode and encode threads', so that decoding
+ * and encoding use the gaps inference leaves instead of preempting its threads. Prints "frames N" (buffers that left the element) and exits 0 at EOS, or
  * prints "error: <message>" and exits 1 on an error message; "qos-dropped N": the frames the
  * element dropped as late, by its QoS messages; "seconds S" is the time from the
  * first frame reaching the element to the (first) EOS, "seconds-after-first" from the first frame
  * leaving it, for benchmarks/gstreamer.py. */
 #include <gst/gst.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 static GstElement* pipeline;
 static GstElement* matter;
 static GMainLoop* loop;
-static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0;
+static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0, yield_to_element = 0;
 static int frames_in = 0, frames_out = 0, failed = 0, runs = 0;
 static gint64 first_frame_us = 0, first_out_us = 0, first_eos_us = 0;
 static guint64 qos_dropped = 0;  /* frames the element dropped as late (its last QoS message) */
@@ -66,6 +71,24 @@ static void print_latency(void) {
   gst_object_unref(sink);
 }
 
+/* Called in the thread that starts (STREAM_STATUS ENTER is posted from it, synchronously). */
+static GstBusSyncReply on_sync_message(GstBus* bus, GstMessage* message, gpointer unused) {
+  (void)bus, (void)unused;
+  if (GST_MESSAGE_TYPE(message) != GST_MESSAGE_STREAM_STATUS) return GST_BUS_PASS;
+  GstStreamStatusType type;
+  GstElement* owner;
+  gst_message_parse_stream_status(message, &type, &owner);
+  if (type != GST_STREAM_STATUS_TYPE_ENTER) return GST_BUS_PASS;
+  GstPad* sink = gst_element_get_static_pad(matter, "sink");
+  GstPad* peer = gst_pad_get_peer(sink);
+  GstElement* feeding = peer ? gst_pad_get_parent_element(peer) : NULL;
+  if (owner != feeding) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+  if (feeding) gst_object_unref(feeding);
+  if (peer) gst_object_unref(peer);
+  gst_object_unref(sink);
+  return GST_BUS_PASS;
+}
+
 static gboolean on_message(GstBus* bus, GstMessage* message, gpointer unused) {
   (void)bus, (void)unused;
   switch (GST_MESSAGE_TYPE(message)) {
@@ -110,7 +133,7 @@ static gboolean on_message(GstBus* bus, GstMessage* message, gpointer unused) {
 int main(int argc, char** argv) {
   gst_init(&argc, &argv);
   if (argc < 2) {
-    fprintf(stderr, "usage: %s PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart]\n", argv[0]);
+    fprintf(stderr, "usage: %s PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart] [--yield]\n", argv[0]);
     return 2;
   }
   for (int i = 2; i < argc; ++i) {
@@ -118,6 +141,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--flush-at") && i + 1 < argc) flush_at = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--latency")) want_latency = 1;
     else if (!strcmp(argv[i], "--restart")) restart = 1;
+    else if (!strcmp(argv[i], "--yield")) yield_to_element = 1;
     else {
       fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;
@@ -143,6 +167,7 @@ int main(int argc, char** argv) {
   loop = g_main_loop_new(NULL, FALSE);
   GstBus* bus = gst_element_get_bus(pipeline);
   gst_bus_add_watch(bus, on_message, NULL);
+  if (yield_to_element) gst_bus_set_sync_handler(bus, on_sync_message, NULL, NULL);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
   g_main_loop_run(loop);
   gst_element_set_state(pipeline, GST_STATE_NULL);
