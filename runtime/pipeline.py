@@ -278,6 +278,7 @@ def matte_media(
     src: str | Path,
     bgr: str | Path,
     out: str | Path,
+    *,  # options by name: one inserted among them must not shift what callers meant
     outputs: list[str] = ("com", "pha", "fgr"),
     composite: str = "green",
     png: bool = False,

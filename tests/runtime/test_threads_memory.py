@@ -117,7 +117,7 @@ def progress(n):
     if seen[0] >= 100 and not samples:
         samples.append(rss())
 matte_media({str(model)!r}, {str(clip)!r}, {str(tmp_path / "bg.png")!r}, {str(tmp_path / "out")!r},
-            ["pha"], "green", False, False, 1, False, 28, "ultrafast", progress=progress)
+            outputs=["pha"], crf=28, progress=progress)
 print(samples[0], rss())
 """
     )
