@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mattex.contract import RTX_DEFAULT_TARGETS_TEXT, TENSORRT_RTX
+from mattex.contract import RTX_DEFAULT_TARGETS_TEXT
 
 from .common import console, emit_json, err_console, user_errors
 
@@ -19,8 +19,8 @@ def command(
     model: Path = typer.Argument(..., help="The exported ONNX file."),
     backend: str = typer.Option(
         "auto",
-        help="auto | tensorrt | tensorrt-rtx. auto: TensorRT where it and "
-        "a GPU are here, else TensorRT for RTX (no GPU needed).",
+        help="auto or an engine backend that builds (tensorrt, tensorrt-rtx, any registered). auto: "
+        "TensorRT where it and a GPU are here, else TensorRT for RTX (no GPU needed).",
     ),
     profile: list[str] = typer.Option(["hd"], help="hd | 4k | HxW | HxW-HxW (min-max); repeat for several profiles."),
     batch: int = typer.Option(1, min=1, help="Largest batch of every profile (batch 1..N)."),
@@ -52,8 +52,13 @@ def command(
     the kernels when the engine loads. The plan stays raw: trtexec --loadEngine (the RTX
     tools for RTX plans) and C++ load it.
     """
-    from mattex.exporter.build import BuildOptions, build_engine, parse_compute_capabilities, parse_profile
-    from mattex.runtime.sidecar import describe_targets
+    from mattex.exporter.build import (
+        BuildOptions,
+        build_engine,
+        engine_build,
+        parse_compute_capabilities,
+        parse_profile,
+    )
 
     profiles = [parse_profile(p, batch) for p in profile]
     output = output or model.with_suffix(".engine")
@@ -70,12 +75,5 @@ def command(
     )
     if emit_json(sidecar.to_dict(), json_output):
         return
-    target = (
-        f"for {describe_targets(sidecar.target_compute_capabilities)}"
-        if sidecar.backend == TENSORRT_RTX
-        else f"for {sidecar.gpu_name}"
-    )
-    label = "TensorRT for RTX" if sidecar.backend == TENSORRT_RTX else "TensorRT"
-    console.print(
-        f"built {output} with {label} {sidecar.tensorrt_version} {target}; sidecar {output}.json", highlight=False
-    )
+    summary = engine_build(sidecar.backend).summary(sidecar)
+    console.print(f"built {output} {summary}; sidecar {output}.json", highlight=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mattex.serving.limits import DEFAULT_MAX_BATCH
+
 from .common import console, user_errors
 
 SHORT_HELP = "Write a Triton model repository (config.pbtxt and the file) any Triton deployment loads."
@@ -19,11 +21,11 @@ def command(
     name: str = typer.Option("matte", help="The model's name in the repository."),
     backend: str = typer.Option(
         "auto",
-        help="auto (tensorrt for an engine, onnxruntime for an .onnx) | tensorrt | "
-        "onnxruntime | openvino | python (mattex's runtime).",
+        help="auto (tensorrt for an engine, onnxruntime for an .onnx) | a backend Triton serves (tensorrt, "
+        "onnxruntime, openvino) | python (mattex's runtime).",
     ),
     instances: int = typer.Option(1, min=1, help="Model instances."),
-    max_batch: int = typer.Option(4, min=1, help="Largest batch Triton forms."),
+    max_batch: int = typer.Option(DEFAULT_MAX_BATCH, min=1, help="Largest batch Triton forms."),
     max_queue_delay_us: int = typer.Option(2000, min=0, help="Dynamic batching's queue delay."),
     device: str | None = typer.Option(
         None, help="gpu | cpu (default: gpu for tensorrt and onnxruntime, cpu for openvino and python with an .onnx)."

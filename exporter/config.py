@@ -58,6 +58,13 @@ PRESETS = {
 }
 
 
+def preset_for_size(height: int, width: int) -> Preset:
+    """The preset of the largest named size that `height` x `width` reaches (hd below it): a
+    checkpoint scored at 4K runs with 4K's backbone scale, as its export would."""
+    reached = [p for p in PRESETS.values() if height * width >= p.height * p.width]
+    return max(reached, key=lambda p: p.height * p.width, default=PRESETS["hd"])
+
+
 # Which nodes keep float32 in a reduced-precision file (node-name substrings), decided by
 # measurement: mobilenetv2 demo weights on 8 held-out synthetic composites at 512x512
 # (benchmarks/precision.py measures the full table).

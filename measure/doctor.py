@@ -274,12 +274,11 @@ class Doctor:
             self.progress(f"verifying {label} on {entry.name}", index, len(jobs))
             with self.step("verify", label, entry.name) as row:
                 config = next(v.config for v in self.plan.variants if v.label == label)
-                if config.precision == "int8" and entry.name == "openvino":
+                refusal = entry.refuses(config.precision)
+                if refusal is not None:
                     # Matter.open refuses it (what a user's run does); `mattex verify --backend
-                    # openvino` is where a new OpenVINO release is measured.
-                    from mattex.runtime.backends.openvino import INT8_REFUSAL
-
-                    row.status, row.detail = "skipped", INT8_REFUSAL
+                    # NAME` is where a new release of that backend is measured.
+                    row.status, row.detail = "skipped", refusal
                     continue
                 opened = time.perf_counter()
                 with Verifier(path, backend=entry.name) as verifier:

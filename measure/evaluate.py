@@ -38,17 +38,6 @@ class EvaluationReport:
         }
 
 
-def file_matter(path: Path, backend: str | None = "onnxruntime", **options) -> Matter:
-    """An exported file through the runtime's backend registry, with the session settings users
-    get (int8 files included): float inputs in [0, 1] converted to the file's own format (cast,
-    or uint8 frames), every output as float32."""
-    from mattex.runtime import Matter as Session
-
-    if backend == "onnxruntime":
-        options.setdefault("providers", ["CPUExecutionProvider"])
-    return Session.open(path, backend=backend, check_values=False, **options).matte_floats
-
-
 def difference_matte(src: np.ndarray, bgr: np.ndarray, gain: float) -> np.ndarray:
     """The naive baseline: alpha = clip(sum over channels of |src - bgr| * gain, 0, 1)."""
     return np.clip(np.abs(src - bgr).sum(axis=-3, keepdims=True) * gain, 0, 1)
@@ -190,11 +179,10 @@ def evaluate_model(
     if is_file:
         meta = read_export_metadata(model)  # a missing, corrupt or foreign file is named before any work
         from mattex.runtime import Matter as Session
+        from mattex.runtime.backends import BACKENDS
 
         options = {"inference_precision": inference_precision} if inference_precision else {}
-        if backend == "onnxruntime":
-            options["providers"] = ["CPUExecutionProvider"]
-        session = Session.open(model, backend=backend, check_values=False, **options)
+        session = Session.open(model, backend=backend, check_values=False, **BACKENDS[backend].cpu_options, **options)
         matter = session.matte_floats
         label = precision = budget_name(meta.precision, session.arithmetic)
         if not budget:
@@ -202,8 +190,9 @@ def evaluate_model(
         elif precision != "fp32":  # an fp32 file is verified against PyTorch by `mattex verify`
             reference = torch_matter(reference_model(meta, checkpoint))
     else:
-        backbone_scale = 0.125 if size[0] * size[1] >= 2160 * 3840 else 0.25
-        matter = checkpoint_matter(model, backbone_scale=backbone_scale)
+        from mattex.exporter.config import preset_for_size
+
+        matter = checkpoint_matter(model, backbone_scale=preset_for_size(*size).backbone_scale)
     if checkpoint is not None and reference is None:
         raise ConfigError(
             "`checkpoint` is the fp32 reference of an fp16/int8 ONNX file; pass a checkpoint to evaluate as the model"

@@ -110,20 +110,13 @@ class Matter:
 
     @classmethod
     def _open(cls, path: Path, backend, providers, check_values: bool, sharing_cores: bool, **options) -> Matter:
-        if providers is not None:
-            if backend not in (None, "onnxruntime"):
-                raise ConfigError(f"`providers` are ONNX Runtime's; backend {backend} takes none")
+        if providers is not None:  # an option like any other: a backend that takes none refuses it by name
             options["providers"] = providers
         suffix = path.suffix.lower()
         if suffix in ENGINE_SUFFIXES:
             sidecar = load_sidecar(path)  # read once, handed to the backend
             if backend is not None and backend != sidecar.backend:
                 raise ConfigError(f"{path.name} was built for {sidecar.backend}; it cannot run on {backend}")
-            if providers is not None:
-                raise ConfigError(
-                    "`providers` apply to .onnx files on ONNX Runtime; an engine runs on "
-                    f"the backend it was built for ({sidecar.backend})"
-                )
             backend, options["sidecar"] = sidecar.backend, sidecar
         elif suffix in ONNX_SUFFIXES:
             if backend is None:

@@ -44,12 +44,9 @@ def _check_fields(d: dict) -> None:
     for key in ("tensorrt_version", "precision", "onnx_sha256", "plan_sha256", "mattex_version"):
         need(isinstance(d.get(key), str), key, "a string")
     need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")
+    BACKENDS[backend].check_sidecar(d, need)  # what its backend alone requires (TensorRT: the GPU built for)
     cc = d.get("compute_capability")
-    need(
-        _is_int_list(cc, 2) or (cc is None and backend == TENSORRT_RTX),
-        "compute_capability",
-        "[major, minor]" + (" or null" if backend == TENSORRT_RTX else ""),
-    )
+    need(cc is None or _is_int_list(cc, 2), "compute_capability", "[major, minor] or null")
     profiles = d.get("profiles")
     need(
         isinstance(profiles, list)

@@ -15,6 +15,8 @@ PORTS = (1, 65535)
 # Frames a batch holds; Triton sends requests of up to this many frames each, and holds that many
 # frames of every output per request in memory. 256 frames of 4K are 6 GB of uint8 input alone.
 MAX_BATCH = 256
+# The largest batch Triton forms unless told (`mattex serve` and `mattex triton-repo` alike).
+DEFAULT_MAX_BATCH = 4
 # How long a request may wait for a batch to fill: 10 s (latency, not throughput, past that).
 MAX_QUEUE_DELAY_US = 10_000_000
 # Requests waiting in the queue: each holds its frames in memory (100,000 of 720p: 276 GB).

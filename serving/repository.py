@@ -17,13 +17,29 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, ONNX_SUFFIXES, OUTPUTS, TENSORRT
+from mattex.contract import DEBUG_OUTPUTS, ENGINE_SUFFIXES, INPUTS, OUTPUTS
 from mattex.errors import ConfigError, ModelFileError
 from mattex.files import atomic_write_text, check_output_folder, output_error, output_folder
+from mattex.runtime.backends import BACKENDS
 from mattex.serving import limits
 from mattex.serving.limits import check_whole
 
-REPOSITORY_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "python")
+# Beside the backends Triton serves itself (the registry's `repository` entries), mattex's own
+# runtime in Triton's Python backend serves any file.
+PYTHON = "python"
+
+
+def repository_backends() -> tuple[str, ...]:
+    return ("auto", *BACKENDS.served_by_triton(), PYTHON)
+
+
+def default_device(backend: str) -> str:
+    """Where a backend's instances run unless told: the GPU for a backend that runs there
+    (its bench variants say so), else the CPU."""
+    entry = BACKENDS[backend] if backend != PYTHON else None
+    return "gpu" if entry is not None and any(v.device == "gpu" for v in entry.bench_variants) else "cpu"
+
+
 DEVICES = ("gpu", "cpu")
 TRITON_TYPES = {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64"}
 # Channels (or 1) of each output, in the graph contract's (B, C, H, W) layout.
@@ -46,17 +62,17 @@ class RepositoryConfig:
     model: Path
     out: Path
     name: str = "matte"
-    backend: str = "auto"  # auto: tensorrt for an engine, onnxruntime for an ONNX file
+    backend: str = "auto"  # auto: the first backend Triton serves the file with (tensorrt, onnxruntime)
     instances: int = 1
-    max_batch: int = 4
+    max_batch: int = limits.DEFAULT_MAX_BATCH
     max_queue_delay_us: int = 2000
-    device: str | None = None  # gpu | cpu; default: gpu for tensorrt/onnxruntime, cpu otherwise
+    device: str | None = None  # gpu | cpu; default: `default_device` (gpu for tensorrt/onnxruntime)
     tensorrt_accelerator: bool = False  # onnxruntime: run through Triton's TensorRT execution accelerator
     parameters: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.backend not in REPOSITORY_BACKENDS:
-            raise ConfigError(f"unknown `backend` {self.backend!r}; choose one of {', '.join(REPOSITORY_BACKENDS)}")
+        if self.backend not in repository_backends():
+            raise ConfigError(f"unknown `backend` {self.backend!r}; choose one of {', '.join(repository_backends())}")
         if self.device is not None and self.device not in DEVICES:
             raise ConfigError(f"unknown `device` {self.device!r}; choose one of {', '.join(DEVICES)}")
         check_whole("instances", self.instances, 1, limits.MAX_REPOSITORY_INSTANCES, " (per device)")
@@ -81,11 +97,10 @@ def write_repository(config: RepositoryConfig) -> Path:
     suffix = model.suffix.lower()
     backend = config.backend
     if backend == "auto":
-        backend = "tensorrt" if suffix in ENGINE_SUFFIXES else "onnxruntime"
-    if backend == "tensorrt" and suffix not in ENGINE_SUFFIXES:
-        raise ConfigError(f"`backend` tensorrt serves TensorRT engines (.engine, .plan), not {model.name}")
-    if backend in ("onnxruntime", "openvino") and suffix not in ONNX_SUFFIXES:
-        raise ConfigError(f"`backend` {backend} serves .onnx files, not {model.name}")
+        served = BACKENDS.served_by_triton()  # a file no backend opens is refused by the first's suffix check
+        backend = next((n for n in served if suffix in BACKENDS[n].suffixes), served[0])
+    if backend != PYTHON and suffix not in BACKENDS[backend].suffixes:
+        raise ConfigError(f"`backend` {backend} serves {', '.join(BACKENDS[backend].suffixes)} files, not {model.name}")
     described = describe(model, backend, config)
     folder = Path(config.out) / config.name
     if folder.exists():
@@ -116,7 +131,7 @@ class Described:
 
 
 def describe(model: Path, backend: str, config: RepositoryConfig) -> Described:
-    if backend == "tensorrt":
+    if backend != PYTHON and model.suffix.lower() in ENGINE_SUFFIXES:
         return _describe_engine(model, config)
     facts = file_facts(model)
     if facts.plugins and backend != "python":
@@ -128,7 +143,7 @@ def describe(model: Path, backend: str, config: RepositoryConfig) -> Described:
     out_dtype = "float16" if facts.io_dtype == "float16" else "float32"
     outputs = [_tensor(n, out_dtype, [CHANNELS[n], -1, -1]) for n in facts.outputs]
     common = _common(config, inputs, outputs)
-    if backend == "python":
+    if backend == PYTHON:
         file = "model" + model.suffix.lower()
         device = config.device or ("gpu" if model.suffix.lower() in ENGINE_SUFFIXES else "cpu")
         common["parameters"] = [{"key": "mattex_model", "value": {"string_value": file}}]
@@ -139,21 +154,11 @@ def describe(model: Path, backend: str, config: RepositoryConfig) -> Described:
 
             check_engine_batches(model, load_sidecar(model), config)
         return Described({**common, "backend": "python", **_instances(config, device)}, files)
-    if backend == "openvino":
-        if facts.precision == "int8":
-            from mattex.runtime.backends.openvino import INT8_REFUSAL
-
-            raise ConfigError(f"{model.name}: {INT8_REFUSAL}")
-        return Described(
-            {
-                **common,
-                "backend": "openvino",
-                "default_model_filename": "model.onnx",
-                **_instances(config, config.device or "cpu"),
-            },
-            {model: "model.onnx"},
-        )
-    described = {**common, "platform": "onnxruntime_onnx", **_instances(config, config.device or "gpu")}
+    refusal = BACKENDS[backend].refuses(facts.precision)
+    if refusal is not None:
+        raise ConfigError(f"{model.name}: {refusal}")
+    entry = BACKENDS[backend].repository
+    described = {**common, **entry, **_instances(config, config.device or default_device(backend))}
     if config.tensorrt_accelerator:
         precision = {"fp16": "FP16", "int8": "INT8"}.get(facts.precision, "FP32")
         described["optimization"] = {
@@ -209,10 +214,14 @@ def _describe_engine(model: Path, config: RepositoryConfig) -> Described:
     from mattex.runtime.sidecar import load_sidecar
 
     sidecar = load_sidecar(model)  # CorruptEngineError without one
-    if sidecar.backend != TENSORRT:
+    if BACKENDS[sidecar.backend].repository is None:
+        from mattex.runtime.backends.tensorrt import LABELS
+
+        label = LABELS.get(sidecar.backend, sidecar.backend)
+        served = [n for n in BACKENDS.served_by_triton() if set(BACKENDS[n].suffixes) & set(ENGINE_SUFFIXES)]
         raise ConfigError(
-            f"{model.name} was built with TensorRT for RTX, which Triton's TensorRT backend does "
-            "not load: serve it with `backend` python (mattex's runtime), or build with TensorRT"
+            f"{model.name} was built with {label}, which Triton's own backends do not load: serve it with "
+            f"`backend` python (mattex's runtime), or build with {' or '.join(served)}"
         )
     check_engine_batches(model, sidecar, config)
     tensors = {"input": [], "output": []}
@@ -221,11 +230,11 @@ def _describe_engine(model: Path, config: RepositoryConfig) -> Described:
             raise ModelFileError(f"{model.name}: unexpected I/O tensor {io['name']!r} in its sidecar")
         tensors[io["mode"]].append(_tensor(io["name"], io["dtype"], io["shape"][1:]))
     common = _common(config, tensors["input"], tensors["output"], max_batch=config.max_batch)
-    group = _instances(config, config.device or "gpu")
+    group = _instances(config, config.device or default_device(sidecar.backend))
     if len(sidecar.profiles) > 1:
         group["instance_group"][0]["profile"] = [str(i) for i in range(len(sidecar.profiles))]
     return Described(
-        {**common, "platform": "tensorrt_plan", **group},
+        {**common, **BACKENDS[sidecar.backend].repository, **group},
         {model: "model.plan", Path(str(model) + ".json"): "model.plan.json"},
     )
 

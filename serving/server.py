@@ -46,7 +46,7 @@ class ServeConfig:
     grpc_port: int = 8001
     metrics_port: int = 8002
     address: str = "127.0.0.1"
-    max_batch: int = 4
+    max_batch: int = limits.DEFAULT_MAX_BATCH
     max_queue_delay_us: int = 2000
     dynamic_batching: bool = True
     instances: int = 1

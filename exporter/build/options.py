@@ -1,5 +1,5 @@
-"""What a build is asked for: profiles, target GPUs, the backend (TensorRT where a GPU is,
-else TensorRT for RTX) and its options."""
+"""What a build is asked for: profiles, target GPUs, and the options of the backends' builds
+(each build says which it takes: `backends`)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mattex.contract import (
-    TENSORRT,
-    TENSORRT_RTX,
-    TENSORRT_TARGETS,
-    parse_size,
-)
+from mattex.contract import parse_size
 from mattex.errors import BackendUnavailableError, ConfigError
-from mattex.runtime.backends.tensorrt import tensorrt_installed
 from mattex.runtime.io_spec import Profile
 from mattex.runtime.sidecar import HARDWARE_COMPAT
-
-BUILD_BACKENDS = ("auto", *TENSORRT_TARGETS)
 
 
 def parse_profile(text: str, max_batch: int = 1) -> Profile:
@@ -54,28 +46,6 @@ def parse_compute_capabilities(text: str | None) -> list[str] | None:
     return values
 
 
-def choose_build_backend(requested: str = "auto") -> str:
-    """`tensorrt` or `tensorrt-rtx`. auto: TensorRT where it is installed and a GPU is visible
-    (it builds for that GPU), else TensorRT for RTX where installed (no GPU needed)."""
-    if requested not in BUILD_BACKENDS:
-        raise ConfigError(f"unknown build `backend` {requested!r}; choose one of {', '.join(BUILD_BACKENDS)}")
-    if requested != "auto":
-        return requested
-    if tensorrt_installed("tensorrt") and _gpu_visible():
-        return TENSORRT
-    if tensorrt_installed(TENSORRT_RTX):
-        return TENSORRT_RTX
-    if tensorrt_installed("tensorrt"):
-        return TENSORRT  # its build then says that it needs a GPU
-    from mattex.runtime.backends import BACKENDS
-
-    raise BackendUnavailableError(
-        "no TensorRT here to build with: TensorRT for RTX builds on any machine, GPU or not ("
-        f"{BACKENDS['tensorrt-rtx'].install}); TensorRT 10/11 on the GPU machine ("
-        f"{BACKENDS['tensorrt'].install})"
-    )
-
-
 def _gpu_visible() -> bool:
     from mattex.runtime.cuda import device_count
 
@@ -87,8 +57,9 @@ def _gpu_visible() -> bool:
 
 @dataclass
 class BuildOptions:
-    """How to build, per backend. TensorRT only: timing cache, version-compatible and
-    hardware-compatible plans. TensorRT for RTX only: the target compute capabilities."""
+    """How to build. The workspace is every build's; the others are one backend's (TensorRT:
+    timing cache, version-compatible and hardware-compatible plans; TensorRT for RTX: the
+    target compute capabilities), which its build checks (`EngineBuild.validate`)."""
 
     workspace_gib: float = 4.0
     timing_cache: Path | None = None
@@ -101,22 +72,6 @@ class BuildOptions:
             raise ConfigError(f"`workspace_gib` must be positive, got {self.workspace_gib} GiB")
         if self.hardware_compat not in HARDWARE_COMPAT:
             raise ConfigError(f"`hardware_compat` must be one of {', '.join(HARDWARE_COMPAT)}")
-        if backend == TENSORRT_RTX:
-            refused = {
-                "`timing_cache`": self.timing_cache is not None,
-                "`version_compatible`": self.version_compatible,
-                "`hardware_compat`": self.hardware_compat != "none",
-            }
-            given = [name for name, set_ in refused.items() if set_]
-            if given:
-                raise ConfigError(
-                    f"{', '.join(given)} {'is a TensorRT option' if len(given) == 1 else 'are TensorRT options'}"
-                    ": TensorRT for RTX builds without a GPU "
-                    "and compiles kernels for the GPU when the engine loads (target GPUs: "
-                    "`compute_capabilities`; reuse compiled kernels: Matter.open(engine, runtime_cache=PATH))"
-                )
-        elif self.compute_capabilities is not None:
-            raise ConfigError(
-                "`compute_capabilities` is TensorRT for RTX's (`backend` tensorrt-rtx); a "
-                "TensorRT plan is built for the GPU it is built on (see `hardware_compat`)"
-            )
+        from .backends import engine_build
+
+        engine_build(backend).validate(self)

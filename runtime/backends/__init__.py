@@ -53,6 +53,20 @@ class BackendEntry:
     # What it takes when it shares the cores with other work (a video pipeline's decoder and
     # encoder, a server's other instances and clients).
     co_runner_options: dict = field(default_factory=dict)
+    # What it opens with to run on the CPU alone (a measurement no GPU may change).
+    cpu_options: dict = field(default_factory=dict)
+    # Why it refuses a file of a precision ("int8"), or None: a check that would run it skips
+    # the file and says why (`mattex doctor`), as `Matter.open` refuses it.
+    refuses: Callable[[str], str | None] = lambda precision: None
+    # How a Triton model repository serves its files (`mattex triton-repo --backend NAME`): a
+    # Triton `platform` or `backend` entry of config.pbtxt; None: not served by Triton itself.
+    repository: dict | None = None
+    # Its build, for engine backends: "module:Class" of an `exporter.build.backends.EngineBuild`,
+    # imported only by `mattex build` and `mattex export` (the runtime never builds).
+    builder: str | None = None
+    # Its engines' sidecar fields beyond every backend's: "module:function", called as
+    # `function(fields, need)` where `need(ok, key, want)` refuses a field by name.
+    sidecar_check: str | None = None
 
     def load(self):
         return getattr(importlib.import_module(self.module), self.cls)
@@ -80,6 +94,11 @@ class BackendEntry:
         shared = self.co_runner_options if sharing_cores else {}
         return self.load()(path, **self.options, **shared, **options)
 
+    def check_sidecar(self, fields: dict, need: Callable[[bool, str, str], None]) -> None:
+        if self.sidecar_check is not None:
+            module, function = self.sidecar_check.split(":")
+            getattr(importlib.import_module(module), function)(fields, need)
+
     @property
     def bench_variants(self) -> tuple[Variant, ...]:
         return self.variants or (Variant(""),)
@@ -93,6 +112,14 @@ class BackendRegistry(Registry[BackendEntry]):
 
     def for_suffix(self, suffix: str) -> list[BackendEntry]:
         return [self[name] for name in self.names() if suffix.lower() in self[name].suffixes]
+
+    def builders(self) -> list[str]:
+        """The names of the backends that build their own engines, in registration order."""
+        return [name for name in self.names() if self[name].builder is not None]
+
+    def served_by_triton(self) -> list[str]:
+        """The backends a Triton repository serves directly, in registration order."""
+        return [name for name in self.names() if self[name].repository is not None]
 
     def engine_backends(self) -> list[str]:
         """The names of the backends that open engines (files with a sidecar)."""
@@ -145,6 +172,14 @@ def _onnxruntime_rank() -> int | None:
     return 0 if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()) else 2
 
 
+def _openvino_refuses(precision: str) -> str | None:
+    if precision != "int8":
+        return None
+    from .openvino import INT8_REFUSAL  # no OpenVINO import: the words alone
+
+    return INT8_REFUSAL
+
+
 BACKENDS = BackendRegistry()
 _HERE = __name__
 BACKENDS.register(
@@ -157,6 +192,8 @@ BACKENDS.register(
         rank=_onnxruntime_rank,
         # Idle threads sleep rather than spin, leaving the cores to the work beside it.
         co_runner_options={"spinning": False},
+        cpu_options={"providers": ["CPUExecutionProvider"]},
+        repository={"platform": "onnxruntime_onnx"},
         variants=(
             # Timed beside other runners: idle threads sleep rather than spin into the next one.
             Variant("cpu", "cpu", {"providers": ["CPUExecutionProvider"], "spinning": False}),
@@ -175,6 +212,8 @@ BACKENDS.register(
         variants=(Variant("cpu", "cpu"),),
         measure_options={"allow_int8": True},
         rank=lambda: 1 if _installed("openvino") else None,
+        refuses=_openvino_refuses,
+        repository={"backend": "openvino", "default_model_filename": "model.onnx"},
     )
 )
 BACKENDS.register(
@@ -187,6 +226,9 @@ BACKENDS.register(
         "with the NVIDIA GPU",
         options={"flavor": TENSORRT},
         variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
+        repository={"platform": "tensorrt_plan"},
+        builder="mattex.exporter.build.tensorrt:TensorRTBuild",
+        sidecar_check=f"{_HERE}.tensorrt:check_sidecar_fields",
     )
 )
 BACKENDS.register(
@@ -198,5 +240,6 @@ BACKENDS.register(
         install='pip install "mattex[rtx]" (tensorrt-rtx-cu13; tensorrt-rtx-cu12 for CUDA 12)',
         options={"flavor": TENSORRT_RTX},
         variants=(Variant("", "gpu"), Variant("cuda graph", "gpu", {"cuda_graph": True})),
+        builder="mattex.exporter.build.tensorrt:TensorRTRtxBuild",
     )
 )

@@ -25,6 +25,13 @@ FLAVORS = {TENSORRT: "tensorrt", TENSORRT_RTX: "tensorrt_rtx"}
 LABELS = {TENSORRT: "TensorRT", TENSORRT_RTX: "TensorRT for RTX"}
 
 
+def check_sidecar_fields(fields: dict, need) -> None:
+    """A TensorRT 10/11 plan runs on the GPU it was built for (or its kind): its sidecar names it."""
+    cc = fields.get("compute_capability")
+    whole = isinstance(cc, list) and len(cc) == 2 and all(type(x) is int for x in cc)
+    need(whole, "compute_capability", "[major, minor]")
+
+
 def import_tensorrt(flavor: str = "tensorrt"):
     """The `tensorrt` or `tensorrt_rtx` module; BackendUnavailableError naming what to install."""
     from . import BACKENDS

@@ -160,16 +160,17 @@ def test_auto_picks_tensorrt_for_rtx_without_a_gpu(small):
 
 def test_export_builds_the_rtx_engine_itself_unless_told_not_to(tmp_path, monkeypatch):
     import mattex.exporter.build.products as build
+    import mattex.exporter.build.tensorrt as tensorrt_build
 
     calls = {"_read_onnx": 0, "check_plugin_requirements": 0}
-    for name in calls:
-        real = getattr(build, name)
+    for module, name in ((build, "_read_onnx"), (tensorrt_build, "check_plugin_requirements")):
+        real = getattr(module, name)
 
         def counted(*args, _real=real, _name=name, **kwargs):
             calls[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(build, name, counted)
+        monkeypatch.setattr(module, name, counted)
     args = ["export", "--height", "128", "--width", "160", "--sample-pixels", "4800", "--json"]
     built = runner.invoke(app, [*args, "-o", str(tmp_path / "a.onnx")])
     assert built.exit_code == 0, built.output

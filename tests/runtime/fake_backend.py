@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mattex.exporter.build.backends import BuiltEngine, EngineBuild
 from mattex.runtime.backends.base import Backend
 
 
@@ -55,3 +56,32 @@ class FakeEngineBackend(FakeBackend):
         self.profiles = self.sidecar.profiles
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.calls = 0
+
+
+class FakeEngineBuild(EngineBuild):
+    """The build of the fake engine backend, beside its runner as a new engine's would be: its
+    "plan" is the ONNX file's bytes, its version its own, and it needs no GPU. `mattex build
+    --backend NAME` and, ranked first, `mattex export` build with it."""
+
+    version = "fake-1.0"
+
+    def rank(self) -> int | None:
+        return -1  # before every TensorRT here
+
+    def build(self, toolkit, onnx_path, facts, profiles, options, log) -> BuiltEngine:
+        import onnxruntime as ort
+
+        plan = Path(onnx_path).read_bytes()
+        session = ort.InferenceSession(plan, providers=["CPUExecutionProvider"])
+        kinds = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+
+        def io(tensor, mode):
+            return {"name": tensor.name, "mode": mode, "dtype": kinds[tensor.type], "shape": list(tensor.shape)}
+
+        tensors = [io(t, "input") for t in session.get_inputs()] + [io(t, "output") for t in session.get_outputs()]
+        log(f"building {Path(onnx_path).name} with {self.name} {self.version}")
+        fields = {"tensorrt_version": self.version, "gpu_name": None, "compute_capability": None}
+        return BuiltEngine(plan, tensors, 0.0, fields)
+
+    def summary(self, sidecar) -> str:
+        return f"with {self.name} {sidecar.tensorrt_version} (no GPU)"

@@ -222,11 +222,12 @@ def test_build_without_tensorrt_says_what_to_install(hd_onnx):
 
 
 def test_build_with_nothing_installed_names_both_backends(monkeypatch):
-    import mattex.exporter.build.options as options
+    import mattex.exporter.build.tensorrt as tensorrt_build
+    from mattex.exporter.build import choose_build_backend
 
-    monkeypatch.setattr(options, "tensorrt_installed", lambda flavor: False)
+    monkeypatch.setattr(tensorrt_build, "tensorrt_installed", lambda flavor: False)
     with pytest.raises(BackendUnavailableError, match="TensorRT for RTX builds on any machine.*tensorrt-rtx"):
-        options.choose_build_backend("auto")
+        choose_build_backend("auto")
 
 
 # TensorRT on a GPU: runs where both exist, skips with the reason elsewhere ---------------------

@@ -96,7 +96,7 @@ def test_what_triton_cannot_be_told_is_refused_and_leaves_nothing(small_file, tm
     # its profiles' largest batches are 4 (HD) and 2 (4K): Triton may form only batches both take
     with pytest.raises(ConfigError, match="`max_batch` 4 exceeds the engine's largest batch 2"):
         write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "c"), out, max_batch=4))
-    with pytest.raises(ConfigError, match="TensorRT for RTX, which Triton's TensorRT backend does not load"):
+    with pytest.raises(ConfigError, match="TensorRT for RTX, which Triton's own backends do not load"):
         write_repository(RepositoryConfig(engine_with_sidecar(tmp_path / "b", backend="tensorrt-rtx"), out))
     int8 = onnx.load(str(small_file))
     for prop in int8.metadata_props:
