@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mattex.calibration.handheld import handheld_clip  # noqa: E402
 from mattex.measure.machine import describe_machine  # noqa: E402
 from mattex.runtime import Matter  # noqa: E402
-from mattex.runtime.align import PlateAligner, _corner_distance  # noqa: E402
+from mattex.runtime.align import PlateAligner  # noqa: E402
+from mattex.runtime.homography import corner_distance  # noqa: E402
 from mattex.runtime.pipeline import matte_media  # noqa: E402
 
 SIZE = (288, 512)  # height, width
@@ -117,7 +118,7 @@ def measure_scene(matter: Matter, clip) -> dict:
         t = time.thread_time()
         try:
             plates["reference"], homography = reference(frame, clip.plate)
-            corner["reference"].append(_corner_distance(homography, clip.homographies[i], SIZE))
+            corner["reference"].append(corner_distance(homography, clip.homographies[i], SIZE))
         except cv2.error:  # no features: the reference stops here (BGMv2 issue 83)
             failures["reference"] += 1
             plates["reference"] = None
@@ -125,7 +126,7 @@ def measure_scene(matter: Matter, clip) -> dict:
         t = time.thread_time()
         plates["mattex"], step = aligner.align(frame, alpha)
         seconds["mattex"] += time.thread_time() - t
-        corner["mattex"].append(_corner_distance(step.homography, clip.homographies[i], SIZE))
+        corner["mattex"].append(corner_distance(step.homography, clip.homographies[i], SIZE))
         for name, plate in plates.items():
             if plate is None:
                 continue

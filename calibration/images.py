@@ -10,7 +10,7 @@ from PIL import Image
 from mattex.contract import IMAGE_SUFFIXES
 from mattex.errors import DataError
 from mattex.files import atomic_path
-from mattex.runtime.media import pillow_read_errors
+from mattex.runtime.images import pillow_read_errors
 
 
 def image_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:

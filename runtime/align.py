@@ -30,12 +30,13 @@ OpenCV comes with the `align` extra; this module imports it on first use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from mattex.errors import ConfigError
 from mattex.extras import require
+
+from . import homography as plane
+from .align_steps import AlignStats, AlignStep
 
 WORK_SIDE = 640  # features, ECC and the exposure fit run with the longer side at most this
 MIN_INLIERS = 20
@@ -60,50 +61,6 @@ def _cv2():
     import cv2
 
     return cv2
-
-
-@dataclass(frozen=True)
-class AlignStep:
-    """What the aligner did for one frame."""
-
-    homography: np.ndarray  # 3x3, plate pixels -> frame pixels (full resolution)
-    inliers: int  # feature matches that agree with the estimate (0 on a fallback)
-    fallback: bool  # this frame gave no estimate that passed the checks: the last good one is used
-    shift_px: float  # mean displacement of the frame's corners under the homography
-    gains: tuple[float, float, float]  # per channel (R, G, B): frame = gain * plate + offset
-    offsets: tuple[float, float, float]
-    large_motion: bool  # shift_px above the aligner's large-motion limit
-
-
-@dataclass
-class AlignStats:
-    """A run's alignment figures, for the summary and --json."""
-
-    frames: int = 0
-    fallbacks: int = 0
-    large_motion: int = 0
-    shifts: list[float] = field(default_factory=list)
-    gain_low: float = 1.0
-    gain_high: float = 1.0
-
-    def add(self, step: AlignStep) -> None:
-        self.frames += 1
-        self.fallbacks += step.fallback
-        self.large_motion += step.large_motion
-        self.shifts.append(step.shift_px)
-        self.gain_low = min(self.gain_low, *step.gains)
-        self.gain_high = max(self.gain_high, *step.gains)
-
-    def to_dict(self) -> dict:
-        return {
-            "frames": self.frames,
-            "aligned": self.frames - self.fallbacks,
-            "fallbacks": self.fallbacks,
-            "median_shift_px": round(float(np.median(self.shifts)), 2) if self.shifts else 0.0,
-            "max_shift_px": round(float(np.max(self.shifts)), 2) if self.shifts else 0.0,
-            "gain_range": [round(self.gain_low, 3), round(self.gain_high, 3)],
-            "large_motion_frames": self.large_motion,
-        }
 
 
 class PlateAligner:
@@ -192,7 +149,7 @@ class PlateAligner:
         gains, offsets = self._fit_exposure(small, background, homography)
         self.gains, self.offsets, self.last_background = gains, offsets, background
         out = self._render(frame, homography, gains, offsets, background)
-        shift = _corner_shift(homography, self.size)
+        shift = plane.corner_shift(homography, self.size)
         step = AlignStep(
             homography, inliers, fallback, shift, tuple(gains), tuple(offsets), shift > self.large_motion_px
         )
@@ -205,10 +162,10 @@ class PlateAligner:
         return self.cv2.resize(image, self.work_size, interpolation=self.cv2.INTER_AREA)
 
     def _to_work(self, homography: np.ndarray) -> np.ndarray:
-        return _rescale(homography, self.scale)
+        return plane.rescale(homography, self.scale)
 
     def _to_full(self, homography: np.ndarray) -> np.ndarray:
-        return _rescale(homography, 1 / self.scale)
+        return plane.rescale(homography, 1 / self.scale)
 
     def _dilation(self) -> np.ndarray:
         # the alpha is a few frames old in a pipeline and the subject moves: a generous margin
@@ -261,7 +218,7 @@ class PlateAligner:
         refined = self._refine(gray, background, homography)
         # ECC weighs every background pixel: where the alpha missed part of the subject it can
         # be pulled off; the features it must still agree with catch that
-        if _residual(refined, plate_xy[inlier], frame_xy[inlier]) <= residual + ECC_FEATURE_SLACK_PX:
+        if plane.residual(refined, plate_xy[inlier], frame_xy[inlier]) <= residual + ECC_FEATURE_SLACK_PX:
             homography = refined
         return self._to_full(homography), int(inlier.sum())
 
@@ -282,15 +239,19 @@ class PlateAligner:
         )
         if similarity is not None and inlier.sum() >= 4:
             similarity, similar = np.vstack([similarity, [0, 0, 1]]), similar.ravel().astype(bool)
-            narrow = _spread(frame_xy[inlier], shape) < MIN_HOMOGRAPHY_SPREAD
-            gain = _residual(similarity, plate_xy[inlier], frame_xy[inlier]) - _residual(
+            narrow = plane.spread(frame_xy[inlier], shape) < MIN_HOMOGRAPHY_SPREAD
+            gain = plane.residual(similarity, plate_xy[inlier], frame_xy[inlier]) - plane.residual(
                 homography, plate_xy[inlier], frame_xy[inlier]
             )
             if narrow or (gain < HOMOGRAPHY_GAIN_PX and similar.sum() >= 0.9 * inlier.sum()):
                 homography, inlier = similarity, similar
-        if inlier.sum() < MIN_INLIERS or inlier.mean() < MIN_INLIER_RATIO or not _well_conditioned(homography, shape):
+        if (
+            inlier.sum() < MIN_INLIERS
+            or inlier.mean() < MIN_INLIER_RATIO
+            or not plane.well_conditioned(homography, shape)
+        ):
             return None, inlier, 0.0
-        residual = _residual(homography, plate_xy[inlier], frame_xy[inlier])
+        residual = plane.residual(homography, plate_xy[inlier], frame_xy[inlier])
         if residual > MAX_REPROJECTION_PX:
             return None, inlier, residual
         return homography, inlier, residual
@@ -304,7 +265,7 @@ class PlateAligner:
         if self.track_points is None:
             return None, 0
         height, width = gray.shape
-        guess = _apply(self._to_work(self.last_good), self.track_points)
+        guess = plane.apply(self._to_work(self.last_good), self.track_points)
         x, y = np.round(guess[:, 0]).astype(int), np.round(guess[:, 1]).astype(int)
         keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
         keep[keep] = background[y[keep], x[keep]] > 0
@@ -353,7 +314,7 @@ class PlateAligner:
         frame, not a search near the prediction. Then Lowe's ratio test among those."""
         frame_xy = np.float32([p.pt for p in points])
         plate_all = np.float32([p.pt for p in self.plate_points])
-        predicted = _apply(np.linalg.inv(self._to_work(self.last_good)), frame_xy)
+        predicted = plane.apply(np.linalg.inv(self._to_work(self.last_good)), frame_xy)
         radius = SEARCH_RADIUS * float(np.hypot(*shape))
         dx = predicted[:, None, 0] - plate_all[None, :, 0]
         dy = predicted[:, None, 1] - plate_all[None, :, 1]
@@ -374,7 +335,7 @@ class PlateAligner:
         correlation is blind to a gain and offset in brightness, so exposure does not pull it."""
         cv2 = self.cv2
         f = min(1.0, ECC_SIDE / max(gray.shape))
-        warp = _rescale(homography, f)
+        warp = plane.rescale(homography, f)
         warp = (warp / warp[2, 2]).astype(np.float32)
         size = self.plate_ecc.shape[::-1]
         frame = (
@@ -388,8 +349,8 @@ class PlateAligner:
             _, refined = cv2.findTransformECC(self.plate_ecc, frame, warp, cv2.MOTION_HOMOGRAPHY, criteria, mask, 3)
         except cv2.error:  # did not converge: keep the features' estimate
             return homography
-        refined = _rescale(refined.astype(np.float64), 1 / f)
-        if _corner_distance(refined, homography, gray.shape) > MAX_ECC_CORRECTION_PX or not _well_conditioned(
+        refined = plane.rescale(refined.astype(np.float64), 1 / f)
+        if plane.corner_distance(refined, homography, gray.shape) > MAX_ECC_CORRECTION_PX or not plane.well_conditioned(
             refined, gray.shape
         ):
             return homography
@@ -398,7 +359,7 @@ class PlateAligner:
     def _smooth(self, homography: np.ndarray) -> np.ndarray:
         """Average with the constant-velocity prediction only as far as the two agree within the
         estimate's noise (JITTER_PX): a real change of motion is taken as measured, without lag."""
-        corners = _corners(homography, self.size)
+        corners = plane.corners(homography, self.size)
         if self.history:
             prediction = 2 * self.history[-1] - self.history[-2] if len(self.history) == 2 else self.history[-1]
             distance = float(np.abs(corners - prediction).max())
@@ -406,7 +367,7 @@ class PlateAligner:
             corners = (1 - weight) * corners + weight * prediction
         self.history = [*self.history[-1:], corners]
         return self.cv2.getPerspectiveTransform(
-            _corners(np.eye(3), self.size).astype(np.float32), corners.astype(np.float32)
+            plane.corners(np.eye(3), self.size).astype(np.float32), corners.astype(np.float32)
         ).astype(np.float64)
 
     def _fit_exposure(self, small: np.ndarray, background: np.ndarray, homography: np.ndarray):
@@ -418,7 +379,7 @@ class PlateAligner:
         step = max(1, int(np.sqrt(background.size / EXPOSURE_SAMPLES)))
         rows, columns = np.mgrid[0 : small.shape[0] : step, 0 : small.shape[1] : step]
         grid = np.stack([columns.ravel(), rows.ravel()], axis=1).astype(np.float32)
-        source = _apply(np.linalg.inv(self._to_work(homography)), grid)
+        source = plane.apply(np.linalg.inv(self._to_work(homography)), grid)
         height, width = self.plate_small.shape[:2]
         covered = (source[:, 0] >= 1) & (source[:, 0] <= width - 2) & (source[:, 1] >= 1) & (source[:, 1] <= height - 2)
         plate_values = cv2.remap(self.plate_small, source[:, None, :], None, cv2.INTER_LINEAR).reshape(-1, 3)
@@ -440,7 +401,7 @@ class PlateAligner:
         warped = cv2.warpPerspective(self.plate, homography, (width, height), borderMode=cv2.BORDER_REPLICATE)
         table = np.clip(np.arange(256)[:, None] * gains[None] + offsets[None] + 0.5, 0, 255).astype(np.uint8)
         plate = cv2.LUT(warped, table[None])
-        covered = covered_by_plate(homography, self.size)
+        covered = plane.covered_by_plate(homography, self.size)
         if covered.all():
             return plate
         if self.scale != 1.0:
@@ -450,83 +411,11 @@ class PlateAligner:
         return plate
 
 
-def covered_by_plate(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The frame's pixels (a uint8 mask, 1 inside) that the plate moved by `homography` covers:
-    the plate's edge, moved, is a quadrilateral (a homography keeps lines straight); the pixels
-    along it, which mix in the border the warp invents, are left out."""
-    import cv2
-
-    height, width = size
-    inside = _corners(homography, (height - 1, width - 1))
-    covered = cv2.fillConvexPoly(np.zeros((height, width), np.uint8), np.round(inside * 16).astype(np.int32), 1, 8, 4)
-    return cv2.erode(covered, np.ones((3, 3), np.uint8))
-
-
 def _check_rgb(image: np.ndarray, what: str) -> np.ndarray:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ConfigError(f"{what} must be uint8 HxWx3 RGB, got {image.dtype} of shape {image.shape}")
     return np.ascontiguousarray(image)
-
-
-def _corners(homography: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    height, width = size
-    points = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float64)
-    mapped = points @ homography.T
-    return mapped[:, :2] / mapped[:, 2:]
-
-
-def _corner_distance(a: np.ndarray, b: np.ndarray, size: tuple[int, int]) -> float:
-    """Mean distance between where `a` and `b` take the image's corners."""
-    return float(np.linalg.norm(_corners(a, size) - _corners(b, size), axis=1).mean())
-
-
-def _corner_shift(homography: np.ndarray, size: tuple[int, int]) -> float:
-    return _corner_distance(homography, np.eye(3), size)
-
-
-def _rescale(homography: np.ndarray, factor: float) -> np.ndarray:
-    """The same motion in an image scaled by `factor`."""
-    scaled = homography * np.array([[1, 1, factor], [1, 1, factor], [1 / factor, 1 / factor, 1]])
-    return scaled
-
-
-def _apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(N, 2) points taken by `homography`."""
-    mapped = points @ homography[:2, :2].T + homography[:2, 2]
-    return (mapped / (points @ homography[2, :2] + homography[2, 2])[:, None]).astype(np.float32)
-
-
-def _residual(homography: np.ndarray, source: np.ndarray, target: np.ndarray) -> float:
-    """Median distance between `target` and where `homography` takes `source`."""
-    mapped = source @ homography[:, :2].T + homography[:, 2]
-    return float(np.median(np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - target, axis=1)))
-
-
-def _spread(points: np.ndarray, size: tuple[int, int]) -> float:
-    """The points' convex hull area as a fraction of the frame's."""
-    import cv2
-
-    return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32)))) / (size[0] * size[1])
-
-
-def _well_conditioned(homography: np.ndarray, size: tuple[int, int]) -> bool:
-    """A camera that moved a little: scale within 0.67-1.5, little shear and perspective, the
-    corners still a convex quadrilateral in order."""
-    h = homography / homography[2, 2]
-    if not np.all(np.isfinite(h)):
-        return False
-    height, width = size
-    linear = h[:2, :2]
-    singular = np.linalg.svd(linear, compute_uv=False)
-    if singular.min() < 0.67 or singular.max() > 1.5 or singular.max() / singular.min() > 1.2:
-        return False
-    if abs(h[2, 0]) * width + abs(h[2, 1]) * height > 0.1:
-        return False
-    corners = _corners(h, size)
-    edges = np.roll(corners, -1, axis=0) - corners
-    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
-    return bool(np.all(turns > 0))
 
 
 def _robust_line(x: np.ndarray, y: np.ndarray, iterations: int = 4) -> tuple[float, float]:

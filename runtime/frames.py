@@ -12,7 +12,8 @@ import numpy as np
 from mattex.contract import PATCH
 from mattex.errors import ConfigError
 
-from .media import GREEN, read_image
+from .images import read_image
+from .media import GREEN
 
 OUTPUT_KINDS = ("com", "pha", "fgr", "err", "ref")
 # Outputs drawn from a file's debug outputs (exported with --debug-outputs).

@@ -94,8 +94,9 @@ def check_plate(plate: str | Path, clip: str | Path, max_frames: int = 60) -> di
     """Each sampled frame of `clip` against `plate`: its PlateCheck, and a verdict over all."""
     import cv2
 
-    from .align import PlateAligner, covered_by_plate
-    from .media import read_image
+    from .align import PlateAligner
+    from .homography import covered_by_plate
+    from .images import read_image
 
     if not Path(plate).is_file():
         raise MediaError(f"no such plate: {plate}")

@@ -446,7 +446,7 @@ def test_damaged_checkpoint_archives_raise_checkpoint_error(seeds, tmp_path, see
 @fuzz(80)
 @given(how=DAMAGE, fmt=st.sampled_from(["png", "jpeg", "tiff", "bmp", "webp"]))
 def test_image_reader_of_mattex_run(seeds, tmp_path, how, fmt):
-    from mattex.runtime.media import read_image
+    from mattex.runtime.images import read_image
 
     path = tmp_path / f"f.{fmt}"
     path.write_bytes(damage(seeds[fmt], how))
@@ -497,7 +497,7 @@ def test_damaged_images_raise_typed_errors(seeds, tmp_path, make, suffix):
     """Fuzzing found SyntaxError, ValueError and DecompressionBombError escaping Pillow."""
     from mattex.calibration.images import DataError, open_image
     from mattex.errors import MediaError
-    from mattex.runtime.media import read_image
+    from mattex.runtime.images import read_image
 
     path = tmp_path / f"f{suffix}"
     path.write_bytes(make(seeds))

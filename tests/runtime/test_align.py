@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from mattex.calibration.handheld import handheld_clip
 from mattex.cli.main import app
 from mattex.errors import ConfigError
-from mattex.runtime.align import PlateAligner, _corner_distance
+from mattex.runtime.align import PlateAligner
+from mattex.runtime.homography import corner_distance
 
 runner = CliRunner()
 SIZE = (288, 512)
@@ -47,8 +48,8 @@ def textured(request):
 
 def test_the_homography_is_recovered_within_half_a_pixel_at_the_corners(textured):
     clip, aligner, steps, _ = textured
-    errors = [_corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)]
-    shifts = [_corner_distance(h, np.eye(3), SIZE) for h in clip.homographies]
+    errors = [corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)]
+    shifts = [corner_distance(h, np.eye(3), SIZE) for h in clip.homographies]
     assert max(shifts) > 8  # the camera did move: a static plate is off by this much
     assert max(errors) < 0.5, np.round(errors, 3)
     assert aligner.stats.fallbacks == 0 and all(s.inliers >= 20 for s in steps)
@@ -103,7 +104,7 @@ def test_align_through_mattex_run_reports_its_figures(small_file, tmp_path):
     assert figures["frames"] == 6 == figures["aligned"] + figures["fallbacks"]
     # Which matte the aligner leaves out depends on how far decoding ran ahead, and 128x96 has few
     # features: frames may fall back (the accuracy is held above, at 512x288). Never beyond the truth:
-    true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
+    true_shifts = [corner_distance(h, np.eye(3), size) for h in clip.homographies]
     assert 0 < figures["max_shift_px"] < max(true_shifts) + 0.5, (figures, true_shifts)
     low, high = figures["gain_range"]  # the exposure is fitted on every frame, fallen back or not
     assert 0.75 < low < 0.94 and 1.06 < high < 1.25, figures  # blue down 12%, red up 12%
@@ -160,10 +161,10 @@ def test_large_motion_is_followed_and_reported():
     clip = handheld_clip(image, SIZE, frames=10, drift_px=40, subject=False, seed=8)
     aligner, steps, _ = align_clip(clip)
     limit = 0.05 * np.hypot(*SIZE)
-    shifts = [_corner_distance(h, np.eye(3), SIZE) for h in clip.homographies]
+    shifts = [corner_distance(h, np.eye(3), SIZE) for h in clip.homographies]
     assert aligner.stats.large_motion == sum(s > limit for s in shifts) > 0
     assert [s.large_motion for s in steps] == [s > limit for s in shifts]
-    assert max(_corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)) < 0.5
+    assert max(corner_distance(s.homography, h, SIZE) for s, h in zip(steps, clip.homographies)) < 0.5
     assert aligner.stats.to_dict()["large_motion_frames"] == aligner.stats.large_motion
 
 
@@ -205,7 +206,7 @@ def test_a_plate_check_reports_the_camera_the_exposure_and_a_moved_chair(tmp_pat
     result = runner.invoke(app, ["plate", str(tmp_path / "clip"), "--check", str(tmp_path / "plate.png"), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    true_shifts = [_corner_distance(h, np.eye(3), size) for h in clip.homographies]
+    true_shifts = [corner_distance(h, np.eye(3), size) for h in clip.homographies]
     assert abs(report["max_shift_px"] - max(true_shifts)) < 0.5
     assert abs(report["gain_range"][0] - 0.9) < 0.02 and abs(report["gain_range"][1] - 1.1) < 0.02
     assert report["stale_frames"] == 3
@@ -263,4 +264,4 @@ def test_a_sudden_move_is_taken_at_once_without_lag():
     aligner = PlateAligner(plate)
     for move in moves:
         _, step = aligner.align(camera_view(image, move, SIZE), np.zeros(SIZE, np.float32))
-        assert _corner_distance(step.homography, move, SIZE) < 0.1, (move, step.homography)
+        assert corner_distance(step.homography, move, SIZE) < 0.1, (move, step.homography)

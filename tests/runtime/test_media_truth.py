@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from mattex.cli.main import app
 from mattex.errors import MediaError
 from mattex.runtime.frames import composite_background
-from mattex.runtime.media import Background, VideoSource, image_to_rgb, open_source, read_image
+from mattex.runtime.images import image_to_rgb, read_image
+from mattex.runtime.media import Background, VideoSource, open_source
 
 H, W, FRAMES, FPS = 48, 64, 10, 12
 CONTAINERS = {"mp4": ("mp4", "libx264"), "mov": ("mov", "libx264"), "mkv": ("matroska", "libx264")}
