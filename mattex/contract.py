@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from mattex.errors import ConfigError
+from mattex.facts import FACTS
 
 # --- the model ----------------------------------------------------------------------------------
 BACKBONES = ("resnet50", "resnet101", "mobilenetv2")  # the published checkpoints' encoders
@@ -68,7 +69,7 @@ TENSORRT_TARGETS = (TENSORRT, TENSORRT_RTX)  # TensorRT for RTX has TensorRT's p
 # TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
 # (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
 RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
-RTX_DEFAULT_TARGETS_TEXT = "compute capability 8.0, 8.6, 8.9, 12.0 and later"
+RTX_DEFAULT_TARGETS_TEXT = FACTS["sidecar"]["rtx_default_targets_text"]  # the C++ runtime says it too
 TARGETS = (*TENSORRT_TARGETS, "onnxruntime")  # the rule sets a file is checked against
 TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: "K input must be less than 3840" (10.15 parser table)
 # How the refiner's top-k patch selection is exported: "onnx", exact standard ops any runtime

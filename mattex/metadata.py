@@ -12,40 +12,18 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from mattex.contract import MAX_BACKBONE_SCALE, PATCH_PIXELS, SIZE_MULTIPLE
 from mattex.errors import ModelFileError
+from mattex.facts import config_types, flat_keys, message
 
 # Keys whose values are JSON in metadata_props; the others are plain strings.
 _JSON = ("io_contract", "export_config", "selection", "tensorrt_plugins", "fp16", "int8_calibration")
 
 # The export configuration's entries every reader may rely on, by type (ExportConfig's fields;
-# later fields such as io and topk have defaults for files that predate them).
-CONFIG_TYPES = {
-    "backbone": str,
-    "backbone_scale": float,
-    "refine_mode": str,
-    "sample_pixels": int,
-    "threshold": float,
-    "kernel_size": int,
-    "prevent_oversampling": bool,
-    "height": int,
-    "width": int,
-    "opset": int,
-    "target": str,
-    "precision": str,
-}
-# metadata_props keys written beside export_config for tools that read flat keys (Netron,
-# `onnx` scripts): each derived from the configuration, never read back.
-FLAT_KEYS = {
-    "backbone": "backbone",
-    "backbone_scale": "backbone_scale",
-    "refine_mode": "refine_mode",
-    "refine_sample_pixels": "sample_pixels",
-    "refine_threshold": "threshold",
-    "refine_kernel_size": "kernel_size",
-    "refine_prevent_oversampling": "prevent_oversampling",
-    "precision": "precision",
-    "opset": "opset",
-    "target": "target",
-}
+# later fields such as io and topk have defaults for files that predate them), and the
+# metadata_props keys written beside export_config for tools that read flat keys (Netron, `onnx`
+# scripts), each derived from the configuration, never read back: mattex/shared_facts.json holds
+# both, which the C++ runtime reads too.
+CONFIG_TYPES = config_types()
+FLAT_KEYS = flat_keys()
 
 
 class _FromConfig:
@@ -160,16 +138,14 @@ def is_mattex_export(props: dict[str, str]) -> bool:
 def _check_config(config: dict, source: object) -> None:
     missing = [key for key in CONFIG_TYPES if key not in config]
     if missing:
-        raise ModelFileError(f"{source}: its mattex metadata 'export_config' lacks {', '.join(missing)}")
+        raise ModelFileError(message("export_config", "lacks", source=source, missing=", ".join(missing)))
     for key, kind in CONFIG_TYPES.items():
         value = config[key]
         # JSON has one number type: a float option may hold an integer; bool is no number here.
         typed = isinstance(value, (int, float) if kind is float else kind)
         if not typed or (kind is not bool and isinstance(value, bool)):
-            raise ModelFileError(
-                f"{source}: its mattex metadata 'export_config' is malformed "
-                f"(TypeError: {key} must be {kind.__name__}, got {json.dumps(value)[:20]})"
-            )
+            got = json.dumps(value)[:20]
+            raise ModelFileError(message("export_config", "type", source=source, key=key, kind=kind.__name__, got=got))
     problem = config_value_problem(config)
     if problem is not None:
         key, why = problem

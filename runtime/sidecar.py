@@ -12,15 +12,22 @@ from pathlib import Path
 
 from mattex.contract import RTX_DEFAULT_TARGETS, RTX_DEFAULT_TARGETS_TEXT, TENSORRT, TENSORRT_RTX
 from mattex.errors import CorruptEngineError, EngineMismatchError
+from mattex.facts import FACTS, message
 from mattex.files import atomic_path, sha256_file
 
 from .backends import BACKENDS  # the engine backends: the registry's list
 from .io_spec import Profile
 
-FORMAT = "mattex-engine-sidecar/2"
+# The format, rules and messages the C++ runtime shares: mattex/shared_facts.json.
+_FACTS = FACTS["sidecar"]
+FORMAT = _FACTS["format"]
 # /1: TensorRT engines only (no backend field); still read.
-READABLE_FORMATS = ("mattex-engine-sidecar/1", FORMAT)
-HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
+READABLE_FORMATS = tuple(_FACTS["readable_formats"])
+HARDWARE_COMPAT = tuple(_FACTS["hardware_compatibility"])
+
+
+def _message(name: str, /, **values: object) -> str:
+    return message("sidecar", name, **values)
 
 
 def _is_int(v) -> bool:
@@ -37,7 +44,7 @@ def _check_fields(d: dict) -> None:
 
     def need(ok: bool, key: str, want: str) -> None:
         if not ok:
-            raise ValueError(f"field {key!r} must be {want}, got {d.get(key)!r:.60}")
+            raise ValueError(_message("field", key=key, want=want, got=f"{d.get(key)!r:.60}"))
 
     backend = d.get("backend", TENSORRT)
     need(backend in BACKENDS.engine_backends(), "backend", " or ".join(BACKENDS.engine_backends()))
@@ -79,7 +86,7 @@ def _check_fields(d: dict) -> None:
 
 # No batch, height or width of a profile exceeds this: TensorRT's own limits are far higher, but
 # a value above it is a damaged or hand-edited sidecar, never a plan mattex built.
-MAX_PROFILE_VALUE = 1 << 16
+MAX_PROFILE_VALUE = _FACTS["max_profile_value"]
 
 
 def _profile_problem(profile: dict) -> str | None:
@@ -161,18 +168,15 @@ class Sidecar:
 def load_sidecar(engine: str | Path) -> Sidecar:
     path = sidecar_path(engine)
     if not path.is_file():
-        raise CorruptEngineError(
-            f"no sidecar {path.name} beside {Path(engine).name}: mattex engines are built with "
-            "`mattex build`, which writes it (the plan alone does not say what it was built for)"
-        )
+        raise CorruptEngineError(_message("missing", sidecar=path.name, engine=Path(engine).name))
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise CorruptEngineError(f"{path} is not a mattex sidecar (format {found!r})")
+            raise CorruptEngineError(_message("foreign", path=path, found=repr(found)))
         return Sidecar.from_dict(data)
     except (KeyError, TypeError, ValueError, RecursionError, OSError) as e:  # JSONDecodeError, bad UTF-8: ValueError
-        raise CorruptEngineError(f"{path} is not a readable mattex sidecar: {e}") from None
+        raise CorruptEngineError(_message("unreadable", path=path, why=e)) from None
 
 
 def check_plan(engine: str | Path, sidecar: Sidecar) -> None:
@@ -180,8 +184,7 @@ def check_plan(engine: str | Path, sidecar: Sidecar) -> None:
     digest = sha256_file(engine)
     if digest != sidecar.plan_sha256:
         raise CorruptEngineError(
-            f"{Path(engine).name} changed since it was built (sha256 {digest[:12]}... but the "
-            f"sidecar recorded {sidecar.plan_sha256[:12]}...): rebuild it with `mattex build`"
+            _message("plan_changed", engine=Path(engine).name, digest=digest[:12], recorded=sidecar.plan_sha256[:12])
         )
 
 
@@ -197,33 +200,36 @@ def check_environment(sidecar: Sidecar, env: Environment) -> None:
     built, running = _version_tuple(sidecar.tensorrt_version), _version_tuple(env.tensorrt_version)
     if sidecar.version_compatible:
         ok = running[:1] == built[:1] and running >= built
-        rule = "a version-compatible engine runs on the same major version, same or newer"
+        rule = _message("version_rule_compatible")
     else:
         ok = running[:3] == built[:3]
-        rule = "rebuild it here, or build with `version_compatible`"
+        rule = _message("version_rule_exact")
     if not ok:
         raise EngineMismatchError(
-            f"engine built with TensorRT {sidecar.tensorrt_version}, running TensorRT {env.tensorrt_version}: {rule}"
+            _message("version", built=sidecar.tensorrt_version, running=env.tensorrt_version, rule=rule)
         )
     built_cc, cc = tuple(sidecar.compute_capability), tuple(env.compute_capability)
     compat = sidecar.hardware_compatibility
     if compat == "ampere+":
         ok = cc >= (8, 0)
-        rule = "an ampere+ engine needs compute capability 8.0 or newer"
+        rule = _message("gpu_rule_ampere")
     else:
         ok = cc == built_cc
-        rule = "rebuild it on this GPU, or build with `hardware_compat` ampere+"
+        rule = _message("gpu_rule_same_cc")
     if not ok:
         raise EngineMismatchError(
-            f"engine built for {sidecar.gpu_name} (compute capability {built_cc[0]}.{built_cc[1]}), "
-            f"running on {env.gpu_name} ({cc[0]}.{cc[1]}): {rule}"
+            _message(
+                "gpu",
+                built_gpu=sidecar.gpu_name,
+                built_cc=f"{built_cc[0]}.{built_cc[1]}",
+                gpu=env.gpu_name,
+                cc=f"{cc[0]}.{cc[1]}",
+                rule=rule,
+            )
         )
     if compat == "none" and sidecar.gpu_name != env.gpu_name:
         # Same architecture, other model: TensorRT's tactics were timed on the other GPU.
-        raise EngineMismatchError(
-            f"engine built on {sidecar.gpu_name}, running on {env.gpu_name}: TensorRT plans are "
-            "tuned to the GPU model; rebuild here or build with `hardware_compat` same-cc"
-        )
+        raise EngineMismatchError(_message("gpu_model", built_gpu=sidecar.gpu_name, gpu=env.gpu_name))
 
 
 def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> bool:
@@ -235,7 +241,7 @@ def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> b
 
 def describe_targets(targets: list[tuple[int, int]] | None) -> str:
     if targets is None:
-        return f"TensorRT for RTX's default targets ({RTX_DEFAULT_TARGETS_TEXT})"
+        return _message("rtx_default_targets", targets=RTX_DEFAULT_TARGETS_TEXT)
     return ", ".join(f"{major}.{minor}" for major, minor in targets)
 
 
@@ -243,21 +249,16 @@ def _check_rtx_environment(sidecar: Sidecar, env: Environment) -> None:
     # "TensorRT-RTX engines are not compatible between different releases" (NVIDIA's Engine
     # Compatibility page).
     if _version_tuple(sidecar.tensorrt_version)[:3] != _version_tuple(env.tensorrt_version)[:3]:
-        raise EngineMismatchError(
-            f"engine built with TensorRT for RTX {sidecar.tensorrt_version}, running TensorRT for "
-            f"RTX {env.tensorrt_version}: its engines run only on the release that built them; "
-            "rebuild it with this one (mattex build --backend tensorrt-rtx)"
-        )
+        raise EngineMismatchError(_message("rtx_version", built=sidecar.tensorrt_version, running=env.tensorrt_version))
     cc = tuple(env.compute_capability)
     if not rtx_runs_on(sidecar.target_compute_capabilities, cc):
+        documented = cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5)
         raise EngineMismatchError(
-            f"{env.gpu_name} has compute capability {cc[0]}.{cc[1]}, which the engine does not "
-            f"target ({describe_targets(sidecar.target_compute_capabilities)}): rebuild it with "
-            f"`mattex build --backend tensorrt-rtx --compute-capability {cc[0]}.{cc[1]}`"
-            + (
-                ""
-                if cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5)
-                else "; TensorRT for RTX documents 7.5, 8.0, 8.6, 8.9 and 12.x only, so it may not "
-                "support this GPU at all"
+            _message(
+                "rtx_target",
+                gpu=env.gpu_name,
+                cc=f"{cc[0]}.{cc[1]}",
+                targets=describe_targets(sidecar.target_compute_capabilities),
             )
+            + ("" if documented else _message("rtx_undocumented"))
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mattex.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES, TENSORRT, TENSORRT_RTX
 from mattex.errors import BackendUnavailableError, ConfigError
+from mattex.facts import backend_rank
 from mattex.registry import Registry
 
 
@@ -169,7 +170,8 @@ def _onnxruntime_rank() -> int | None:
         return None
     import onnxruntime as ort
 
-    return 0 if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()) else 2
+    gpu = bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()))
+    return backend_rank("onnxruntime", gpu=gpu)  # the ranks the C++ runtime follows: mattex/shared_facts.json
 
 
 def _openvino_refuses(precision: str) -> str | None:
@@ -211,7 +213,7 @@ BACKENDS.register(
         install='pip install "mattex[openvino]" (OpenVINO, for Intel and AMD CPUs)',
         variants=(Variant("cpu", "cpu"),),
         measure_options={"allow_int8": True},
-        rank=lambda: 1 if _installed("openvino") else None,
+        rank=lambda: backend_rank("openvino") if _installed("openvino") else None,
         refuses=_openvino_refuses,
         repository={"backend": "openvino", "default_model_filename": "model.onnx"},
     )

@@ -39,6 +39,10 @@ struct BackendEntry {
   std::vector<std::string> suffixes;
   std::string buildOption;  // how to build it in: the CMake option, named in the error
   Factory factory;          // null: not built into this library
+  // Where the automatic choice ranks it among the backends of a file's suffix (lower first; -1:
+  // never chosen automatically, as engines, which their sidecar names): the Python registry's
+  // ranks, from mattex/shared_facts.json.
+  int rank = -1;
 };
 
 // Every backend the C++ runtime knows, built in or not, and any a test registered.

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "backend.hpp"
+#include "mattex_facts.hpp"  // generated from mattex/shared_facts.json: the backends' ranks
 
 namespace mattex::detail {
 
@@ -29,14 +30,22 @@ std::unique_ptr<Backend> openTensorRT(const std::string& path, const Options& op
 
 namespace {
 
+int rankOf(const char* name) {
+  for (const auto& backend : facts::kBackendRanks) {
+    if (std::string(backend.name) == name) return backend.rank;
+  }
+  return -1;
+}
+
 std::vector<BackendEntry>& registry() {
   static std::vector<BackendEntry> entries = {
-      {"openvino", {".onnx"}, "-DMATTEX_WITH_OPENVINO=ON (and -DOpenVINO_DIR=<openvino>/cmake)", MATTEX_OPENVINO_FACTORY},
+      {"openvino", {".onnx"}, "-DMATTEX_WITH_OPENVINO=ON (and -DOpenVINO_DIR=<openvino>/cmake)", MATTEX_OPENVINO_FACTORY,
+       rankOf("openvino")},
       {"tensorrt", {".engine", ".plan"}, "-DMATTEX_WITH_TENSORRT=ON (and -DTENSORRT_ROOT=<prefix>)",
-       MATTEX_TENSORRT_FACTORY},
+       MATTEX_TENSORRT_FACTORY, rankOf("tensorrt")},
       {"tensorrt-rtx", {".engine", ".plan"},
        "-DMATTEX_WITH_TENSORRT=ON -DMATTEX_TENSORRT_RTX=ON (and -DTENSORRT_ROOT=<TensorRT for RTX>)",
-       MATTEX_TENSORRT_RTX_FACTORY},
+       MATTEX_TENSORRT_RTX_FACTORY, rankOf("tensorrt-rtx")},
   };
   return entries;
 }

@@ -1,5 +1,6 @@
 // The C API over mattex::Matter: opaque handles, status codes and a per-thread last error;
 // nothing is thrown across it.
+#include <cstddef>
 #include <limits>
 #include <new>
 #include <string>
@@ -65,6 +66,26 @@ void checkCounts(size_t input, size_t pha, size_t fgr, int64_t batch, int64_t he
 
 mattex_status nullHandle() { return fail(mattex::Status::InvalidArgument, "matter is a null handle"); }
 
+// mattex_options grows at its end: a program built against an older mattex.h passes its smaller
+// struct_size, and a field past it takes its default. The first version ended with `device`.
+constexpr size_t kFirstOptionsSize = offsetof(mattex_options, device) + sizeof(int);
+
+// Whether the caller's struct (of options->struct_size bytes) holds the field at `offset`.
+bool holds(const mattex_options* options, size_t offset, size_t size) { return offset + size <= options->struct_size; }
+#define MATTEX_HOLDS(options, field) holds(options, offsetof(mattex_options, field), sizeof((options)->field))
+
+// "" for a struct_size this library reads, else why not.
+std::string optionsSizeProblem(size_t size) {
+  if (size >= kFirstOptionsSize && size <= sizeof(mattex_options)) return "";
+  const std::string said = "options->struct_size is " + std::to_string(size);
+  if (size > sizeof(mattex_options)) {
+    return said + ", larger than this library's mattex_options (" + std::to_string(sizeof(mattex_options)) +
+           "): the program was built against a newer mattex.h than this libmattex; use that release's library";
+  }
+  return said + ", not sizeof(mattex_options) " + std::to_string(sizeof(mattex_options)) +
+         ": fill the options with mattex_options_init";
+}
+
 }  // namespace
 
 extern "C" {
@@ -79,11 +100,8 @@ mattex_status mattex_open(const char* path, const mattex_options* options, matte
   if (!matter) return fail(mattex::Status::InvalidArgument, "matter (the handle to fill) is a null pointer");
   *matter = nullptr;
   if (!path) return fail(mattex::Status::InvalidArgument, "path is a null pointer");
-  if (options && options->struct_size != sizeof(mattex_options)) {
-    return fail(mattex::Status::InvalidArgument,
-                "options->struct_size is " + std::to_string(options->struct_size) + ", not sizeof(mattex_options) " +
-                    std::to_string(sizeof(mattex_options)) + ": fill the options with mattex_options_init");
-  }
+  const std::string problem = options ? optionsSizeProblem(options->struct_size) : "";
+  if (!problem.empty()) return fail(mattex::Status::InvalidArgument, problem);
   return guarded([&] {
     mattex::Options o;
     if (options) {
@@ -92,7 +110,7 @@ mattex_status mattex_open(const char* path, const mattex_options* options, matte
       o.threads = options->threads;
       o.cacheDir = text(options->cache_dir, "");
       o.checkValues = options->skip_value_checks == 0;
-      o.device = options->device;
+      if (MATTEX_HOLDS(options, device)) o.device = options->device;  // every field from here on: so
     }
     auto handle = std::make_unique<mattex_matter>();
     handle->matter = mattex::Matter::open(path, o);

@@ -15,6 +15,7 @@
 #include "backend.hpp"
 #include "environment.hpp"
 #include "half.hpp"
+#include "mattex_facts.hpp"  // generated from mattex/shared_facts.json: the status names
 #include "sidecar.hpp"
 
 #ifndef MATTEX_VERSION
@@ -24,20 +25,8 @@
 namespace mattex {
 
 const char* statusName(Status status) noexcept {
-  switch (status) {
-    case Status::Ok: return "Ok";
-    case Status::ModelFile: return "ModelFileError";
-    case Status::CorruptEngine: return "CorruptEngineError";
-    case Status::EngineMismatch: return "EngineMismatchError";
-    case Status::BackendUnavailable: return "BackendUnavailableError";
-    case Status::Config: return "ConfigError";
-    case Status::InputShape: return "InputShapeError";
-    case Status::InputValue: return "InputValueError";
-    case Status::InvalidArgument: return "InvalidArgument";
-    case Status::Internal: return "InternalError";
-    case Status::Resource: return "ResourceError";
-  }
-  return "UnknownStatus";
+  const char* name = detail::facts::statusName(static_cast<int>(status));
+  return name ? name : "UnknownStatus";
 }
 
 const char* version() noexcept { return MATTEX_VERSION; }
@@ -137,6 +126,18 @@ std::string framesAsked(int64_t batch, int64_t height, int64_t width) {
   return text;
 }
 
+// The automatic choice for a `suffix` file, as the Python registry's: the lowest-ranked backend built
+// in, else the lowest-ranked one at all (whose refusal names how to build it in); "" for none.
+std::string automaticBackend(const std::string& suffix) {
+  const detail::BackendEntry* best = nullptr;
+  for (const auto& entry : detail::backends()) {
+    if (entry.rank < 0 || !std::count(entry.suffixes.begin(), entry.suffixes.end(), suffix)) continue;
+    const auto key = [](const detail::BackendEntry* e) { return std::make_pair(e->factory == nullptr, e->rank); };
+    if (!best || key(&entry) < key(best)) best = &entry;
+  }
+  return best ? best->name : "";
+}
+
 // The backend Options and the file's suffix ask for (Matter.open's choice).
 const detail::BackendEntry& chooseBackend(const std::string& path, const std::string& suffix, std::string asked,
                                           const detail::Sidecar* sidecar) {
@@ -147,12 +148,7 @@ const detail::BackendEntry& chooseBackend(const std::string& path, const std::st
     asked = sidecar->backend;
   }
   if (asked.empty()) {
-    for (const auto& entry : detail::backends()) {
-      if (std::count(entry.suffixes.begin(), entry.suffixes.end(), suffix)) {
-        asked = entry.name;
-        break;
-      }
-    }
+    asked = automaticBackend(suffix);
     if (asked.empty()) throw ConfigError(baseName(path) + ": expected a .onnx model or a .engine/.plan engine");
   }
   const auto& entry = detail::backend(asked);
@@ -208,7 +204,8 @@ void checkValues(const char* name, const float* x, size_t count) {
 
 }  // namespace
 
-struct Matter::Impl {
+// Hidden: matter.hpp declares it in the exported Matter, but it is no part of the API.
+struct __attribute__((visibility("hidden"))) Matter::Impl {
   std::unique_ptr<detail::Backend> backend;
   Options options;
 

@@ -5,6 +5,9 @@
 #include <string>
 #include <utility>
 
+#include "mattex_facts.hpp"  // generated from mattex/shared_facts.json: the configuration's fields, the messages
+#include "message.hpp"
+
 namespace mattex::detail {
 namespace {
 
@@ -15,15 +18,9 @@ const char* const kRequired[] = {"mattex_version", "torch_version", "weights", "
 // Values that are JSON; selection and tensorrt_plugins are lists, the others objects.
 const char* const kJsonObjects[] = {"io_contract", "export_config", "fp16", "int8_calibration"};
 const char* const kJsonLists[] = {"selection", "tensorrt_plugins"};
-// The export configuration's entries every reader may rely on, by type (mattex.metadata's
-// CONFIG_TYPES). The flat keys beside export_config are derived from it and never read.
-enum class Kind { String, Float, Int, Bool };
-const std::pair<const char*, Kind> kConfig[] = {
-    {"backbone", Kind::String}, {"backbone_scale", Kind::Float}, {"refine_mode", Kind::String},
-    {"sample_pixels", Kind::Int}, {"threshold", Kind::Float},   {"kernel_size", Kind::Int},
-    {"prevent_oversampling", Kind::Bool}, {"height", Kind::Int}, {"width", Kind::Int},
-    {"opset", Kind::Int},       {"target", Kind::String},      {"precision", Kind::String},
-};
+// The export configuration's entries every reader may rely on are facts::kConfigFields (mattex.metadata's
+// CONFIG_TYPES, from the same source). The flat keys beside export_config are derived from it and never read.
+using facts::Kind;
 
 [[noreturn]] void malformed(const std::string& source, const std::string& key, const std::string& why) {
   throw ModelFileError(source + ": its mattex metadata '" + key + "' is malformed (" + why.substr(0, 100) + ")");
@@ -45,21 +42,23 @@ Json parseJson(const std::map<std::string, std::string>& props, const std::strin
 
 void checkConfig(const Json& config, const std::string& source) {
   std::string missing;
-  for (const auto& [key, kind] : kConfig) {
-    if (!config.contains(key)) missing += (missing.empty() ? "" : ", ") + std::string(key);
+  for (const auto& field : facts::kConfigFields) {
+    if (!config.contains(field.key)) missing += (missing.empty() ? "" : ", ") + std::string(field.key);
   }
-  if (!missing.empty()) throw ModelFileError(source + ": its mattex metadata 'export_config' lacks " + missing);
-  for (const auto& [key, kind] : kConfig) {
-    const Json& value = config.at(key);
-    const bool typed = kind == Kind::String  ? value.is_string()
-                       : kind == Kind::Float ? value.is_number()
-                       : kind == Kind::Int   ? value.is_number_integer()
-                                             : value.is_boolean();
+  if (!missing.empty()) {
+    throw ModelFileError(fillMessage(facts::kConfigMessage_lacks, {{"source", source}, {"missing", missing}}));
+  }
+  for (const auto& field : facts::kConfigFields) {
+    const Json& value = config.at(field.key);
+    const bool typed = field.kind == Kind::String  ? value.is_string()
+                       : field.kind == Kind::Float ? value.is_number()
+                       : field.kind == Kind::Int   ? value.is_number_integer()
+                                                   : value.is_boolean();
     if (!typed) {
-      static const char* const names[] = {"str", "float", "int", "bool"};
-      malformed(source, "export_config",
-                "TypeError: " + std::string(key) + " must be " + names[static_cast<int>(kind)] + ", got " +
-                    value.dump().substr(0, 20));
+      throw ModelFileError(fillMessage(facts::kConfigMessage_type, {{"source", source},
+                                                                    {"key", field.key},
+                                                                    {"kind", field.kindName},
+                                                                    {"got", value.dump().substr(0, 20)}}));
     }
   }
 }

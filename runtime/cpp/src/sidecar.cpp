@@ -1,42 +1,83 @@
 // Reading the JSON sidecar mattex writes beside every engine, and hashing the plan.
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "backend.hpp"
+#include "mattex_facts.hpp"  // generated from mattex/shared_facts.json: the rules' values and messages
+#include "message.hpp"
 #include "sidecar.hpp"
 
 namespace mattex::detail {
 namespace {
+
 std::string baseName(const std::string& path);
+
+// Python's repr of what a sidecar's "format" holds, as its message quotes it.
+std::string describeFormat(const nlohmann::json& j) {
+  if (!j.is_object()) {  // Python names the type: repr(type(data).__name__)
+    return j.is_array() ? "'list'" : j.is_string() ? "'str'" : j.is_boolean() ? "'bool'" : j.is_number_integer() ? "'int'"
+           : j.is_number() ? "'float'" : "'NoneType'";
+  }
+  const auto found = j.find("format");
+  if (found == j.end() || found->is_null()) return "None";
+  return found->is_string() ? "'" + found->get<std::string>() + "'" : found->dump();
+}
+
+bool readableFormat(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("format") || !j.at("format").is_string()) return false;
+  for (const char* format : facts::kSidecarFormats) {
+    if (j.at("format").get<std::string>() == format) return true;
+  }
+  return false;
+}
+
+// The engine backends (those opening .engine files), as Python's BACKENDS.engine_backends() names them.
+std::string engineBackends() {
+  std::string names;
+  for (const auto& entry : backends()) {
+    if (std::count(entry.suffixes.begin(), entry.suffixes.end(), ".engine")) names += (names.empty() ? "" : " or ") + entry.name;
+  }
+  return names;
+}
+
+// A string field that must be one of `allowed` ("a or b or c"); CorruptEngineError in Python's words.
+std::string oneOf(const nlohmann::json& j, const char* key, const char* fallback, const std::string& allowed,
+                  const std::string& path) {
+  const auto value = j.value(key, nlohmann::json(fallback));
+  if (value.is_string() && (" or " + allowed + " or ").find(" or " + value.get<std::string>() + " or ") != std::string::npos) {
+    return value.get<std::string>();
+  }
+  const std::string got = value.is_string() ? "'" + value.get<std::string>() + "'" : value.dump();
+  const std::string why = fillMessage(facts::kSidecarMessage_field, {{"key", key}, {"want", allowed}, {"got", got.substr(0, 60)}});
+  throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", why}}));
+}
+
 }  // namespace
 
 Sidecar Sidecar::load(const std::string& enginePath) {
   const std::string path = enginePath + ".json";
   std::ifstream file(path);
   if (!file) {
-    throw CorruptEngineError("no sidecar " + baseName(path) + " beside " + baseName(enginePath) +
-                             ": mattex engines are built with `mattex build`, which writes it (the plan alone "
-                             "does not say what it was built for)");
+    throw CorruptEngineError(
+        fillMessage(facts::kSidecarMessage_missing, {{"sidecar", baseName(path)}, {"engine", baseName(enginePath)}}));
   }
   nlohmann::json j;
   try {
     file >> j;
   } catch (const nlohmann::json::exception& e) {
-    throw CorruptEngineError(path + " is not a readable mattex sidecar: " + e.what());
+    throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", e.what()}}));
   }
-  const std::string format = j.is_object() ? j.value("format", "") : "";
-  if (format != "mattex-engine-sidecar/1" && format != "mattex-engine-sidecar/2") {
-    throw CorruptEngineError(path + " is not a mattex sidecar (format '" + format + "')");
+  if (!readableFormat(j)) {
+    throw CorruptEngineError(fillMessage(facts::kSidecarMessage_foreign, {{"path", path}, {"found", describeFormat(j)}}));
   }
   Sidecar s;
   try {
-    s.backend = j.value("backend", std::string("tensorrt"));
-    if (s.backend != "tensorrt" && s.backend != "tensorrt-rtx") {
-      throw CorruptEngineError(path + " is not a readable mattex sidecar: field 'backend' must be tensorrt or tensorrt-rtx, got " + s.backend);
-    }
+    s.backend = oneOf(j, "backend", facts::kSidecarDefaultBackend, engineBackends(), path);
     s.tensorrtVersion = j.at("tensorrt_version").get<std::string>();
     if (!j.at("gpu_name").is_null()) s.gpuName = j.at("gpu_name").get<std::string>();
     if (!j.at("compute_capability").is_null()) {
@@ -47,7 +88,9 @@ Sidecar Sidecar::load(const std::string& enginePath) {
     s.defaultTargets = targets.is_null();
     for (const auto& cc : targets) s.targetComputeCapabilities.push_back({cc.at(0).get<int>(), cc.at(1).get<int>()});
     s.versionCompatible = j.value("version_compatible", false);
-    s.hardwareCompatibility = j.value("hardware_compatibility", std::string("none"));
+    std::string hardware;
+    for (const char* value : facts::kHardwareCompatibility) hardware += (hardware.empty() ? "" : " or ") + std::string(value);
+    s.hardwareCompatibility = oneOf(j, "hardware_compatibility", facts::kHardwareCompatibility[0], hardware, path);
     s.planSha256 = j.at("plan_sha256").get<std::string>();
     s.precision = j.value("precision", std::string("fp32"));
     for (const auto& p : j.at("profiles")) {
@@ -60,7 +103,7 @@ Sidecar Sidecar::load(const std::string& enginePath) {
       s.profiles.push_back(profile);
     }
   } catch (const nlohmann::json::exception& e) {
-    throw CorruptEngineError(path + " is not a readable mattex sidecar: " + e.what());
+    throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", e.what()}}));
   }
   return s;
 }
@@ -87,15 +130,40 @@ std::string baseName(const std::string& path) {
 
 std::string ccText(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
-// TensorRT for RTX's default targets: compute capability 8.0, 8.6, 8.9, 12.0 and later.
+// TensorRT for RTX's default targets: compute capability 8.0, 8.6, 8.9, 12.0 and later
+// (mattex.contract.RTX_DEFAULT_TARGETS).
+bool inRtxDefaults(int major, int minor) { return (major == 8 && (minor == 0 || minor == 6 || minor == 9)) || major >= 12; }
+
 bool rtxRunsOn(const Sidecar& s, int major, int minor) {
-  if (s.defaultTargets) {
-    return (major == 8 && (minor == 0 || minor == 6 || minor == 9)) || major >= 12;
-  }
+  if (s.defaultTargets) return inRtxDefaults(major, minor);
   for (const auto& cc : s.targetComputeCapabilities) {
     if (cc[0] == major && cc[1] == minor) return true;
   }
   return false;
+}
+
+// What the plan targets, as mattex.runtime.sidecar.describe_targets says it.
+std::string describeTargets(const Sidecar& s) {
+  if (s.defaultTargets) return fillMessage(facts::kSidecarMessage_rtx_default_targets, {{"targets", facts::kRtxDefaultTargetsText}});
+  std::string text;
+  for (const auto& cc : s.targetComputeCapabilities) text += (text.empty() ? "" : ", ") + ccText(cc[0], cc[1]);
+  return text;
+}
+
+// The rules of mattex.runtime.sidecar._check_rtx_environment, in its words.
+void checkRtxEnvironment(const Sidecar& s, const std::vector<long>& built, const std::vector<long>& running,
+                         const std::string& version, int ccMajor, int ccMinor, const std::string& gpuName) {
+  if (built != running) {
+    throw EngineMismatchError(
+        fillMessage(facts::kSidecarMessage_rtx_version, {{"built", s.tensorrtVersion}, {"running", version}}));
+  }
+  if (!rtxRunsOn(s, ccMajor, ccMinor)) {
+    const bool documented = inRtxDefaults(ccMajor, ccMinor) || (ccMajor == 7 && ccMinor == 5);
+    throw EngineMismatchError(fillMessage(facts::kSidecarMessage_rtx_target, {{"gpu", gpuName},
+                                                                               {"cc", ccText(ccMajor, ccMinor)},
+                                                                               {"targets", describeTargets(s)}}) +
+                              (documented ? "" : facts::kSidecarMessage_rtx_undocumented));
+  }
 }
 
 }  // namespace
@@ -108,34 +176,30 @@ void checkEnvironment(const Sidecar& s, const std::string& backend, const std::s
                                              : ": build the C++ runtime against TensorRT"));
   }
   const auto built = versionParts(s.tensorrtVersion), running = versionParts(version);
-  if (s.backend == "tensorrt-rtx") {
-    if (built != running) {
-      throw EngineMismatchError("engine built with TensorRT for RTX " + s.tensorrtVersion + ", running " + version +
-                  ": its engines run only on the release that built them; rebuild it with this one");
-    }
-    if (!rtxRunsOn(s, ccMajor, ccMinor)) {
-      throw EngineMismatchError(gpuName + " has compute capability " + ccText(ccMajor, ccMinor) +
-                  ", which the engine does not target: rebuild it with `mattex build --backend "
-                  "tensorrt-rtx --compute-capability " + ccText(ccMajor, ccMinor) + "`");
-    }
-    return;
-  }
+  if (s.backend == "tensorrt-rtx") return checkRtxEnvironment(s, built, running, version, ccMajor, ccMinor, gpuName);
+  // The rules of mattex.runtime.sidecar.check_environment, in its words.
   const auto major = [](const std::vector<long>& v) { return std::vector<long>(v.begin(), v.begin() + (v.empty() ? 0 : 1)); };
   const bool versionOk = s.versionCompatible ? (major(running) == major(built) && running >= built) : (running == built);
   if (!versionOk) {
-    throw EngineMismatchError("engine built with TensorRT " + s.tensorrtVersion + ", running TensorRT " + version +
-                (s.versionCompatible ? ": needs the same major version, same or newer"
-                                     : ": rebuild it here, or build with --version-compatible"));
+    const char* rule = s.versionCompatible ? facts::kSidecarMessage_version_rule_compatible
+                                           : facts::kSidecarMessage_version_rule_exact;
+    throw EngineMismatchError(fillMessage(facts::kSidecarMessage_version,
+                                          {{"built", s.tensorrtVersion}, {"running", version}, {"rule", rule}}));
   }
-  const bool sameCc = ccMajor == s.computeCapability[0] && ccMinor == s.computeCapability[1];
-  const std::string where = "engine built for " + s.gpuName + " (compute capability " +
-                            ccText(s.computeCapability[0], s.computeCapability[1]) + "), running on " + gpuName;
-  if (s.hardwareCompatibility == "ampere+") {
-    if (ccMajor < 8) throw EngineMismatchError(where + ": an ampere+ engine needs compute capability 8.0 or newer");
-  } else if (!sameCc) {
-    throw EngineMismatchError(where + ": rebuild it on this GPU, or build with --hardware-compat ampere+");
-  } else if (s.hardwareCompatibility == "none" && s.gpuName != gpuName) {
-    throw EngineMismatchError(where + ": TensorRT plans are tuned to the GPU model; rebuild here");
+  const bool ampere = s.hardwareCompatibility == "ampere+";
+  const bool ccOk = ampere ? ccMajor >= 8 : (ccMajor == s.computeCapability[0] && ccMinor == s.computeCapability[1]);
+  if (!ccOk) {
+    const char* rule = ampere ? facts::kSidecarMessage_gpu_rule_ampere : facts::kSidecarMessage_gpu_rule_same_cc;
+    throw EngineMismatchError(fillMessage(facts::kSidecarMessage_gpu,
+                                          {{"built_gpu", s.gpuName},
+                                           {"built_cc", ccText(s.computeCapability[0], s.computeCapability[1])},
+                                           {"gpu", gpuName},
+                                           {"cc", ccText(ccMajor, ccMinor)},
+                                           {"rule", rule}}));
+  }
+  if (s.hardwareCompatibility == "none" && s.gpuName != gpuName) {
+    // Same architecture, other model: TensorRT's tactics were timed on the other GPU.
+    throw EngineMismatchError(fillMessage(facts::kSidecarMessage_gpu_model, {{"built_gpu", s.gpuName}, {"gpu", gpuName}}));
   }
 }
 
@@ -183,9 +247,9 @@ std::string sha256Text(const std::string& text) {
 void checkPlan(const std::string& enginePath, const Sidecar& sidecar) {
   const std::string digest = sha256File(enginePath);
   if (digest != sidecar.planSha256) {
-    throw CorruptEngineError(baseName(enginePath) + " changed since it was built (sha256 " + digest.substr(0, 12) +
-                             "... but the sidecar recorded " + sidecar.planSha256.substr(0, 12) +
-                             "...): rebuild it with `mattex build`");
+    throw CorruptEngineError(fillMessage(facts::kSidecarMessage_plan_changed, {{"engine", baseName(enginePath)},
+                                                                                {"digest", digest.substr(0, 12)},
+                                                                                {"recorded", sidecar.planSha256.substr(0, 12)}}));
   }
 }
 

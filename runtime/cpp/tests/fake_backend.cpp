@@ -90,7 +90,7 @@ std::unique_ptr<detail::Backend> openFake(const std::string& path, const Options
 
 void registerFakeBackend() {
   static std::once_flag once;
-  std::call_once(once, [] { detail::registerBackend({"fake", {".fake"}, "(tests only)", openFake}); });
+  std::call_once(once, [] { detail::registerBackend({"fake", {".fake"}, "(tests only)", openFake, 0}); });
 }
 
 std::string writeFakeModel(const std::string& path, const std::string& dtype, const Props& props,

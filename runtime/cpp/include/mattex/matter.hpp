@@ -13,66 +13,16 @@
 
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "mattex/errors.hpp"  // generated (MATTEX_CXX_API: what the library exports)
+
 namespace mattex {
 
-// What went wrong, as the C API's mattex_status reports it; the names are mattex.errors' classes.
-enum class Status : int {
-  Ok = 0,
-  ModelFile = 1,           // ModelFileError: missing, empty, truncated, not ONNX, not a mattex export
-  CorruptEngine = 2,       // CorruptEngineError: an engine or its sidecar unreadable or changed
-  EngineMismatch = 3,      // EngineMismatchError: built for another TensorRT release or GPU
-  BackendUnavailable = 4,  // BackendUnavailableError: a backend not built in, not installed, refused
-  Config = 5,              // ConfigError: an option outside what the runtime supports
-  InputShape = 6,          // InputShapeError: batch, size or buffer the file does not take
-  InputValue = 7,          // InputValueError: NaN, Inf or values outside [0, 1] in float frames
-  InvalidArgument = 8,     // a null pointer or handle (C API)
-  Internal = 9,            // anything else a backend threw
-  Resource = 10,           // ResourceError: the machine could not give threads or memory (appended: codes are ABI)
-};
-
-// The Python class name of a status ("ModelFileError", ...).
-const char* statusName(Status status) noexcept;
-
-class Error : public std::runtime_error {
- public:
-  Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
-  Status status() const noexcept { return status_; }
-  const char* kind() const noexcept { return statusName(status_); }
-
- private:
-  Status status_;
-};
-
-struct ModelFileError : Error {
-  explicit ModelFileError(const std::string& message) : Error(Status::ModelFile, message) {}
-};
-struct CorruptEngineError : Error {
-  explicit CorruptEngineError(const std::string& message) : Error(Status::CorruptEngine, message) {}
-};
-struct EngineMismatchError : Error {
-  explicit EngineMismatchError(const std::string& message) : Error(Status::EngineMismatch, message) {}
-};
-struct BackendUnavailableError : Error {
-  explicit BackendUnavailableError(const std::string& message) : Error(Status::BackendUnavailable, message) {}
-};
-struct ConfigError : Error {
-  explicit ConfigError(const std::string& message) : Error(Status::Config, message) {}
-};
-struct InputShapeError : Error {
-  explicit InputShapeError(const std::string& message) : Error(Status::InputShape, message) {}
-};
-struct InputValueError : Error {
-  explicit InputValueError(const std::string& message) : Error(Status::InputValue, message) {}
-};
-// The machine could not give what a call needs (threads: a process or thread limit; memory: a
-// buffer too large to allocate); the message names the resource. The input may be fine elsewhere.
-struct ResourceError : Error {
-  explicit ResourceError(const std::string& message) : Error(Status::Resource, message) {}
-};
+// Status, statusName and the error classes (Error and one per mattex.errors class the runtime
+// raises) live in mattex/errors.hpp, generated from mattex/shared_facts.json with the C API's
+// status codes: the one list of them both runtimes share.
 
 struct Options {
   // "" picks by file: .onnx -> "openvino"; .engine/.plan -> the backend its sidecar names
@@ -92,7 +42,7 @@ struct Options {
   int device = 0;  // CUDA device (engines)
 };
 
-struct Profile {
+struct MATTEX_CXX_API Profile {
   int64_t min[3];  // batch, height, width
   int64_t opt[3];
   int64_t max[3];
@@ -116,7 +66,7 @@ struct ModelInfo {
   bool mattexExport = false;         // false: an ONNX file with src and bgr inputs, no metadata
 };
 
-class Matter {
+class MATTEX_CXX_API Matter {
  public:
   static std::unique_ptr<Matter> open(const std::string& path, const Options& options = Options());
   ~Matter();
@@ -144,7 +94,7 @@ class Matter {
   // Thread safety: run and matteFrames may be called on one Matter from several threads at once
   // (OpenVINO: each call takes an infer request of its own; TensorRT: calls take turns).
 
-  struct Impl;  // private: src/matter_impl.hpp
+  struct Impl;  // private: defined in src/matter.cpp, not exported
 
  private:
   explicit Matter(std::unique_ptr<Impl> impl);
@@ -153,14 +103,14 @@ class Matter {
 };
 
 // The backends this library was built with, e.g. {"openvino"}.
-std::vector<std::string> builtBackends();
+MATTEX_CXX_API std::vector<std::string> builtBackends();
 
 // The most CPU threads a threads option or MATTEX_THREADS may ask for on this machine:
 // kThreadsPerCore per online core (mattex.runtime.backends.base.max_threads).
 inline constexpr int kThreadsPerCore = 4;
-int maxThreads() noexcept;
+MATTEX_CXX_API int maxThreads() noexcept;
 
 // The library's version (mattex's).
-const char* version() noexcept;
+MATTEX_CXX_API const char* version() noexcept;
 
 }  // namespace mattex

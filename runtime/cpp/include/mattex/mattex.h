@@ -15,6 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* mattex_status (MATTEX_OK, MATTEX_ERROR_MODEL_FILE, ...): generated from mattex/shared_facts.json,
+ * the list the C++ runtime's mattex::Status and the Python runtime's errors share. */
+#include "mattex/mattex_status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,27 +29,15 @@ extern "C" {
 #define MATTEX_API __attribute__((visibility("default")))
 #endif
 
-/* The same codes as mattex::Status; mattex_status_name gives the Python class name. */
-typedef enum mattex_status {
-  MATTEX_OK = 0,
-  MATTEX_ERROR_MODEL_FILE = 1,
-  MATTEX_ERROR_CORRUPT_ENGINE = 2,
-  MATTEX_ERROR_ENGINE_MISMATCH = 3,
-  MATTEX_ERROR_BACKEND_UNAVAILABLE = 4,
-  MATTEX_ERROR_CONFIG = 5,
-  MATTEX_ERROR_INPUT_SHAPE = 6,
-  MATTEX_ERROR_INPUT_VALUE = 7,
-  MATTEX_ERROR_INVALID_ARGUMENT = 8,
-  MATTEX_ERROR_INTERNAL = 9,
-  MATTEX_ERROR_RESOURCE = 10 /* ResourceError: threads or memory the machine could not give */
-} mattex_status;
-
 typedef struct mattex_matter mattex_matter;
 
 /* Fill with mattex_options_init, then set what you need. struct_size must be
  * sizeof(mattex_options), which mattex_options_init sets: a struct never initialised (`= {0}`,
  * or left as the stack had it) is refused with MATTEX_ERROR_INVALID_ARGUMENT. Every other field's
- * zero or NULL is the default and the safe choice (mattex::Options). */
+ * zero or NULL is the default and the safe choice (mattex::Options).
+ * The struct grows only at its end: a program built against an older mattex.h passes its smaller
+ * struct_size, and the fields it lacks take their defaults; a struct_size larger than this
+ * library's (a newer mattex.h) is refused. Only C types cross this API. */
 typedef struct mattex_options {
   size_t struct_size;              /* sizeof(mattex_options) */
   const char* backend;             /* NULL: by file */
