@@ -16,9 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
@@ -340,7 +338,8 @@ static gboolean gst_mattex_set_info(GstVideoFilter* filter, GstCaps*, GstVideoIn
     GST_OBJECT_LOCK(self);
     std::string background = s.background;
     GST_OBJECT_UNLOCK(self);
-    post_error(self, "ConfigError: background " + background + " is " + std::to_string(s.plate.width) + "x" +
+    const std::string plate = background.empty() ? "the captured background" : "background " + background;
+    post_error(self, "ConfigError: " + plate + " is " + std::to_string(s.plate.width) + "x" +
                                std::to_string(s.plate.height) + ", the frames are " + size +
                                " (width x height): give a background of the frames' size");
     return FALSE;

@@ -330,6 +330,16 @@ BAD_INPUTS = {
         "videoscale ! video/x-raw,width=60,height=60 !",
         "ConfigError: background {media}/bg.png is 64x64, the frames are 60x60",
     ),
+    "composite image missing": (
+        "output=composite composite={tmp}/absent.png",
+        "",
+        "MediaError: composite image {tmp}/absent.png (not green or white): no such file",
+    ),
+    "composite image of another size": (
+        "output=composite composite={media}/new-bg.png",
+        "videoscale ! video/x-raw,width=60,height=60 !",
+        "ConfigError: the composite image is 64x64, the frames are 60x60",
+    ),
     "size the file cannot take": (
         "",
         "videoscale ! video/x-raw,width=62,height=62 !",
