@@ -1,7 +1,7 @@
 // mattex C++ runtime: matte frames against a captured background with a mattex export.
 //
-//   auto matter = mattex::Matter::open("bgm_mobilenetv2_hd.onnx");   // OpenVINO (CPU)
-//   auto matter = mattex::Matter::open("bgm_resnet50_hd.engine");    // TensorRT / TensorRT for RTX
+//   auto matter = mattex::Matter::open("bgm_mobilenetv2_hd_fp32.onnx");  // OpenVINO (CPU)
+//   auto matter = mattex::Matter::open("bgm_resnet50_hd_fp16.engine");  // TensorRT / TensorRT for RTX
 //   matter->run(src, bgr, 1, 1080, 1920, pha, fgr);                  // float32 (B, 3, H, W) in [0, 1]
 //   matter->matteFrames(srcFrames, bgrFrames, 1, 1080, 1920, pha, fgr);  // uint8 (B, H, W, 3) RGB
 //

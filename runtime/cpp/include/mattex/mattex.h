@@ -3,7 +3,7 @@
  * leaves a message for mattex_last_error().
  *
  *   mattex_matter* matter = NULL;
- *   if (mattex_open("bgm_mobilenetv2_hd.onnx", NULL, &matter) != MATTEX_OK) {
+ *   if (mattex_open("bgm_mobilenetv2_hd_fp32.onnx", NULL, &matter) != MATTEX_OK) {
  *     fprintf(stderr, "%s\n", mattex_last_error());
  *   }
  *   mattex_matte_frames(matter, src, bgr, n, 1, 1080, 1920, pha, 1080 * 1920, fgr, 3 * 1080 * 1920);
