@@ -66,7 +66,7 @@ def _check_fields(d: dict) -> None:
     )
     for i, profile in enumerate(profiles):
         problem = _profile_problem(profile)
-        need(problem is None, "profiles", f"sensible ({problem} in profile {i})")
+        need(problem is None, "profiles", _message("profile_sensible", problem=problem, index=i))
     need(isinstance(d.get("io"), list), "io", "a list")
     need(isinstance(d.get("version_compatible", False), bool), "version_compatible", "true or false")
     need(
@@ -94,11 +94,11 @@ def _profile_problem(profile: dict) -> str | None:
     or min <= opt <= max broken in batch, height or width; None for a sensible one."""
     values = [v for key in ("min", "opt", "max") for v in profile[key]]
     if not all(1 <= v <= MAX_PROFILE_VALUE for v in values):
-        return f"a batch, height or width outside 1..{MAX_PROFILE_VALUE}"
+        return _message("profile_out_of_range", max=MAX_PROFILE_VALUE)
     for axis, name in enumerate(("batch", "height", "width")):
         low, opt, high = (profile[key][axis] for key in ("min", "opt", "max"))
         if not low <= opt <= high:
-            return f"{name} min {low}, opt {opt}, max {high}: not min <= opt <= max"
+            return _message("profile_order", axis=name, low=low, opt=opt, high=high)
     return None
 
 

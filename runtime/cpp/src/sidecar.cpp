@@ -45,6 +45,39 @@ std::string engineBackends() {
   return names;
 }
 
+// What makes a profile impossible, in mattex.runtime.sidecar._profile_problem's words; "" for a sensible one.
+std::string profileProblem(const Profile& p) {
+  for (const int64_t* values : {p.min, p.opt, p.max}) {
+    for (int axis = 0; axis < 3; ++axis) {
+      if (values[axis] < 1 || values[axis] > facts::kMaxProfileValue) {
+        return fillMessage(facts::kSidecarMessage_profile_out_of_range, {{"max", std::to_string(facts::kMaxProfileValue)}});
+      }
+    }
+  }
+  const char* const axes[] = {"batch", "height", "width"};
+  for (int axis = 0; axis < 3; ++axis) {
+    if (!(p.min[axis] <= p.opt[axis] && p.opt[axis] <= p.max[axis])) {
+      return fillMessage(facts::kSidecarMessage_profile_order,
+                         {{"axis", axes[axis]}, {"low", std::to_string(p.min[axis])}, {"opt", std::to_string(p.opt[axis])},
+                          {"high", std::to_string(p.max[axis])}});
+    }
+  }
+  return "";
+}
+
+// Python's repr of the profiles as mattex build writes them ([{'min': [..], 'opt': [..], 'max': [..]}]).
+std::string profilesRepr(const std::vector<Profile>& profiles) {
+  const auto list = [](const int64_t* v) {
+    return "[" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ", " + std::to_string(v[2]) + "]";
+  };
+  std::string text;
+  for (const auto& p : profiles) {
+    text += (text.empty() ? "" : ", ") + std::string("{'min': ") + list(p.min) + ", 'opt': " + list(p.opt) +
+            ", 'max': " + list(p.max) + "}";
+  }
+  return "[" + text + "]";
+}
+
 // A string field that must be one of `allowed` ("a or b or c"); CorruptEngineError in Python's words.
 std::string oneOf(const nlohmann::json& j, const char* key, const char* fallback, const std::string& allowed,
                   const std::string& path) {
@@ -101,6 +134,14 @@ Sidecar Sidecar::load(const std::string& enginePath) {
         profile.max[i] = p.at("max").at(i).get<int64_t>();
       }
       s.profiles.push_back(profile);
+    }
+    for (size_t i = 0; i < s.profiles.size(); ++i) {
+      const std::string problem = profileProblem(s.profiles[i]);
+      if (problem.empty()) continue;
+      const std::string want = fillMessage(facts::kSidecarMessage_profile_sensible, {{"problem", problem}, {"index", std::to_string(i)}});
+      const std::string why = fillMessage(facts::kSidecarMessage_field,
+                                          {{"key", "profiles"}, {"want", want}, {"got", profilesRepr(s.profiles).substr(0, 60)}});
+      throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", why}}));
     }
   } catch (const nlohmann::json::exception& e) {
     throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", e.what()}}));

@@ -108,19 +108,28 @@ def test_cpp_refuses_an_environment_in_pythons_words(asan_build, tmp_path, case)
 
 
 def sidecars(folder: Path) -> dict[str, Path]:
-    engines = {name: folder / f"{name}.engine" for name in ("missing", "foreign", "formatless", "list", "backend")}
-    for engine in engines.values():
-        engine.write_bytes(b"plan")
+    """A missing sidecar, and sidecars whose format, backend or profiles no build writes."""
+    good = json.loads(save(folder / "ok.engine").with_suffix(".engine.json").read_text())
     texts = {
+        "missing": None,
         "foreign": '{"format": "something-else"}',
         "formatless": "{}",
         "list": "[1, 2]",
-        "backend": json.dumps(
-            {**json.loads(save(folder / "ok.engine").with_suffix(".engine.json").read_text()), "backend": "onnx"}
+        "backend": json.dumps({**good, "backend": "onnx"}),
+        "hardware": json.dumps({**good, "hardware_compatibility": "any"}),
+        "a profile too large": json.dumps(
+            {**good, "profiles": [{"min": [1, 64, 64], "opt": [1, 64, 64], "max": [1, 64, 1 << 17]}]}
+        ),
+        "a profile out of order": json.dumps(
+            {**good, "profiles": [good["profiles"][0], {"min": [1, 64, 64], "opt": [1, 32, 64], "max": [1, 64, 64]}]}
         ),
     }
-    for name, text in texts.items():
-        engines[name].with_suffix(".engine.json").write_text(text)
+    engines = {}
+    for i, (name, text) in enumerate(texts.items()):
+        engines[name] = folder / f"{i}.engine"
+        engines[name].write_bytes(b"plan")
+        if text is not None:
+            engines[name].with_suffix(".engine.json").write_text(text)
     return engines
 
 
