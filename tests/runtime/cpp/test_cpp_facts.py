@@ -47,6 +47,8 @@ def test_the_c_and_cpp_status_lists_are_generated_from_the_source(asan_build, c_
         assert f"  {status['c']} = {status['value']}" in header
         assert c_api.lib.mattex_status_name(status["value"]).decode() == status["name"]
     assert facts.status_values()["ResourceError"] == 10  # appended by issue 42: codes are ABI
+    errors = (asan_build.root / "generated" / "include" / "mattex" / "errors.hpp").read_text()
+    assert "struct MATTEX_CXX_API ModelFileError : Error {" in errors  # no CorruptEngineError, as in Python
 
 
 def test_cpp_ranks_backends_as_the_python_registry_does(asan_build, tmp_path):
