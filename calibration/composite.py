@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .footage import FootageSpec, capture, place_subject, textured_background
 from .images import DataError, fit, image_files, open_image, to_float
 from .photomatte import PhotoMatteFolder
 from .synthetic import synth_background
@@ -53,9 +54,11 @@ class BackgroundSource:
         if self.files is not None and not self.files:
             raise DataError(f"no images in background folder {folder}")
 
-    def get(self, index: int, rng: np.random.Generator) -> np.ndarray:
+    def get(self, index: int, rng: np.random.Generator, footage: FootageSpec | None = None) -> np.ndarray:
         if self.files is None:
-            return synth_background(rng, *self.size)
+            return (
+                synth_background(rng, *self.size) if footage is None else textured_background(rng, *self.size, footage)
+            )
         image = open_image(self.files[index % len(self.files)]).convert("RGB")
         return to_float(fit(image, self.size), "RGB")
 
@@ -65,6 +68,9 @@ class Composites:
 
     Each item: {"src", "bgr"} as (1, 3, H, W) float32 feeds, ground truth "pha" (1, 1, H, W)
     and "fgr" (1, 3, H, W), and "name". Deterministic: item i depends only on (seed, i).
+    With `footage` (int8 calibration), each item is captured as footage is instead of the
+    paper's evaluation protocol: the subject close or far, a textured room where no background
+    folder is given, the plate misaligned by pixels, re-exposed and noisy (calibration/footage.py).
     """
 
     def __init__(
@@ -75,12 +81,14 @@ class Composites:
         seed: int = 0,
         limit: int | None = None,
         perturbation: Perturbation = Perturbation(),
+        footage: FootageSpec | None = None,
     ):
         self.mattes = PhotoMatteFolder(data, size)
         self.backgrounds = BackgroundSource(size, backgrounds)
         self.seed = seed
         self.limit = len(self.mattes) if limit is None else min(limit, len(self.mattes))
         self.perturbation = perturbation
+        self.footage = footage
 
     def __len__(self) -> int:
         return self.limit
@@ -88,10 +96,15 @@ class Composites:
     def __getitem__(self, i: int) -> dict:
         rng = np.random.default_rng([self.seed, i])
         matte = self.mattes[i]
-        background = self.backgrounds.get(i, rng)
-        src = composite(matte.fgr, matte.pha, background)
-        bgr = perturb_background(background, rng, self.perturbation)
-        return {"name": matte.name, "src": src[None], "bgr": bgr[None], "pha": matte.pha[None], "fgr": matte.fgr[None]}
+        fgr, pha = matte.fgr, matte.pha
+        background = self.backgrounds.get(i, rng, self.footage)
+        if self.footage is None:
+            src = composite(fgr, pha, background)
+            bgr = perturb_background(background, rng, self.perturbation)
+        else:
+            fgr, pha = place_subject(fgr, pha, rng, self.footage)
+            src, bgr = capture(fgr, pha, background, rng, self.footage)
+        return {"name": matte.name, "src": src[None], "bgr": bgr[None], "pha": pha[None], "fgr": fgr[None]}
 
     def __iter__(self) -> Iterator[dict]:
         return (self[i] for i in range(len(self)))
