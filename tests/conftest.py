@@ -154,11 +154,12 @@ LONGEST_FIRST = (
     *sorted(SHARED_EXPORTS),
     "exporter/test_export.py",
     "runtime/test_run.py",
-    "batch/test_batch.py",  # a two-node Ray cluster started and stopped in the file (~40 s on 2 cores)
+    "batch/test_batch_cluster.py",  # a two-node Ray cluster started and stopped in the file (~40 s on 2 cores)
     "runtime/test_threads_memory.py",
     "test_slim_install.py",
     "exporter/test_topk_plugin.py",
     "serving/test_serve.py",
+    "serving/test_serve_startup.py",
     "exporter/test_trace.py",
     "test_fuzz.py",
     "cli/test_bad_inputs.py",

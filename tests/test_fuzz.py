@@ -4,8 +4,8 @@ bound (hypothesis' deadline per example).
 
 Readers: the ONNX metadata reader (verify/check) and the ONNX Runtime and OpenVINO backends
 opening a file; the engine sidecar reader, bytes and fields, with the checks that use what it
-read; the checkpoint reader (state_dicts and TorchScript archives); the image readers of
-`mattex run` and of the PhotoMatte85 loader (PNG, JPEG, TIFF, BMP, WebP); the video reader.
+read; the checkpoint reader (state_dicts and TorchScript archives). The image and video readers:
+test_fuzz_media.py; the settings and damage both use: fuzzing.py.
 Examples are derandomized (the same every run) and sized so the file takes about 15 s on 2 cores.
 Each reader bug fuzzing found is also pinned below as a deterministic regression test.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import warnings
 import zipfile
 
@@ -22,23 +21,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from fuzzing import DAMAGE, damage, fuzz, only_typed_errors
+from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 
-from mattex.errors import MattexError, ModelFileError
+from mattex.errors import ModelFileError
 
 # torch.jit.load warns on every TorchScript example; it is still how the published files load.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
-
-
-def fuzz(examples: int, deadline_ms: int = 2000):
-    return settings(
-        max_examples=examples,
-        deadline=deadline_ms,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
 
 
 # --- seeds: one valid file of each kind ----------------------------------------------------------
@@ -69,14 +59,6 @@ def tiny_onnx(metadata: dict[str, str]) -> bytes:
     return model.SerializeToString()
 
 
-def image_bytes(fmt: str) -> bytes:
-    rgba = np.random.default_rng(0).integers(0, 256, (16, 16, 4), dtype=np.uint8)
-    image = Image.fromarray(rgba, "RGBA")
-    buffer = io.BytesIO()
-    (image if fmt in ("PNG", "TIFF", "WEBP") else image.convert("RGB")).save(buffer, fmt)
-    return buffer.getvalue()
-
-
 def sidecar_dict() -> dict:
     from mattex.runtime.io_spec import Profile
     from mattex.runtime.sidecar import Sidecar
@@ -96,9 +78,6 @@ def sidecar_dict() -> dict:
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory, small_file):
-    from mattex.calibration.synthetic import write_synthetic_video
-
-    root = tmp_path_factory.mktemp("fuzz")
     exported = small_file.read_bytes()
     metadata = {p.key: p.value for p in onnx.load_from_string(exported).metadata_props}
     state = io.BytesIO()
@@ -110,61 +89,13 @@ def seeds(tmp_path_factory, small_file):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: still how the published files load
         torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), script)
-    write_synthetic_video(root / "clip.mp4", root / "bg.png", frames=3, height=64, width=64)
     return {
         "onnx": exported,
         "tiny_onnx": tiny_onnx(metadata),
         "pth": state.getvalue(),
         "torchscript": script.getvalue(),
         "sidecar": json.dumps(sidecar_dict(), indent=2).encode(),
-        "mp4": (root / "clip.mp4").read_bytes(),
-        **{fmt.lower(): image_bytes(fmt) for fmt in ("PNG", "JPEG", "TIFF", "BMP", "WEBP")},
     }
-
-
-# --- damage --------------------------------------------------------------------------------------
-
-DAMAGE = st.one_of(
-    st.tuples(st.just("random"), st.binary(max_size=2048)),
-    st.tuples(st.just("truncate"), st.floats(0, 1, exclude_max=True)),
-    st.tuples(
-        st.just("overwrite"),
-        st.lists(
-            st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=16)), min_size=1, max_size=4
-        ),
-    ),
-    st.tuples(
-        st.just("flip"),
-        st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=8),
-    ),
-)
-
-
-def damage(seed: bytes, how) -> bytes:
-    """The seed damaged: replaced by random bytes, truncated, with bytes overwritten, or with
-    bits flipped (positions as fractions of its length)."""
-    kind, arg = how
-    if kind == "random":
-        return arg
-    if kind == "truncate":
-        return seed[: int(arg * len(seed))]
-    data = bytearray(seed)
-    if kind == "overwrite":
-        for at, patch in arg:
-            i = int(at * len(data))
-            data[i : i + len(patch)] = patch
-    else:
-        for at, bit in arg:
-            data[int(at * len(data))] ^= 1 << bit
-    return bytes(data)
-
-
-def only_typed_errors(call) -> None:
-    """Returns normally or raises a MattexError; anything else fails the test."""
-    try:
-        call()
-    except MattexError:
-        pass
 
 
 # --- ONNX ----------------------------------------------------------------------------------------
@@ -438,95 +369,3 @@ def test_damaged_checkpoint_archives_raise_checkpoint_error(seeds, tmp_path, see
     with pytest.raises(CheckpointError, match=message) as e:
         read_state_dict(path)
     assert "f.pth" in str(e.value)
-
-
-# --- images --------------------------------------------------------------------------------------
-
-
-@fuzz(80)
-@given(how=DAMAGE, fmt=st.sampled_from(["png", "jpeg", "tiff", "bmp", "webp"]))
-def test_image_reader_of_mattex_run(seeds, tmp_path, how, fmt):
-    from mattex.runtime.images import read_image
-
-    path = tmp_path / f"f.{fmt}"
-    path.write_bytes(damage(seeds[fmt], how))
-    only_typed_errors(lambda: read_image(path))
-
-
-@fuzz(150)
-@given(how=DAMAGE)
-def test_image_and_photomatte_readers(seeds, tmp_path, how):
-    from mattex.calibration.images import open_image
-    from mattex.calibration.photomatte import PhotoMatteFolder
-
-    folder = tmp_path / "pm"
-    folder.mkdir(exist_ok=True)
-    path = folder / "a.png"
-    path.write_bytes(damage(seeds["png"], how))
-    only_typed_errors(lambda: open_image(path))
-    only_typed_errors(lambda: [item for item in PhotoMatteFolder(folder, (16, 16))])
-
-
-def _png_with_a_broken_second_chunk() -> bytes:
-    buffer = io.BytesIO()
-    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 4), dtype=np.uint8)  # several IDAT chunks
-    Image.fromarray(noise, "RGBA").save(buffer, "PNG")
-    data = buffer.getvalue()
-    at = data.index(b"IDAT", data.index(b"IDAT") + 4)
-    return data[:at] + b"\t\x997\xf9" + data[at + 4 :]  # SyntaxError("broken PNG file") in load()
-
-
-def _png_with_a_short_header(seed: bytes) -> bytes:
-    at = seed.index(b"IHDR")  # its length (4 bytes) comes first
-    return seed[: at - 4] + struct.pack(">I", 5) + seed[at:]  # ValueError("Truncated IHDR chunk")
-
-
-def _bmp_claiming_a_huge_size(seed: bytes) -> bytes:
-    return seed[:18] + struct.pack("<ii", 200_000, 200_000) + seed[26:]  # DecompressionBombError
-
-
-@pytest.mark.parametrize(
-    "make, suffix",
-    [
-        (lambda seeds: _png_with_a_broken_second_chunk(), ".png"),
-        (lambda seeds: _png_with_a_short_header(seeds["png"]), ".png"),
-        (lambda seeds: _bmp_claiming_a_huge_size(seeds["bmp"]), ".bmp"),
-    ],
-)
-def test_damaged_images_raise_typed_errors(seeds, tmp_path, make, suffix):
-    """Fuzzing found SyntaxError, ValueError and DecompressionBombError escaping Pillow."""
-    from mattex.calibration.images import DataError, open_image
-    from mattex.errors import MediaError
-    from mattex.runtime.images import read_image
-
-    path = tmp_path / f"f{suffix}"
-    path.write_bytes(make(seeds))
-    with pytest.raises(MediaError, match=f"f{suffix} is not a readable image"):
-        read_image(path)
-    with pytest.raises(DataError, match=f"cannot read image .*f{suffix}"):
-        open_image(path)
-
-
-# --- video ---------------------------------------------------------------------------------------
-
-
-@fuzz(100)
-@given(how=DAMAGE)
-def test_video_reader(seeds, tmp_path, how):
-    from mattex.runtime.media import open_source
-
-    path = tmp_path / "f.mp4"
-    path.write_bytes(damage(seeds["mp4"], how))
-    only_typed_errors(lambda: list(open_source(path).frames()))
-
-
-def test_a_video_stream_without_a_decoder_raises_media_error(seeds, tmp_path):
-    """Fuzzing found an unknown codec tag giving PyAV a stream without a codec context, whose
-    height raised AttributeError."""
-    from mattex.errors import MediaError
-    from mattex.runtime.media import open_source
-
-    path = tmp_path / "f.mp4"
-    path.write_bytes(seeds["mp4"].replace(b"avc1", b"zzzz"))
-    with pytest.raises(MediaError, match="f.mp4 is not a readable video: its video stream has no decoder"):
-        open_source(path)

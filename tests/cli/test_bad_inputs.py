@@ -1,8 +1,8 @@
 """Every bad input a user can give, as a table: the typed error it must raise, a message naming
 what is wrong, exit code 2 from the CLI, no traceback, and no file left behind.
 
-CLI rows run `mattex ...` in-process; API rows call the library. Each row is one line of
-BAD_CLI or BAD_API; `{name}` in an argument is a path in the `world` folder built below.
+CLI rows run `mattex ...` in-process, each one line of BAD_CLI; `{name}` in an argument is a
+path in the `world` folder built below. The library's own rows: tests/runtime/test_bad_api_inputs.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from mattex import errors
 from mattex.cli.main import app
 
 runner = CliRunner()
@@ -427,144 +426,5 @@ def test_cli_bad_input(bad: Bad, world: Path, monkeypatch):
 
 
 def test_the_table_is_at_least_forty_rows():
-    assert len(BAD_CLI) + len(BAD_API) >= 40, len(BAD_CLI) + len(BAD_API)
+    assert len(BAD_CLI) >= 40, len(BAD_CLI)  # the library's own rows: tests/runtime/test_bad_api_inputs.py
     assert len({b.id for b in BAD_CLI}) == len(BAD_CLI)
-
-
-# --- the runtime and the library -----------------------------------------------------------------
-
-
-def _engine_with_sidecar(root: Path, **changes) -> Path:
-    from mattex.files import sha256_file
-    from mattex.runtime.io_spec import Profile
-    from mattex.runtime.sidecar import Sidecar
-
-    engine = root / "m.engine"
-    engine.write_bytes(b"plan bytes as TensorRT wrote them")
-    sidecar = Sidecar(
-        tensorrt_version="10.13.0",
-        gpu_name="NVIDIA GeForce RTX 4090",
-        compute_capability=(8, 9),
-        profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
-        io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
-    )
-    dataclasses.replace(sidecar, **changes).save(engine)
-    return engine
-
-
-def _check_env(root, engine_changes=None, **env):
-    from mattex.runtime.sidecar import Environment, check_environment, load_sidecar
-
-    here = {"tensorrt_version": "10.13.0", "gpu_name": "NVIDIA GeForce RTX 4090", "compute_capability": (8, 9)}
-    here.update(env)
-    check_environment(load_sidecar(_engine_with_sidecar(root, **(engine_changes or {}))), Environment(**here))
-
-
-def _matter(root, name="good.onnx"):
-    from mattex.runtime import Matter
-
-    return Matter.open(root / name, backend="onnxruntime")
-
-
-def _frames(shape=(1, 3, 64, 64), dtype=np.float32, fill=None):
-    x = np.random.default_rng(0).random(shape).astype(dtype)
-    if fill is not None:
-        x.flat[:: max(1, x.size // 7)] = fill
-    return x
-
-
-def _no_sidecar(root):
-    from mattex.runtime import Matter
-
-    (root / "lone.engine").write_bytes(b"plan")
-    Matter.open(root / "lone.engine")
-
-
-def _corrupt_sidecar(root):
-    from mattex.runtime import Matter
-
-    engine = _engine_with_sidecar(root)
-    Path(f"{engine}.json").write_text("{ torn")
-    Matter.open(engine)
-
-
-def _changed_plan(root):
-    from mattex.runtime.sidecar import check_plan, load_sidecar
-
-    engine = _engine_with_sidecar(root)
-    sidecar = load_sidecar(engine)
-    engine.write_bytes(b"another plan")
-    check_plan(engine, sidecar)
-
-
-BAD_API = [
-    ("engine-without-sidecar", _no_sidecar, errors.CorruptEngineError, "no sidecar"),
-    ("engine-corrupt-sidecar", _corrupt_sidecar, errors.CorruptEngineError, "not a readable mattex sidecar"),
-    ("engine-plan-changed", _changed_plan, errors.CorruptEngineError, "changed since it was built"),
-    (
-        "engine-other-tensorrt",
-        lambda r: _check_env(r, tensorrt_version="11.4.0"),
-        errors.EngineMismatchError,
-        "built with TensorRT 10.13.0, running TensorRT 11.4.0",
-    ),
-    (
-        "engine-other-gpu",
-        lambda r: _check_env(r, gpu_name="NVIDIA A100", compute_capability=(8, 0)),
-        errors.EngineMismatchError,
-        "running on NVIDIA A100",
-    ),
-    ("matter-nan-frames", lambda r: _matter(r)(_frames(fill=np.nan), _frames()), errors.MattexError, "NaN"),
-    ("matter-inf-frames", lambda r: _matter(r)(_frames(), _frames(fill=np.inf)), errors.MattexError, "Inf|finite"),
-    ("matter-frames-in-0-255", lambda r: _matter(r)(_frames() * 255, _frames()), errors.MattexError, r"\[0, 1\]"),
-    (
-        "matter-wrong-rank",
-        lambda r: _matter(r)(_frames((3, 64, 64)), _frames((3, 64, 64))),
-        errors.InputShapeError,
-        "must be",
-    ),
-    (
-        "matter-not-divisible-by-4",
-        lambda r: _matter(r)(_frames((1, 3, 62, 64)), _frames((1, 3, 62, 64))),
-        errors.InputShapeError,
-        "divisible by 4",
-    ),
-    (
-        "matter-src-bgr-differ",
-        lambda r: _matter(r)(_frames(), _frames((1, 3, 64, 68))),
-        errors.InputShapeError,
-        "same shape",
-    ),
-    (
-        "matter-wrong-dtype",
-        lambda r: _matter(r)(_frames(dtype=np.float64), _frames(dtype=np.float64)),
-        errors.InputShapeError,
-        "float32",
-    ),
-    (
-        "matter-zero-batch",
-        lambda r: _matter(r)(_frames((0, 3, 64, 64)), _frames((0, 3, 64, 64))),
-        errors.InputShapeError,
-        "batch",
-    ),
-    (
-        "synthetic-count-zero",
-        lambda r: __import__("mattex.calibration.synthetic", fromlist=["x"]).write_synthetic_photomatte(
-            r / "out" / "s", 0
-        ),
-        errors.ConfigError,
-        "at least 1",
-    ),
-]
-
-
-@pytest.mark.parametrize("row", BAD_API, ids=[r[0] for r in BAD_API])
-def test_api_bad_input(row, world, tmp_path):
-    _, call, error, message = row
-    before = _listing(world)
-    with pytest.raises(error, match=message):
-        call(world if "engine" not in row[0] else tmp_path)
-    assert not (_listing(world) - before)

@@ -11,7 +11,10 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import tritonclient.grpc as grpcclient
+
+H, W = 96, 128  # the frames the serve tests send
 
 
 def free_ports(count: int) -> list[int]:
@@ -199,3 +202,11 @@ def tritons_started_here() -> set[int]:
 
     marker = workspace_prefix(os.getpid()).encode()
     return {p for p in process_tree(os.getpid()) if any(marker in arg for arg in command_line(p))}
+
+
+def frames(seed: int, batch: int = 1, h: int = H, w: int = W):
+    rng = np.random.default_rng(seed)
+    bgr = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+    src = bgr.copy()
+    src[:, h // 4 : 3 * h // 4, w // 3 : 2 * w // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return src, bgr
