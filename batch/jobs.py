@@ -40,7 +40,7 @@ def job_options() -> dict[str, object]:
     return {
         p.name: p.default
         for p in parameters
-        if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in _SUPPLIED and p.default is not p.empty
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _SUPPLIED and p.default is not p.empty
     }
 
 
