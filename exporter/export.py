@@ -21,7 +21,7 @@ from mattex.calibration.int8 import (
     check_calibration_data,
     default_cache_path,
 )
-from mattex.contract import INPUTS, MODEL_OUTPUTS
+from mattex.contract import INPUTS, MODEL_OUTPUTS, SIZE_MULTIPLE
 from mattex.errors import ConfigError, ExportCheckError
 from mattex.files import atomic_paths, check_writable
 from mattex.metadata import ExportMetadata
@@ -283,7 +283,7 @@ def export_metadata(
             for n in INPUTS
         },
         "outputs": list(config.output_names),
-        "height_width_multiple": 4,
+        "height_width_multiple": SIZE_MULTIPLE,
     }
     return ExportMetadata(
         mattex_version=mattex.__version__,

@@ -20,7 +20,7 @@ INPUTS = ("src", "bgr")  # the frame and its captured background
 OUTPUTS = ("pha", "fgr")  # alpha (B, 1, H, W) and foreground (B, 3, H, W)
 DEBUG_OUTPUTS = ("pha_sm", "fgr_sm", "err_sm", "ref_sm")  # files exported with debug outputs
 MODEL_OUTPUTS = OUTPUTS + DEBUG_OUTPUTS  # MattingRefine's return order
-PATCH = 4  # the refiner re-estimates PATCH x PATCH blocks of pixels
+PATCH = FACTS["io_contract"]["patch"]  # the refiner re-estimates PATCH x PATCH blocks of pixels
 PATCH_PIXELS = PATCH * PATCH  # k = sample_pixels // PATCH_PIXELS patches
 SIZE_MULTIPLE = PATCH  # H and W must be divisible by 4: whole patches
 MAX_BACKBONE_SCALE = 1 / 2  # the backbone runs at half the frame size or less

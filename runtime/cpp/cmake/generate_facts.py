@@ -112,6 +112,9 @@ def facts_header(facts: dict) -> str:
     lines += ["};", ""]
     for key, text in config["messages"].items():
         lines.append(f"inline constexpr const char* kConfigMessage_{key} = {literal(text)};")
+    patch = int(facts["io_contract"]["patch"])
+    lines += ["", "// H and W are multiples of it where an io_contract does not say (mattex.contract.SIZE_MULTIPLE)."]
+    lines.append(f"inline constexpr int64_t kSizeMultiple = {patch};")
     lines += ["", "// The engine sidecar (mattex.runtime.sidecar)."]
     lines.append(
         f"inline constexpr const char* kSidecarFormats[] = {{{', '.join(map(literal, sidecar['readable_formats']))}}};"

@@ -109,7 +109,7 @@ void readMetadata(const std::map<std::string, std::string>& props, const std::st
   try {
     info.io = config.value("io", std::string("float"));
     info.ioDtype = info.io == "uint8" ? "uint8" : config.value("io_dtype", std::string("float32"));
-    info.sizeMultiple = contract.value("height_width_multiple", int64_t{4});
+    info.sizeMultiple = contract.value("height_width_multiple", facts::kSizeMultiple);
   } catch (const Json::exception& e) {
     malformed(source, "export_config", std::string("TypeError: ") + e.what());
   }
