@@ -8,7 +8,7 @@ import typer
 
 from mattex.batch import BatchProgress, BatchResult, job_options, run_batch
 
-from .common import EXIT_FINDING, console, defaults_of, emit_json, err_console, user_errors
+from .common import EXIT_FINDING, JSON_OPTION, console, defaults_of, emit_json, err_console, user_errors
 
 SHORT_HELP = "Matte a library of clips (a JSON Lines jobs file), here or on a Ray cluster, resumably."
 FLAGS = {"ray": "--ray", "out": "--out"}
@@ -43,7 +43,7 @@ def command(
         Batch.retries, min=0, help="With --ray: times a job is run again when its worker or node is lost."
     ),
     backend: str | None = typer.Option(None, help="Run an .onnx on onnxruntime or openvino (as mattex run)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex batch bgm_mobilenetv2_hd.onnx jobs.jsonl --out matted/
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import console, emit_json, err_console, user_errors
+from .common import JSON_OPTION, console, emit_json, err_console, user_errors
 
 SHORT_HELP = "Time every backend that can run the given files, side by side."
 FLAGS = {"size": "--resolution"}
@@ -26,7 +26,7 @@ def command(
     rounds: int = typer.Option(3, min=1, help="Timed rounds (runners interleaved round by round; the median counts)."),
     warmup: int = typer.Option(1, help="Untimed calls per runner first."),
     threads: int | None = typer.Option(None, help="CPU threads for ONNX Runtime and PyTorch (default: all)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the results (and the machine) as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex bench bgm_mobilenetv2_hd.onnx bgm_mobilenetv2_hd_int8.onnx --resolution hd --reference
 

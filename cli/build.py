@@ -8,7 +8,7 @@ import typer
 
 from mattex.contract import RTX_DEFAULT_TARGETS_TEXT
 
-from .common import console, emit_json, err_console, user_errors
+from .common import JSON_OPTION, console, emit_json, err_console, user_errors
 
 SHORT_HELP = "Build an engine (raw plan + JSON sidecar) with TensorRT or TensorRT for RTX."
 FLAGS = {"compute_capabilities": "--compute-capability", "workspace_gib": "--workspace"}
@@ -40,7 +40,7 @@ def command(
         "none", help="TensorRT: none | ampere+ (any GPU from Ampere on) | same-cc (same compute capability)."
     ),
     output: str | None = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the sidecar as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex build bgm_resnet50_hd.onnx --backend tensorrt-rtx --profile hd --compute-capability 8.6,8.9,12.0
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from .common import console, emit_json, user_errors
+from .common import JSON_OPTION, console, emit_json, user_errors
 
 app = typer.Typer(
-    help="The compiled-model cache: list, prune to its cap, clear.\n\nExample: mattex cache list",
+    help="Example: mattex cache list\n\nThe compiled-model cache: list, prune to its cap, clear.",
     no_args_is_help=True,
 )
 CACHE_DIR_HELP = "The cache folder (default: $MATTEX_CACHE or ~/.cache/mattex, then openvino/)."
@@ -29,7 +29,7 @@ def _folder(cache_dir: Path | None) -> Path:
 @user_errors()
 def list_entries(
     cache_dir: Path | None = typer.Option(None, help=CACHE_DIR_HELP),
-    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex cache list
 
@@ -59,7 +59,7 @@ def list_entries(
 def prune_entries(
     max_size: str | None = typer.Option(None, help="Prune to this size (bytes, or e.g. 500M, 2G); default the cap."),
     cache_dir: Path | None = typer.Option(None, help=CACHE_DIR_HELP),
-    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex cache prune --max-size 1G
 
@@ -75,7 +75,7 @@ def prune_entries(
 @user_errors()
 def clear_entries(
     cache_dir: Path | None = typer.Option(None, help=CACHE_DIR_HELP),
-    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex cache clear
 

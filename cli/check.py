@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_FINDING, as_flags, console, emit_json, user_errors
+from .common import EXIT_FINDING, JSON_OPTION, as_flags, console, emit_json, user_errors
 
 SHORT_HELP = "Lint an ONNX file against TensorRT's rules; --build runs the real builder."
 FLAGS = {"profile": "--profile", "build": "--build"}
@@ -26,7 +26,7 @@ def command(
         [], help="With --build: hd | 4k | HxW | HxW-HxW (default: the file's trace size)."
     ),
     batch: int = typer.Option(1, min=1, help="With --build: largest batch of the profiles."),
-    json_output: bool = typer.Option(False, "--json", help="Print findings (and the build) as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt --build
 

@@ -27,6 +27,28 @@ EXIT_FINDING, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 _OPTION = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
+# The one `--json` every reporting command takes (`json_output: bool = JSON_OPTION`).
+JSON_OPTION = typer.Option(
+    False, "--json", help="Print what the command reports as one JSON object on stdout, nothing else (scripts, CI)."
+)
+
+
+def show_flags_as_flags() -> None:
+    """Typer prints each option's type beside it, which for a flag reads `--png <bool>` as if it
+    took a value; a flag takes none, so none is shown."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption.display_type_rich, "mattex_flags", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.mattex_flags = True
+    TyperOption.display_type_rich = display_type_rich
+
+
 def as_flags(message: str, flags: dict[str, str] | None = None) -> str:
     """Library messages name options in the API's terms, `weight_bits`; on the command line they
     read as the flags that set them, --weight-bits (or what `flags` maps them to)."""

@@ -10,7 +10,11 @@ from mattex.contract import SIZE_MULTIPLE
 
 from .common import console, err_console, user_errors
 
-app = typer.Typer(help="Matting data: synthetic PhotoMatte85-layout sets and clips.", no_args_is_help=True)
+app = typer.Typer(
+    help="Example: mattex data synth --out synth/photomatte --count 20\n\n"
+    "Matting data: synthetic PhotoMatte85-layout sets and clips.",
+    no_args_is_help=True,
+)
 
 
 @app.command("synth")

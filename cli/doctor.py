@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import EXIT_FINDING, console, emit_json, progress, user_errors
+from .common import EXIT_FINDING, JSON_OPTION, console, emit_json, progress, user_errors
 
 SHORT_HELP = "Prove this machine end to end: backends found, files built, run, verified and timed; one report."
 
@@ -26,7 +26,7 @@ def command(
         help="The short plan: mobilenetv2 only, fp32 and fp16, verified "
         "at 256x256, one timed round (under 5 minutes on 2 CPU cores).",
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex doctor --quick --out doctor/
 

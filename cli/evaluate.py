@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from .common import EXIT_FINDING, console, emit_json, err_console, progress, user_errors
+from .common import EXIT_FINDING, JSON_OPTION, console, emit_json, err_console, progress, user_errors
 
 SHORT_HELP = "The paper's metrics (SAD, MSE, Grad, Conn, FG MSE) on composites."
 FLAGS = {"size": "--resolution", "budget": "--budget"}
@@ -35,7 +35,7 @@ def command(
     inference_precision: str | None = typer.Option(
         None, help="OpenVINO's arithmetic: f32, or bf16 (held to the bf16 metric budget)."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex evaluate bgm_mobilenetv2_hd.onnx --data PhotoMatte85 --resolution hd --json
 

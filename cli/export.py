@@ -12,13 +12,15 @@ from mattex.contract import BACKBONES, PATCH_PIXELS, REFINE_MODES, SIZE_MULTIPLE
 from mattex.exporter.config import OPSETS, PRESETS
 from mattex.exporter.config import ExportConfig as Config
 
-from .common import as_flags, console, emit_json, err_console, field_table, progress, user_errors
+from .common import JSON_OPTION, as_flags, console, emit_json, err_console, field_table, progress, user_errors
 
 SHORT_HELP = "Export BGMv2 to one ONNX graph that ONNX Runtime runs and TensorRT builds."
 # Library option -> the flag that sets it here (others are --name-with-dashes).
 FLAGS = {
     "precision": "--fp16/--int8",
     "calibration": "--calibration-data",
+    "data": "--calibration-data",
+    "int8": "--int8",
     "samples": "--calibration-samples",
     "method": "--calibration-method",
     "threshold": "--refine-threshold",
@@ -89,7 +91,7 @@ def command(
         help="Do not build an engine. By default export "
         "builds one where it can: with TensorRT and a GPU, else with TensorRT for RTX (no GPU needed).",
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex export --backbone resnet50 --fp16
 
@@ -105,18 +107,11 @@ def command(
 
     # ONNX Runtime's optimizer notices while folding and calibrating are not the user's concern.
     onnxruntime.set_default_logger_severity(3)
-    if fp16 and int8:
+    if fp16 and int8:  # two flags for one library field, `precision`
         raise typer.BadParameter("choose --fp16 or --int8, not both")
     calibration_options = {"samples": calibration_samples, "method": calibration_method, "weight_bits": weight_bits}
-    given = [FLAGS.get(k, "--weight-bits") for k, v in calibration_options.items() if v != getattr(Calibration, k)]
-    extra = {
-        "--calibration-data": calibration_data,
-        "--backgrounds": backgrounds,
-        "--calibration-cache": calibration_cache,
-    }
-    given += [flag for flag, value in extra.items() if value is not None]
-    if given and not int8:
-        raise typer.BadParameter(f"{', '.join(given)} only apply to --int8")
+    settings = Calibration(calibration_data, backgrounds, **calibration_options)
+    asked = settings != Calibration(None)  # the library refuses settings given for a file that is not int8
     config = Config.from_preset(
         resolution,
         backbone=backbone,
@@ -135,8 +130,7 @@ def command(
         io=io,
         topk=topk,
     )
-    with_data = int8 and calibration_data is not None
-    calibration = Calibration(calibration_data, backgrounds, **calibration_options) if with_data else None
+    calibration = settings if (calibration_data is not None if int8 else asked) else None
     log = (lambda m: None) if json_output else (lambda m: err_console.print(m, highlight=False))
     with progress("exporting", disable=json_output) as update:
         outcome = export_and_build(

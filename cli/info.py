@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_FINDING, console, emit_json, field_table, user_errors
+from .common import EXIT_FINDING, JSON_OPTION, console, emit_json, field_table, user_errors
 
 SHORT_HELP = "Backbone, parameter count and key check of a checkpoint."
 
@@ -17,7 +17,7 @@ def command(
     backbone: str | None = typer.Option(
         None, help="resnet50 | resnet101 | mobilenetv2 (inferred from the keys when omitted)."
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex info pytorch_resnet50.pth
 

@@ -26,12 +26,14 @@ from . import (
     triton_repo,
     verify,
 )
-from .common import console
+from .common import console, show_flags_as_flags
+
+show_flags_as_flags()
 
 app = typer.Typer(
     name="mattex",
-    help="BackgroundMattingV2 to exact ONNX and TensorRT engines.\n\n"
-    "Example: mattex export --backbone mobilenetv2 --height 240 --width 320 --sample-pixels 16000 -o m.onnx",
+    help="Example: mattex export --backbone mobilenetv2 --height 240 --width 320 --sample-pixels 16000 -o m.onnx\n\n"
+    "BackgroundMattingV2 to exact ONNX and TensorRT engines.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

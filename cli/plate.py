@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import console, emit_json, field_table, user_errors
+from .common import JSON_OPTION, console, emit_json, field_table, user_errors
 
 SHORT_HELP = "Build a clean plate from a clip (temporal median), or check a plate against a clip."
 
@@ -20,7 +20,7 @@ def command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Build: write the plate here (PNG)."),
     check: Path | None = typer.Option(None, "--check", help="Check this plate against the clip instead."),
     frames: int = typer.Option(60, min=3, help="Frames used, spread evenly over the clip."),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON (a check: every frame)."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex plate empty_room.mp4 --out plate.png
 

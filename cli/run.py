@@ -9,7 +9,16 @@ import typer
 
 from mattex.runtime.pipeline import matte_media
 
-from .common import EXIT_INTERRUPTED, console, defaults_of, emit_json, err_console, field_table, user_errors
+from .common import (
+    EXIT_INTERRUPTED,
+    JSON_OPTION,
+    console,
+    defaults_of,
+    emit_json,
+    err_console,
+    field_table,
+    user_errors,
+)
 
 SHORT_HELP = "Matte a video, an image or a folder of images with an exported model."
 FLAGS = {"rgba_fgr": "--rgba", "png": "--png", "out": "--out"}
@@ -66,7 +75,7 @@ def command(
         help="Bring the background to each frame first: a handheld camera's motion and drifting exposure "
         "(needs the align extra).",
     ),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
 

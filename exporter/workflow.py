@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mattex.calibration.int8 import CalibrationSettings
 from mattex.contract import TENSORRT_TARGETS
-from mattex.errors import ModelFileError, OutputPathError
+from mattex.errors import ConfigError, ModelFileError, OutputPathError
 from mattex.files import check_not_input, output_file
 
 from .build import automatic_build, build_engine, parse_profile
@@ -77,6 +77,7 @@ def export_and_build(
     cannot be built here is written all the same, with a note. A file of another model at
     `output` is replaced only with `replace` (check_replaceable)."""
     config.validate()
+    check_calibration_applies(config, calibration, calibration_cache)
     output = output_file(output) if output is not None else Path(config.default_filename())
     # What export reads is never what it writes, `replace` or not (the checkpoint became the
     # ONNX file, and the next step printed then failed).
@@ -109,6 +110,24 @@ def export_and_build(
             outcome.note = f"engine not built here: {problem}"
     outcome.next_steps = _next_steps(outcome, checkpoint, trace)
     return outcome
+
+
+def check_calibration_applies(
+    config: ExportConfig, calibration: CalibrationSettings | None, calibration_cache: Path | None
+) -> None:
+    """ConfigError naming the calibration settings given for an export that is not int8: they
+    would be ignored, and the file the user gets is not the one they asked for."""
+    if config.precision == "int8":
+        return
+    given = []
+    if calibration is not None:
+        defaults = CalibrationSettings(None)
+        changed = [f.name for f in fields(calibration) if getattr(calibration, f.name) != getattr(defaults, f.name)]
+        given += [f"`{name}`" for name in changed] or ["`calibration`"]
+    if calibration_cache is not None:
+        given.append("`calibration_cache`")
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to `int8` exports (this one is {config.precision})")
 
 
 def check_replaceable(output: Path, config: ExportConfig, replace: bool = False) -> None:

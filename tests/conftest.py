@@ -136,6 +136,7 @@ SHARED_EXPORTS = {
     "exporter/test_precision.py",
     "exporter/test_precision_sizes.py",
     "exporter/test_rtx_build.py",
+    "measure/test_verify_gate.py",
     "runtime/test_backend_registry.py",
     "runtime/test_cache_faults.py",
     "runtime/test_frame_checks.py",
