@@ -5,7 +5,7 @@ evaluate` read them; docs/precision.md explains where each number comes from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,56 @@ BUDGETS = {
         metrics=MetricBudget(ratio=1.05),
     ),
 }
+
+
+# The inputs a file is verified on, by kind: the paper's evaluation composites (`mattex verify
+# --data`, `mattex evaluate`: the subject composited over a background, the plate perturbed by a
+# third of a pixel) and footage (`mattex verify`'s own generated pairs, `--images`, `--video`:
+# calibration/footage.py, the plate misaligned by 1-2 px, re-exposed, noisy, over textured rooms,
+# the subject near or far). The budgets above are the composites'.
+COMPOSITES, FOOTAGE = "composites", "footage"
+INPUT_KINDS = (COMPOSITES, FOOTAGE)
+
+# Footage budgets where the composites' cannot be met, raised to what was measured: `mattex
+# verify`'s footage pairs (measure/inputs.py footage_pairs, seed 5), mobilenetv2 demo weights
+# exported at 256x256 with k = 500 and debug outputs, int8 calibrated on 32 `mattex data synth`
+# portraits captured as footage (the default since issue 48), ONNX Runtime on a 2-core Xeon with
+# AMX; 16 samples at each of 256x256, 192x192 and 192x256, 4 at 480x864. Worst size's mean
+# (95% upper bound of the mean), where over the composites' budget:
+#   fp16: pha_sm mean 2.7e-4 (5.7e-4) max 0.045, err_sm mean 1.9e-4 (3.0e-4; the suite's fp16
+#         file 2.6e-4 over 2 samples), patches 0.39% (1.07%); pha 1.8e-4 and fgr 1.3e-4 stay
+#         well within theirs.
+#   int8: pha mean 5.0e-3 (8.8e-3; 5.3-5.9e-3 on other seeds at 256x256, a frame's up to 0.03),
+#         err_sm mean 9.7e-3 (1.6e-2), patches 2.3% (4.5%), pha_sm 7.1e-3 (1.1e-2; the suite's
+#         int8 file, calibrated on 4 composites: 8.3e-3 over 6 samples, 1.2e-2 over 2); fgr
+#         7.2e-3 within.
+# A misaligned plate over a textured room makes the error map light up across the background:
+# near-equal errors over many patches, whose order int8 (and fp16, less) changes. Calibrating on
+# such pairs helped little (int8 pha mean 5.9e-3 -> 5.3e-3 at 256x256, 16 frames). The raised
+# budgets sit 2-4x above the worst mean and above its upper bound (int8's 2.5-3x: on the AVX2
+# machine without VNNI where issue 48 was measured, int8 errors on the same pairs were 1.45x
+# this machine's); the rest are unchanged.
+FOOTAGE_BUDGETS: dict[str, PrecisionBudget] = {
+    "fp16": replace(
+        BUDGETS["fp16"],
+        outputs={**BUDGETS["fp16"].outputs, "pha_sm": Budget(0.1, 1e-3), "err_sm": Budget(1.5e-2, 1e-3)},
+        patch_mismatch=0.02,
+    ),
+    "int8": replace(
+        BUDGETS["int8"],
+        outputs={
+            **BUDGETS["int8"].outputs,
+            "pha": Budget(1.0, 1.5e-2),
+            "pha_sm": Budget(1.0, 3e-2),
+            "err_sm": Budget(0.3, 3e-2),
+        },
+        patch_mismatch=0.06,
+    ),
+}
+
+
+def budget_for(precision: str, kind: str = COMPOSITES) -> PrecisionBudget:
+    """The budget a file of `precision` is held to on inputs of `kind`."""
+    if kind == FOOTAGE and precision in FOOTAGE_BUDGETS:
+        return FOOTAGE_BUDGETS[precision]
+    return BUDGETS[precision]

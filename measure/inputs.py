@@ -1,5 +1,6 @@
-"""The (src, bgr) pairs a file is measured on: generated (uniform noise, or synthetic
-composites), real frames over one captured background, or PhotoMatte-layout composites."""
+"""The (src, bgr) pairs a file is measured on: generated (uniform noise, or pairs captured as
+footage is), real frames or a video over one captured background, or PhotoMatte-layout
+composites."""
 
 from __future__ import annotations
 
@@ -28,6 +29,30 @@ def random_pairs(samples: int, batch: int, height: int, width: int, seed: int = 
         src = rng.random((batch, 3, height, width), dtype=np.float32)
         noise = rng.normal(0, 0.25, src.shape).astype(np.float32)
         yield src, np.clip(src + noise, 0, 1).astype(np.float32)
+
+
+def gate_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """The sizes generated pairs cycle through for a file traced at `height`x`width`: the trace
+    size, three quarters of it, and another aspect ratio (three quarters of the height), none
+    larger than the trace size (whose memory is checked)."""
+
+    def smaller(n: int) -> int:
+        return max(SIZE_MULTIPLE, n * 3 // 4 // SIZE_MULTIPLE * SIZE_MULTIPLE)
+
+    return list(dict.fromkeys([(height, width), (smaller(height), smaller(width)), (smaller(height), width)]))
+
+
+def footage_pairs(samples: int, batch: int, sizes: list[tuple[int, int]], seed: int = 0):
+    """`samples` batches of pairs captured as footage is (calibration/footage.py: the plate
+    misaligned by 1-2 px, re-exposed, noisy, a textured room, the subject near or far), sample i
+    at `sizes[i % len(sizes)]` (height, width)."""
+    from mattex.calibration.footage import footage_pair
+
+    rng = np.random.default_rng(seed)
+    for i in range(samples):
+        height, width = sizes[i % len(sizes)]
+        pairs = [footage_pair(rng, height, width) for _ in range(batch)]
+        yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def synthetic_pairs(samples: int, batch: int, height: int, width: int, seed: int = 0):
@@ -64,6 +89,26 @@ def frame_pairs(images: Path, background: Path):
             )
         h, w = src.shape[1] // SIZE_MULTIPLE * SIZE_MULTIPLE, src.shape[2] // SIZE_MULTIPLE * SIZE_MULTIPLE
         yield src[None, :, :h, :w].copy(), bgr[None, :, :h, :w].copy()
+
+
+def video_pairs(video: Path, background: Path, samples: int):
+    """(src, bgr) pairs, batch 1, from up to `samples` frames spread evenly over `video` (every
+    frame where its length is unknown, the first `samples`) over the captured `background` (one
+    image, or a video frame by frame), cropped to a multiple of 4."""
+    from mattex.runtime.media import Background, VideoSource
+
+    source = VideoSource(video)
+    count = source.info.count
+    stride = max(1, count // samples) if count else 1
+    plates = Background(background, source.info.size, count, resize=False).frames()
+    taken = 0
+    for index, (frame, plate) in enumerate(zip(source.frames(), plates)):
+        if index % stride or taken == samples:
+            continue
+        taken += 1
+        src, bgr = (x.transpose(2, 0, 1)[None].astype(np.float32) / 255 for x in (frame, plate))
+        h, w = src.shape[2] // SIZE_MULTIPLE * SIZE_MULTIPLE, src.shape[3] // SIZE_MULTIPLE * SIZE_MULTIPLE
+        yield np.ascontiguousarray(src[..., :h, :w]), np.ascontiguousarray(bgr[..., :h, :w])
 
 
 def composite_pairs(

@@ -325,8 +325,9 @@ def test_calibration_options_without_int8_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["fp16", "int8"])
-def test_verify_without_data_uses_synthetic_composites_and_passes(name, request):
-    # Uniform noise lies outside the calibrated ranges; the budgets are for matting inputs.
+def test_verify_without_data_uses_footage_and_passes(name, request):
+    # Generated pairs captured as footage (uniform noise lies outside the calibrated ranges),
+    # held to the footage budget: two samples, at the trace size and three quarters of it.
     result = runner.invoke(app, ["verify", str(request.getfixturevalue(name)), "--samples", "2"])
     assert result.exit_code == 0, result.output
     assert "within budget" in result.output
