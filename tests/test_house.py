@@ -81,6 +81,7 @@ HOMES = {
     "measure/machine.py": "tests/measure/test_efficiency.py",
     "measure/reference.py": "tests/measure/test_verify.py",
     "measure/verify_options.py": "tests/measure/test_verify.py",
+    "measure/verify_report.py": "tests/measure/test_verify_gate.py",
     "model/backbones.py": "tests/model/test_model_structure.py",
     "model/layers.py": "tests/model/test_model_structure.py",
     "model/matting.py": "tests/model/test_model_structure.py",

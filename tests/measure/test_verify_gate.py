@@ -20,7 +20,8 @@ from mattex.calibration.footage import FootageSpec, footage_pair
 from mattex.cli.main import app
 from mattex.measure.budgets import BUDGETS, FOOTAGE, budget_for
 from mattex.measure.inputs import footage_pairs, gate_sizes, synthetic_pairs
-from mattex.measure.verify import Verifier, upper_bound
+from mattex.measure.verify import Verifier
+from mattex.measure.verify_report import upper_bound
 
 runner = CliRunner()
 SIZES = gate_sizes(PRECISION_SIZE, PRECISION_SIZE)  # the trace size and two others
