@@ -68,7 +68,8 @@ TENSORRT, TENSORRT_RTX = "tensorrt", "tensorrt-rtx"  # the engine backends' name
 TENSORRT_TARGETS = (TENSORRT, TENSORRT_RTX)  # TensorRT for RTX has TensorRT's parser and builder
 # TensorRT for RTX engines run by default on compute capability 8.0, 8.6, 8.9, 12.0 and later
 # (NVIDIA's "CPU-Only AOT and TensorRT-RTX Engines" page); Turing (7.5) only when asked for.
-RTX_DEFAULT_TARGETS = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
+RTX_DEFAULT_TARGETS = tuple(tuple(cc) for cc in FACTS["sidecar"]["rtx_default_targets"])
+RTX_ANY_FROM_MAJOR = FACTS["sidecar"]["rtx_any_from_major"]  # and every compute capability from 12.0 on
 RTX_DEFAULT_TARGETS_TEXT = FACTS["sidecar"]["rtx_default_targets_text"]  # the C++ runtime says it too
 TARGETS = (*TENSORRT_TARGETS, "onnxruntime")  # the rule sets a file is checked against
 TENSORRT_MAX_TOPK = 3840  # TensorRT's TopK: "K input must be less than 3840" (10.15 parser table)

@@ -12,10 +12,12 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from mattex.contract import MAX_BACKBONE_SCALE, PATCH_PIXELS, SIZE_MULTIPLE
 from mattex.errors import ModelFileError
-from mattex.facts import config_types, flat_keys, message
+from mattex.facts import FACTS, config_types, flat_keys, message
 
-# Keys whose values are JSON in metadata_props; the others are plain strings.
-_JSON = ("io_contract", "export_config", "selection", "tensorrt_plugins", "fp16", "int8_calibration")
+# Keys whose values are JSON in metadata_props (objects or lists); the others are plain strings.
+_PROPS = FACTS["metadata_props"]
+_JSON_LISTS = tuple(_PROPS["json_lists"])
+_JSON = (*_PROPS["json_objects"], *_JSON_LISTS)
 
 # The export configuration's entries every reader may rely on, by type (ExportConfig's fields;
 # later fields such as io and topk have defaults for files that predate them), and the
@@ -81,7 +83,7 @@ class ExportMetadata:
         props = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None or (f.name in ("selection", "tensorrt_plugins") and not value):
+            if value is None or (f.name in _JSON_LISTS and not value):
                 continue
             # Strict JSON (no NaN or Infinity): other readers, the C++ runtime's among them, refuse them.
             props[f.name] = json.dumps(value, allow_nan=False) if f.name in _JSON else str(value)
@@ -187,7 +189,7 @@ def _parse(name: str, text: str):
     if name not in _JSON:
         return text
     value = json.loads(text, parse_constant=_not_json)
-    want = list if name in ("selection", "tensorrt_plugins") else dict
+    want = list if name in _JSON_LISTS else dict
     if not isinstance(value, want):
         raise TypeError(f"expected a JSON {want.__name__}")
     return value

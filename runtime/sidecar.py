@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mattex.contract import RTX_DEFAULT_TARGETS, RTX_DEFAULT_TARGETS_TEXT, TENSORRT, TENSORRT_RTX
+from mattex.contract import RTX_ANY_FROM_MAJOR, RTX_DEFAULT_TARGETS, RTX_DEFAULT_TARGETS_TEXT, TENSORRT, TENSORRT_RTX
 from mattex.errors import CorruptEngineError, EngineMismatchError
 from mattex.facts import FACTS, message
 from mattex.files import atomic_path, sha256_file
@@ -235,7 +235,7 @@ def check_environment(sidecar: Sidecar, env: Environment) -> None:
 def rtx_runs_on(targets: list[tuple[int, int]] | None, cc: tuple[int, int]) -> bool:
     """Whether a TensorRT for RTX plan targeting `targets` (None: its default) runs on `cc`."""
     if targets is None:
-        return cc in RTX_DEFAULT_TARGETS or cc >= (12, 0)
+        return cc in RTX_DEFAULT_TARGETS or cc >= (RTX_ANY_FROM_MAJOR, 0)
     return cc in targets
 
 
@@ -252,7 +252,7 @@ def _check_rtx_environment(sidecar: Sidecar, env: Environment) -> None:
         raise EngineMismatchError(_message("rtx_version", built=sidecar.tensorrt_version, running=env.tensorrt_version))
     cc = tuple(env.compute_capability)
     if not rtx_runs_on(sidecar.target_compute_capabilities, cc):
-        documented = cc in RTX_DEFAULT_TARGETS or cc >= (12, 0) or cc == (7, 5)
+        documented = rtx_runs_on(None, cc) or cc == (7, 5)
         raise EngineMismatchError(
             _message(
                 "rtx_target",

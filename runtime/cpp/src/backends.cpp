@@ -30,22 +30,26 @@ std::unique_ptr<Backend> openTensorRT(const std::string& path, const Options& op
 
 namespace {
 
-int rankOf(const char* name) {
-  for (const auto& backend : facts::kBackendRanks) {
-    if (std::string(backend.name) == name) return backend.rank;
+// A backend the C++ runtime implements: its files and rank from the shared facts (as Python's
+// registry has them), how to build it in and its factory from here.
+BackendEntry known(const std::string& name, const char* buildOption, Factory factory) {
+  for (const auto& backend : facts::kBackends) {
+    if (backend.name != name) continue;
+    std::vector<std::string> suffixes;
+    for (const char* suffix : backend.suffixes) {
+      if (suffix) suffixes.push_back(suffix);
+    }
+    return {name, suffixes, buildOption, factory, backend.rank};
   }
-  return -1;
+  throw std::logic_error("backend " + name + " is not in mattex/shared_facts.json");
 }
 
 std::vector<BackendEntry>& registry() {
   static std::vector<BackendEntry> entries = {
-      {"openvino", {".onnx"}, "-DMATTEX_WITH_OPENVINO=ON (and -DOpenVINO_DIR=<openvino>/cmake)", MATTEX_OPENVINO_FACTORY,
-       rankOf("openvino")},
-      {"tensorrt", {".engine", ".plan"}, "-DMATTEX_WITH_TENSORRT=ON (and -DTENSORRT_ROOT=<prefix>)",
-       MATTEX_TENSORRT_FACTORY, rankOf("tensorrt")},
-      {"tensorrt-rtx", {".engine", ".plan"},
-       "-DMATTEX_WITH_TENSORRT=ON -DMATTEX_TENSORRT_RTX=ON (and -DTENSORRT_ROOT=<TensorRT for RTX>)",
-       MATTEX_TENSORRT_RTX_FACTORY, rankOf("tensorrt-rtx")},
+      known("openvino", "-DMATTEX_WITH_OPENVINO=ON (and -DOpenVINO_DIR=<openvino>/cmake)", MATTEX_OPENVINO_FACTORY),
+      known("tensorrt", "-DMATTEX_WITH_TENSORRT=ON (and -DTENSORRT_ROOT=<prefix>)", MATTEX_TENSORRT_FACTORY),
+      known("tensorrt-rtx", "-DMATTEX_WITH_TENSORRT=ON -DMATTEX_TENSORRT_RTX=ON (and -DTENSORRT_ROOT=<TensorRT for RTX>)",
+            MATTEX_TENSORRT_RTX_FACTORY),
   };
   return entries;
 }

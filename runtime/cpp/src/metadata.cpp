@@ -13,11 +13,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// ExportMetadata's fields without a default: a mattex export always writes them.
-const char* const kRequired[] = {"mattex_version", "torch_version", "weights", "io_contract", "export_config"};
-// Values that are JSON; selection and tensorrt_plugins are lists, the others objects.
-const char* const kJsonObjects[] = {"io_contract", "export_config", "fp16", "int8_calibration"};
-const char* const kJsonLists[] = {"selection", "tensorrt_plugins"};
+// ExportMetadata's fields without a default (a mattex export always writes them) and the values that
+// are JSON objects or lists: facts::kRequiredProps, kJsonObjects and kJsonLists.
 // The export configuration's entries every reader may rely on are facts::kConfigFields (mattex.metadata's
 // CONFIG_TYPES, from the same source). The flat keys beside export_config are derived from it and never read.
 using facts::Kind;
@@ -88,14 +85,14 @@ bool isUtf8(const std::string& text) {
 void readMetadata(const std::map<std::string, std::string>& props, const std::string& source, ModelInfo& info) {
   info.mattexExport = props.count("export_config") > 0;
   if (!info.mattexExport) return;  // still runs when its inputs are src and bgr, as in Python
-  for (const char* key : kJsonObjects) {
+  for (const char* key : facts::kJsonObjects) {
     if (props.count(key)) parseJson(props, key, source, false);
   }
-  for (const char* key : kJsonLists) {
+  for (const char* key : facts::kJsonLists) {
     if (props.count(key)) parseJson(props, key, source, true);
   }
   std::string missing;
-  for (const char* key : kRequired) {
+  for (const char* key : facts::kRequiredProps) {
     if (!props.count(key)) missing += (missing.empty() ? "" : ", ") + std::string(key);
   }
   if (!missing.empty()) throw ModelFileError(source + ": its mattex metadata lacks " + missing);

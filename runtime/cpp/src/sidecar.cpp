@@ -171,9 +171,13 @@ std::string baseName(const std::string& path) {
 
 std::string ccText(int major, int minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
-// TensorRT for RTX's default targets: compute capability 8.0, 8.6, 8.9, 12.0 and later
-// (mattex.contract.RTX_DEFAULT_TARGETS).
-bool inRtxDefaults(int major, int minor) { return (major == 8 && (minor == 0 || minor == 6 || minor == 9)) || major >= 12; }
+// TensorRT for RTX's default targets (mattex.contract.RTX_DEFAULT_TARGETS and RTX_ANY_FROM_MAJOR).
+bool inRtxDefaults(int major, int minor) {
+  for (const auto& cc : facts::kRtxDefaultTargets) {
+    if (cc[0] == major && cc[1] == minor) return true;
+  }
+  return major >= facts::kRtxAnyFromMajor;
+}
 
 bool rtxRunsOn(const Sidecar& s, int major, int minor) {
   if (s.defaultTargets) return inRtxDefaults(major, minor);

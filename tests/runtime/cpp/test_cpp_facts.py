@@ -7,6 +7,7 @@ import inspect
 import json
 import shutil
 import subprocess
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def test_every_python_error_class_is_in_the_shared_list_with_its_parent():
     assert parents == facts.error_parents()
     assert not issubclass(ModelFileError, CorruptEngineError)
     assert {facts.exit_code(name) for name in classes} == {2}
+
+
+def test_the_shared_metadata_keys_are_export_metadatas_fields():
+    """C++ requires and parses the keys the source names; Python's ExportMetadata must agree."""
+    props = facts.FACTS["metadata_props"]
+    required = [f.name for f in fields(ExportMetadata) if f.default is MISSING and f.default_factory is MISSING]
+    assert props["required"] == required
+    typed = {f.name: f.type for f in fields(ExportMetadata)}
+    assert {typed[name] for name in props["json_lists"]} == {"list"}
+    assert {typed[name] for name in props["json_objects"]} == {"dict", "dict | None"}
 
 
 def test_the_c_and_cpp_status_lists_are_generated_from_the_source(asan_build, c_api):
