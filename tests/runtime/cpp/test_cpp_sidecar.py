@@ -95,16 +95,18 @@ def test_cpp_applies_the_python_runtimes_rules_to_rtx_engines(sidecar_check, tmp
     engine = write_rtx_engine(tmp_path, targets)
     out = run_check(sidecar_check, engine, *environment)
     backend, version, major, minor, gpu = environment
+    python_error = None
     try:  # the Python runtime's verdict on the same sidecar and environment
         if backend != "tensorrt-rtx":
             raise EngineMismatchError("another backend")
         check_environment(load_sidecar(engine), Environment(version, gpu, (major, minor)))
-        python_runs = True
-    except EngineMismatchError:
-        python_runs = False
-    assert (out.returncode == 0) == python_runs == (problem is None)
+    except EngineMismatchError as e:
+        python_error = e
+    assert (out.returncode == 0) == (python_error is None) == (problem is None)
     if problem:
         assert problem in out.stderr
+    if problem and backend == "tensorrt-rtx":  # the same words, in full (mattex/shared_facts.json)
+        assert out.stderr == f"error: {python_error}\n"
 
 
 def test_cpp_keeps_the_tensorrt_rules(sidecar_check, tmp_path):
