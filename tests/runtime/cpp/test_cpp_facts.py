@@ -175,8 +175,9 @@ def test_cpp_refuses_an_export_configuration_in_pythons_words(asan_build, tmp_pa
 
 
 def test_an_edited_source_reaches_the_python_and_the_cpp_runtime(asan_build, tmp_path, monkeypatch):
-    """The generated headers are what CMake wrote from the source; an edit to the source, generated and
-    compiled as CMake does, changes the C++ message, and Python's the same way."""
+    """The generated headers are what CMake wrote from the source; CMake configured on an edited copy
+    (-DMATTEX_FACTS) generates the edited message, which the C++ reader, compiled against it, says;
+    Python says it too."""
     built = asan_build.root / "generated"
     subprocess.run(["python3", GENERATOR, facts.SOURCE, tmp_path / "same"], check=True)
     for header in ("include/mattex/mattex_status.h", "include/mattex/errors.hpp", "src/mattex_facts.hpp"):
@@ -186,7 +187,13 @@ def test_an_edited_source_reaches_the_python_and_the_cpp_runtime(asan_build, tmp
     edited["sidecar"]["messages"]["gpu_model"] = "EDITED: {built_gpu} is not {gpu}"
     source = tmp_path / "shared_facts.json"
     source.write_text(json.dumps(edited))
-    subprocess.run(["python3", GENERATOR, source, tmp_path / "generated"], check=True)
+    configure = ["cmake", "-S", CPP, "-B", tmp_path / "build", f"-DMATTEX_FACTS={source}"]
+    configure += [
+        f"-D{option}=OFF" for option in ("MATTEX_WITH_OPENVINO", "MATTEX_BUILD_TESTS", "MATTEX_BUILD_EXAMPLES")
+    ]
+    configured = subprocess.run([*map(str, configure), "-DMATTEX_WITH_GSTREAMER=OFF"], capture_output=True, text=True)
+    assert configured.returncode == 0, configured.stdout[-2000:] + configured.stderr[-2000:]
+    generated = tmp_path / "build" / "generated"
     program = tmp_path / "sidecar_check"
     # sidecar_check's reader and rules alone (the library's other sources would take a minute to compile):
     # Profile::accepts, from matter.cpp, is needed only by the profile check this test does not reach.
@@ -196,8 +203,8 @@ def test_an_edited_source_reaches_the_python_and_the_cpp_runtime(asan_build, tmp
     sources = [CPP / "tests" / "sidecar_check.cpp", CPP / "src" / "sidecar.cpp", CPP / "src" / "backends.cpp", stub]
     includes = [
         f"-I{CPP / 'include'}",
-        f"-I{tmp_path / 'generated' / 'include'}",
-        f"-I{tmp_path / 'generated' / 'src'}",
+        f"-I{generated / 'include'}",
+        f"-I{generated / 'src'}",
     ]
     compiler = shutil.which("g++")
     subprocess.run([compiler, "-std=c++17", "-O0", *includes, *sources, "-lcrypto", "-o", program], check=True)
