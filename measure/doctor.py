@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mattex.contract import SIZES, TENSORRT, TENSORRT_RTX
+from mattex.contract import SIZES, TENSORRT_RTX
 from mattex.exporter.config import ExportConfig
 from mattex.files import atomic_paths, output_folder
 
@@ -295,13 +295,13 @@ class Doctor:
                     row.detail += "; over budget: " + "; ".join(report.failures)
 
     def _engines(self) -> None:
-        from mattex.exporter.build import build_engine, parse_profile
-        from mattex.runtime.backends.tensorrt import tensorrt_installed
+        from mattex.exporter.build import build_backends, build_engine, engine_build, parse_profile
 
-        flavors = [f for f in (TENSORRT_RTX, TENSORRT) if tensorrt_installed(f)]
+        # Every engine backend that can build here (the registry's builds), in the order registered.
+        flavors = [name for name in build_backends() if engine_build(name).rank() is not None]
         if not flavors:
             with self.step("build", "engines") as row:
-                row.status, row.detail = "skipped", "neither TensorRT nor TensorRT for RTX is installed here"
+                row.status, row.detail = "skipped", f"no engine build is installed here ({', '.join(build_backends())})"
         jobs = [(f, label, path) for f in flavors for label, path in self.files.items()]
         gpu = self.report.machine.get("gpu")
         for index, (flavor, label, path) in enumerate(jobs):
