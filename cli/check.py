@@ -39,9 +39,7 @@ def command(
     from mattex.exporter.build import parse_profile
     from mattex.exporter.lint import check_file
 
-    if not build and batch != 1:
-        raise typer.BadParameter("--batch goes with --build")
-    report, built = check_file(model, target, build, backend, [parse_profile(p, batch) for p in profile])
+    report, built = check_file(model, target, build, backend, [parse_profile(p, batch) for p in profile], batch)
     if not emit_json({**report.to_dict(), **({"build": built.to_dict()} if built else {})}, json_output):
         _print(model, target, report, built)
     if not report.passed or (built is not None and not built.passed):

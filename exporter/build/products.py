@@ -118,16 +118,19 @@ class BuildCheck:
         }
 
 
-def check_build(onnx_path: str | Path, backend: str = "auto", profiles: list[Profile] | None = None) -> BuildCheck:
+def check_build(
+    onnx_path: str | Path, backend: str = "auto", profiles: list[Profile] | None = None, batch: int = 1
+) -> BuildCheck:
     """Parse and build `onnx_path` with the real TensorRT (for RTX: on any machine, no GPU),
-    for `profiles` (default: the file's trace size, batch 1), and report; nothing is written."""
+    for `profiles` (default: the file's trace size, batch 1 to `batch`), and report; nothing is
+    written."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ModelFileError(f"no such ONNX file: {onnx_path}")
     backend = choose_build_backend(backend)
     facts = _read_onnx(onnx_path)
     trace = "{}x{}".format(*facts.metadata.trace_size) if facts.metadata else "hd"
-    profiles = profiles or [parse_profile(trace)]
+    profiles = profiles or [parse_profile(trace, batch)]
     return engine_build(backend).check(onnx_path, facts, profiles)
 
 

@@ -28,15 +28,21 @@ def check_model(model: onnx.ModelProto, target: str = TENSORRT) -> CheckReport:
 
 
 def check_file(
-    path: str | Path, target: str = TENSORRT, build: bool = False, backend: str = "auto", profiles: list | None = None
+    path: str | Path,
+    target: str = TENSORRT,
+    build: bool = False,
+    backend: str = "auto",
+    profiles: list | None = None,
+    batch: int = 1,
 ) -> tuple[CheckReport, object | None]:
     """`mattex check`: the ONNX checker and the static rules of `target` on the file at `path`
     (any ONNX graph, not only mattex's), and with `build` TensorRT's own parser and builder
-    (`build.check_build`; TensorRT for RTX needs no GPU). Returns (report, build check or None)."""
+    (`build.check_build`; TensorRT for RTX needs no GPU), for `profiles` (default: the file's
+    trace size up to batch `batch`). Returns (report, build check or None)."""
     from ..onnx_file import load_onnx
 
-    if not build and (profiles or backend != "auto"):
-        raise ConfigError("`backend` and `profile` go with `build`")
+    if not build and (profiles or backend != "auto" or batch != 1):
+        raise ConfigError("`backend`, `profile` and `batch` go with `build`")
     model = load_onnx(path)
     try:
         onnx.checker.check_model(model)
@@ -49,7 +55,7 @@ def check_file(
 
     if backend == "auto" and target == TENSORRT_RTX:
         backend = TENSORRT_RTX
-    return report, check_build(path, backend, profiles or None)
+    return report, check_build(path, backend, profiles or None, batch)
 
 
 RULES_TABLE_MARKERS = ("<!-- rules:start -->", "<!-- rules:end -->")

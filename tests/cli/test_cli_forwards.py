@@ -53,3 +53,15 @@ def test_a_python_caller_gets_the_cli_s_refusal_of_calibration_without_int8(tmp_
     assert "error: ConfigError: --calibration-method only apply to --int8 exports (this one is fp32)" in " ".join(
         said.split()
     )
+
+
+def test_check_s_build_options_are_the_library_s_to_refuse_and_to_apply(small_file):
+    from mattex.exporter.lint import check_file
+
+    with pytest.raises(ConfigError, match="`backend`, `profile` and `batch` go with `build`"):
+        check_file(small_file, batch=2)
+    said = " ".join(runner.invoke(app, ["check", str(small_file), "--batch", "2"]).output.split())
+    assert "error: ConfigError: --backend, --profile and --batch go with --build" in said
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT for RTX builds the file (pip install 'mattex[rtx]')")
+    _, built = check_file(small_file, "tensorrt-rtx", build=True, batch=2)  # no profile: the trace size
+    assert built.passed and [p.max for p in built.profiles] == [(2, 96, 128)]
