@@ -24,6 +24,7 @@ FORMAT = _FACTS["format"]
 # /1: TensorRT engines only (no backend field); still read.
 READABLE_FORMATS = tuple(_FACTS["readable_formats"])
 HARDWARE_COMPAT = tuple(_FACTS["hardware_compatibility"])
+WANTS = _FACTS["wants"]  # what each field must be, as both runtimes say it
 
 
 def _message(name: str, /, **values: object) -> str:
@@ -48,12 +49,12 @@ def _check_fields(d: dict) -> None:
 
     backend = d.get("backend", TENSORRT)
     need(backend in BACKENDS.engine_backends(), "backend", " or ".join(BACKENDS.engine_backends()))
-    for key in ("tensorrt_version", "precision", "onnx_sha256", "plan_sha256", "mattex_version"):
-        need(isinstance(d.get(key), str), key, "a string")
-    need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", "a string or null")
+    for key in _FACTS["string_fields"]:
+        need(isinstance(d.get(key), str), key, WANTS["string"])
+    need(d.get("gpu_name") is None or isinstance(d["gpu_name"], str), "gpu_name", WANTS["string_or_null"])
     BACKENDS[backend].check_sidecar(d, need)  # what its backend alone requires (TensorRT: the GPU built for)
     cc = d.get("compute_capability")
-    need(cc is None or _is_int_list(cc, 2), "compute_capability", "[major, minor] or null")
+    need(cc is None or _is_int_list(cc, 2), "compute_capability", WANTS["cc_or_null"])
     profiles = d.get("profiles")
     need(
         isinstance(profiles, list)
@@ -62,25 +63,25 @@ def _check_fields(d: dict) -> None:
             isinstance(p, dict) and all(_is_int_list(p.get(k), 3) for k in ("min", "opt", "max")) for p in profiles
         ),
         "profiles",
-        "a non-empty list of {min, opt, max: [batch, height, width]}",
+        WANTS["profiles"],
     )
     for i, profile in enumerate(profiles):
         problem = _profile_problem(profile)
         need(problem is None, "profiles", _message("profile_sensible", problem=problem, index=i))
-    need(isinstance(d.get("io"), list), "io", "a list")
-    need(isinstance(d.get("version_compatible", False), bool), "version_compatible", "true or false")
+    need(isinstance(d.get("io"), list), "io", WANTS["list"])
+    need(isinstance(d.get("version_compatible", False), bool), "version_compatible", WANTS["bool"])
     need(
         d.get("hardware_compatibility", "none") in HARDWARE_COMPAT,
         "hardware_compatibility",
         " or ".join(HARDWARE_COMPAT),
     )
-    need(isinstance(d.get("export_metadata", {}), dict), "export_metadata", "an object")
-    need(d.get("onnx_file") is None or isinstance(d["onnx_file"], str), "onnx_file", "a string or null")
+    need(isinstance(d.get("export_metadata", {}), dict), "export_metadata", WANTS["object"])
+    need(d.get("onnx_file") is None or isinstance(d["onnx_file"], str), "onnx_file", WANTS["string_or_null"])
     targets = d.get("target_compute_capabilities")
     need(
         targets is None or (isinstance(targets, list) and all(_is_int_list(t, 2) for t in targets)),
         "target_compute_capabilities",
-        "a list of [major, minor] or null",
+        WANTS["targets"],
     )
 
 

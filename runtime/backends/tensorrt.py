@@ -13,6 +13,7 @@ import numpy as np
 
 from mattex.contract import DEBUG_OUTPUTS, INPUTS, OUTPUTS, TENSORRT, TENSORRT_RTX
 from mattex.errors import BackendUnavailableError, ConfigError, CorruptEngineError, EngineMismatchError
+from mattex.facts import FACTS
 from mattex.files import atomic_write_bytes
 from mattex.metadata import ExportMetadata
 
@@ -29,7 +30,7 @@ def check_sidecar_fields(fields: dict, need) -> None:
     """A TensorRT 10/11 plan runs on the GPU it was built for (or its kind): its sidecar names it."""
     cc = fields.get("compute_capability")
     whole = isinstance(cc, list) and len(cc) == 2 and all(type(x) is int for x in cc)
-    need(whole, "compute_capability", "[major, minor]")
+    need(whole, "compute_capability", FACTS["sidecar"]["wants"]["cc"])  # as the C++ runtime says it
 
 
 def import_tensorrt(flavor: str = "tensorrt"):

@@ -136,6 +136,10 @@ def facts_header(facts: dict) -> str:
     lines.append("// kRtxAnyFromMajor.0 on (mattex.contract.RTX_DEFAULT_TARGETS).")
     lines.append(f"inline constexpr int kRtxDefaultTargets[][2] = {{{targets}}};")
     lines.append(f"inline constexpr int kRtxAnyFromMajor = {int(sidecar['rtx_any_from_major'])};")
+    strings = ", ".join(map(literal, sidecar["string_fields"]))
+    lines.append(f"inline constexpr const char* kSidecarStringFields[] = {{{strings}}};")
+    for key, text in sidecar["wants"].items():  # what a field must be, in the field message
+        lines.append(f"inline constexpr const char* kSidecarWant_{key} = {literal(text)};")
     for key, text in sidecar["messages"].items():
         lines.append(f"inline constexpr const char* kSidecarMessage_{key} = {literal(text)};")
     lines += [

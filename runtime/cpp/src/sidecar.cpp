@@ -78,6 +78,107 @@ std::string profilesRepr(const std::vector<Profile>& profiles) {
   return "[" + text + "]";
 }
 
+// Python's repr of a JSON value as json.loads gives it (None, True, 'text', [1, 2], {'k': v}), as the
+// field message quotes it. Objects list their keys sorted (nlohmann keeps no order), Python in file order.
+std::string pyRepr(const nlohmann::json& value) {
+  using Type = nlohmann::json::value_t;
+  switch (value.type()) {
+    case Type::null: return "None";
+    case Type::boolean: return value.get<bool>() ? "True" : "False";
+    case Type::string: {
+      const std::string text = value.get<std::string>();
+      const char quote = text.find('\'') != std::string::npos && text.find('"') == std::string::npos ? '"' : '\'';
+      std::string out(1, quote);
+      for (const unsigned char c : text) {
+        if (c == '\\' || c == static_cast<unsigned char>(quote)) {
+          out += '\\';
+          out += static_cast<char>(c);
+        } else if (c == '\n') {
+          out += "\\n";
+        } else if (c == '\r') {
+          out += "\\r";
+        } else if (c == '\t') {
+          out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+          const char* hex = "0123456789abcdef";
+          out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+      }
+      return out + quote;
+    }
+    case Type::array: {
+      std::string out;
+      for (const auto& item : value) out += (out.empty() ? "" : ", ") + pyRepr(item);
+      return "[" + out + "]";
+    }
+    case Type::object: {
+      std::string out;
+      for (const auto& [key, item] : value.items()) {
+        out += (out.empty() ? "" : ", ") + pyRepr(nlohmann::json(key)) + ": " + pyRepr(item);
+      }
+      return "{" + out + "}";
+    }
+    default: return value.dump();  // numbers: JSON's shortest form, as Python's repr
+  }
+}
+
+bool isIntList(const nlohmann::json& value, size_t length) {
+  if (!value.is_array() || value.size() != length) return false;
+  for (const auto& item : value) {
+    if (!item.is_number_integer()) return false;
+  }
+  return true;
+}
+
+// CorruptEngineError unless `ok`: field `key` must be `want`, quoting what it holds as Python does.
+void requireField(bool ok, const nlohmann::json& j, const char* key, const char* want, const std::string& path) {
+  if (ok) return;
+  const std::string got = pyRepr(j.contains(key) ? j.at(key) : nlohmann::json()).substr(0, 60);
+  const std::string why = fillMessage(facts::kSidecarMessage_field, {{"key", key}, {"want", want}, {"got", got}});
+  throw CorruptEngineError(fillMessage(facts::kSidecarMessage_unreadable, {{"path", path}, {"why", why}}));
+}
+
+// The rules of mattex.runtime.sidecar._check_fields (and the TensorRT backend's own), in order and in
+// their words: CorruptEngineError naming the first field that is not what `mattex build` writes.
+void checkFields(const nlohmann::json& j, const std::string& backend, const std::string& path) {
+  const auto need = [&](bool ok, const char* key, const char* want) { requireField(ok, j, key, want, path); };
+  const auto nullOr = [&](const char* key, bool (*ok)(const nlohmann::json&)) {
+    return !j.contains(key) || j.at(key).is_null() || ok(j.at(key));
+  };
+  const auto isString = [](const nlohmann::json& v) { return v.is_string(); };
+  for (const char* key : facts::kSidecarStringFields) need(j.contains(key) && j.at(key).is_string(), key, facts::kSidecarWant_string);
+  need(nullOr("gpu_name", isString), "gpu_name", facts::kSidecarWant_string_or_null);
+  const auto cc = j.value("compute_capability", nlohmann::json());
+  if (backend == "tensorrt") need(isIntList(cc, 2), "compute_capability", facts::kSidecarWant_cc);
+  need(cc.is_null() || isIntList(cc, 2), "compute_capability", facts::kSidecarWant_cc_or_null);
+  const auto profiles = j.value("profiles", nlohmann::json());
+  bool typed = profiles.is_array() && !profiles.empty();
+  for (const auto& p : typed ? profiles : nlohmann::json::array()) {
+    typed = typed && p.is_object();
+    for (const char* key : {"min", "opt", "max"}) typed = typed && p.contains(key) && isIntList(p.at(key), 3);
+  }
+  need(typed, "profiles", facts::kSidecarWant_profiles);
+  need(j.contains("io") && j.at("io").is_array(), "io", facts::kSidecarWant_list);
+  need(!j.contains("version_compatible") || j.at("version_compatible").is_boolean(), "version_compatible",
+       facts::kSidecarWant_bool);
+}
+
+// The fields _check_fields checks after hardware_compatibility.
+void checkLaterFields(const nlohmann::json& j, const std::string& path) {
+  const auto need = [&](bool ok, const char* key, const char* want) { requireField(ok, j, key, want, path); };
+  const auto absentOrNull = [&](const char* key) { return !j.contains(key) || j.at(key).is_null(); };
+  need(!j.contains("export_metadata") || j.at("export_metadata").is_object(), "export_metadata", facts::kSidecarWant_object);
+  need(absentOrNull("onnx_file") || j.at("onnx_file").is_string(), "onnx_file", facts::kSidecarWant_string_or_null);
+  bool targets = absentOrNull("target_compute_capabilities");
+  if (!targets && j.at("target_compute_capabilities").is_array()) {
+    targets = true;
+    for (const auto& cc : j.at("target_compute_capabilities")) targets = targets && isIntList(cc, 2);
+  }
+  need(targets, "target_compute_capabilities", facts::kSidecarWant_targets);
+}
+
 // A string field that must be one of `allowed` ("a or b or c"); CorruptEngineError in Python's words.
 std::string oneOf(const nlohmann::json& j, const char* key, const char* fallback, const std::string& allowed,
                   const std::string& path) {
@@ -111,19 +212,22 @@ Sidecar Sidecar::load(const std::string& enginePath) {
   Sidecar s;
   try {
     s.backend = oneOf(j, "backend", facts::kSidecarDefaultBackend, engineBackends(), path);
+    checkFields(j, s.backend, path);
+    std::string hardware;
+    for (const char* value : facts::kHardwareCompatibility) hardware += (hardware.empty() ? "" : " or ") + std::string(value);
+    s.hardwareCompatibility = oneOf(j, "hardware_compatibility", facts::kHardwareCompatibility[0], hardware, path);
+    checkLaterFields(j, path);
     s.tensorrtVersion = j.at("tensorrt_version").get<std::string>();
-    if (!j.at("gpu_name").is_null()) s.gpuName = j.at("gpu_name").get<std::string>();
-    if (!j.at("compute_capability").is_null()) {
-      s.computeCapability[0] = j.at("compute_capability").at(0).get<int>();
-      s.computeCapability[1] = j.at("compute_capability").at(1).get<int>();
+    const auto gpuName = j.value("gpu_name", nlohmann::json()), cc = j.value("compute_capability", nlohmann::json());
+    if (!gpuName.is_null()) s.gpuName = gpuName.get<std::string>();  // both may be absent, as in Python
+    if (!cc.is_null()) {
+      s.computeCapability[0] = cc.at(0).get<int>();
+      s.computeCapability[1] = cc.at(1).get<int>();
     }
     const auto targets = j.value("target_compute_capabilities", nlohmann::json());
     s.defaultTargets = targets.is_null();
     for (const auto& cc : targets) s.targetComputeCapabilities.push_back({cc.at(0).get<int>(), cc.at(1).get<int>()});
     s.versionCompatible = j.value("version_compatible", false);
-    std::string hardware;
-    for (const char* value : facts::kHardwareCompatibility) hardware += (hardware.empty() ? "" : " or ") + std::string(value);
-    s.hardwareCompatibility = oneOf(j, "hardware_compatibility", facts::kHardwareCompatibility[0], hardware, path);
     s.planSha256 = j.at("plan_sha256").get<std::string>();
     s.precision = j.value("precision", std::string("fp32"));
     for (const auto& p : j.at("profiles")) {

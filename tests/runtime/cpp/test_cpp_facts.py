@@ -137,6 +137,19 @@ def sidecars(folder: Path) -> dict[str, Path]:
             {**good, "profiles": [good["profiles"][0], {"min": [1, 64, 64], "opt": [1, 32, 64], "max": [1, 64, 64]}]}
         ),
     }
+    faults = {  # one field each that no build writes, as Python's field rules name it
+        "tensorrt_version": 5,
+        "gpu_name": 3.5,
+        "compute_capability": [8],
+        "profiles": [],
+        "io": 'it\'s "quoted"\n\x01',
+        "version_compatible": "yes",
+        "export_metadata": [1, None, True],
+        "onnx_file": False,
+        "target_compute_capabilities": [[8, "6"]],
+    }
+    texts |= {f"field {key}": json.dumps({**good, key: value}) for key, value in faults.items()}
+    texts["field plan_sha256 missing"] = json.dumps({k: v for k, v in good.items() if k != "plan_sha256"})
     engines = {}
     for i, (name, text) in enumerate(texts.items()):
         engines[name] = folder / f"{i}.engine"
