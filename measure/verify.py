@@ -284,14 +284,14 @@ def _differing_patches(got: dict, want: dict, tolerance: float) -> np.ndarray:
 
 def _compared(diff: np.ndarray, flips: np.ndarray) -> np.ndarray:
     """The differences of one output outside the patches flipped at ties (flattened): at full
-    resolution their 4x4 blocks, on the patch grid (ref_sm) their cells; a low-resolution
+    resolution their PATCH x PATCH blocks, on the patch grid (ref_sm) their cells; a low-resolution
     output is compared whole."""
     B, _, H, W = diff.shape
     grid = flips.shape[1:]
     if (H, W) == grid:
         return diff[np.broadcast_to(~flips[:, None], diff.shape)]
-    if (H, W) == (grid[0] * 4, grid[1] * 4):
-        keep = ~np.repeat(np.repeat(flips, 4, axis=1), 4, axis=2)[:, None]
+    if (H, W) == (grid[0] * PATCH, grid[1] * PATCH):
+        keep = ~np.repeat(np.repeat(flips, PATCH, axis=1), PATCH, axis=2)[:, None]
         return diff[np.broadcast_to(keep, diff.shape)]
     return diff.ravel()
 
