@@ -324,10 +324,12 @@ def test_calibration_options_without_int8_are_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name", ["fp16", "int8"])
+@pytest.mark.parametrize("name", ["fp16"])
 def test_verify_without_data_uses_footage_and_passes(name, request):
     # Generated pairs captured as footage (uniform noise lies outside the calibrated ranges),
     # held to the footage budget: two samples, at the trace size and three quarters of it.
+    # int8's upper bound over two samples comes within 1.15x of its budget here (pha_sm), less
+    # than int8's 1.45x between CPUs: tests/measure/test_verify_gate.py verifies it over six.
     result = runner.invoke(app, ["verify", str(request.getfixturevalue(name)), "--samples", "2"])
     assert result.exit_code == 0, result.output
     assert "within budget" in result.output
