@@ -5,8 +5,13 @@ and running jobs as tasks; sources and outputs live on a path every node sees.
 A worker lost mid-job (its process, or its whole node): Ray restarts the actor where the
 cluster has room (`max_restarts`), and the job goes back to the queue for whichever worker is
 free first (tasks are not retried on the lost actor itself, `max_task_retries=0`: a restart
-that finds no room would hold the job forever). A job whose worker is lost more than `retries`
-times fails alone, as a job whose clip is broken does."""
+that finds no room would hold the job forever). Ray fails a task that was running when its
+actor was lost, but not one still queued for it (an actor lost while it was being created, or
+just before the task reached it): that task waits for the restart, forever where no node has
+room. So the pool also asks Ray's control store how each busy worker stands: a worker
+restarting or dead, on a node that is dead, or not started for `WORKERS_GONE_TIMEOUT_S`, has
+lost its job (cancelled there, so that a later restart does not run it too). A job whose
+worker is lost more than `retries` times fails alone, as a job whose clip is broken does."""
 
 from __future__ import annotations
 
@@ -24,9 +29,11 @@ from mattex.errors import ConfigError
 from .execute import JobOutcome, run_job
 from .jobs import Job
 
-# How long every worker may stay lost (restarting, or waiting for room) before the jobs left fail
+# How long every worker may stay lost (restarting, or waiting for room) before the jobs left fail,
+# and how long a worker holding a job may stay not started before the job counts as lost
 WORKERS_GONE_TIMEOUT_S = 300.0
 _POLL_S = 0.25
+_STATE_POLL_S = 1.0  # how often the busy workers' states are asked of Ray
 
 
 class MatteWorker:
@@ -201,6 +208,8 @@ class _Dispatcher:
         self.on_frames, self.finished = on_frames, finished
         self.idle = deque(pool)
         self.running: dict = {}  # task ref -> (actor, job, attempt)
+        self.not_started: dict = {}  # task ref -> since when its worker has been seen not started
+        self.next_check = 0.0  # when the busy workers' states are asked next
         self.recovering: dict = {}  # ready() ref -> actor lost mid-job, back when it answers
         self.polls: dict = {}  # frames() ref -> actor
         self.shown: dict[int, int] = {}  # id(actor) -> frames shown for its running job
@@ -240,22 +249,18 @@ class _Dispatcher:
                     pass
             else:
                 self._task_ended(ref, queue)
+        self._find_lost(queue)
         self._show_frames()
 
     def _task_ended(self, ref, queue: deque) -> None:
         ray = self.ray
         actor, job, attempt = self.running.pop(ref)
+        self.not_started.pop(ref, None)
         shown = self.shown.pop(id(actor), 0)
         try:
             outcome = ray.get(ref)
         except ray.exceptions.RayActorError as e:  # the worker or its node was lost mid-job
-            self.on_frames(-shown)  # its frames are done again elsewhere
-            self.recovering[actor.ready.remote()] = actor
-            if attempt > self.retries:
-                reason = f"the worker running it was lost {attempt} times (last: {type(e).__name__})"
-                self._report(JobOutcome(job.out, job.line, "failed", error=f"WorkerLost: {reason}", attempts=attempt))
-            else:
-                queue.appendleft((job, attempt + 1))
+            self._lost(actor, job, attempt, shown, queue, type(e).__name__)
             return
         except ray.exceptions.RayTaskError as e:  # not a MattexError: a fault of its own, named
             cause = e.cause if e.cause is not None else e
@@ -268,6 +273,55 @@ class _Dispatcher:
         self.on_frames(outcome.frames - shown if outcome.status == "done" else -shown)
         outcome.attempts = attempt
         self._report(outcome)
+
+    def _lost(self, actor, job: Job, attempt: int, shown: int, queue: deque, why: str) -> None:
+        """The job's worker was lost: the job goes back to the queue (or fails, its retries used
+        up), the worker back to the pool once it answers again."""
+        self.on_frames(-shown)  # its frames are done again elsewhere
+        self.recovering[actor.ready.remote()] = actor
+        if attempt > self.retries:
+            reason = f"the worker running it was lost {attempt} times (last: {why})"
+            self._report(JobOutcome(job.out, job.line, "failed", error=f"WorkerLost: {reason}", attempts=attempt))
+        else:
+            queue.appendleft((job, attempt + 1))
+
+    def _find_lost(self, queue: deque) -> None:
+        """The jobs whose worker Ray shows lost while no answer comes for the task: a task still
+        queued for an actor that is restarting (or waiting for room to restart) is never failed
+        by Ray itself. Such a task is cancelled, its job given back to the queue."""
+        now = time.monotonic()
+        if not self.running or now < self.next_check:
+            return
+        self.next_check = now + _STATE_POLL_S
+        alive_nodes = None
+        for ref, (actor, job, attempt) in list(self.running.items()):
+            info = _actor_state(self.ray, actor)
+            if not info:  # Ray cannot say: its own answer for the task is awaited
+                continue
+            state, node = info.get("State"), (info.get("Address") or {}).get("NodeID", "")
+            why = None
+            if state in ("RESTARTING", "DEAD"):
+                why = f"worker {state.lower()}"
+            elif node and node.strip("f0"):  # placed on a node (ids of 0s or fs: none yet)
+                if alive_nodes is None:
+                    alive_nodes = _alive_nodes(self.ray)
+                if alive_nodes is not None and node not in alive_nodes:
+                    why = "its node dead"
+            if why is None and state != "ALIVE":  # not started (yet): waiting for room, or loading
+                since = self.not_started.setdefault(ref, now)
+                if now - since > WORKERS_GONE_TIMEOUT_S:
+                    why = f"worker not started in {WORKERS_GONE_TIMEOUT_S:g} s"
+            elif why is None:
+                self.not_started.pop(ref, None)
+            if why is None:
+                continue
+            del self.running[ref]
+            self.not_started.pop(ref, None)
+            try:  # so that a restart of the worker does not run it as well
+                self.ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - gone already, or not cancellable: its answer is ignored
+                pass
+            self._lost(actor, job, attempt, self.shown.pop(id(actor), 0), queue, why)
 
     def _report(self, outcome: JobOutcome) -> None:
         self.outcomes.append(outcome)
@@ -298,3 +352,19 @@ class _Dispatcher:
         for key, (actor, _) in busy.items():
             if key not in asked:
                 self.polls[actor.frames.remote()] = actor
+
+
+def _actor_state(ray, actor) -> dict | None:
+    """What Ray's control store holds of `actor` ("State": ALIVE, RESTARTING, ...; "Address"
+    with its "NodeID"), or None where it cannot say."""
+    try:
+        return ray._private.state.actors(actor_id=actor._actor_id.hex()) or None
+    except Exception:  # noqa: BLE001 - an older or newer Ray, the store unreachable: no answer
+        return None
+
+
+def _alive_nodes(ray) -> set[str] | None:
+    try:
+        return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    except Exception:  # noqa: BLE001 - as above
+        return None

@@ -26,11 +26,17 @@ runner = CliRunner()
 MARK = "MATTEX_TEST_RAY_NODE"  # each node's processes carry it: found (and ended) by pid alone
 
 
+def tagged(mark: str) -> str:
+    """A node's mark, this test process's own: a suite run beside this one (its own cluster, its
+    own "second" node) is neither killed nor waited for here, nor this one there."""
+    return f"{mark}.{os.getpid()}"
+
+
 def marked_pids(mark: str) -> list[int]:
     """The processes of one node: those whose environment carries MARK=mark (the daemons its
     `ray start` left running), and every process they started (the raylet's agents and workers
     retitle themselves, which overwrites what /proc shows of their environment)."""
-    needle = f"{MARK}={mark}".encode()
+    needle = f"{MARK}={tagged(mark)}".encode()
     parents, marked = {}, set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -65,7 +71,7 @@ def start_node(env: dict, mark: str, *args: str) -> None:
     ports = ["--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port())]
     done = subprocess.run(
         [ray, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats", *ports, *args],
-        env={**env, MARK: mark},
+        env={**env, MARK: tagged(mark)},
         capture_output=True,
         text=True,
         timeout=180,
@@ -143,7 +149,9 @@ def test_on_a_two_node_cluster_each_job_equals_mattex_run_and_a_broken_clip_fail
 
 def test_a_node_lost_mid_run_every_job_still_finishes_once(library, small_file, cluster, tmp_path):
     """Runs last: the second node is killed (its raylet and its worker, kill -9) as soon as the
-    first frames are matted; its job is done again on the head's worker."""
+    first frames are matted; its job is done again on the head's worker. Where its worker was
+    still being created then, Ray never fails the job's task (it waits for a restart that finds
+    no room): the pool sees the worker restarting and gives the job back itself."""
     folder, reference = library
     names = ["walk", "sway", "long", "walk2"]
     jobs = [{"src": f"{n.rstrip('2')}.mp4", "bgr": f"{n.rstrip('2')}.png", "out": n, **CLIPS.get(n, {})} for n in names]
