@@ -2,7 +2,7 @@
 change to the refiner's graph is judged by.
 
     python benchmarks/refiner_profile.py --backbones resnet50 --resolutions 4k --json profile.json
-    python benchmarks/refiner_profile.py --file bgm_mobilenetv2_hd.onnx --top 15
+    python benchmarks/refiner_profile.py --file bgm_mobilenetv2_hd_fp32.onnx --top 15
     python benchmarks/refiner_profile.py --baseline before/resnet50_4k.onnx --file resnet50_4k.onnx
 
 For each backbone and resolution it exports the fp32 file from seeded random weights with every

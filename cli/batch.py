@@ -45,7 +45,7 @@ def command(
     backend: str | None = typer.Option(None, help="Run an .onnx on onnxruntime or openvino (as mattex run)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex batch bgm_mobilenetv2_hd.onnx jobs.jsonl --out matted/
+    """Example: mattex batch bgm_mobilenetv2_hd_fp32.onnx jobs.jsonl --out matted/
 
     Every line of JOBS is checked before any work. Each job runs mattex run's pipeline into a
     temporary folder renamed to OUT/NAME when it ends; OUT/manifest.json records each finished

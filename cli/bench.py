@@ -28,7 +28,7 @@ def command(
     threads: int | None = typer.Option(None, help="CPU threads for ONNX Runtime and PyTorch (default: all)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex bench bgm_mobilenetv2_hd.onnx bgm_mobilenetv2_hd_int8.onnx --resolution hd --reference
+    """Example: mattex bench bgm_mobilenetv2_hd_fp32.onnx bgm_mobilenetv2_hd_int8.onnx --resolution hd --reference
 
     ms per frame, frames/s and memory of each file on every registered backend that opens it
     (ONNX Runtime's CPU provider, and its CUDA and TensorRT providers, TensorRT and TensorRT for

@@ -42,7 +42,7 @@ def command(
     output: str | None = typer.Option(None, "--output", "-o", help="Engine path (default: MODEL with .engine)."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex build bgm_resnet50_hd.onnx --backend tensorrt-rtx --profile hd --compute-capability 8.6,8.9,12.0
+    """Example: mattex build bgm_resnet50_hd_fp32.onnx --backend tensorrt-rtx --profile hd --compute-capability 8.6,8.9
 
     Parse the ONNX with TensorRT's parser into a strongly typed network (precision comes from
     the file), build a plan with the given optimization profiles, and write it beside a JSON

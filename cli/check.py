@@ -28,7 +28,7 @@ def command(
     batch: int = typer.Option(1, min=1, help="With --build: largest batch of the profiles."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex check bgm_resnet50_hd.onnx --target tensorrt --build
+    """Example: mattex check bgm_resnet50_hd_fp32.onnx --target tensorrt --build
 
     Statically check the graph against TensorRT's parser and builder rules (unsupported ops,
     TopK K/sorted, scatter extents, Q/DQ, Resize modes, float64, data-dependent shapes,

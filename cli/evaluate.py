@@ -37,7 +37,7 @@ def command(
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex evaluate bgm_mobilenetv2_hd.onnx --data PhotoMatte85 --resolution hd --json
+    """Example: mattex evaluate bgm_mobilenetv2_hd_fp32.onnx --data PhotoMatte85 --resolution hd --json
 
     Composite each foreground over a background with the paper's capture perturbations, matte
     it with the model, and score alpha inside the trimap's unknown region. An fp16 or int8 file

@@ -77,7 +77,7 @@ def command(
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Example: mattex run bgm_mobilenetv2_hd.onnx clip.mp4 bg.png --out matted/
+    """Example: mattex run bgm_mobilenetv2_hd_fp32.onnx clip.mp4 bg.png --out matted/
 
     Decode, matte and encode in their own threads: videos in give com.mp4, pha.mp4 and fgr.mp4
     with the source's frame count, frame rate and size (com keeps the source's audio); images

@@ -45,7 +45,7 @@ def command(
         Config.max_pixels, min=0, help="Refuse frames larger than this, H x W (0: no limit)."
     ),
 ) -> None:
-    """Example: mattex serve bgm_mobilenetv2_hd.onnx --http-port 8000 --grpc-port 8001 --max-batch 4
+    """Example: mattex serve bgm_mobilenetv2_hd_fp32.onnx --http-port 8000 --grpc-port 8001 --max-batch 4
 
     Runs NVIDIA's Triton Inference Server (through PyTriton) with MODEL behind it, matted by
     mattex's runtime: HTTP and gRPC (tritonclient, KServe v2 protocol), dynamic batching,

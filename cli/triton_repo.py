@@ -36,7 +36,7 @@ def command(
         help="onnxruntime: run through Triton's TensorRT execution accelerator at the file's precision.",
     ),
 ) -> None:
-    """Example: mattex triton-repo bgm_resnet50_hd.engine --out models/ --name matte --instances 2
+    """Example: mattex triton-repo bgm_resnet50_hd_fp32.engine --out models/ --name matte --instances 2
 
     Writes REPO/NAME/config.pbtxt and REPO/NAME/1/ (model.plan, model.onnx, or model.py running
     mattex's runtime beside the file), with dims, dtypes and batch sizes from the file itself:

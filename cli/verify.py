@@ -46,7 +46,7 @@ def command(
     json_report: str | None = typer.Option(None, "--json", help="Write the report as JSON here."),
     junit: str | None = typer.Option(None, "--junit", help="Write the report as JUnit XML here (CI test results)."),
 ) -> None:
-    """Example: mattex verify bgm_resnet50_hd.onnx --checkpoint pytorch_resnet50.pth --json report.json
+    """Example: mattex verify bgm_resnet50_hd_fp32.onnx --checkpoint pytorch_resnet50.pth --json report.json
 
     Run the file on ONNX Runtime (or --backend openvino) and the PyTorch model on the same
     inputs; report per-output max and mean absolute differences and the share of patches

@@ -1,8 +1,8 @@
 """One small session API over every backend:
 
-matter = Matter.open("bgm_resnet50_hd.engine")   # TensorRT or TensorRT for RTX (sidecar says)
-matter = Matter.open("bgm_resnet50_hd.onnx")     # the registry's automatic choice (on a CPU: OpenVINO where installed)
-pha, fgr = matter(src, bgr)                       # (B, 3, H, W) float32 in [0, 1]
+matter = Matter.open("bgm_resnet50_hd_fp32.engine")  # TensorRT or TensorRT for RTX (sidecar says)
+matter = Matter.open("bgm_resnet50_hd_fp32.onnx")  # the registry's automatic choice (CPU: OpenVINO where installed)
+pha, fgr = matter(src, bgr)  # (B, 3, H, W) float32 in [0, 1]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 // Matte one image against its captured background: the C++ counterpart of
 // `mattex run MODEL frame.png background.png --out OUT_DIR`.
 //
-//   matte_frame bgm_mobilenetv2_hd.onnx frame.png background.png out/
+//   matte_frame bgm_mobilenetv2_hd_fp32.onnx frame.png background.png out/
 //
 // Writes out/pha.png (alpha), out/fgr.png (foreground) and out/com.png (the foreground on the
 // reference's green), each to a temporary name first. Frames whose sides are not a multiple of 4
@@ -18,7 +18,7 @@
 int main(int argc, char** argv) {
   if (argc != 5) {
     std::cerr << "usage: " << argv[0] << " MODEL FRAME.png BACKGROUND.png OUT_DIR\n"
-              << "example: " << argv[0] << " bgm_mobilenetv2_hd.onnx frame.png background.png out/\n";
+              << "example: " << argv[0] << " bgm_mobilenetv2_hd_fp32.onnx frame.png background.png out/\n";
     return 2;
   }
   const std::string model = argv[1], outDir = argv[4];

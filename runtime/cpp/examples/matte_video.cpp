@@ -1,7 +1,7 @@
 // Matte a video against its captured background and write the composite: the C++ counterpart of
 // `mattex run MODEL clip.mp4 background.png --out matted` (its com.mp4).
 //
-//   matte_video bgm_mobilenetv2_hd.onnx clip.mp4 background.png com.mp4 [BATCH]
+//   matte_video bgm_mobilenetv2_hd_fp32.onnx clip.mp4 background.png com.mp4 [BATCH]
 //
 // FFmpeg decodes the video into RGB frames, Matter::matteFrames mattes BATCH of them at a time
 // (default 4) and the foreground, on the reference's green, is encoded with H.264 (MPEG-4 Part 2
@@ -240,7 +240,7 @@ class Encoder {
 int main(int argc, char** argv) {
   if (argc != 5 && argc != 6) {
     std::cerr << "usage: " << argv[0] << " MODEL VIDEO BACKGROUND.png OUT.mp4 [BATCH]\n"
-              << "example: " << argv[0] << " bgm_mobilenetv2_hd.onnx clip.mp4 background.png com.mp4 4\n";
+              << "example: " << argv[0] << " bgm_mobilenetv2_hd_fp32.onnx clip.mp4 background.png com.mp4 4\n";
     return 2;
   }
   const int64_t batch = argc == 6 ? std::atoll(argv[5]) : 4;

@@ -2,7 +2,7 @@
 C#, Java) does. The suite (tests/runtime/cpp) and benchmarks/cpp_runtime.py use it.
 
     lib = MattexLibrary("build/cpp/libmattex.so")
-    status, handle = lib.open("bgm_mobilenetv2_hd.onnx")
+    status, handle = lib.open("bgm_mobilenetv2_hd_fp32.onnx")
     status, pha, fgr = lib.matte(handle, frames, background)   # uint8 (B, H, W, 3) or float (B, 3, H, W)
     lib.close(handle)
 """
