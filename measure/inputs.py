@@ -37,7 +37,7 @@ def gate_sizes(height: int, width: int) -> list[tuple[int, int]]:
     larger than the trace size (whose memory is checked)."""
 
     def smaller(n: int) -> int:
-        return max(SIZE_MULTIPLE, n * 3 // 4 // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        return max(SIZE_MULTIPLE, int(n * 0.75) // SIZE_MULTIPLE * SIZE_MULTIPLE)
 
     return list(dict.fromkeys([(height, width), (smaller(height), smaller(width)), (smaller(height), width)]))
 

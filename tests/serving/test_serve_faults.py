@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,12 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from mattex.errors import ConfigError  # noqa: E402
 from mattex.serving import limits  # noqa: E402
-from mattex.serving.processes import remove_dead_workspaces, workspace_name, workspace_prefix  # noqa: E402
+from mattex.serving.processes import (  # noqa: E402
+    command_line,
+    remove_dead_workspaces,
+    workspace_name,
+    workspace_prefix,
+)
 
 # The server's own failure, made to order: a batch of frames 36 pixels wide fails inside mattex
 # with an OSError whose message holds paths of the server's machine (as ONNX Runtime's, the
@@ -296,6 +302,9 @@ def test_only_the_workspaces_of_dead_mattex_servers_are_removed(tmp_path):
         folder.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(orphaned_triton)])
     try:
+        waited = time.monotonic()  # until /proc shows the holder's arguments (a loaded machine is slow to)
+        while os.fsencode(orphaned_triton) not in command_line(holder.pid) and time.monotonic() - waited < 20:
+            time.sleep(0.05)
         removed = remove_dead_workspaces(tmp_path)
     finally:
         holder.kill()
