@@ -19,6 +19,7 @@ import numpy as np
 
 from mattex.contract import INPUTS, OUTPUTS
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
+from mattex.facts import FACTS
 from mattex.metadata import ExportMetadata
 
 from ..io_spec import Profile, check_inputs
@@ -28,8 +29,8 @@ THREADS_VARIABLE = "MATTEX_THREADS"
 # them, so more never runs faster; a few per core are allowed (a benchmark may try it), while an
 # unbounded number once took a whole machine down (MATTEX_THREADS=99999: ONNX Runtime started
 # 32,431 threads, 16.8 GB, and no other process could fork). The C++ runtime holds the same
-# number (mattex::kThreadsPerCore; tests/runtime/cpp/test_cpp_bounds.py compares them).
-THREADS_PER_CORE = 4
+# number: both read it from mattex/shared_facts.json (mattex::kThreadsPerCore, generated).
+THREADS_PER_CORE: int = FACTS["threads"]["per_core"]
 _WHOLE_NUMBER_DIGITS = 9  # past this, a number of threads is out of range whatever the machine
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mattex.errors import BackendUnavailableError, ConfigError, ModelFileError
+from mattex.facts import FACTS
 from mattex.plugins import PLUGIN_DOMAIN
 
 from ..model_cache import check_filled, max_size, openvino_cache_dir, prune, use_entry
@@ -30,7 +31,8 @@ INFERENCE_PRECISIONS = {"f32": "f32", "bf16": "bf16"}
 NEEDS_CAPABILITY = {"bf16": "BF16"}
 DEVICE = "CPU"
 # How many input shapes keep their compiled model (a video has one; a server's dynamic batches a few).
-STATIC_SHAPES_KEPT = 4
+_OPENVINO_FACTS = next(b for b in FACTS["backends"] if b["name"] == "openvino")  # mattex/shared_facts.json
+STATIC_SHAPES_KEPT: int = _OPENVINO_FACTS["static_shapes_kept"]
 # Measured with OpenVINO 2026.4.1 (AMD EPYC, and an Intel Xeon told to use no AMX): mattex's int8
 # files (symmetric int8 Q/DQ, 7-bit weights) compiled for static shapes, as this backend compiles,
 # give pha_sm 0.09 mean away from PyTorch (budget 0.015; with dynamic shapes 0.39 away from ONNX
@@ -38,12 +40,7 @@ STATIC_SHAPES_KEPT = 4
 # resize), with its low-precision transformations on or off. With AMX-INT8 the same file ran within
 # budget (0.0035): a file must not be right or wrong by the CPU it lands on, so the refusal holds
 # everywhere. Until a release passes tests/runtime/test_openvino.py, int8 files are refused.
-INT8_REFUSAL = (
-    "OpenVINO (2026.4) computes mattex's int8 files wrongly (coarse alpha off by 0.09 on "
-    "average against PyTorch, budget 0.015): run int8 files on ONNX Runtime "
-    "(backend='onnxruntime'), or the fp32 file on OpenVINO; `mattex verify --backend "
-    "openvino` measures a new OpenVINO release"
-)
+INT8_REFUSAL: str = _OPENVINO_FACTS["int8_refusal"]
 
 
 def cpu_capabilities(core) -> list[str]:

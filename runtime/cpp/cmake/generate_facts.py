@@ -89,6 +89,30 @@ def errors_header(facts: dict) -> str:
     return "\n".join(lines)
 
 
+def limits_header(facts: dict) -> str:
+    """The numbers the public C++ API states (a default, a bound), from the same source as Python's."""
+    patch, per_core = int(facts["io_contract"]["patch"]), int(facts["threads"]["per_core"])
+    lines = [
+        f"// {BANNER}",
+        "// The numbers the C++ API shares with the Python runtime.",
+        "#pragma once",
+        "",
+        "#include <cstdint>",
+        "",
+        "namespace mattex {",
+        "",
+        "// H and W are multiples of it where a file's io_contract does not say (mattex.contract.SIZE_MULTIPLE).",
+        f"inline constexpr int64_t kSizeMultiple = {patch};",
+        "// The most threads an option or MATTEX_THREADS may ask for, per online core",
+        "// (mattex.runtime.backends.base.THREADS_PER_CORE).",
+        f"inline constexpr int kThreadsPerCore = {per_core};",
+        "",
+        "}  // namespace mattex",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def facts_header(facts: dict) -> str:
     config, sidecar = facts["export_config"], facts["sidecar"]
     lines = [
@@ -96,6 +120,7 @@ def facts_header(facts: dict) -> str:
         "// The facts the C++ runtime shares with the Python runtime (private: not installed).",
         "#pragma once",
         "",
+        "#include <cstddef>",
         "#include <cstdint>",
         "",
         "namespace mattex::detail::facts {",
@@ -116,6 +141,11 @@ def facts_header(facts: dict) -> str:
     patch = int(facts["io_contract"]["patch"])
     lines += ["", "// H and W are multiples of it where an io_contract does not say (mattex.contract.SIZE_MULTIPLE)."]
     lines.append(f"inline constexpr int64_t kSizeMultiple = {patch};")
+    openvino = next(b for b in facts["backends"] if b["name"] == "openvino")
+    lines += ["// How many input shapes keep their compiled model (mattex.runtime.backends.openvino.STATIC_SHAPES_KEPT)."]
+    lines.append(f"inline constexpr size_t kOpenVinoStaticShapesKept = {int(openvino['static_shapes_kept'])};")
+    lines += ["// Why int8 files are refused (mattex.runtime.backends.openvino.INT8_REFUSAL)."]
+    lines.append(f"inline constexpr const char* kOpenVinoInt8Refusal = {literal(openvino['int8_refusal'])};")
     props = facts["metadata_props"]
     lines += ["", "// metadata_props keys (mattex.metadata): JSON objects, JSON lists, and those every export writes."]
     for name, keys in (("kJsonObjects", "json_objects"), ("kJsonLists", "json_lists"), ("kRequiredProps", "required")):
@@ -184,6 +214,7 @@ def main(source: str, out: str) -> None:
     root = Path(out)
     write_if_changed(root / "include" / "mattex" / "mattex_status.h", status_header(facts))
     write_if_changed(root / "include" / "mattex" / "errors.hpp", errors_header(facts))
+    write_if_changed(root / "include" / "mattex" / "limits.hpp", limits_header(facts))
     write_if_changed(root / "src" / "mattex_facts.hpp", facts_header(facts))
 
 

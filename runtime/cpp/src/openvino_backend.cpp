@@ -18,18 +18,15 @@
 #include "half.hpp"
 #include "metadata.hpp"
 #include "model_cache.hpp"
+#include "mattex_facts.hpp"
 
 namespace mattex::detail {
 namespace {
 
 const char* const kDevice = "CPU";
-const size_t kStaticShapesKept = 4;  // mattex.runtime.backends.openvino.STATIC_SHAPES_KEPT
+const size_t kStaticShapesKept = facts::kOpenVinoStaticShapesKept;  // generated from mattex/shared_facts.json
 const ov::Shape kAsDeclared{};        // compile with the input shapes the file declares
-// mattex.runtime.backends.openvino.INT8_REFUSAL, word for word (tests compare them).
-const char* const kInt8Refusal =
-    "OpenVINO (2026.4) computes mattex's int8 files wrongly (coarse alpha off by 0.09 on average against PyTorch, "
-    "budget 0.015): run int8 files on ONNX Runtime (backend='onnxruntime'), or the fp32 file on OpenVINO; "
-    "`mattex verify --backend openvino` measures a new OpenVINO release";
+const char* const kInt8Refusal = facts::kOpenVinoInt8Refusal;  // mattex.runtime.backends.openvino.INT8_REFUSAL
 
 std::string baseName(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 

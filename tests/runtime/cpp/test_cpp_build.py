@@ -42,8 +42,10 @@ def test_the_installed_package_is_found_and_used_by_another_project(cpp_build, c
     prefix = tmp_path / "prefix"
     cmake("--install", cpp_build.root, "--prefix", prefix)
     headers = sorted(p.relative_to(prefix).as_posix() for p in (prefix / "include").rglob("*") if p.is_file())
-    # Private headers stay private; errors.hpp and mattex_status.h are generated from mattex/shared_facts.json.
-    assert headers == [f"include/mattex/{name}" for name in ("errors.hpp", "matter.hpp", "mattex.h", "mattex_status.h")]
+    # Private headers stay private; errors.hpp, limits.hpp and mattex_status.h are generated from
+    # mattex/shared_facts.json.
+    names = ("errors.hpp", "limits.hpp", "matter.hpp", "mattex.h", "mattex_status.h")
+    assert headers == [f"include/mattex/{name}" for name in names]
     package = next(prefix.glob("lib*/cmake/mattex"))
     assert {"mattexConfig.cmake", "mattexConfigVersion.cmake", "mattexTargets.cmake"} <= {
         p.name for p in package.iterdir()

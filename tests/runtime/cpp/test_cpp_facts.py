@@ -193,7 +193,12 @@ def test_an_edited_source_reaches_the_python_and_the_cpp_runtime(asan_build, tmp
     Python says it too."""
     built = asan_build.root / "generated"
     subprocess.run(["python3", GENERATOR, facts.SOURCE, tmp_path / "same"], check=True)
-    for header in ("include/mattex/mattex_status.h", "include/mattex/errors.hpp", "src/mattex_facts.hpp"):
+    for header in (
+        "include/mattex/mattex_status.h",
+        "include/mattex/errors.hpp",
+        "include/mattex/limits.hpp",
+        "src/mattex_facts.hpp",
+    ):
         assert (tmp_path / "same" / header).read_text() == (built / header).read_text()
 
     edited = copy.deepcopy(facts.FACTS)

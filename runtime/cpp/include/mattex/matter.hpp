@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mattex/errors.hpp"  // generated (MATTEX_CXX_API: what the library exports)
+#include "mattex/limits.hpp"  // generated: the numbers shared with Python
 
 namespace mattex {
 
@@ -60,7 +61,7 @@ struct ModelInfo {
   std::string arithmetic;  // "bf16" when OpenVINO runs a float file in bf16, else ""
   std::vector<std::string> outputs;  // pha, fgr and the debug outputs the file has
   std::vector<Profile> profiles;     // an engine's; empty: any batch and size
-  int64_t sizeMultiple = 4;          // H and W must be divisible by it (the I/O contract)
+  int64_t sizeMultiple = kSizeMultiple;  // H and W must be divisible by it (the I/O contract)
   int64_t traceHeight = 64;          // the size the file was exported at (64x64 when unknown)
   int64_t traceWidth = 64;
   bool mattexExport = false;         // false: an ONNX file with src and bgr inputs, no metadata
@@ -106,8 +107,7 @@ class MATTEX_CXX_API Matter {
 MATTEX_CXX_API std::vector<std::string> builtBackends();
 
 // The most CPU threads a threads option or MATTEX_THREADS may ask for on this machine:
-// kThreadsPerCore per online core (mattex.runtime.backends.base.max_threads).
-inline constexpr int kThreadsPerCore = 4;
+// kThreadsPerCore (mattex/limits.hpp) per online core (mattex.runtime.backends.base.max_threads).
 MATTEX_CXX_API int maxThreads() noexcept;
 
 // The library's version (mattex's).
