@@ -283,12 +283,16 @@ def test_a_live_source_keeps_memory_flat_and_latency_bounded(gst, cpp_models, tm
     live, own, upstream = re.search(r"latency live (\d) min (\d+) upstream-min (\d+)", stdout).groups()
     assert live == "1" and int(upstream) >= 33_000_000 and 0 < int(own) - int(upstream) < 1_000_000_000
     passed = int(re.search(r"frames (\d+)", stdout).group(1))
-    assert passed > frames // 2  # frames through (QoS may drop late ones)
+    # Frames through: how many depends on the machine's speed (the leaky queue and QoS drop the
+    # rest, which is the point), so only that frames flowed is asserted, never a share of them.
+    assert passed >= LIVE_SECONDS * 2, stdout[-2000:]
     latencies = [int(t) for t in re.findall(r"latency, src-element-id=.*?time=\(guint64\)(\d+)", stderr)]
-    assert len(latencies) > frames // 2
+    assert len(latencies) >= LIVE_SECONDS * 2
     assert max(latencies[len(latencies) // 4 :]) < 500_000_000, max(latencies)  # no latency piling up
     assert not re.search(r"object-alive, type-name=\(string\)\w", stderr), stderr[-2000:]  # nothing left alive
-    settled = [rss for t, rss in samples if t > 1.5]
+    # The model opens and compiles while the pipeline starts, which takes longer on a loaded machine:
+    # memory is held flat over the run's second half (leaked buffers the leaks tracer names above).
+    settled = [rss for t, rss in samples if t > max(1.5, samples[-1][0] / 2)]
     assert len(settled) > 10
     assert settled[-1] - settled[0] < 3_000, samples  # kB: a leak of one 128x128 frame each would be 5 MB
 
