@@ -46,16 +46,7 @@ def _not_a_model_file(path: Path, mode: int) -> str:
     Reading a FIFO would wait for a writer forever and a device never ends: neither is opened."""
     if stat.S_ISDIR(mode):
         return f"no such model file: {path} (a folder)"
-    if stat.S_ISFIFO(mode):
-        kind = "a FIFO (named pipe)"
-    elif stat.S_ISCHR(mode):
-        kind = "a character device"
-    elif stat.S_ISBLK(mode):
-        kind = "a block device"
-    elif stat.S_ISSOCK(mode):
-        kind = "a socket"
-    else:
-        kind = "not a regular file"
+    kind = _kind_of_mode(mode) or "not a regular file"
     return f"{path} is {kind}, not a model file"
 
 
@@ -104,6 +95,10 @@ def special_kind(path: str | Path) -> str | None:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):  # missing, a link loop (named by the caller), a NUL byte
         return None
+    return _kind_of_mode(mode)
+
+
+def _kind_of_mode(mode: int) -> str | None:
     return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), None)
 
 

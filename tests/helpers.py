@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,23 @@ def engine_with_sidecar(tmp_path, backend="tensorrt", min_batch=1, frames=False)
         backend=backend,
     ).save(engine)
     return engine
+
+
+def python_open(path, env: dict, **options) -> str:
+    """What Python's Matter.open on OpenVINO says, with `env` set for the call: "ok" or
+    "<ErrorClass>: <message>" (what the C++ runtime's refusals are compared with)."""
+    from mattex.runtime import Matter
+
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        Matter.open(path, backend="openvino", **options)
+        return "ok"
+    except Exception as e:  # the class name and the message are what is compared
+        return f"{type(e).__name__}: {e}"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

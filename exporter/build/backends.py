@@ -79,7 +79,8 @@ class EngineBuild:
     def build(
         self, toolkit, onnx_path: Path, facts: OnnxFacts, profiles: list[Profile], options: BuildOptions, log
     ) -> BuiltEngine:
-        raise NotImplementedError
+        """The engine for `onnx_path`: every build implements it (the base has nothing to build)."""
+        raise NotImplementedError(f"the {self.name} build does not implement build()")
 
     def check(self, onnx_path: Path, facts: OnnxFacts, profiles: list[Profile]):
         """Its own parser's and builder's word on a file, nothing written (`mattex check --build`)."""

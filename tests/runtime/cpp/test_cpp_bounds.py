@@ -11,30 +11,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from mattex.runtime import Matter
+from helpers import python_open
 from mattex.runtime.backends.base import THREADS_PER_CORE, max_threads
 
 # MATTEX_THREADS values either runtime once read otherwise (tests/runtime/test_bounds.py tries
 # more in Python alone): past any machine's maximum, not ASCII digits, a sign, trailing text.
 CPP_BAD_THREADS = ("1000000", "²", "+3", " 3x")
 MATTEX_STATUS_CONFIG, MATTEX_STATUS_INVALID_ARGUMENT, MATTEX_STATUS_INPUT_VALUE = 5, 8, 7
-
-
-def python_open(path, env: dict, **options) -> str:
-    """What Python's Matter.open on OpenVINO says: "ok" or "<ErrorClass>: <message>"."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        Matter.open(path, backend="openvino", **options)
-        return "ok"
-    except Exception as e:  # the class name and the message are what is compared
-        return f"{type(e).__name__}: {e}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def probe(cpp_build, *args, env=None, timeout=60) -> str:

@@ -4,32 +4,15 @@ The C API's statuses for the same errors are in ctest (runtime/cpp/tests/c_api_c
 test_cpp_parity.py."""
 
 import json
-import os
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from helpers import python_open
 from mattex.runtime import Matter, Profile
 from mattex.runtime.sidecar import Sidecar, sha256_file
-
-
-def python_open(path, env, **options) -> str:
-    """What Python's Matter.open says: "ok" or "<ErrorClass>: <message>"."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        Matter.open(path, backend="openvino", **options)
-        return "ok"
-    except Exception as e:  # the class name and the message are what is compared
-        return f"{type(e).__name__}: {e}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def cpp_open(cpp_build, path, env, precision=None) -> str:
