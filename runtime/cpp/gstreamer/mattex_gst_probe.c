@@ -3,12 +3,14 @@
  *   mattex_gst_probe PIPELINE [--capture-at N] [--flush-at N] [--latency] [--restart] [--yield]
  *
  * PIPELINE (gst-launch syntax) names its mattex element "m". --capture-at N emits the
- * capture-background action signal as frame N reaches it; --flush-at N seeks back to the start
- * (a flushing seek) once, after frame N; --latency prints the latency query's answer at the
+ * capture-background action signal as frame N reaches it; --flush-at N holds frame N at the
+ * element's sink pad and seeks back to the start (a flushing seek, which releases it), so the
+ * stream cannot end before the seek; --latency prints the latency query's answer at the
  * element's source pad and upstream of it; --restart runs the pipeline to EOS, sets it to READY
  * and runs it again; --yield lowers the priority (nice 10) of every streaming thread but the one
  * that runs the element, as `mattex run` lowers its decode and encode threads', so that decoding
- * and encoding use the gaps inference leaves instead of preempting its threads. Prints "frames N" (buffers that left the element) and exits 0 at EOS, or
+ * and encoding use the gaps inference leaves instead of preempting its threads. Prints "frames N"
+ * (buffers that left the element; "frames-after-flush N": of them, after the seek) and exits 0 at EOS, or
  * prints "error: <message>" and exits 1 on an error message; "qos-dropped N": the frames the
  * element dropped as late, by its QoS messages; "seconds S" is the time from the
  * first frame reaching the element to the (first) EOS, "seconds-after-first" from the first frame
@@ -26,21 +28,33 @@ static GstElement* matter;
 static GMainLoop* loop;
 static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0, yield_to_element = 0;
 static int frames_in = 0, frames_out = 0, failed = 0, runs = 0;
+static int frames_held = 0, flush_requested = 0, frames_out_at_flush = -1;
 static gint64 first_frame_us = 0, first_out_us = 0, first_eos_us = 0;
 static guint64 qos_dropped = 0;  /* frames the element dropped as late (its last QoS message) */
 
 static gboolean flush_to_start(gpointer unused) {
   (void)unused;
+  frames_out_at_flush = frames_out;
   if (!gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0)) printf("seek refused\n");
   else printf("flushed\n");
   return G_SOURCE_REMOVE;
+}
+
+/* A blocking probe: frame flush_at waits at the sink pad until the flushing seek releases it
+ * (flush-start unblocks a blocked pad). Seeking from the main loop while frames still flow would
+ * race the end of the stream: an EOS handled first ends the run before the seek. */
+static GstPadProbeReturn hold_for_flush(GstPad* pad, GstPadProbeInfo* info, gpointer unused) {
+  (void)pad, (void)info, (void)unused;
+  if (flush_requested || frames_held++ != flush_at) return GST_PAD_PROBE_PASS;
+  flush_requested = 1;
+  g_idle_add(flush_to_start, NULL);
+  return GST_PAD_PROBE_OK; /* held */
 }
 
 static GstPadProbeReturn on_frame_in(GstPad* pad, GstPadProbeInfo* info, gpointer unused) {
   (void)pad, (void)info, (void)unused;
   if (frames_in == 0) first_frame_us = g_get_monotonic_time();
   if (frames_in == capture_at) g_signal_emit_by_name(matter, "capture-background");
-  if (frames_in == flush_at) g_idle_add(flush_to_start, NULL);
   frames_in++;
   return GST_PAD_PROBE_OK;
 }
@@ -162,6 +176,7 @@ int main(int argc, char** argv) {
   GstPad* src = gst_element_get_static_pad(matter, "src");
   gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, on_frame_in, NULL, NULL);
   gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, on_frame_out, NULL, NULL);
+  if (flush_at >= 0) gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BLOCK | GST_PAD_PROBE_TYPE_BUFFER, hold_for_flush, NULL, NULL);
   gst_object_unref(sink);
   gst_object_unref(src);
   loop = g_main_loop_new(NULL, FALSE);
@@ -172,6 +187,7 @@ int main(int argc, char** argv) {
   g_main_loop_run(loop);
   gst_element_set_state(pipeline, GST_STATE_NULL);
   printf("frames %d\n", frames_out);
+  if (frames_out_at_flush >= 0) printf("frames-after-flush %d\n", frames_out - frames_out_at_flush);
   printf("qos-dropped %" G_GUINT64_FORMAT "\n", qos_dropped);
   if (first_eos_us) {
     printf("seconds %.6f\n", (first_eos_us - first_frame_us) / 1e6);
