@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import engine_with_sidecar
 from mattex.runtime.pipeline import matte_media
 
 GST_PACKAGES = (
@@ -333,6 +334,12 @@ def test_restart_and_flush_are_clean(gst, cpp_models):
 BAD_INPUTS = {
     "missing model": ("model={tmp}/absent.onnx", "", "ModelFileError: no such model file: {tmp}/absent.onnx"),
     "not a model": ("model={tmp}/garbage.onnx", "", "ModelFileError: {tmp}/garbage.onnx is not a"),
+    "an engine where this build has no TensorRT": (
+        "model={engine}",
+        "",
+        "BackendUnavailableError: this mattex C++ runtime was built without the tensorrt backend: "
+        "configure runtime/cpp with -DMATTEX_WITH_TENSORRT=ON",
+    ),
     "missing background": ("background={tmp}/absent.png", "", "MediaError: background {tmp}/absent.png: no such file"),
     "background not an image": ("background={model}", "", "MediaError: background {model}: not an image"),
     "background of another size": (
@@ -375,7 +382,9 @@ STREAMING_THREAD_CASES = {"background of another size", "composite image of anot
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_a_pipeline_error_naming_it(gst, cpp_models, media, tmp_path, case):
     option, before, message = BAD_INPUTS[case]
-    names = {"tmp": tmp_path, "media": media, "model": cpp_models["fp32"]}
+    names = {"tmp": tmp_path, "media": media, "model": cpp_models["fp32"], "engine": "{engine}"}
+    if "{engine}" in option:  # a plan and the sidecar `mattex build` writes (no TensorRT reads it here)
+        names["engine"] = engine_with_sidecar(tmp_path)
     option, message = option.format(**names), message.format(**names)
     (tmp_path / "garbage.onnx").write_bytes(b"not a model")
     if not option.startswith("model="):
