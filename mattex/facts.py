@@ -1,6 +1,7 @@
 """What the Python and C++ runtimes both know, read from mattex/shared_facts.json: the export
 configuration's fields and types, the sidecar's rules and messages, the error classes with their
-exit codes and C status values, the backends' ranks.
+exit codes and C status values, the backends' ranks, the clean-plate aligner's tuning
+(`FACTS["align"]`, read by mattex.runtime.align).
 
 CMake turns the same file into the C++ runtime's headers (runtime/cpp/cmake/generate_facts.py),
 so an edit there reaches both runtimes. Standard library only: the slim runtime imports it.

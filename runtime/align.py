@@ -34,26 +34,31 @@ import numpy as np
 
 from mattex.errors import ConfigError
 from mattex.extras import require
+from mattex.facts import FACTS
 
 from . import homography as plane
 from .align_steps import AlignStats, AlignStep
 
-WORK_SIDE = 640  # features, ECC and the exposure fit run with the longer side at most this
-MIN_INLIERS = 20
-MIN_INLIER_RATIO = 0.25
-MAX_REPROJECTION_PX = 1.5  # median over inliers, at working resolution
-MAX_ECC_CORRECTION_PX = 4.0  # ECC may move a feature estimate's corners this far, no farther
-JITTER_PX = 0.3  # an estimate this close to the prediction is noise: averaged with it
-SUBJECT_ALPHA = 0.25  # alpha above this is the subject, left out of every fit
-EXPOSURE_SAMPLES = 3000  # background pixels the exposure fit samples, on a grid
-ECC_FEATURE_SLACK_PX = 0.25  # ECC may raise the features' median residual this much, no more
-HOMOGRAPHY_GAIN_PX = 0.15  # a homography must fit the inliers this much better than a similarity
-MIN_HOMOGRAPHY_SPREAD = 0.3  # inliers' convex hull over the frame's area below which: a similarity
-TRACK_POINTS = 400  # plate corners followed frame to frame
-TRACK_BACK_PX = 0.3  # a corner tracked back must land this close to where it started
-GRID = (4, 6)  # rows, columns of the cells features are spread over
-SEARCH_RADIUS = 0.06  # of the diagonal: how far from the last good estimate a feature is looked for
-ECC_SIDE = 320  # ECC refines at this longer side: a quarter of the work, still ~0.05 px
+# The tuning lives in mattex/shared_facts.json ("align"): the C++ aligner (runtime/cpp/align) reads it too
+_T = FACTS["align"]
+WORK_SIDE: int = _T["work_side"]  # features, ECC and the exposure fit run with the longer side at most this
+MIN_INLIERS: int = _T["min_inliers"]
+MIN_INLIER_RATIO: float = _T["min_inlier_ratio"]
+MAX_REPROJECTION_PX: float = _T["max_reprojection_px"]  # median over inliers, at working resolution
+MAX_ECC_CORRECTION_PX: float = _T["max_ecc_correction_px"]  # ECC may move a feature estimate's corners this far
+JITTER_PX: float = _T["jitter_px"]  # an estimate this close to the prediction is noise: averaged with it
+SUBJECT_ALPHA: float = _T["subject_alpha"]  # alpha above this is the subject, left out of every fit
+EXPOSURE_SAMPLES: int = _T["exposure_samples"]  # background pixels the exposure fit samples, on a grid
+ECC_FEATURE_SLACK_PX: float = _T["ecc_feature_slack_px"]  # ECC may raise the features' median residual this much
+HOMOGRAPHY_GAIN_PX: float = _T["homography_gain_px"]  # a homography must fit this much better than a similarity
+MIN_HOMOGRAPHY_SPREAD: float = _T["min_homography_spread"]  # inliers' hull / the frame below which: a similarity
+TRACK_POINTS: int = _T["track_points"]  # plate corners followed frame to frame
+TRACK_BACK_PX: float = _T["track_back_px"]  # a corner tracked back must land this close to where it started
+GRID: tuple[int, int] = tuple(_T["grid"])  # rows, columns of the cells features are spread over
+SEARCH_RADIUS: float = _T["search_radius"]  # of the diagonal: how far from the last good estimate a feature may be
+ECC_SIDE: int = _T["ecc_side"]  # ECC refines at this longer side: a quarter of the work, still ~0.05 px
+LARGE_MOTION_FRACTION: float = _T["large_motion_fraction"]  # of the diagonal: motion reported as large
+FEATURES: int = _T["features"]  # ORB features kept per frame, spread over GRID's cells
 
 
 def _cv2():
@@ -69,8 +74,8 @@ class PlateAligner:
     def __init__(
         self,
         plate: np.ndarray,
-        large_motion_fraction: float = 0.05,
-        features: int = 600,
+        large_motion_fraction: float = LARGE_MOTION_FRACTION,
+        features: int = FEATURES,
         threads: int | None = None,
         in_order: bool = False,
     ) -> None:

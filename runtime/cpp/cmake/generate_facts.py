@@ -6,7 +6,8 @@ again whenever the JSON changes), so these are the only C++ copy of what both ru
 writes include/mattex/mattex_status.h (public, plain C: mattex.h includes it),
 include/mattex/errors.hpp (public C++: Status, statusName, the error classes) and
 src/mattex_facts.hpp (private: the export configuration's types, the sidecar's rules and messages,
-the backends' ranks). A file whose text is unchanged is left alone, so nothing rebuilds for nothing.
+the backends' ranks) and src/mattex_align_facts.hpp (private: the clean-plate aligner's tuning, for
+runtime/cpp/align). A file whose text is unchanged is left alone, so nothing rebuilds for nothing.
 """
 
 from __future__ import annotations
@@ -200,6 +201,35 @@ def facts_header(facts: dict) -> str:
     return "\n".join(lines)
 
 
+def align_header(facts: dict) -> str:
+    """The clean-plate aligner's tuning (mattex.runtime.align's constants), for runtime/cpp/align."""
+    tuning = facts["align"]
+    lines = [
+        f"// {BANNER}",
+        "// The clean-plate aligner's tuning, as mattex.runtime.align names it (private: not installed).",
+        "#pragma once",
+        "",
+        "namespace mattex::align::facts {",
+        "",
+    ]
+    for key, value in tuning.items():
+        if key == "about":
+            continue
+        name = "k" + "".join(part.capitalize() for part in key.split("_"))
+        if key == "grid":
+            rows, columns = (int(v) for v in value)
+            lines.append(f"inline constexpr int kGridRows = {rows};  // GRID")
+            lines.append(f"inline constexpr int kGridColumns = {columns};")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"align.{key}: a number or [rows, columns], got {value!r}")
+        elif isinstance(value, int):
+            lines.append(f"inline constexpr int {name} = {value};  // {key.upper()}")
+        else:
+            lines.append(f"inline constexpr double {name} = {value!r};  // {key.upper()}")
+    lines += ["", "}  // namespace mattex::align::facts", ""]
+    return "\n".join(lines)
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_text() == text:
         return
@@ -216,6 +246,7 @@ def main(source: str, out: str) -> None:
     write_if_changed(root / "include" / "mattex" / "errors.hpp", errors_header(facts))
     write_if_changed(root / "include" / "mattex" / "limits.hpp", limits_header(facts))
     write_if_changed(root / "src" / "mattex_facts.hpp", facts_header(facts))
+    write_if_changed(root / "src" / "mattex_align_facts.hpp", align_header(facts))
 
 
 if __name__ == "__main__":
