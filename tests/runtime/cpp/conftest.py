@@ -19,9 +19,16 @@ import pytest
 CPP = Path(__file__).resolve().parents[3] / "runtime" / "cpp"
 PACKAGES = (
     "g++ cmake pkg-config nlohmann-json3-dev libssl-dev libpng-dev libavformat-dev libavcodec-dev "
-    "libswscale-dev libavutil-dev"
+    "libswscale-dev libavutil-dev libopencv-dev"
 )
-HEADERS = ("nlohmann/json.hpp", "openssl/evp.h", "png.h", "libavformat/avformat.h", "libswscale/swscale.h")
+HEADERS = (
+    "nlohmann/json.hpp",
+    "openssl/evp.h",
+    "png.h",
+    "libavformat/avformat.h",
+    "libswscale/swscale.h",
+    "opencv4/opencv2/core.hpp",  # the clean-plate aligner (runtime/cpp/align)
+)
 # Any report fails the run: -fno-sanitize-recover=all (CMakeLists.txt) stops at the first.
 SANITIZER_ENV = {"UBSAN_OPTIONS": "print_stacktrace=1", "ASAN_OPTIONS": "detect_leaks=1"}
 TRACE_SIZE = 64  # the files' trace size; they run at any size divisible by 4
@@ -86,8 +93,10 @@ def cmake_build(root: Path, *options: str) -> Build:
 
 @pytest.fixture(scope="session")
 def cpp_build(tmp_path_factory) -> Build:
-    """OpenVINO, the examples and the tests, under UndefinedBehaviorSanitizer."""
-    return cmake_build(tmp_path_factory.mktemp("cpp") / "build", "-DMATTEX_SANITIZE=undefined")
+    """OpenVINO, the examples, the clean-plate aligner and the tests, under UndefinedBehaviorSanitizer."""
+    return cmake_build(
+        tmp_path_factory.mktemp("cpp") / "build", "-DMATTEX_SANITIZE=undefined", "-DMATTEX_WITH_ALIGN=ON"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +109,7 @@ def asan_build(tmp_path_factory) -> Build:
         "-DMATTEX_WITH_OPENVINO=OFF",
         "-DMATTEX_BUILD_EXAMPLES=OFF",
         "-DMATTEX_WITH_GSTREAMER=OFF",  # the element is tested in the UBSan build, with OpenVINO
+        "-DMATTEX_WITH_ALIGN=OFF",  # the aligner too (tests/runtime/cpp/test_align_cpp.py)
     )
 
 
