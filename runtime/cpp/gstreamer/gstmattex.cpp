@@ -22,6 +22,9 @@
 #include <vector>
 
 #include "mattex/matter.hpp"
+#ifdef MATTEX_WITH_ALIGN
+#include "plate_aligner.hpp"
+#endif
 
 GST_DEBUG_CATEGORY_STATIC(gst_mattex_debug);
 #define GST_CAT_DEFAULT gst_mattex_debug
@@ -47,11 +50,53 @@ struct Image {
   bool empty() const { return rgb.empty(); }
 };
 
+#ifdef MATTEX_WITH_ALIGN
+// align=true: the plate brought to each frame (camera motion, exposure) by the clean-plate aligner
+// of `mattex run --align` (runtime/cpp/align), with the previous frame's alpha as the subject to
+// leave out. One OpenCV thread, as mattex run gives it: the model has the cores.
+struct Aligner {
+  std::unique_ptr<mattex::align::PlateAligner> aligner;
+  cv::Mat plate;                  // the last frame's aligned plate
+  bool previousAlpha = false;     // the alpha buffer holds the previous frame's matte
+  void reset(const Image& background) {  // a new plate, a restart or a flush: the motion so far is gone
+    mattex::align::AlignOptions options;
+    options.threads = 1;
+    options.inOrder = true;
+    cv::Mat rgb(background.height, background.width, CV_8UC3, const_cast<uint8_t*>(background.rgb.data()));
+    aligner = std::make_unique<mattex::align::PlateAligner>(rgb, options);
+    previousAlpha = false;
+  }
+  void clear() {
+    aligner.reset();
+    previousAlpha = false;
+  }
+  bool ready() const { return aligner != nullptr; }
+  const uint8_t* align(std::vector<uint8_t>& frame, std::vector<float>& alpha, int height, int width) {
+    const cv::Mat previous = previousAlpha ? cv::Mat(height, width, CV_32F, alpha.data()) : cv::Mat();
+    plate = aligner->align(cv::Mat(height, width, CV_8UC3, frame.data()), previous);
+    return plate.data;
+  }
+};
+#else
+struct Aligner {  // built without OpenCV: align=true is refused at start
+  bool previousAlpha = false;
+  void reset(const Image&) {}
+  void clear() {}
+  bool ready() const { return false; }
+  const uint8_t* align(std::vector<uint8_t>&, std::vector<float>&, int, int) { return nullptr; }
+};
+#endif
+
 // Properties (under the object lock) and what start()/set_info() made of them (streaming thread).
 struct State {
   std::string model, background, composite = "green", backend;
   int threads = 0;
   int output = OUTPUT_RGBA;
+  bool align = false;
+
+  bool aligning = false;                  // align, as start() read it
+  Aligner aligner;                        // aligning: made with the plate
+  std::atomic<bool> flushed{false};       // a flush: the aligner starts again
 
   std::unique_ptr<mattex::Matter> matter;
   Image plate;            // the background: the file's, or a captured frame
@@ -157,7 +202,7 @@ G_END_DECLS
 
 G_DEFINE_TYPE(GstMattex, gst_mattex, GST_TYPE_VIDEO_FILTER)
 
-enum { PROP_0, PROP_MODEL, PROP_BACKGROUND, PROP_OUTPUT, PROP_COMPOSITE, PROP_BACKEND, PROP_THREADS };
+enum { PROP_0, PROP_MODEL, PROP_BACKGROUND, PROP_OUTPUT, PROP_COMPOSITE, PROP_BACKEND, PROP_THREADS, PROP_ALIGN };
 enum { SIGNAL_CAPTURE_BACKGROUND, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
@@ -195,6 +240,7 @@ static void gst_mattex_set_property(GObject* object, guint id, const GValue* val
     case PROP_BACKEND: s.backend = g_value_get_string(value) ? g_value_get_string(value) : ""; break;
     case PROP_THREADS: s.threads = g_value_get_int(value); break;
     case PROP_OUTPUT: s.output = g_value_get_enum(value); break;
+    case PROP_ALIGN: s.align = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
   GST_OBJECT_UNLOCK(self);
@@ -212,6 +258,7 @@ static void gst_mattex_get_property(GObject* object, guint id, GValue* value, GP
     case PROP_BACKEND: g_value_set_string(value, s.backend.c_str()); break;
     case PROP_THREADS: g_value_set_int(value, s.threads); break;
     case PROP_OUTPUT: g_value_set_enum(value, s.output); break;
+    case PROP_ALIGN: g_value_set_boolean(value, s.align); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
   GST_OBJECT_UNLOCK(self);
@@ -249,6 +296,7 @@ static gboolean gst_mattex_start(GstBaseTransform* trans) {
   GST_OBJECT_LOCK(self);
   std::string model = s.model, background = s.background, composite = s.composite;
   int output = s.output;
+  const bool align = s.align;
   mattex::Options options;
   options.backend = s.backend;
   options.threads = s.threads;
@@ -257,6 +305,14 @@ static gboolean gst_mattex_start(GstBaseTransform* trans) {
     post_error(self, "ConfigError: the mattex element needs its `model` property (an .onnx or .engine file)");
     return FALSE;
   }
+#ifndef MATTEX_WITH_ALIGN
+  if (align) {
+    post_error(self, "ExtraNotInstalledError: align=true needs the clean-plate aligner, which this mattex element was "
+                     "built without (OpenCV 4 was not found): apt-get install libopencv-dev, then configure "
+                     "runtime/cpp with -DMATTEX_WITH_ALIGN=ON and rebuild (docs/gstreamer.md)");
+    return FALSE;
+  }
+#endif
   try {
     s.matter = mattex::Matter::open(model, options);
   } catch (const mattex::Error& e) {
@@ -271,6 +327,20 @@ static gboolean gst_mattex_start(GstBaseTransform* trans) {
       return FALSE;
     }
   }
+  s.aligning = align;
+  s.aligner.clear();
+  if (align && !s.plate.empty()) {
+    try {
+      s.aligner.reset(s.plate);
+    } catch (const mattex::Error& e) {
+      post_error(self, typed(e));
+      return FALSE;
+    } catch (const std::exception& e) {  // OpenCV's cv::Exception, memory
+      post_error(self, std::string("InternalError: the clean-plate aligner failed: ") + e.what());
+      return FALSE;
+    }
+  }
+  s.flushed = false;
   s.compositeImage = Image();
   const uint8_t white[3] = {255, 255, 255};
   std::copy_n(composite == "white" ? white : kGreen, 3, s.compositeColour);
@@ -289,8 +359,16 @@ static gboolean gst_mattex_stop(GstBaseTransform* trans) {
   State& s = *GST_MATTEX(trans)->state;
   release_frames(s);
   s.matter.reset();
+  s.aligner.clear();
   s.capture = false;
   return TRUE;
+}
+
+// A flush (a seek): the frames after it may show another moment, so the aligner starts again from
+// the plate, without the previous alpha.
+static gboolean gst_mattex_sink_event(GstBaseTransform* trans, GstEvent* event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) GST_MATTEX(trans)->state->flushed = true;
+  return GST_BASE_TRANSFORM_CLASS(gst_mattex_parent_class)->sink_event(trans, event);
 }
 
 // Input caps -> output caps (the output property's format) and back (every input format); size,
@@ -363,6 +441,7 @@ static gboolean gst_mattex_set_info(GstVideoFilter* filter, GstCaps*, GstVideoIn
     }
     s.windowFrames = 0;
     s.windowSlowest = 0;
+    s.aligner.previousAlpha = false;  // the warm-up's alpha is no frame's
   } catch (const mattex::Error& e) {
     post_error(self, typed(e) + " (caps " + size + " " + gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(in)) +
                                " refused at negotiation)");
@@ -470,9 +549,22 @@ static GstFlowReturn gst_mattex_transform_frame(GstVideoFilter* filter, GstVideo
     return GST_FLOW_ERROR;
   }
   const int width = GST_VIDEO_FRAME_WIDTH(in), height = GST_VIDEO_FRAME_HEIGHT(in);
-  if (s.capture.exchange(false)) {
+  const bool captured = s.capture.exchange(false);
+  if (captured) {
     s.plate = Image{width, height, s.frame};
     GST_INFO_OBJECT(self, "captured the background");
+  }
+  const bool flushed = s.flushed.exchange(false);
+  if (s.aligning && !s.plate.empty() && (captured || flushed || !s.aligner.ready())) {
+    try {
+      s.aligner.reset(s.plate);
+    } catch (const mattex::Error& e) {
+      post_error(self, typed(e));
+      return GST_FLOW_ERROR;
+    } catch (const std::exception& e) {
+      post_error(self, std::string("InternalError: the clean-plate aligner failed: ") + e.what());
+      return GST_FLOW_ERROR;
+    }
   }
   if (s.plate.empty()) {  // no plate yet (capture-background will give one): all foreground
     std::fill(s.pha.begin(), s.pha.end(), 1.0f);
@@ -483,10 +575,15 @@ static GstFlowReturn gst_mattex_transform_frame(GstVideoFilter* filter, GstVideo
   } else {
     try {
       gint64 started = g_get_monotonic_time();
-      s.matter->matteFrames(s.frame.data(), s.plate.rgb.data(), 1, height, width, s.pha.data(), s.fgr.data());
+      const uint8_t* plate = s.aligning ? s.aligner.align(s.frame, s.pha, height, width) : s.plate.rgb.data();
+      s.matter->matteFrames(s.frame.data(), plate, 1, height, width, s.pha.data(), s.fgr.data());
+      s.aligner.previousAlpha = true;
       update_latency(self, static_cast<GstClockTime>(g_get_monotonic_time() - started) * GST_USECOND);
     } catch (const mattex::Error& e) {
       post_error(self, typed(e));
+      return GST_FLOW_ERROR;
+    } catch (const std::exception& e) {  // the aligner's OpenCV (cv::Exception), memory
+      post_error(self, std::string("InternalError: the clean-plate aligner failed: ") + e.what());
       return GST_FLOW_ERROR;
     }
   }
@@ -544,6 +641,14 @@ static void gst_mattex_class_init(GstMattexClass* klass) {
       g_param_spec_int("threads", "Threads",
                        "CPU threads (OpenVINO); 0: MATTEX_THREADS, else one per core; at most the runtime's maximum",
                        0, G_MAXINT, 0, flags));
+  g_object_class_install_property(
+      object, PROP_ALIGN,
+      g_param_spec_boolean("align", "Align",
+                           "Bring the plate to each frame first (a handheld camera, drifting exposure), as mattex run "
+                           "--align does: a homography and per-channel gain and offset, the previous frame's alpha "
+                           "left out; starts again on capture-background, a flush or a restart. Needs the element "
+                           "built with OpenCV (MATTEX_WITH_ALIGN)",
+                           FALSE, flags));
   signals[SIGNAL_CAPTURE_BACKGROUND] = g_signal_new_class_handler(
       "capture-background", G_TYPE_FROM_CLASS(klass), static_cast<GSignalFlags>(G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
       G_CALLBACK(gst_mattex_capture_background), nullptr, nullptr, nullptr, G_TYPE_NONE, 0);
@@ -566,6 +671,7 @@ static void gst_mattex_class_init(GstMattexClass* klass) {
   trans->stop = gst_mattex_stop;
   trans->transform_caps = gst_mattex_transform_caps;
   trans->query = gst_mattex_query;
+  trans->sink_event = gst_mattex_sink_event;
   trans->passthrough_on_same_caps = FALSE;
   video->set_info = gst_mattex_set_info;
   video->transform_frame = gst_mattex_transform_frame;

@@ -12,10 +12,17 @@ offsets within 1e-7 levels, plates within 1 level at any pixel and 0.001 on aver
 two OpenCVs' USAC MAGSAC differ, they are not equal: on skimage's brick wall (a repeating texture,
 half the matches wrong) 4.6 and 4.10 fit different homographies to the same 102 matches (58 and
 52 inliers), so one frame takes the homography in C++ and the similarity in Python: 0.0035 px
-apart at the corners, the plates 4 levels at most and 0.011 on average. That clip is held to
-bounds a few times those (test_where_the_opencvs_differ_the_plates_stay_close)."""
+apart at the corners, gains 1.7e-4 and offsets 0.018 levels apart, the plates 4 levels at most
+and 0.011 on average. That clip is held to bounds a few times those
+(test_where_the_opencvs_differ_the_plates_stay_close). The wheel's OpenCV 4.12 gave the same
+figures; 5.1 (which needs numpy 2, which the serve extra's PyTriton refuses, so CI resolves
+4.10) parts further on these clips, up to 0.03 px and 9 levels: past these bounds, as it should
+be, since the C++ port would then no longer give Python's plates."""
 
 import json
+import shlex
+import shutil
+import subprocess
 
 import cv2
 import numpy as np
@@ -27,6 +34,8 @@ from mattex.calibration.handheld import camera_view, handheld_clip
 from mattex.facts import FACTS
 from mattex.runtime.align import PlateAligner
 from mattex.runtime.homography import corner_distance
+from mattex.runtime.matter import Matter
+from mattex.runtime.pipeline import matte_media
 
 SIZE = (288, 512)  # test_align.py's: the truth bounds below are its
 
@@ -166,3 +175,99 @@ def test_the_cpp_aligner_refuses_as_python_does_and_reads_the_shared_tuning(cpp_
             assert f"kGridRows = {value[0]};" in header and f"kGridColumns = {value[1]};" in header
         elif key != "about":
             assert f"= {value!r};  // {key.upper()}" in header, key
+
+
+# --- the element's align=true (runtime/cpp/gstreamer), against mattex run --align -----------------
+
+
+def gst(cpp_build, tmp_path, *command: str) -> subprocess.CompletedProcess:
+    """gst-launch-1.0 or mattex_gst_probe on the UBSan build's element (as test_gstreamer.py's Gst)."""
+    if shutil.which("gst-launch-1.0") is None or not (cpp_build.root / "gstreamer" / "libgstmattex.so").is_file():
+        pytest.fail("the element's tests need GStreamer: see tests/runtime/cpp/test_gstreamer.py", pytrace=False)
+    env = cpp_build.env(
+        GST_PLUGIN_PATH=str(cpp_build.root / "gstreamer"),
+        GST_REGISTRY=str(tmp_path / "registry.bin"),
+        MATTEX_CACHE=str(tmp_path / "cache"),
+    )
+    out = subprocess.run(command, capture_output=True, text=True, errors="replace", env=env, timeout=120)
+    for report in ("runtime error:", "CRITICAL"):
+        assert report not in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    return out
+
+
+def read_alphas(folder) -> np.ndarray:
+    return np.array([np.asarray(Image.open(p)).astype(np.float64) for p in sorted(folder.glob("*.png"))])
+
+
+def test_the_element_aligns_the_plate_as_mattex_run_does(cpp_build, cpp_models, tmp_path):
+    """A handheld clip (the camera drifting 8 px, the exposure 12% per channel) as a PNG sequence
+    through the element with align=true: its alphas are the element's steps done one by one in
+    Python (PlateAligner with the previous frame's alpha, then Matter on OpenVINO) within a level,
+    and as good as `mattex run --align`'s against the true alpha (whose alphas may differ where
+    its decode thread ran ahead of the matte, which aligns a frame without the previous alpha);
+    align=false is clearly worse. Measured: the element equal to the steps in Python at every
+    pixel; mean |alpha - true| 14.01 levels (mattex run --align 14.01, 0.09 levels from the
+    element's on average), 28.19 with the static plate."""
+    size, model, frames = (144, 256), cpp_models["fp32"], 8
+    image = world(skimage.data.astronaut(), size, margin=(64, 64))
+    clip = handheld_clip(image, size, frames=frames, drift_px=8, exposure=(0.12, 0.0, -0.12), seed=3)
+    (tmp_path / "src").mkdir()
+    for i, frame in enumerate(clip.frames):
+        Image.fromarray(frame).save(tmp_path / "src" / f"{i:06d}.png")
+    Image.fromarray(clip.plate).save(tmp_path / "plate.png")
+    for align in ("true", "false"):
+        (tmp_path / align).mkdir()
+        gst(
+            cpp_build,
+            tmp_path,
+            "gst-launch-1.0",
+            "-q",
+            *shlex.split(
+                f"multifilesrc location={tmp_path}/src/%06d.png index=0 stop-index={frames - 1} "
+                f"caps=image/png,framerate=1/1 ! pngdec ! mattex model={model} background={tmp_path}/plate.png "
+                f"align={align} output=alpha ! pngenc ! multifilesink location={tmp_path}/{align}/%06d.png"
+            ),
+        )
+    aligned, static = read_alphas(tmp_path / "true"), read_alphas(tmp_path / "false")
+    # the element's steps in Python: the plate aligned with the previous frame's alpha, then matted
+    matter = Matter.open(model, backend="openvino", cache_dir=tmp_path / "py-cache")
+    aligner, alpha, steps = PlateAligner(clip.plate, threads=1, in_order=True), None, []
+    for frame in clip.frames:
+        plate, _ = aligner.align(frame, alpha)
+        alpha = np.asarray(matter.matte_frames(frame[None], plate[None])["pha"])[0, 0]
+        steps.append(np.floor(np.clip(alpha * np.float32(255), 0, 255) + np.float32(0.5)))
+    assert aligned.shape == (frames, *size) and np.abs(aligned - np.array(steps)).max() <= 1
+    matte_media(
+        model,
+        tmp_path / "src",
+        tmp_path / "plate.png",
+        tmp_path / "run",
+        png=True,
+        backend="openvino",
+        cache_dir=tmp_path / "py-cache",
+        outputs=["pha"],
+        align=True,
+    )
+    truth = np.array(clip.alphas) * 255
+    error = {
+        name: float(np.abs(a - truth).mean())
+        for name, a in (("element", aligned), ("static", static), ("mattex run", read_alphas(tmp_path / "run" / "pha")))
+    }
+    assert error["element"] <= error["mattex run"] + 0.5, error
+    assert error["static"] > 1.5 * error["element"], error
+
+
+def test_align_survives_capture_restart_and_flush(cpp_build, cpp_models, tmp_path):
+    """align=true without a background: frames pass until capture-background gives the plate (the
+    aligner is made then, and made again at each capture), a restart and a flushing seek start it
+    again; every frame comes through, under UBSan."""
+    element = f"mattex name=m model={cpp_models['fp32']} align=true"
+    source = "videotestsrc num-buffers=6 pattern=ball ! video/x-raw,format=NV12,width=64,height=64"
+    probe = cpp_build.tool("mattex_gst_probe")
+    restarted = gst(cpp_build, tmp_path, probe, f"{source} ! {element} ! fakesink", "--capture-at", "1", "--restart")
+    assert "frames 12" in restarted.stdout
+    flushed = gst(
+        cpp_build, tmp_path, probe, f"{source} ! {element} ! fakesink", "--capture-at", "0", "--flush-at", "2"
+    )
+    assert "flushed" in flushed.stdout and int(flushed.stdout.split("frames ")[1].split()[0]) >= 4

@@ -23,7 +23,7 @@ GST_PACKAGES = (
 )
 SIZE = 64
 FRAMES = 3
-PROPERTIES = ("model", "background", "output", "composite", "backend", "threads")
+PROPERTIES = ("model", "background", "output", "composite", "backend", "threads", "align")
 
 
 class Gst:
