@@ -271,3 +271,28 @@ def test_align_survives_capture_restart_and_flush(cpp_build, cpp_models, tmp_pat
         cpp_build, tmp_path, probe, f"{source} ! {element} ! fakesink", "--capture-at", "0", "--flush-at", "2"
     )
     assert "flushed" in flushed.stdout and int(flushed.stdout.split("frames ")[1].split()[0]) >= 4
+
+
+def test_align_in_an_element_built_without_opencv_is_an_error_naming_what_to_install(cpp_build, cpp_models, tmp_path):
+    """The element as a build without OpenCV makes it (gstmattex_without_align, the same source
+    without MATTEX_WITH_ALIGN): align=true is a pipeline error naming the package and the option,
+    before any frame; align=false runs."""
+    plugins = cpp_build.root / "tests" / "gstreamer-without-align"
+    env = cpp_build.env(GST_PLUGIN_PATH=str(plugins), GST_REGISTRY=str(tmp_path / "registry.bin"))
+    pipeline = "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! mattex model={} align={} ! fakesink"
+    runs = {
+        align: subprocess.run(
+            ["gst-launch-1.0", "-q", *shlex.split(pipeline.format(cpp_models["fp32"], align))],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        for align in ("true", "false")
+    }
+    refused = runs["true"].stdout + runs["true"].stderr
+    assert runs["true"].returncode != 0
+    assert "ExtraNotInstalledError: align=true needs the clean-plate aligner" in refused, refused
+    assert "apt-get install libopencv-dev" in refused and "-DMATTEX_WITH_ALIGN=ON" in refused, refused
+    assert runs["false"].returncode == 0, runs["false"].stderr[-2000:]
+    assert "runtime error:" not in refused + runs["false"].stderr
