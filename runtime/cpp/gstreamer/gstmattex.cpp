@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
@@ -59,8 +60,12 @@ struct Aligner {
   cv::Mat plate;                  // the last frame's aligned plate
   bool previousAlpha = false;     // the alpha buffer holds the previous frame's matte
   void reset(const Image& background) {  // a new plate, a restart or a flush: the motion so far is gone
+    // OpenCV's pool is the process's, and rebuilding it while another thread uses it can crash
+    // (TBB, Debian's OpenCV): set once per process, never again at a reset in a streaming thread
+    static std::once_flag oneThread;
+    std::call_once(oneThread, [] { cv::setNumThreads(1); });
     mattex::align::AlignOptions options;
-    options.threads = 1;
+    options.threads = -1;  // as they are: one, above
     options.inOrder = true;
     cv::Mat rgb(background.height, background.width, CV_8UC3, const_cast<uint8_t*>(background.rgb.data()));
     aligner = std::make_unique<mattex::align::PlateAligner>(rgb, options);

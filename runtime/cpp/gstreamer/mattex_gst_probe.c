@@ -29,14 +29,23 @@ static GMainLoop* loop;
 static int capture_at = -1, flush_at = -1, want_latency = 0, restart = 0, yield_to_element = 0;
 static int frames_in = 0, frames_out = 0, failed = 0, runs = 0;
 static int frames_held = 0, flush_requested = 0, frames_out_at_flush = -1;
+static gulong hold_probe = 0; /* the blocking probe of --flush-at */
 static gint64 first_frame_us = 0, first_out_us = 0, first_eos_us = 0;
 static guint64 qos_dropped = 0;  /* frames the element dropped as late (its last QoS message) */
 
 static gboolean flush_to_start(gpointer unused) {
   (void)unused;
   frames_out_at_flush = frames_out;
-  if (!gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0)) printf("seek refused\n");
-  else printf("flushed\n");
+  if (gst_element_seek_simple(pipeline, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH, 0)) {
+    printf("flushed\n");
+    return G_SOURCE_REMOVE;
+  }
+  printf("seek refused\n"); /* the held frame would wait for good: let it go, and fail the run */
+  GstPad* sink = gst_element_get_static_pad(matter, "sink");
+  gst_pad_remove_probe(sink, hold_probe);
+  gst_object_unref(sink);
+  failed = 1;
+  g_main_loop_quit(loop);
   return G_SOURCE_REMOVE;
 }
 
@@ -176,7 +185,8 @@ int main(int argc, char** argv) {
   GstPad* src = gst_element_get_static_pad(matter, "src");
   gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, on_frame_in, NULL, NULL);
   gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, on_frame_out, NULL, NULL);
-  if (flush_at >= 0) gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BLOCK | GST_PAD_PROBE_TYPE_BUFFER, hold_for_flush, NULL, NULL);
+  if (flush_at >= 0)
+    hold_probe = gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BLOCK | GST_PAD_PROBE_TYPE_BUFFER, hold_for_flush, NULL, NULL);
   gst_object_unref(sink);
   gst_object_unref(src);
   loop = g_main_loop_new(NULL, FALSE);
