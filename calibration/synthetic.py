@@ -170,7 +170,7 @@ def write_synthetic_video(
     filmed with light capture noise, written to `out` (H.264 MP4); the room without the person,
     the captured background, goes to `background` (PNG). Both are written atomically."""
     from mattex.errors import ConfigError
-    from mattex.files import atomic_path, output_file
+    from mattex.files import atomic_path, check_distinct_outputs, output_file
     from mattex.runtime.media import VideoSink
 
     if frames < 1 or height < 16 or width < 16 or fps < 1:
@@ -179,6 +179,7 @@ def write_synthetic_video(
             f"(height x width) at {fps} fps"
         )
     out, background = output_file(out), output_file(background)  # before any frame is made
+    check_distinct_outputs({"clip": out, "background": background})
     rng = np.random.default_rng(seed)
     room = synth_background(rng, height, width)  # (3, H, W)
     fgr, pha = synth_portrait(rng, height, width)

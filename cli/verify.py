@@ -56,13 +56,14 @@ def command(
     a deployment's CI gate), or PhotoMatte85-layout composites (--data, at the trace size or
     --height/--width).
     """
-    from mattex.files import check_not_input, output_file
+    from mattex.files import check_distinct_outputs, check_not_input, output_file
     from mattex.measure.verify import verify_file
 
     inputs = {"model file": model, "checkpoint": checkpoint, "background": background, "video": video}
     for report_path in (json_report, junit):  # refused now, not after the verification
         if report_path:
             check_not_input(output_file(report_path), inputs)
+    check_distinct_outputs({"JSON report": json_report, "JUnit report": junit})
     report = verify_file(
         model,
         checkpoint=checkpoint,

@@ -12,7 +12,7 @@ from pathlib import Path
 from mattex.calibration.int8 import CalibrationSettings
 from mattex.contract import TENSORRT_TARGETS
 from mattex.errors import ConfigError, ModelFileError, OutputPathError
-from mattex.files import check_not_input, output_file
+from mattex.files import check_distinct_outputs, check_not_input, output_file
 
 from .build import automatic_build, build_engine, parse_profile
 from .config import ExportConfig
@@ -85,6 +85,8 @@ def export_and_build(
     for written in (output, output.with_suffix(".engine"), calibration_cache):
         if written is not None:
             check_not_input(output_file(written), inputs)
+    check_distinct_outputs({"ONNX file": output, "calibration cache": calibration_cache})
+    check_distinct_outputs({"engine": output.with_suffix(".engine"), "calibration cache": calibration_cache})
     check_replaceable(output, config, replace)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

@@ -153,6 +153,27 @@ def check_not_input(output: str | Path, inputs: dict[str, str | Path | None]) ->
             )
 
 
+def check_distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
+    """OutputPathError when two of a command's outputs (`outputs`, by role) are one file under any
+    name: the second written would replace the first, and the command would report both."""
+    seen: dict[Path, tuple[str, str | Path]] = {}
+    for role, given in outputs.items():
+        if given is None:
+            continue
+        target = Path(os.path.realpath(given))
+        for other, (first_role, first_given) in seen.items():
+            try:
+                same = other == target or os.path.samefile(other, target)
+            except OSError:  # one does not exist yet: only the same real path is the same file
+                same = False
+            if same:
+                raise OutputPathError(
+                    f"cannot write {given} as the {role}: it is also the {first_role} ({first_given}); "
+                    "give each output its own path"
+                )
+        seen[target] = (role, given)
+
+
 def _check_output(path: Path, folder: bool = False, shown: str | None = None) -> None:
     kind = special_kind(path)
     if kind is not None:

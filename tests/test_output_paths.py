@@ -245,3 +245,27 @@ def test_no_command_writes_over_its_own_inputs(tmp_path, argv, role):
     assert "error: OutputPathError:" in one_line(result), result.output
     assert f"the {role} this command reads" in one_line(result)
     assert {name: (tmp_path / name).read_bytes() for name in inputs} == before
+
+
+@pytest.mark.parametrize(
+    "argv, roles",
+    [
+        (["data", "synth-video", "--out", "{x}", "--background", "{x}", "--frames", "1"], ("background", "clip")),
+        (["data", "synth-video", "--out", "{x}", "--background", "{link}", "--frames", "1"], ("background", "clip")),
+        (["verify", "{m.onnx}", "--json", "{x}", "--junit", "{x}"], ("JUnit report", "JSON report")),
+        (["export", "-o", "{x}", "--int8", "--calibration-cache", "{x}"], ("calibration cache", "ONNX file")),
+    ],
+    ids=["synth-video", "synth-video-link", "verify", "export"],
+)
+def test_two_outputs_of_one_command_at_one_path_are_refused(tmp_path, argv, roles):
+    """`synth-video --out x --background x` wrote the background over the clip and reported both:
+    two outputs of one command are never one file (under any name), refused before any work."""
+    (tmp_path / "m.onnx").write_bytes(b"a model that must survive")
+    (tmp_path / "link").symlink_to("x")
+    words = [str(tmp_path / w[1:-1]) if w.startswith("{") else w for w in argv]
+    result = runner.invoke(app, words)
+    assert result.exit_code == 2, result.output
+    assert "error: OutputPathError: cannot write " in one_line(result), result.output
+    assert f"as the {roles[0]}: it is also the {roles[1]}" in one_line(result), result.output
+    assert "give each output its own path" in one_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "m.onnx"]  # nothing written
