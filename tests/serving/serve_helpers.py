@@ -142,11 +142,13 @@ def launch(
     ports: list[int] | None = None,
     mattex: list[str] = MATTEX,
     logs=None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, dict]:
     """`mattex serve FILE OPTIONS` on `ports` (http, grpc, metrics; free ones by default), its
     temporary files in `tmp`; returns the process and its URLs once the model is ready (with the
     readiness timeline). `mattex`: the command that runs mattex's CLI. `logs`: a folder for its
-    stdout and stderr (a server that logs much would fill a pipe no one reads, and block)."""
+    stdout and stderr (a server that logs much would fill a pipe no one reads, and block). `env`:
+    variables to set for it."""
     http_port, grpc_port, metrics_port = ports or free_ports(3)
     command = [*mattex, "serve", str(file)]
     command += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]
@@ -158,7 +160,7 @@ def launch(
         stdout=out,
         stderr=err,
         text=True,
-        env={**os.environ, "TMPDIR": str(tmp)},
+        env={**os.environ, "TMPDIR": str(tmp), **(env or {})},
         start_new_session=start_new_session,
     )
     if logs is not None:  # the server has its own copies

@@ -1,7 +1,8 @@
 """`mattex serve` starting and stopping, each test with a server of its own (the shared one serving
 requests: test_serve.py): a port in use, or taken between the check and Triton's bind; an engine on
 its sidecar's backend; a model Triton does not load; Ctrl-C while serving; the options the shared
-server does not use (float I/O, two instances, no batching, OpenVINO).
+server does not use (float I/O, two instances, no batching, OpenVINO); a second instance whose
+first is late to answer it.
 """
 
 import os
@@ -221,3 +222,48 @@ def test_float_io_two_instances_no_batching_on_openvino_and_ctrl_c(small_file, t
     assert "serving small.onnx on openvino as 'matte'" in stderr
     assert leftovers(tmp_path, pids) <= before, leftovers(tmp_path, pids) - before
     assert not survivors(pids), survivors(pids)  # two instances: no stub left running (Triton may give up on one)
+
+
+LATE_HANDSHAKE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+/* PyTriton's handshake socket (the first model instance's) bound 1.5 s before it listens */
+int listen(int fd, int backlog) {
+  int (*real)(int, int) = (int (*)(int, int))dlsym(RTLD_NEXT, "listen");
+  struct sockaddr_un address;
+  socklen_t size = sizeof address;
+  if (getsockname(fd, (struct sockaddr*)&address, &size) == 0 && address.sun_family == AF_UNIX &&
+      strstr(address.sun_path, "-config.sock"))
+    usleep(1500000);
+  return real(fd, backlog);
+}
+"""
+
+
+def test_a_second_instance_waits_for_the_first_to_answer_its_handshake(small_file, tmp_path):
+    """PyTriton's second model instance reads its configuration from the first one's handshake
+    socket, giving it 1 s; on a loaded machine the first was later ("Connection refused") and
+    `--instances 2` failed to start (seen once in CI). With that socket bound 1.5 s before it
+    listens (listen() delayed by LD_PRELOAD), which failed every time before, the server starts
+    with both instances (mattex's proxy model waits for the first)."""
+    if shutil.which("gcc") is None:
+        pytest.fail("this test compiles an LD_PRELOAD shim: apt-get install gcc", pytrace=False)
+    (tmp_path / "late.c").write_text(LATE_HANDSHAKE)
+    shim = tmp_path / "late.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", shim, tmp_path / "late.c", "-ldl"], check=True)
+    options = ["--instances", "2", "--backend", "openvino"]
+    process, urls = launch(small_file, tmp_path, *options, start_new_session=True, env={"LD_PRELOAD": str(shim)})
+    try:
+        client = httpclient.InferenceServerClient(urls["http"][len("http://") :])
+        assert client.is_model_ready("matte")
+        assert [group["count"] for group in client.get_model_config("matte")["instance_group"]] == [2]
+        client.close()
+    finally:
+        pids = process_tree(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        process.communicate(timeout=30)
+    assert not survivors(pids), survivors(pids)
