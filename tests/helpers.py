@@ -122,39 +122,48 @@ def metadata_props(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def engine_with_sidecar(tmp_path, backend="tensorrt", min_batch=1, frames=False):
-    """A plan file and the sidecar `mattex build` writes beside it (the plan's sha256 recorded).
-    Only the sidecar is read by what uses it: no TensorRT runs, and a test with it says nothing
-    about TensorRT loading the plan."""
-    import hashlib
-
+def plan_with_sidecar(engine: Path, plan: bytes = b"a raw TensorRT plan", **fields) -> Path:
+    """`plan` written to `engine` and the sidecar `mattex build` writes beside it (the plan's sha256
+    recorded): a TensorRT 10.13 fp32 build for an NVIDIA L4 at 64x64, `fields` changed. Only the
+    sidecar is read by what uses it: no TensorRT runs, and a test with it says nothing about
+    TensorRT loading the plan."""
+    from mattex.files import sha256_file
     from mattex.runtime import Profile
     from mattex.runtime.sidecar import Sidecar
 
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"a TensorRT plan")
+    engine.write_bytes(plan)
+    defaults = dict(
+        tensorrt_version="10.13.0",
+        gpu_name="NVIDIA L4",
+        compute_capability=(8, 9),
+        profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
+        io=[],
+        precision="fp32",
+        onnx_sha256="0" * 64,
+        plan_sha256=sha256_file(engine),
+        mattex_version="0.1.0",
+    )
+    Sidecar(**{**defaults, **fields}).save(engine)
+    return engine
+
+
+def engine_with_sidecar(tmp_path, backend="tensorrt", min_batch=1, frames=False):
+    """An fp16 engine for HD and 4K (two profiles) with the io of a float or a frames file."""
+    from mattex.runtime import Profile
+
     src = [-1, -1, -1, 3] if frames else [-1, 3, -1, -1]
     io = [{"name": n, "mode": "input", "dtype": "uint8" if frames else "float32", "shape": src} for n in ("src", "bgr")]
     io += [
         {"name": "pha", "mode": "output", "dtype": "float32", "shape": [-1, 1, -1, -1]},
         {"name": "fgr", "mode": "output", "dtype": "float32", "shape": [-1, 3, -1, -1]},
     ]
-    Sidecar(
-        tensorrt_version="10.13.0",
-        gpu_name="NVIDIA L4",
-        compute_capability=(8, 9),
-        profiles=[
-            Profile((min_batch, 720, 1280), (4, 1080, 1920), (4, 1080, 1920)),
-            Profile((1, 2160, 3840), (2, 2160, 3840), (2, 2160, 3840)),
-        ],
-        io=io,
-        precision="fp16",
-        onnx_sha256="0" * 64,
-        plan_sha256=hashlib.sha256(engine.read_bytes()).hexdigest(),
-        mattex_version="0.1.0",
-        backend=backend,
-    ).save(engine)
-    return engine
+    profiles = [
+        Profile((min_batch, 720, 1280), (4, 1080, 1920), (4, 1080, 1920)),
+        Profile((1, 2160, 3840), (2, 2160, 3840), (2, 2160, 3840)),
+    ]
+    return plan_with_sidecar(
+        tmp_path / "m.engine", b"a TensorRT plan", profiles=profiles, io=io, precision="fp16", backend=backend
+    )
 
 
 def python_open(path, env: dict, **options) -> str:

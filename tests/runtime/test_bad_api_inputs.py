@@ -6,13 +6,13 @@ typed error, a message naming what is wrong, and no file left behind.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import plan_with_sidecar
 from mattex import errors
 
 
@@ -30,25 +30,11 @@ def _listing(root: Path) -> set[str]:
 
 
 def _engine_with_sidecar(root: Path, **changes) -> Path:
-    from mattex.files import sha256_file
-    from mattex.runtime.io_spec import Profile
-    from mattex.runtime.sidecar import Sidecar
-
-    engine = root / "m.engine"
-    engine.write_bytes(b"plan bytes as TensorRT wrote them")
-    sidecar = Sidecar(
-        tensorrt_version="10.13.0",
+    fields = dict(
         gpu_name="NVIDIA GeForce RTX 4090",
-        compute_capability=(8, 9),
-        profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
         io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
     )
-    dataclasses.replace(sidecar, **changes).save(engine)
-    return engine
+    return plan_with_sidecar(root / "m.engine", b"plan bytes as TensorRT wrote them", **{**fields, **changes})
 
 
 def _check_env(root, engine_changes=None, **env):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import plan_with_sidecar
 from mattex.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -22,7 +23,7 @@ from mattex.measure.budgets import BUDGETS
 from mattex.model.sources import WeightsSource, build_model
 from mattex.runtime import Matter, Profile, check_inputs
 from mattex.runtime.backends.onnxruntime import choose_providers
-from mattex.runtime.sidecar import Environment, Sidecar, check_environment, check_plan, load_sidecar, sha256_file
+from mattex.runtime.sidecar import Environment, check_environment, check_plan, load_sidecar
 
 HD = (1080, 1920)
 
@@ -132,21 +133,12 @@ def test_open_rejects_unknown_files(tmp_path):
 
 
 def make_sidecar(tmp_path, **changes) -> tuple:
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"plan bytes as TensorRT wrote them")
-    sidecar = Sidecar(
-        tensorrt_version="10.13.0",
+    fields = dict(
         gpu_name="NVIDIA GeForce RTX 4090",
-        compute_capability=(8, 9),
         profiles=[Profile((1, 1080, 1920), (1, 1080, 1920), (1, 1080, 1920))],
         io=[{"name": "src", "mode": "input", "dtype": "float32", "shape": [-1, 3, -1, -1]}],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
     )
-    sidecar = dataclasses.replace(sidecar, **changes)
-    sidecar.save(engine)
+    engine = plan_with_sidecar(tmp_path / "m.engine", b"plan bytes as TensorRT wrote them", **{**fields, **changes})
     return engine, load_sidecar(engine)
 
 

@@ -10,9 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from helpers import python_open
+from helpers import plan_with_sidecar, python_open
 from mattex.runtime import Matter, Profile
-from mattex.runtime.sidecar import Sidecar, sha256_file
 
 
 def cpp_open(cpp_build, path, env, precision=None) -> str:
@@ -150,21 +149,11 @@ def test_bad_frames_get_pythons_errors(cpp_build, cpp_models, tmp_path):
 
 
 def write_engine(path, backend="tensorrt", content=b"a raw TensorRT plan"):
-    path.write_bytes(content)
-    rtx = backend == "tensorrt-rtx"
-    Sidecar(
-        tensorrt_version="1.7.1.116" if rtx else "10.13.0",
-        gpu_name=None if rtx else "NVIDIA L4",
-        compute_capability=None if rtx else (8, 9),
-        profiles=[Profile((1, 64, 64), (1, 64, 64), (2, 64, 64))],
-        io=[],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(path),
-        mattex_version="0.1.0",
-        backend=backend,
-    ).save(path)
-    return path
+    rtx = {"tensorrt_version": "1.7.1.116", "gpu_name": None, "compute_capability": None}
+    profiles = [Profile((1, 64, 64), (1, 64, 64), (2, 64, 64))]
+    return plan_with_sidecar(
+        path, content, profiles=profiles, backend=backend, **(rtx if backend == "tensorrt-rtx" else {})
+    )
 
 
 def test_engines_without_tensorrt_built_in_name_the_cmake_option(cpp_build, tmp_path):

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import mattex.errors
+from helpers import plan_with_sidecar
 from mattex import facts
 from mattex.errors import CorruptEngineError, EngineMismatchError, MattexError, ModelFileError
 from mattex.metadata import ExportMetadata
-from mattex.runtime import Profile
 from mattex.runtime.backends import BACKENDS
-from mattex.runtime.sidecar import Environment, Sidecar, check_environment, load_sidecar, sha256_file
+from mattex.runtime.sidecar import Environment, check_environment, load_sidecar
 
 CPP = Path(__file__).resolve().parents[3] / "runtime" / "cpp"
 GENERATOR = CPP / "cmake" / "generate_facts.py"
@@ -76,20 +76,7 @@ def test_cpp_ranks_backends_as_the_python_registry_does(asan_build, tmp_path):
 
 
 def save(engine: Path, **changes) -> Path:
-    engine.write_bytes(b"a raw plan")
-    fields = dict(
-        tensorrt_version="10.13.0",
-        gpu_name="NVIDIA L4",
-        compute_capability=(8, 9),
-        profiles=[Profile((1, 64, 64), (1, 64, 64), (1, 64, 64))],
-        io=[],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
-    )
-    Sidecar(**{**fields, **changes}).save(engine)
-    return engine
+    return plan_with_sidecar(engine, b"a raw plan", **changes)
 
 
 RTX = dict(backend="tensorrt-rtx", tensorrt_version="1.7.1.116", gpu_name=None, compute_capability=None)

@@ -4,8 +4,8 @@ fuzzing below also checks the reader for memory errors and leaks."""
 
 import pytest
 
+from helpers import plan_with_sidecar
 from mattex.runtime import Profile
-from mattex.runtime.sidecar import Sidecar, sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -14,20 +14,8 @@ def sidecar_check(asan_build):
 
 
 def write_engine(tmp_path, content=b"a raw TensorRT plan"):
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(content)
-    Sidecar(
-        tensorrt_version="10.13.0",
-        gpu_name="NVIDIA L4",
-        compute_capability=(8, 9),
-        profiles=[Profile((1, 1080, 1920), (2, 1080, 1920), (2, 1080, 1920))],
-        io=[],
-        precision="fp32",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
-    ).save(engine)
-    return engine
+    profiles = [Profile((1, 1080, 1920), (2, 1080, 1920), (2, 1080, 1920))]
+    return plan_with_sidecar(tmp_path / "m.engine", content, profiles=profiles)
 
 
 def test_cpp_reads_the_python_sidecar_and_hashes_the_plan_alike(sidecar_check, tmp_path):
@@ -49,22 +37,17 @@ def test_cpp_refuses_a_missing_or_foreign_sidecar(sidecar_check, tmp_path):
 
 
 def write_rtx_engine(tmp_path, targets):
-    engine = tmp_path / "rtx.engine"
-    engine.write_bytes(b"a raw TensorRT for RTX plan")
-    Sidecar(
+    return plan_with_sidecar(
+        tmp_path / "rtx.engine",
+        b"a raw TensorRT for RTX plan",
         tensorrt_version="1.7.1.116",
         gpu_name=None,
         compute_capability=None,
         profiles=[Profile((1, 1080, 1920), (1, 1080, 1920), (1, 1080, 1920))],
-        io=[],
         precision="fp16",
-        onnx_sha256="0" * 64,
-        plan_sha256=sha256_file(engine),
-        mattex_version="0.1.0",
         backend="tensorrt-rtx",
         target_compute_capabilities=targets,
-    ).save(engine)
-    return engine
+    )
 
 
 def run_check(sidecar_check, engine, *environment):
