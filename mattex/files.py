@@ -141,10 +141,7 @@ def check_not_input(output: str | Path, inputs: dict[str, str | Path | None]) ->
         if given is None:
             continue
         source = Path(os.path.realpath(given))
-        try:
-            same = source == target or os.path.samefile(source, target)
-        except OSError:  # one of them does not exist (yet)
-            same = False
+        same = _same_file(source, target)
         if same or target in source.parents:
             where = "it is" if same else "it holds"
             raise OutputPathError(
@@ -162,16 +159,21 @@ def check_distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
             continue
         target = Path(os.path.realpath(given))
         for other, (first_role, first_given) in seen.items():
-            try:
-                same = other == target or os.path.samefile(other, target)
-            except OSError:  # one does not exist yet: only the same real path is the same file
-                same = False
-            if same:
+            if _same_file(other, target):
                 raise OutputPathError(
                     f"cannot write {given} as the {role}: it is also the {first_role} ({first_given}); "
                     "give each output its own path"
                 )
         seen[target] = (role, given)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two real paths are one file: the same path, or a hard link (one that does not
+    exist yet is the same only by path)."""
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _check_output(path: Path, folder: bool = False, shown: str | None = None) -> None:
